@@ -1,0 +1,3 @@
+"""persona-factory: synthetic persona-grounded dialogue datasets."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,165 @@
+"""The dataset card: Hub metadata that ``datasets`` reads (configs, splits), and a body people read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from factory.dataset.stats import RunStats
+from factory.records import SCHEMA_VERSION, DialogueRecord
+
+ATTRIBUTION = """\
+Statement personas and the generator's few-shot conversations come from
+[Synthetic-Persona-Chat](https://github.com/google-research-datasets/Synthetic-Persona-Chat)
+(Jandaghi et al., 2023, arXiv:2312.10007), licensed CC BY 4.0. Big Five personas are described with
+items of the [IPIP-NEO-120](https://ipip.ori.org/) (public domain)."""
+
+LIMITATIONS = """\
+- Every dialogue is synthetic: written by the model named above, judged by critics that are
+  themselves models. Critic verdicts are evidence, not ground truth.
+- A small model (such as the embedded SmolLM2-135M) writes weak dialogues and weak verdicts; use
+  it to try a recipe, and a strong endpoint to make data worth training on.
+- Personas are sampled, not real people; any resemblance to a real person is accidental."""
+
+
+def size_category(count: int) -> str:
+    for bound, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if count < bound:
+            return label
+    return "1M<n<10M"
+
+
+@dataclass
+class CardContext:
+    recipe_name: str
+    description: str
+    version: str
+    previous_version: str | None
+    recipe_hash: str
+    model: str
+    endpoint_kind: str
+    license: str
+    pretty_name: str | None
+    samples: int
+
+
+def card_data(context: CardContext, stats: RunStats, splits: list[str]) -> DatasetCardData:
+    return DatasetCardData(
+        license=context.license,
+        language=["en"],
+        task_categories=["text-generation"],
+        size_categories=[size_category(stats.generated)],
+        tags=["synthetic", "persona", "dialogue", "persona-factory"],
+        pretty_name=context.pretty_name or f"persona-factory: {context.recipe_name}",
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in splits],
+            }
+        ],
+        persona_factory={
+            "version": context.version,
+            "previous_version": context.previous_version,
+            "recipe": context.recipe_name,
+            "recipe_hash": context.recipe_hash,
+            "schema_version": SCHEMA_VERSION,
+            "model": context.model,
+            "endpoint_kind": context.endpoint_kind,
+            "stats": stats.as_dict(),
+        },
+    )
+
+
+def _table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _render_dialogue(record: DialogueRecord) -> str:
+    lines = []
+    for index, persona in enumerate(record.speakers, start=1):
+        label = persona.name or f"User {index}"
+        frame = f" ({persona.mbti})" if persona.mbti else ""
+        lines.append(f"**{label}{frame}**: " + " ".join(persona.statements))
+    lines.append("")
+    lines.extend(f"> **{record.speaker_name(turn.speaker)}:** {turn.text}  " for turn in record.turns)
+    if not record.turns:
+        lines.append("> (no turns could be parsed)")
+    lines.append("")
+    lines.extend(f"- `{v.critic}`: {'pass' if v.passed else 'FAIL'} — {v.reason}" for v in record.verdicts)
+    return "\n".join(lines)
+
+
+def render_card(context: CardContext, stats: RunStats, records: list[DialogueRecord], splits: list[str]) -> DatasetCard:
+    critic_rows = [
+        [c.critic, c.judged, c.passed, f"{c.pass_rate:.0%}", stats.rejected_by.get(c.critic, 0), c.tokens]
+        for c in stats.critics
+    ]
+    per_accepted = f"{stats.tokens_per_accepted:,.0f}" if stats.tokens_per_accepted is not None else "n/a"
+    accepted = [r for r in records if r.accepted][: context.samples]
+    rejected = [r for r in records if not r.accepted][: max(1, context.samples // 2) if context.samples else 0]
+    body = [
+        f"# {context.pretty_name or f'persona-factory: {context.recipe_name}'}",
+        "",
+        f"Version **{context.version}**"
+        + (f" (previous: {context.previous_version})" if context.previous_version else " (first version)")
+        + f", made by the recipe `{context.recipe_name}` (hash `{context.recipe_hash}`) with the model "
+        f"`{context.model}` ({context.endpoint_kind} endpoint).",
+        "",
+        context.description.strip(),
+        "",
+        "## Counts",
+        "",
+        _table(
+            ["generated", "accepted", "rejected", "acceptance rate", "mean turns (accepted)"],
+            [[stats.generated, stats.accepted, stats.rejected, f"{stats.acceptance_rate:.0%}", stats.mean_turns_accepted]],
+        ),
+        "",
+        "## Critics",
+        "",
+        "A dialogue is accepted when every critic passes it. `rejected` counts the dialogues each critic failed.",
+        "",
+        _table(["critic", "judged", "passed", "pass rate", "rejected", "tokens"], critic_rows),
+        "",
+        "## Tokens",
+        "",
+        _table(
+            ["generation", "critics", "total", "per accepted dialogue"],
+            [[stats.generation_tokens, stats.critic_tokens, stats.total_tokens, per_accepted]],
+        ),
+        "",
+        "## Speakers by persona kind",
+        "",
+        _table(["kind", "speakers"], [[kind, n] for kind, n in stats.speakers_by_kind.items()]),
+        "",
+        "## Samples",
+        "",
+    ]
+    for title, sample in (("Accepted", accepted), ("Rejected", rejected)):
+        for record in sample:
+            body += [f"### {title}: `{record.id}`", "", _render_dialogue(record), ""]
+    body += [
+        "## Use",
+        "",
+        "```python",
+        "import datasets",
+        'ds = datasets.load_dataset("PATH_OR_REPO")',
+        "```",
+        "",
+        f"Splits: {', '.join(f'`{split}`' for split in splits)} (a split with no rows is left out).",
+        "",
+        f"Records follow the `dialogue_record` JSON Schema {SCHEMA_VERSION} of persona-factory.",
+        "",
+        "## Source data and licence",
+        "",
+        ATTRIBUTION,
+        "",
+        "## Limitations",
+        "",
+        LIMITATIONS,
+        "",
+    ]
+    content = f"---\n{card_data(context, stats, splits).to_yaml()}\n---\n\n" + "\n".join(body)
+    return DatasetCard(content)

@@ -1,0 +1,152 @@
+"""A versioned dataset folder: the Hub's layout, kept as a git repository with a tag per version.
+
+Every run writes its version into a staging folder beside the data; only a finished version is
+moved in, committed and tagged (``v1.0.0``, ``v1.1.0``, ...). A run that fails or is killed before
+that leaves the folder exactly as it was; one killed while moving files in is rolled back to the
+last commit by the next run (the ``publishing`` marker says a move was under way).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from factory.errors import OutputError
+
+STATE_DIR = ".persona-factory"
+PUBLISHED_ENTRIES = ("data", "README.md", "recipe.yaml", "manifest.json")
+_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+_GIT_IDENTITY = ["-c", "user.name=persona-factory", "-c", "user.email=persona-factory@localhost"]
+
+
+def parse_version(tag: str) -> tuple[int, int, int] | None:
+    match = _VERSION.match(tag)
+    return tuple(int(part) for part in match.groups()) if match else None  # type: ignore[return-value]
+
+
+class DatasetFolder:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).resolve()
+        self.state = self.path / STATE_DIR
+
+    # -- git ---------------------------------------------------------------------------------
+    def git(self, *args: str, check: bool = True) -> str:
+        try:
+            completed = subprocess.run(
+                ["git", *_GIT_IDENTITY, *args], cwd=self.path, capture_output=True, text=True, check=False
+            )
+        except FileNotFoundError as exc:
+            raise OutputError("git is needed to version dataset folders; install git") from exc
+        if check and completed.returncode != 0:
+            raise OutputError(f"git {' '.join(args)} failed in {self.path}: {completed.stderr.strip()}")
+        return completed.stdout
+
+    def is_initialised(self) -> bool:
+        return (self.path / ".git").is_dir() and self.state.is_dir()
+
+    def versions(self) -> list[str]:
+        if not self.is_initialised():
+            return []
+        tags = [tag for tag in self.git("tag", "--list", "v*").split() if parse_version(tag)]
+        return sorted(tags, key=parse_version)  # type: ignore[arg-type]
+
+    def current_version(self) -> str | None:
+        versions = self.versions()
+        return versions[-1] if versions else None
+
+    def next_version(self) -> str:
+        """The first run is v1.0.0; each later run adds a minor version."""
+        current = self.current_version()
+        if current is None:
+            return "v1.0.0"
+        major, minor, _ = parse_version(current)  # type: ignore[misc]
+        return f"v{major}.{minor + 1}.0"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Make the folder ready for a new version, or say why it cannot take one."""
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputError(f"{self.path} exists and is not a folder")
+        if self.path.is_dir() and not self.is_initialised():
+            foreign = [entry.name for entry in self.path.iterdir()]
+            if foreign:
+                raise OutputError(
+                    f"{self.path} is not empty and is not a persona-factory dataset folder "
+                    f"(it holds {', '.join(sorted(foreign)[:5])}); choose a new or empty --out"
+                )
+        if not self.is_initialised():
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.state.mkdir(exist_ok=True)
+            self.git("init", "-q", "-b", "main")
+            (self.path / ".gitignore").write_text(f"{STATE_DIR}/\n", encoding="utf-8")
+            self.git("add", ".gitignore")
+            self.git("commit", "-q", "-m", "Start a persona-factory dataset folder")
+        self._recover()
+
+    def _recover(self) -> None:
+        marker = self.state / "publishing"
+        if marker.exists():
+            # A run died while moving its version in: the last commit is the truth.
+            self.git("reset", "-q", "--hard", "HEAD")
+            self.git("clean", "-q", "-fd", "-e", STATE_DIR)
+            marker.unlink()
+        elif self.git("status", "--porcelain").strip():
+            raise OutputError(
+                f"{self.path} has changes that are not part of any version; commit them "
+                f"(git -C {self.path} commit -am ...) or discard them (git -C {self.path} checkout -- .) first"
+            )
+        staging_root = self.state / "staging"
+        if staging_root.is_dir():
+            for stale in staging_root.iterdir():
+                shutil.rmtree(stale, ignore_errors=True)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        self.state.mkdir(parents=True, exist_ok=True)
+        with (self.state / "lock").open("w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise OutputError(f"another run is writing to {self.path}; wait for it to finish") from exc
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def new_staging(self) -> Path:
+        staging = self.state / "staging" / uuid.uuid4().hex[:12]
+        staging.mkdir(parents=True)
+        return staging
+
+    def publish(self, staging: Path, version: str, message: str) -> None:
+        """Move a finished version in, commit and tag it."""
+        marker = self.state / "publishing"
+        marker.write_text(json.dumps({"version": version, "staging": staging.name}), encoding="utf-8")
+        for name in PUBLISHED_ENTRIES:
+            target = self.path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            if (staging / name).exists():
+                os.replace(staging / name, target)
+        self.git("add", "-A", "--", *[name for name in PUBLISHED_ENTRIES])
+        self.git("commit", "-q", "-m", message)
+        self.git("tag", "-a", version, "-m", message)
+        marker.unlink()
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def read_manifest(self, version: str | None = None) -> dict | None:
+        if version is None:
+            path = self.path / "manifest.json"
+            return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        text = self.git("show", f"{version}:manifest.json", check=False)
+        return json.loads(text) if text.strip() else None

@@ -1,0 +1,147 @@
+"""Statement personas and conversations in the Synthetic-Persona-Chat format.
+
+CSV: columns ``user 1 personas`` and ``user 2 personas`` (newline-separated statements) and,
+optionally, ``Best Generated Conversation`` (lines ``User 1: ...`` / ``User 2: ...``).
+JSONL: one object per line with ``User 1 Personas`` and ``User 2 Personas`` (lists of strings) and,
+optionally, ``Conversation`` (list of lines). Column names are matched case-insensitively.
+
+Rows are numbered from 1, not counting the CSV header; for JSONL the row is the line number.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from factory.errors import PersonaFileError
+from factory.records import PersonaProfile
+
+USER_COLUMNS = ("user 1 personas", "user 2 personas")
+CONVERSATION_COLUMNS = ("best generated conversation", "conversation")
+_SPEAKER_LINE = re.compile(r"^\s*User\s*([12])\s*:\s*(.*)$", re.I)
+
+
+@dataclass(frozen=True)
+class SPCRow:
+    row: int
+    personas: tuple[tuple[str, ...], tuple[str, ...]]
+    conversation: tuple[tuple[int, str], ...]  # (speaker index 0/1, text)
+
+    @property
+    def id(self) -> str:
+        return f"spc-r{self.row}"
+
+
+def _split_statements(value: Any, *, path: Path, row: int, field: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = value.splitlines()
+    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+        items = value
+    else:
+        raise PersonaFileError(
+            f"expected newline-separated text or a list of strings, got {type(value).__name__}",
+            path=path, row=row, field=field,
+        )
+    statements = tuple(item.strip() for item in items if item.strip())
+    if not statements:
+        raise PersonaFileError("no persona statements", path=path, row=row, field=field)
+    return statements
+
+
+def _parse_conversation(value: Any, *, path: Path, row: int, field: str) -> tuple[tuple[int, str], ...]:
+    if value in (None, ""):
+        return ()
+    lines = value.splitlines() if isinstance(value, str) else value
+    if not isinstance(lines, list):
+        raise PersonaFileError("expected conversation lines", path=path, row=row, field=field)
+    turns: list[tuple[int, str]] = []
+    for line in lines:
+        if not isinstance(line, str):
+            raise PersonaFileError("conversation lines must be strings", path=path, row=row, field=field)
+        match = _SPEAKER_LINE.match(line)
+        if match:
+            turns.append((int(match.group(1)) - 1, match.group(2).strip()))
+        elif line.strip() and turns:
+            speaker, text = turns[-1]
+            turns[-1] = (speaker, f"{text} {line.strip()}")
+    return tuple(turns)
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = [name.strip().lower() for name in reader.fieldnames or []]
+            for column in USER_COLUMNS:
+                if column not in header:
+                    raise PersonaFileError(
+                        f"missing column; the file has {header or 'no header'}", path=path, field=column
+                    )
+            for number, record in enumerate(reader, start=1):
+                yield number, {(key or "").strip().lower(): value for key, value in record.items()}
+    elif suffix in (".jsonl", ".json"):
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise PersonaFileError(f"not valid JSON: {exc.msg}", path=path, row=number) from exc
+                if not isinstance(record, dict):
+                    raise PersonaFileError("each line must be a JSON object", path=path, row=number)
+                lowered = {key.strip().lower(): value for key, value in record.items()}
+                for column in USER_COLUMNS:
+                    if column not in lowered:
+                        raise PersonaFileError("missing field", path=path, row=number, field=column)
+                yield number, lowered
+    else:
+        raise PersonaFileError("unsupported file type; use .csv or .jsonl", path=path)
+
+
+def load_spc_rows(path: Path) -> list[SPCRow]:
+    if not path.is_file():
+        raise PersonaFileError("file not found", path=path)
+    rows = []
+    for number, record in _rows(path):
+        personas = tuple(
+            _split_statements(record.get(column), path=path, row=number, field=column) for column in USER_COLUMNS
+        )
+        conversation_column = next((c for c in CONVERSATION_COLUMNS if c in record), None)
+        conversation = (
+            _parse_conversation(record[conversation_column], path=path, row=number, field=conversation_column)
+            if conversation_column
+            else ()
+        )
+        rows.append(SPCRow(row=number, personas=personas, conversation=conversation))  # type: ignore[arg-type]
+    if not rows:
+        raise PersonaFileError("no rows", path=path)
+    return rows
+
+
+def statement_personas(path: Path, count: int | None, rng: random.Random) -> list[PersonaProfile]:
+    """Every distinct user profile of the file (each row holds two), or a seeded sample of them."""
+    seen: dict[tuple[str, ...], PersonaProfile] = {}
+    for row in load_spc_rows(path):
+        for user, statements in enumerate(row.personas, start=1):
+            if statements in seen:
+                continue
+            digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()[:10]
+            seen[statements] = PersonaProfile(
+                id=f"statements-{digest}",
+                kind="statements",
+                statements=list(statements),
+                description=" ".join(statements),
+                source=f"{path.name} row {row.row} user {user}",
+            )
+    personas = list(seen.values())
+    if count is not None and count < len(personas):
+        personas = rng.sample(personas, count)
+    return personas

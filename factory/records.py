@@ -1,0 +1,151 @@
+"""The records the factory publishes: persona profiles and dialogue records.
+
+These pydantic models are the single source of truth for the published data. The JSON Schemas in
+``schemas/`` are generated from them (``persona-factory schemas export``) and the parquet schema
+is derived from them (``factory.dataset.arrow``), so the three cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0"
+
+PersonaKind = Literal["mbti", "big_five", "statements", "implicit"]
+BIG_FIVE_TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Demographics(_Record):
+    """What is known of a persona's circumstances; every field may be unknown."""
+
+    age: int | None = None
+    gender: str | None = None
+    occupation: str | None = None
+    location: str | None = None
+
+
+class BigFiveScores(_Record):
+    """A level per trait on a 1-7 scale (1 = very low, 4 = average, 7 = very high)."""
+
+    openness: int = Field(ge=1, le=7)
+    conscientiousness: int = Field(ge=1, le=7)
+    extraversion: int = Field(ge=1, le=7)
+    agreeableness: int = Field(ge=1, le=7)
+    neuroticism: int = Field(ge=1, le=7)
+
+
+class PersonaProfile(_Record):
+    """One persona, whatever its source. ``statements`` is always filled: it is what the
+    generator and the critics read, whatever the kind."""
+
+    id: str = Field(description="Stable id, unique within a run (derived from source and content).")
+    kind: PersonaKind
+    name: str | None = None
+    demographics: Demographics = Field(default_factory=Demographics)
+    mbti: str | None = Field(default=None, description="The four-letter MBTI type, e.g. INTJ.")
+    big_five: BigFiveScores | None = None
+    statements: list[str] = Field(description="First-person persona statements.")
+    description: str = Field(default="", description="Free-text description of the persona.")
+    source: str = Field(default="", description="Where the persona came from (file and row, or sampler).")
+
+
+class Turn(_Record):
+    speaker: str = Field(description="The id of the speaking persona (one of the record's speakers).")
+    text: str
+
+
+class Verdict(_Record):
+    critic: str
+    passed: bool
+    score: float | None = Field(default=None, description="The critic's score in [0, 1], if it gives one.")
+    reason: str
+    tokens: int = Field(default=0, description="Tokens the critic spent on this dialogue.")
+
+
+class TokenUsage(_Record):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+        )
+
+
+class StepPlacement(_Record):
+    """Which Ray node (and host) ran a pipeline step for this dialogue."""
+
+    step: str
+    node_id: str
+    hostname: str
+
+
+class GenerationMeta(_Record):
+    model: str
+    endpoint_kind: Literal["embedded", "openai-compatible", "scripted"] = "openai-compatible"
+    prompt_hash: str = Field(description="sha256 of the generator's messages, to find identical prompts.")
+    seed: int
+    iteration: int = Field(default=0, description="Round of the Generator-Critic loop that made it.")
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    few_shot_ids: list[str] = Field(default_factory=list)
+    placements: list[StepPlacement] = Field(default_factory=list)
+
+
+class DialogueRecord(_Record):
+    id: str
+    recipe: str = Field(description="Name of the recipe that made it.")
+    speakers: list[PersonaProfile] = Field(description="Full persona snapshot of every speaker.")
+    turns: list[Turn]
+    generation: GenerationMeta
+    raw_generation: str = Field(default="", description="The generator's reply as received.")
+    verdicts: list[Verdict] = Field(default_factory=list)
+    accepted: bool = False
+
+    def speaker_name(self, speaker_id: str) -> str:
+        for index, persona in enumerate(self.speakers):
+            if persona.id == speaker_id:
+                return persona.name or f"User {index + 1}"
+        return speaker_id
+
+
+PUBLISHED_MODELS: dict[str, type[BaseModel]] = {
+    "persona_profile": PersonaProfile,
+    "dialogue_record": DialogueRecord,
+}
+
+
+def json_schemas() -> dict[str, dict]:
+    """The JSON Schema of each published record, keyed by the file stem it is written to."""
+    schemas = {}
+    for stem, model in PUBLISHED_MODELS.items():
+        schema = model.model_json_schema()
+        schema["$id"] = f"https://persona-factory/schemas/{stem}/{SCHEMA_VERSION}"
+        schemas[stem] = schema
+    return schemas
+
+
+def render_schema(schema: dict) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def export_json_schemas(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for stem, schema in json_schemas().items():
+        path = directory / f"{stem}.schema.json"
+        path.write_text(render_schema(schema), encoding="utf-8")
+        written.append(path)
+    return written

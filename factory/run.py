@@ -1,0 +1,198 @@
+"""A whole run: validate, find or start the endpoint, run on Ray, write and publish a version.
+
+Everything that can be checked before work starts is checked first (recipe, persona files,
+casting, the endpoint), so bad input writes nothing at all.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow.parquet as pq
+import yaml
+
+from factory.config import Recipe, environment_overrides
+from factory.dataset.arrow import records_to_table
+from factory.dataset.card import CardContext, render_card
+from factory.dataset.folder import DatasetFolder
+from factory.dataset.stats import RunStats, compute_stats
+from factory.distributed import ray_session
+from factory.llm.client import EndpointSpec, check_endpoint
+from factory.llm.embedded import EmbeddedServer
+from factory.personas import plan_casts
+from factory.records import SCHEMA_VERSION, DialogueRecord
+
+ROWS_PER_SHARD = 50_000
+
+
+@dataclass
+class RunResult:
+    path: Path
+    version: str
+    previous_version: str | None
+    stats: RunStats
+    manifest: dict
+    seconds: float
+
+
+def endpoint_spec(recipe: Recipe, base_url: str, model: str, kind: str) -> EndpointSpec:
+    llm = recipe.llm
+    structured = llm.structured_output or ("json_object" if kind == "embedded" else "json_schema")
+    return EndpointSpec(
+        base_url=base_url,
+        model=model,
+        kind=kind,  # type: ignore[arg-type]
+        max_concurrency=llm.max_concurrency,
+        max_retries=llm.max_retries,
+        timeout=llm.timeout,
+        backoff_base=llm.backoff_base,
+        backoff_max=llm.backoff_max,
+        structured_output=structured,
+    )
+
+
+@contextmanager
+def open_endpoint(recipe: Recipe, log_dir: Path | None = None) -> Iterator[EndpointSpec]:
+    """The configured endpoint, or the embedded llama.cpp server for the duration of the run."""
+    if recipe.llm.base_url:
+        models: list[str] = []
+        spec = endpoint_spec(recipe, recipe.llm.base_url, recipe.llm.model or "", "openai-compatible")
+        models = check_endpoint(spec, environment_overrides()["api_key"])
+        if not spec.model:
+            if len(models) != 1:
+                from factory.errors import EndpointError
+
+                raise EndpointError(
+                    f"the endpoint at {spec.base_url} serves {len(models)} models ({', '.join(models[:5]) or 'none listed'}); "
+                    "choose one with --model (or PERSONA_FACTORY_MODEL)"
+                )
+            spec = spec.model_copy(update={"model": models[0]})
+        yield spec
+        return
+    with EmbeddedServer() as server:
+        yield endpoint_spec(recipe, server.base_url, server.model, "embedded")
+
+
+def public_url(url: str) -> str:
+    """The URL without any credentials it might carry."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for package in ("persona-factory", "distilabel", "ray", "datasets", "openai", "huggingface-hub", "polars"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def write_version(
+    staging: Path,
+    records: list[DialogueRecord],
+    *,
+    recipe: Recipe,
+    recipe_text: str,
+    context: CardContext,
+    manifest: dict,
+) -> RunStats:
+    data_dir = staging / "data"
+    data_dir.mkdir()
+    splits = {"accepted": [r for r in records if r.accepted], "rejected": [r for r in records if not r.accepted]}
+    files: dict[str, list[str]] = {}
+    for split, rows in splits.items():
+        # An empty parquet file breaks `datasets` (zero-sized batches), so an empty split has no
+        # file and is left out of the card's configs.
+        shards = -(-len(rows) // ROWS_PER_SHARD)
+        files[split] = []
+        for shard in range(shards):
+            name = f"{split}-{shard:05d}-of-{shards:05d}.parquet"
+            chunk = rows[shard * ROWS_PER_SHARD : (shard + 1) * ROWS_PER_SHARD]
+            pq.write_table(records_to_table(DialogueRecord, chunk), data_dir / name)
+            files[split].append(f"data/{name}")
+    stats = compute_stats(records)
+    manifest["splits"] = {split: {"rows": len(rows), "files": files[split]} for split, rows in splits.items()}
+    manifest["stats"] = stats.as_dict()
+    (staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
+    render_card(context, stats, records, splits=[split for split in splits if files[split]]).save(staging / "README.md")
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return stats
+
+
+def placements_by_step(records: list[DialogueRecord]) -> dict[str, list[str]]:
+    nodes: dict[str, set[str]] = {}
+    for record in records:
+        for placement in record.generation.placements:
+            nodes.setdefault(placement.step, set()).add(placement.node_id)
+    return {step: sorted(ids) for step, ids in sorted(nodes.items())}
+
+
+def run_recipe(recipe: Recipe, out: str | Path, *, recipe_text: str | None = None, show_progress: bool = True) -> RunResult:
+    started = time.monotonic()
+    started_at = datetime.now(timezone.utc)
+    casts = plan_casts(recipe)  # persona files and casting fail here, before anything is written
+    recipe_text = recipe_text or yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+    folder = DatasetFolder(out)
+    api_key = environment_overrides()["api_key"]
+
+    with open_endpoint(recipe) as spec:
+        # few-shot examples and prompts are checked before the folder is touched, too
+        from factory.pipeline import execute, plan_rows
+
+        plan_rows(recipe, casts[:1], spec)
+        folder.prepare()
+        with folder.locked():
+            previous = folder.current_version()
+            version = folder.next_version()
+            staging = folder.new_staging()
+            with ray_session(recipe.ray.address, api_key) as ray_where:
+                records = execute(recipe, casts, spec, staging / "work", show_progress=show_progress)
+            shutil.rmtree(staging / "work", ignore_errors=True)
+            manifest = {
+                "version": version,
+                "previous_version": previous,
+                "recipe": recipe.name,
+                "recipe_hash": recipe.content_hash(),
+                "schema_version": SCHEMA_VERSION,
+                "model": spec.model,
+                "endpoint_kind": spec.kind,
+                "endpoint": public_url(spec.base_url) if spec.kind != "embedded" else "embedded llama.cpp server",
+                "seed": recipe.seed,
+                "started_at": started_at.isoformat(),
+                "finished_at": datetime.now(timezone.utc).isoformat(),
+                "seconds": round(time.monotonic() - started, 2),
+                "ray": {"address": ray_where, "nodes_by_step": placements_by_step(records)},
+                "packages": _versions(),
+            }
+            context = CardContext(
+                recipe_name=recipe.name,
+                description=recipe.description,
+                version=version,
+                previous_version=previous,
+                recipe_hash=recipe.content_hash(),
+                model=spec.model,
+                endpoint_kind=spec.kind,
+                license=recipe.output.license,
+                pretty_name=recipe.output.pretty_name,
+                samples=recipe.output.samples_in_card,
+            )
+            stats = write_version(staging, records, recipe=recipe, recipe_text=recipe_text, context=context, manifest=manifest)
+            folder.publish(staging, version, f"{version}: {recipe.name}, {stats.accepted} accepted of {stats.generated}")
+    return RunResult(
+        path=folder.path, version=version, previous_version=previous, stats=stats, manifest=manifest,
+        seconds=time.monotonic() - started,
+    )

@@ -1,0 +1,151 @@
+"""A scripted OpenAI-compatible HTTP server on loopback, for tests and benchmarks.
+
+It speaks the real protocol (``GET /v1/models``, ``POST /v1/chat/completions``) so the factory's
+``openai`` client, retries and Ray workers are exercised exactly as against a real endpoint.
+Replies come from a script: a function of the request body. Faults are injected by status code
+(``fail_next``) and every request is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Script = Callable[[dict[str, Any]], "str | ScriptedReply"]
+
+
+@dataclass
+class ScriptedReply:
+    content: str = ""
+    status: int = 200
+    finish_reason: str = "stop"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def echo_script(request: dict[str, Any]) -> str:
+    return "User 1: Hello.\nUser 2: Hi."
+
+
+class ScriptedOpenAIServer:
+    """``with ScriptedOpenAIServer(script) as server: server.base_url``."""
+
+    def __init__(self, script: Script = echo_script, *, model: str = "scripted-model", delay: float = 0.0) -> None:
+        self.script = script
+        self.model = model
+        self.delay = delay
+        self.requests: list[dict[str, Any]] = []
+        self._failures: list[int] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-openai", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    @property
+    def chat_calls(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def fail_next(self, *statuses: int) -> None:
+        """The next chat requests get these HTTP statuses, in order, before the script answers."""
+        with self._lock:
+            self._failures.extend(statuses)
+
+    def _next_failure(self) -> int | None:
+        with self._lock:
+            return self._failures.pop(0) if self._failures else None
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, {"object": "list", "data": [{"id": server.model, "object": "model", "owned_by": "tests"}]})
+                else:
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                with server._lock:
+                    server.requests.append(body)
+                if server.delay:
+                    time.sleep(server.delay)
+                failure = server._next_failure()
+                if failure is not None:
+                    self._send(failure, {"error": {"message": f"injected {failure}", "type": "injected"}})
+                    return
+                reply = server.script(body)
+                if isinstance(reply, str):
+                    reply = ScriptedReply(content=reply)
+                if reply.status != 200:
+                    self._send(reply.status, {"error": {"message": reply.content or "scripted error"}}, reply.headers)
+                    return
+                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+                completion_tokens = len(reply.content.split())
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{len(server.requests)}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model", server.model),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": reply.content},
+                                "finish_reason": reply.finish_reason,
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": prompt_tokens,
+                            "completion_tokens": completion_tokens,
+                            "total_tokens": prompt_tokens + completion_tokens,
+                        },
+                    },
+                    reply.headers,
+                )
+
+        return Handler
+
+    def start(self) -> ScriptedOpenAIServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> ScriptedOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

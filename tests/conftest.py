@@ -1,0 +1,50 @@
+"""Fixtures shared by every test: global state isolated, and a scripted endpoint."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from factory.testing import ScriptedOpenAIServer
+from tests.scripts import dialogue_script
+
+ISOLATED_UNSET = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "PERSONA_FACTORY_BASE_URL",
+    "PERSONA_FACTORY_MODEL",
+    "RAY_ADDRESS",
+    "HF_TOKEN",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's keys, caches or Ray cluster."""
+    home = tmp_path_factory.mktemp("home")
+    for name in ISOLATED_UNSET:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "hf" / "datasets"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("DISTILABEL_LOG_LEVEL", "WARNING")
+
+
+@pytest.fixture
+def scripted_server() -> Iterator[ScriptedOpenAIServer]:
+    with ScriptedOpenAIServer(dialogue_script) as server:
+        yield server
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in ISOLATED_UNSET}
+    env.update(extra)
+    return env
