@@ -1,0 +1,88 @@
+"""A run killed midway leaves the previous version intact and loadable; the next run recovers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import datasets
+import pytest
+
+from factory.config import apply_overrides, load_recipe
+from factory.dataset.folder import DatasetFolder
+from factory.run import run_recipe
+from tests.conftest import subprocess_env
+from tests.recipes import small_recipe, write_recipe
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def snapshot(folder) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and ".git" not in path.parts and ".persona-factory" not in path.parts
+    }
+
+
+def test_killed_run_leaves_previous_version_unchanged(tmp_path, scripted_server):
+    recipe_path = write_recipe(tmp_path, small_recipe(dialogues=4))
+    recipe = apply_overrides(load_recipe(recipe_path), base_url=scripted_server.base_url)
+    out = tmp_path / "out"
+    run_recipe(recipe, out, show_progress=False)
+    before = snapshot(out)
+    rows_before = sum(len(split) for split in datasets.load_dataset(str(out)).values())
+
+    scripted_server.delay = 120  # requests hang, so the run is surely mid-generation when killed
+    calls = scripted_server.chat_calls
+    process = subprocess.Popen(
+        [sys.executable, "-m", "factory.cli", "run", str(recipe_path), "--out", str(out),
+         "--base-url", scripted_server.base_url, "--no-progress"],
+        env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while scripted_server.chat_calls == calls and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        assert scripted_server.chat_calls > calls, "the second run never reached generation"
+        staging = out / ".persona-factory" / "staging"
+        assert staging.is_dir() and any(staging.iterdir()), "the killed run should have been staging a version"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+    assert snapshot(out) == before
+    assert DatasetFolder(out).versions() == ["v1.0.0"]
+    assert sum(len(split) for split in datasets.load_dataset(str(out)).values()) == rows_before
+
+    scripted_server.delay = 0
+    result = run_recipe(recipe, out, show_progress=False)
+    assert result.version == "v1.1.0"
+    assert not any((out / ".persona-factory" / "staging").iterdir()), "stale staging is cleaned"
+
+
+def test_folder_recovers_from_a_publish_cut_short(tmp_path, scripted_server):
+    recipe = apply_overrides(load_recipe(write_recipe(tmp_path, small_recipe(dialogues=2))), base_url=scripted_server.base_url)
+    out = tmp_path / "out"
+    run_recipe(recipe, out, show_progress=False)
+    before = snapshot(out)
+    folder = DatasetFolder(out)
+    # what a run killed halfway through moving its files in leaves behind
+    (folder.state / "publishing").write_text("{}")
+    (out / "README.md").write_text("half written")
+    (out / "data" / "accepted-99999-of-99999.parquet").write_bytes(b"partial")
+    folder.prepare()
+    assert snapshot(out) == before
+    assert not (folder.state / "publishing").exists()
+
+
+def test_folder_with_foreign_content_is_refused(tmp_path):
+    from factory.errors import OutputError
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="not a persona-factory dataset folder"):
+        DatasetFolder(tmp_path).prepare()

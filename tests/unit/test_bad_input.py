@@ -1,0 +1,122 @@
+"""Bad input: one clear line naming the file, row and field, exit 2, and nothing written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from factory.config import load_recipe
+from factory.errors import PersonaFileError, RecipeError
+from factory.personas.statements import load_spc_rows
+from tests.conftest import subprocess_env
+from tests.recipes import small_recipe, write_recipe
+
+
+def run_cli(*args: str):
+    return subprocess.run(
+        [sys.executable, "-m", "factory.cli", *args], capture_output=True, text=True, env=subprocess_env(), timeout=120
+    )
+
+
+def test_unknown_recipe_key_names_file_and_field(tmp_path):
+    recipe = small_recipe()
+    recipe["generation"]["max_turn"] = 9
+    path = write_recipe(tmp_path, recipe)
+    with pytest.raises(RecipeError) as error:
+        load_recipe(path)
+    assert error.value.field == "generation.max_turn"
+    assert str(path) in str(error.value) and "unknown key" in str(error.value)
+
+
+def test_wrong_type_names_the_field_and_the_value(tmp_path):
+    recipe = small_recipe()
+    recipe["casting"]["dialogues"] = "many"
+    path = write_recipe(tmp_path, recipe)
+    with pytest.raises(RecipeError) as error:
+        load_recipe(path)
+    assert error.value.field == "casting.dialogues"
+    assert "'many'" in str(error.value)
+
+
+def test_persona_source_errors_point_into_the_list(tmp_path):
+    recipe = small_recipe()
+    recipe["personas"][1]["count"] = -1
+    with pytest.raises(RecipeError) as error:
+        load_recipe(write_recipe(tmp_path, recipe))
+    assert error.value.field == "personas[1].count"
+
+
+def test_impossible_turn_bounds_are_refused(tmp_path):
+    recipe = small_recipe(generation={"min_turns": 10, "max_turns": 4})
+    with pytest.raises(RecipeError, match="min_turns"):
+        load_recipe(write_recipe(tmp_path, recipe))
+
+
+def test_cli_prints_one_line_and_writes_nothing(tmp_path):
+    recipe = small_recipe()
+    recipe["critics"] = {"faithfulnes": {"enabled": True}}
+    path = write_recipe(tmp_path, recipe)
+    out = tmp_path / "out"
+    result = run_cli("run", str(path), "--out", str(out), "--base-url", "http://127.0.0.1:9/v1")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"error: {path}, field 'critics.faithfulnes': unknown key (check its spelling; unknown keys are errors)"]
+    assert not out.exists()
+
+
+def test_persona_csv_missing_column(tmp_path):
+    path = tmp_path / "personas.csv"
+    path.write_text('user 1 personas,user two personas\n"I like tea.","I run."\n')
+    with pytest.raises(PersonaFileError) as error:
+        load_spc_rows(path)
+    assert error.value.path == str(path) and error.value.field == "user 2 personas"
+
+
+def test_persona_csv_empty_statements_names_the_row(tmp_path):
+    path = tmp_path / "personas.csv"
+    path.write_text('user 1 personas,user 2 personas\n"I like tea.","I run."\n"I swim.",""\n')
+    with pytest.raises(PersonaFileError) as error:
+        load_spc_rows(path)
+    assert (error.value.row, error.value.field) == (2, "user 2 personas")
+
+
+def test_persona_jsonl_malformed_row_names_the_line(tmp_path):
+    path = tmp_path / "personas.jsonl"
+    good = {"User 1 Personas": ["I like tea."], "User 2 Personas": ["I run."]}
+    path.write_text(json.dumps(good) + "\n" + '{"User 1 Personas": ["I swim."], \n')
+    with pytest.raises(PersonaFileError) as error:
+        load_spc_rows(path)
+    assert error.value.row == 2 and "not valid JSON" in str(error.value)
+
+
+def test_persona_jsonl_wrong_type_names_row_and_field(tmp_path):
+    path = tmp_path / "personas.jsonl"
+    path.write_text(json.dumps({"User 1 Personas": ["I like tea."], "User 2 Personas": 7}) + "\n")
+    with pytest.raises(PersonaFileError) as error:
+        load_spc_rows(path)
+    assert (error.value.row, error.value.field) == (1, "user 2 personas")
+
+
+def test_bad_persona_file_in_a_run_writes_nothing(tmp_path):
+    personas = tmp_path / "personas.csv"
+    personas.write_text("user 1 personas\nI like tea.\n")
+    recipe = small_recipe(personas=[{"source": "statements", "path": "personas.csv"}])
+    path = write_recipe(tmp_path, recipe)
+    out = tmp_path / "out"
+    result = run_cli("run", str(path), "--out", str(out), "--base-url", "http://127.0.0.1:9/v1")
+    assert result.returncode == 2
+    assert str(personas) in result.stderr and "user 2 personas" in result.stderr
+    assert not out.exists()
+
+
+def test_unreachable_endpoint_is_a_clear_error_and_writes_nothing(tmp_path):
+    path = write_recipe(tmp_path, small_recipe())
+    out = tmp_path / "out"
+    result = run_cli("run", str(path), "--out", str(out), "--base-url", "http://127.0.0.1:9/v1")
+    assert result.returncode == 1
+    assert "cannot reach the LLM endpoint at http://127.0.0.1:9/v1" in result.stderr
+    assert "--base-url" in result.stderr
+    assert not out.exists()

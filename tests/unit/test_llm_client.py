@@ -1,0 +1,94 @@
+"""Retries, refusals and unreachable endpoints, against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from factory.errors import EndpointError
+from factory.llm.client import ChatClient, EndpointSpec, LLMCallError, backoff_delay, check_endpoint
+from factory.testing import ScriptedOpenAIServer, ScriptedReply
+
+
+def spec_for(base_url: str, retries: int = 3) -> EndpointSpec:
+    return EndpointSpec(base_url=base_url, model="scripted-model", max_retries=retries, backoff_base=0.01, backoff_max=0.05)
+
+
+async def one_call(spec: EndpointSpec) -> tuple[str, int]:
+    client = ChatClient(spec, api_key=None)
+    try:
+        result = await client.chat([{"role": "user", "content": "hi"}], temperature=0, max_tokens=8)
+        return result.text, client.attempts
+    finally:
+        await client.aclose()
+
+
+def test_retries_429_and_500_then_succeeds():
+    with ScriptedOpenAIServer(lambda request: "hello there") as server:
+        server.fail_next(429, 500)
+        text, attempts = asyncio.run(one_call(spec_for(server.base_url)))
+    assert text == "hello there"
+    assert attempts == 3
+    assert server.chat_calls == 3
+
+
+def test_gives_up_after_max_retries_with_the_last_error():
+    with ScriptedOpenAIServer(lambda request: "never reached") as server:
+        server.fail_next(503, 503, 503)
+        with pytest.raises(LLMCallError, match="gave up after 3 attempts: InternalServerError"):
+            asyncio.run(one_call(spec_for(server.base_url, retries=2)))
+        assert server.chat_calls == 3
+
+
+def test_a_refused_request_is_not_retried():
+    with ScriptedOpenAIServer(lambda request: ScriptedReply(status=400, content="prompt is too long")) as server:
+        with pytest.raises(LLMCallError, match=r"refused the request \(400\).*prompt is too long"):
+            asyncio.run(one_call(spec_for(server.base_url)))
+        assert server.chat_calls == 1
+
+
+def test_concurrency_is_bounded():
+    import threading
+    import time
+
+    in_flight = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def slow(request):
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        time.sleep(0.05)
+        with lock:
+            in_flight -= 1
+        return "ok"
+
+    async def many(spec):
+        client = ChatClient(spec, api_key=None)
+        try:
+            await asyncio.gather(*(client.chat([{"role": "user", "content": str(i)}], temperature=0, max_tokens=4) for i in range(20)))
+        finally:
+            await client.aclose()
+
+    with ScriptedOpenAIServer(slow) as server:
+        asyncio.run(many(spec_for(server.base_url).model_copy(update={"max_concurrency": 3})))
+    assert peak == 3
+
+
+def test_unreachable_endpoint_names_the_url_and_the_fix():
+    with pytest.raises(EndpointError) as error:
+        check_endpoint(spec_for("http://127.0.0.1:9/v1"), None, attempts=1)
+    assert "http://127.0.0.1:9/v1" in str(error.value) and "--base-url" in str(error.value)
+
+
+def test_backoff_grows_exponentially_within_jitter_and_cap():
+    import random
+
+    rng = random.Random(0)
+    delays = [backoff_delay(attempt, 1.0, 8.0, rng) for attempt in range(6)]
+    for attempt, delay in enumerate(delays):
+        step = min(8.0, 2**attempt)
+        assert step / 2 <= delay <= step
