@@ -1,0 +1,47 @@
+"""The real llama.cpp server on the packaged SmolLM2-135M model, end to end (4 dialogues)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import datasets
+import pytest
+
+from tests.conftest import subprocess_env
+from tests.recipes import small_recipe, write_recipe
+
+pytestmark = [pytest.mark.embedded, pytest.mark.ray, pytest.mark.slow]
+
+
+def test_embedded_model_end_to_end(tmp_path):
+    recipe = small_recipe(
+        dialogues=4,
+        generation={"max_tokens": 200, "few_shot": 1},
+        critics={"faithfulness": {"max_tokens": 80}},
+        llm={},
+    )
+    path = write_recipe(tmp_path, recipe)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "factory.cli", "run", str(path), "--out", str(out), "--no-progress"],
+        capture_output=True, text=True, env=subprocess_env(), timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == str(out.resolve())
+
+    dataset = datasets.load_dataset(str(out))
+    rows = [row for split in dataset.values() for row in split]
+    assert len(rows) == 4
+    for row in rows:
+        assert row["generation"]["model"] == "smollm2-135m-instruct"
+        assert row["generation"]["endpoint_kind"] == "embedded"
+        assert [v["critic"] for v in row["verdicts"]] == ["format", "heuristic", "faithfulness"]
+        assert row["raw_generation"], "the model answered"
+        assert row["generation"]["usage"]["completion_tokens"] > 0
+    judged = [v for row in rows for v in row["verdicts"] if v["critic"] == "faithfulness" and row["turns"]]
+    # the grammar-constrained judge always answers in the schema, so no verdict is "unparsable"
+    assert all("unparsable judge reply" not in v["reason"] for v in judged)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["endpoint"] == "embedded llama.cpp server"
