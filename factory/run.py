@@ -26,9 +26,11 @@ from factory.dataset.card import CardContext, render_card
 from factory.dataset.folder import DatasetFolder
 from factory.dataset.stats import RunStats, compute_stats
 from factory.distributed import ray_session
+from factory.errors import EndpointError
 from factory.llm.client import EndpointSpec, check_endpoint
 from factory.llm.embedded import EmbeddedServer
 from factory.personas import plan_casts
+from factory.pipeline import execute, plan_rows
 from factory.records import SCHEMA_VERSION, DialogueRecord
 
 ROWS_PER_SHARD = 50_000
@@ -64,13 +66,10 @@ def endpoint_spec(recipe: Recipe, base_url: str, model: str, kind: str) -> Endpo
 def open_endpoint(recipe: Recipe, log_dir: Path | None = None) -> Iterator[EndpointSpec]:
     """The configured endpoint, or the embedded llama.cpp server for the duration of the run."""
     if recipe.llm.base_url:
-        models: list[str] = []
         spec = endpoint_spec(recipe, recipe.llm.base_url, recipe.llm.model or "", "openai-compatible")
         models = check_endpoint(spec, environment_overrides()["api_key"])
         if not spec.model:
             if len(models) != 1:
-                from factory.errors import EndpointError
-
                 raise EndpointError(
                     f"the endpoint at {spec.base_url} serves {len(models)} models ({', '.join(models[:5]) or 'none listed'}); "
                     "choose one with --model (or PERSONA_FACTORY_MODEL)"
@@ -105,7 +104,6 @@ def write_version(
     staging: Path,
     records: list[DialogueRecord],
     *,
-    recipe: Recipe,
     recipe_text: str,
     context: CardContext,
     manifest: dict,
@@ -151,8 +149,6 @@ def run_recipe(recipe: Recipe, out: str | Path, *, recipe_text: str | None = Non
 
     with open_endpoint(recipe) as spec:
         # few-shot examples and prompts are checked before the folder is touched, too
-        from factory.pipeline import execute, plan_rows
-
         plan_rows(recipe, casts[:1], spec)
         folder.prepare()
         with folder.locked():
@@ -190,7 +186,7 @@ def run_recipe(recipe: Recipe, out: str | Path, *, recipe_text: str | None = Non
                 pretty_name=recipe.output.pretty_name,
                 samples=recipe.output.samples_in_card,
             )
-            stats = write_version(staging, records, recipe=recipe, recipe_text=recipe_text, context=context, manifest=manifest)
+            stats = write_version(staging, records, recipe_text=recipe_text, context=context, manifest=manifest)
             folder.publish(staging, version, f"{version}: {recipe.name}, {stats.accepted} accepted of {stats.generated}")
     return RunResult(
         path=folder.path, version=version, previous_version=previous, stats=stats, manifest=manifest,
