@@ -109,7 +109,18 @@ def schemas_check(directory: Path = typer.Argument(Path("schemas"))) -> None:
     typer.echo("schemas are up to date")
 
 
+# distilabel 1.5.3 declares fields that pydantic >= 2.12 warns about on every import, in every
+# process; they say nothing to a user of the factory.
+DISTILABEL_NOISE = "ignore::pydantic.warnings.UnsupportedFieldAttributeWarning"
+
+
 def main() -> None:
+    import warnings
+
+    from pydantic.warnings import UnsupportedFieldAttributeWarning
+
+    warnings.filterwarnings("ignore", category=UnsupportedFieldAttributeWarning)
+    os.environ.setdefault("PYTHONWARNINGS", DISTILABEL_NOISE)  # for the Ray workers this run starts
     try:
         app(standalone_mode=False)
     except FactoryError as exc:

@@ -31,14 +31,16 @@ class FaithfulnessAnswer(BaseModel):
     reason: str
 
 
+# The reason comes first so that the judge explains before it decides; the instruction gives no
+# fill-in template, because small models copy a template's words into the reason verbatim.
 ANSWER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "contradiction": {"type": "boolean"},
-        "speaker": {"type": "string", "enum": ["User 1", "User 2", "none"]},
         "reason": {"type": "string"},
+        "speaker": {"type": "string", "enum": ["User 1", "User 2", "none"]},
+        "contradiction": {"type": "boolean"},
     },
-    "required": ["contradiction", "speaker", "reason"],
+    "required": ["reason", "speaker", "contradiction"],
     "additionalProperties": False,
 }
 
@@ -52,9 +54,9 @@ def judge_messages(speakers: list[PersonaProfile], turns: list[Turn]) -> list[di
     blocks.append("Conversation:")
     blocks.extend(f"{label.get(turn.speaker, turn.speaker)}: {turn.text}" for turn in turns)
     blocks.append(
-        "Does anything a user says in this conversation contradict that user's profile? Answer with JSON: "
-        '{"contradiction": true or false, "speaker": "User 1", "User 2" or "none", '
-        '"reason": "one sentence quoting the contradicting line, or why there is none"}'
+        "Does anything a user says in this conversation contradict that user's own profile? Answer in "
+        "JSON with a short reason (quote the contradicting line if there is one), the speaker who "
+        "contradicts their profile (or none), and contradiction true or false."
     )
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": "\n".join(blocks)}]
 
