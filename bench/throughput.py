@@ -30,7 +30,7 @@ from factory.distributed import ray_session  # noqa: E402
 from factory.generation.steps import MESSAGES_COLUMN  # noqa: E402
 from factory.personas import plan_casts  # noqa: E402
 from factory.pipeline import execute, plan_rows  # noqa: E402
-from factory.run import endpoint_spec  # noqa: E402
+from factory.llm.endpoint import endpoint_spec  # noqa: E402
 from factory.testing import ScriptedOpenAIServer  # noqa: E402
 
 DIALOGUE = "\n".join(f"User {1 + i % 2}: line {i} about gardening and the weather today" for i in range(8))
@@ -102,7 +102,7 @@ def main() -> None:
         work = Path(tmp)
         plain = parse_recipe(recipe_for(args.calls, args.concurrency, args.batch, critics=False))
         full = parse_recipe(recipe_for(args.calls, args.concurrency, args.batch, critics=True))
-        spec = endpoint_spec(plain, server.base_url, server.model, "scripted")
+        spec = endpoint_spec(plain.llm, server.base_url, server.model, "scripted")
         casts = plan_casts(plain)
         prompts = [json.loads(row[MESSAGES_COLUMN]) for row in plan_rows(plain, casts, spec)]
         print(f"server: {args.delay * 1000:.0f} ms per request; {args.calls} calls; concurrency {args.concurrency}; batch {args.batch}")

@@ -18,6 +18,8 @@ from factory.errors import FactoryError, InputError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="Synthetic persona dialogue dataset factory.")
 schemas_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of the published records.")
 app.add_typer(schemas_app, name="schemas")
+personas_app = typer.Typer(no_args_is_help=True, help="Persona banks: build them, then seed dialogue runs from them.")
+app.add_typer(personas_app, name="personas")
 
 PACKAGED_RECIPES = Path(__file__).parent / "recipes"
 
@@ -63,6 +65,42 @@ def run(
             ]
         )
     )
+
+
+@personas_app.command("build")
+def personas_build(
+    recipe: str = typer.Argument(..., help="Bank recipe YAML (or a packaged one, e.g. mbti_bank)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Bank folder; default out/<recipe name>."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint; none starts the embedded model."),
+    model: Optional[str] = typer.Option(None, help="Model name at that endpoint."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Build a persona bank and publish it as the next version of the bank folder."""
+    from factory.config import PersonaBankRecipe, apply_overrides, load_recipe
+    from factory.personas.build import build_bank
+
+    path = resolve_recipe_path(recipe)
+    loaded = apply_overrides(load_recipe(path, PersonaBankRecipe), base_url=base_url, model=model)
+    result = build_bank(
+        loaded, out or Path("out") / loaded.name, recipe_text=path.read_text(encoding="utf-8"), show_progress=progress
+    )
+    coverage = result.coverage
+    kinds = ", ".join(f"{kind} {n}" for kind, n in coverage.by_kind.items())
+    lines = [
+        f"version     {result.version}" + (f" (after {result.previous_version})" if result.previous_version else ""),
+        f"personas    {coverage.personas} ({kinds}); {len(result.dropped)} dropped",
+    ]
+    if coverage.by_mbti:
+        covered = sum(1 for n in coverage.by_mbti.values() if n)
+        lines.append(f"mbti        {covered} of 16 types")
+    agreement = result.manifest["reports"].get("implicit_agreement")
+    if agreement:
+        lines.append(
+            f"agreement   objective top-1 {agreement['objective_top1']:.2f}, subjective top-1 "
+            f"{agreement['subjective_top1']:.2f} (chance {agreement['chance_top1']:.2f}; see the card)"
+        )
+    lines += [f"time        {result.seconds:.1f}s", str(result.path)]
+    typer.echo("\n".join(lines))
 
 
 @app.command()
@@ -111,7 +149,9 @@ def schemas_check(directory: Path = typer.Argument(Path("schemas"))) -> None:
 
 # distilabel 1.5.3 declares fields that pydantic >= 2.12 warns about on every import, in every
 # process; they say nothing to a user of the factory.
-DISTILABEL_NOISE = "ignore::pydantic.warnings.UnsupportedFieldAttributeWarning"
+# The child processes' filter names the warning by message and a built-in category: -W options are
+# read before any import, so a pydantic category would itself be reported as invalid.
+DISTILABEL_NOISE = "ignore:The 'default' attribute with value None was provided to the `Field()` function:UserWarning"
 
 
 def main() -> None:

@@ -11,17 +11,20 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from factory.errors import RecipeError
+from factory.records import BIG_FIVE_TRAITS, PersonaKind
 
 BUILTIN_PREFIX = "builtin:"
+
 BUILTIN_DATA = {
     "synthetic_persona_chat": "synthetic_persona_chat/Synthetic-Persona-Chat_valid.csv",
     "ipip_neo_120": "big_five/ipip_neo_120.csv",
+    "usp": "usp",
 }
 PACKAGE_DATA_DIR = Path(__file__).parent / "data"
 
@@ -56,10 +59,45 @@ class MBTISource(_Config):
     types: list[str] | None = Field(default=None, description="Restrict to these types (e.g. [INTJ, ENFP]).")
 
 
+BigFiveBand = Literal["low", "mid", "high"]
+
+
 class BigFiveSource(_Config):
+    """Big Five profiles (after PsyPlay and TinyTroupe): a level per trait on 1-7."""
+
     source: Literal["big_five"]
     count: int = Field(ge=1, le=100_000)
     statements_per_trait: int = Field(default=1, ge=1, le=4)
+    sampling: Literal["uniform", "quota", "distribution"] = Field(
+        default="uniform",
+        description="uniform: every level equally likely; quota: the bands named in `quota` share the "
+        "personas equally; distribution: levels drawn with the weights in `distribution`.",
+    )
+    quota: dict[str, list[BigFiveBand]] = Field(
+        default_factory=dict,
+        description="Per trait, the bands (low 1-2, mid 3-5, high 6-7) that must share the personas equally.",
+    )
+    distribution: dict[str, list[float]] = Field(
+        default_factory=dict, description="Per trait, seven weights for levels 1..7 (other traits: uniform)."
+    )
+    demographics: bool = Field(default=True, description="Give each persona a sampled name, age, job and place.")
+
+    @model_validator(mode="after")
+    def _sampling_settings(self) -> BigFiveSource:
+        for key in [*self.quota, *self.distribution]:
+            if key not in BIG_FIVE_TRAITS:
+                raise ValueError(f"unknown trait {key!r}; traits are {', '.join(BIG_FIVE_TRAITS)}")
+        for trait, weights in self.distribution.items():
+            if len(weights) != 7 or any(w < 0 for w in weights) or sum(weights) <= 0:
+                raise ValueError(f"distribution.{trait} needs seven non-negative weights (levels 1..7), not all zero")
+        for trait, bands in self.quota.items():
+            if not bands:
+                raise ValueError(f"quota.{trait} names no band")
+        if self.sampling == "quota" and not self.quota:
+            raise ValueError("sampling 'quota' needs `quota` (e.g. {extraversion: [low, high]})")
+        if self.sampling == "distribution" and not self.distribution:
+            raise ValueError("sampling 'distribution' needs `distribution` (seven weights per trait)")
+        return self
 
 
 class StatementsSource(_Config):
@@ -71,13 +109,74 @@ class StatementsSource(_Config):
     count: int | None = Field(default=None, ge=1, description="Sample this many; all when unset.")
 
 
-PersonaSource = Annotated[Union[MBTISource, BigFiveSource, StatementsSource], Field(discriminator="source")]
+class BankSource(_Config):
+    """Personas from a persona bank built by `persona-factory personas build`."""
+
+    source: Literal["bank"]
+    path: str | None = Field(
+        default=None,
+        description="A bank folder. Like --out, a relative path is taken from the working directory: "
+        "banks are what earlier commands wrote, not files that travel with the recipe.",
+    )
+    repo: str | None = Field(default=None, description="A bank on the Hub (dataset repo id).")
+    revision: str | None = Field(default=None, description="Version tag or commit; the latest when unset.")
+    kinds: list[PersonaKind] | None = Field(default=None, description="Only personas of these kinds.")
+    count: int | None = Field(default=None, ge=1, description="Sample this many; all when unset.")
+
+    @model_validator(mode="after")
+    def _one_location(self) -> BankSource:
+        if (self.path is None) == (self.repo is None):
+            raise ValueError("give exactly one of `path` (a bank folder) or `repo` (a Hub dataset)")
+        return self
+
+
+PersonaSource = Annotated[
+    Union[MBTISource, BigFiveSource, StatementsSource, BankSource], Field(discriminator="source")
+]
+
+
+class QuotaCell(_Config):
+    """A dimension of persona cells that casting must cover, and which of its values."""
+
+    by: str = Field(
+        description="mbti, kind, source, or big_five.<trait> (bands low/mid/high)."
+    )
+    values: list[str] | None = Field(default=None, description="The cells to cover; all 16 types / 3 bands when unset.")
+
+    @model_validator(mode="after")
+    def _known_dimension(self) -> QuotaCell:
+        allowed = {"mbti", "kind", "source"} | {f"big_five.{trait}" for trait in BIG_FIVE_TRAITS}
+        if self.by not in allowed:
+            raise ValueError(f"unknown cell dimension {self.by!r}; use one of {', '.join(sorted(allowed))}")
+        if self.by in ("kind", "source") and not self.values:
+            raise ValueError(f"quota by {self.by} needs `values`")
+        return self
 
 
 class CastingConfig(_Config):
-    strategy: Literal["random"] = "random"
-    group_size: Literal[2] = 2
+    strategy: Literal["random", "compatible", "contrasting", "quota", "user_assistant"] = Field(
+        default="random",
+        description="random; compatible (share topics, after Synthetic-Persona-Chat); contrasting "
+        "(opposite MBTI axes or Big Five bands); quota (every named cell represented); user_assistant "
+        "(an implicit user profile talks to an assistant persona).",
+    )
+    group_size: int = Field(default=2, ge=2, le=8, description="Speakers per dialogue.")
     dialogues: int = Field(ge=1, le=10_000_000)
+    min_shared_topics: int = Field(
+        default=3, ge=1, description="compatible: topics two speakers must share (the paper pairs above 2)."
+    )
+    min_contrast: int = Field(
+        default=2, ge=1, le=5, description="contrasting: opposite MBTI axes (or Big Five traits in opposite bands)."
+    )
+    quota: list[QuotaCell] = Field(default_factory=list, description="quota: the cells every run must cover.")
+
+    @model_validator(mode="after")
+    def _strategy_settings(self) -> CastingConfig:
+        if self.strategy == "quota" and not self.quota:
+            raise ValueError("strategy 'quota' needs `quota` (e.g. [{by: mbti}])")
+        if self.strategy == "user_assistant" and self.group_size != 2:
+            raise ValueError("strategy 'user_assistant' casts one user and one assistant (group_size 2)")
+        return self
 
 
 class GenerationConfig(_Config):
@@ -161,6 +260,110 @@ class Recipe(_Config):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+class EmbeddingsConfig(_Config):
+    """One interface for every embedding: the endpoint's ``/v1/embeddings``, or the packaged
+    all-MiniLM-L6-v2 through sentence-transformers on the CPU."""
+
+    backend: Literal["minilm", "endpoint"] = "minilm"
+    model: str | None = Field(default=None, description="endpoint: the embedding model's name.")
+    base_url: str | None = Field(default=None, description="endpoint: where it is; the LLM endpoint when unset.")
+    batch_size: int = Field(default=64, ge=1, le=4096)
+
+
+class MBTIBankSource(_Config):
+    """CharacterChat's MBTI bank: an LLM writes characters for each type."""
+
+    source: Literal["mbti_bank"]
+    per_type: int = Field(default=1, ge=1, le=1000, description="Characters written for each type.")
+    types: list[str] | None = Field(default=None, description="Only these types; all 16 when unset.")
+    behaviour_examples: int = Field(default=3, ge=1, le=8, description="'When the other party ..., you say ...' lines.")
+    max_attempts: int = Field(default=2, ge=1, le=10, description="Tries per character before it is dropped.")
+    temperature: float = Field(default=0.9, ge=0, le=2)
+    max_tokens: int = Field(default=900, ge=64)
+
+
+class ImplicitSource(_Config):
+    """USP's implicit user profiles: an LLM reads a real chat and writes who the user is."""
+
+    source: Literal["implicit"]
+    path: str | None = Field(
+        default=None,
+        description="JSONL of conversations (a list of {role, content} per line, or an object with "
+        "`messages`), or a folder of such files, relative to the recipe; builtin:usp ships USP's chats.",
+    )
+    repo: str | None = Field(default=None, description="A Hub dataset of conversations instead of a file.")
+    revision: str | None = None
+    split: str = "train"
+    messages_field: str = Field(default="messages", description="The column holding the conversation.")
+    count: int | None = Field(default=None, ge=1, description="Read only the first this many conversations.")
+    max_chars: int = Field(default=5000, ge=500, description="Characters of the conversation the extractor sees.")
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    max_tokens: int = Field(default=500, ge=64)
+
+    @model_validator(mode="after")
+    def _one_location(self) -> ImplicitSource:
+        if (self.path is None) == (self.repo is None):
+            raise ValueError("give exactly one of `path` (a JSONL file or folder) or `repo` (a Hub dataset)")
+        return self
+
+
+class SPCExpansionSource(_Config):
+    """Synthetic-Persona-Chat's persona expansion: cluster seed statements, induce the query each
+    cluster answers, bootstrap new queries and statements, compose profiles without redundant or
+    contradicting statements."""
+
+    source: Literal["spc_expansion"]
+    path: str = Field(default=f"{BUILTIN_PREFIX}synthetic_persona_chat", description="Seed statements (SPC CSV/JSONL).")
+    seed_statements: int = Field(default=200, ge=4, description="Distinct seed statements sampled from the file.")
+    clusters: int = Field(default=12, ge=2, description="Clusters (and so induced queries) of the seed statements.")
+    new_queries: int = Field(default=6, ge=0, description="Queries bootstrapped beyond the induced ones.")
+    statements_per_query: int = Field(default=6, ge=1, le=50, description="New statements asked for per query.")
+    profiles: int = Field(default=20, ge=1, description="User profiles composed.")
+    statements_per_profile: int = Field(default=5, ge=2, le=12)
+    duplicate_threshold: float = Field(
+        default=0.9, gt=0, le=1, description="Cosine similarity above which a new statement is a near-duplicate."
+    )
+    redundancy_threshold: float = Field(
+        default=0.8, gt=0, le=1, description="Similarity above which a statement repeats one already in the profile."
+    )
+    check_contradictions: bool = Field(default=True, description="Ask the LLM whether a statement contradicts the profile.")
+    temperature: float = Field(default=0.9, ge=0, le=2)
+    max_tokens: int = Field(default=300, ge=32)
+
+
+BankBuildSource = Annotated[
+    Union[MBTIBankSource, ImplicitSource, SPCExpansionSource, MBTISource, BigFiveSource, StatementsSource],
+    Field(discriminator="source"),
+]
+
+
+class BankOutputConfig(_Config):
+    license: str | None = Field(default=None, description="The bank's licence; derived from its sources when unset.")
+    pretty_name: str | None = None
+
+
+class PersonaBankRecipe(_Config):
+    """What `persona-factory personas build` reads: where personas come from, and the LLM and
+    embeddings the generative sources use."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = ""
+    seed: int = 0
+    sources: list[BankBuildSource] = Field(min_length=1)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
+    output: BankOutputConfig = Field(default_factory=BankOutputConfig)
+
+    base_dir: Path | None = Field(default=None, exclude=True)
+
+    resolve_path = Recipe.resolve_path
+    content_hash = Recipe.content_hash
+
+    @property
+    def needs_llm(self) -> bool:
+        return any(isinstance(source, (MBTIBankSource, ImplicitSource, SPCExpansionSource)) for source in self.sources)
+
+
 def _format_location(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     for item in loc:
@@ -171,7 +374,11 @@ def _format_location(loc: tuple[Any, ...]) -> str:
     return "".join(parts)
 
 
-def load_recipe(path: str | Path) -> Recipe:
+RecipeModel = TypeVar("RecipeModel", "Recipe", "PersonaBankRecipe")
+SOURCE_TAGS = ("mbti", "big_five", "statements", "bank", "mbti_bank", "implicit", "spc_expansion")
+
+
+def load_recipe(path: str | Path, model: type[RecipeModel] = Recipe) -> RecipeModel:  # type: ignore[assignment]
     path = Path(path)
     if not path.is_file():
         raise RecipeError("recipe file not found", path=path)
@@ -183,16 +390,18 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", path=path) from exc
     if not isinstance(raw, dict):
         raise RecipeError("a recipe is a YAML mapping (name, personas, casting, ...)", path=path)
-    return parse_recipe(raw, path=path)
+    return parse_recipe(raw, path=path, model=model)
 
 
-def parse_recipe(raw: dict[str, Any], *, path: str | Path | None = None) -> Recipe:
+def parse_recipe(
+    raw: dict[str, Any], *, path: str | Path | None = None, model: type[RecipeModel] = Recipe  # type: ignore[assignment]
+) -> RecipeModel:
     try:
-        recipe = Recipe.model_validate(raw)
+        recipe = model.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
         # Discriminated unions put the tag in the location; drop it so the field reads as written.
-        loc = tuple(part for part in error["loc"] if part not in ("mbti", "big_five", "statements"))
+        loc = tuple(part for part in error["loc"] if part not in SOURCE_TAGS)
         if error["type"] == "extra_forbidden":
             message = "unknown key (check its spelling; unknown keys are errors)"
         else:
@@ -219,12 +428,12 @@ def environment_overrides() -> dict[str, str | None]:
 
 
 def apply_overrides(
-    recipe: Recipe,
+    recipe: RecipeModel,
     *,
     base_url: str | None = None,
     model: str | None = None,
     ray_address: str | None = None,
-) -> Recipe:
+) -> RecipeModel:
     """Flags beat the environment, which beats the recipe file."""
     env = environment_overrides()
     llm = recipe.llm.model_copy(
@@ -233,7 +442,11 @@ def apply_overrides(
             "model": model or env["model"] or recipe.llm.model,
         }
     )
-    ray = recipe.ray.model_copy(update={"address": ray_address or env["ray_address"] or recipe.ray.address})
-    updated = recipe.model_copy(update={"llm": llm, "ray": ray})
+    update: dict[str, Any] = {"llm": llm}
+    if isinstance(recipe, Recipe):
+        update["ray"] = recipe.ray.model_copy(
+            update={"address": ray_address or env["ray_address"] or recipe.ray.address}
+        )
+    updated = recipe.model_copy(update=update)
     updated.base_dir = recipe.base_dir
     return updated

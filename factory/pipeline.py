@@ -67,12 +67,17 @@ def plan_rows(recipe: Recipe, casts: list[Cast], spec: EndpointSpec, iteration: 
         rng = random.Random(cast.seed)
         examples = pick_few_shot(few_shot_path, recipe.generation.few_shot, recipe.generation.max_turns, rng)
         messages = generator_messages(
-            list(cast.speakers), examples, min_turns=recipe.generation.min_turns, max_turns=recipe.generation.max_turns
+            list(cast.speakers),
+            examples,
+            min_turns=recipe.generation.min_turns,
+            max_turns=recipe.generation.max_turns,
+            roles=cast.roles,
         )
         record = DialogueRecord(
             id=cast.dialogue_id,
             recipe=recipe.name,
             speakers=list(cast.speakers),
+            roles=list(cast.roles),
             turns=[],
             generation=GenerationMeta(
                 model=spec.model,

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 PersonaKind = Literal["mbti", "big_five", "statements", "implicit"]
 BIG_FIVE_TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
@@ -29,6 +29,7 @@ class Demographics(_Record):
     age: int | None = None
     gender: str | None = None
     occupation: str | None = None
+    education: str | None = None
     location: str | None = None
 
 
@@ -42,6 +43,13 @@ class BigFiveScores(_Record):
     neuroticism: int = Field(ge=1, le=7)
 
 
+class Attribute(_Record):
+    """A named fact about a persona that has no field of its own (hobby, recent worry, goal, ...)."""
+
+    name: str
+    value: str
+
+
 class PersonaProfile(_Record):
     """One persona, whatever its source. ``statements`` is always filled: it is what the
     generator and the critics read, whatever the kind."""
@@ -53,7 +61,17 @@ class PersonaProfile(_Record):
     mbti: str | None = Field(default=None, description="The four-letter MBTI type, e.g. INTJ.")
     big_five: BigFiveScores | None = None
     statements: list[str] = Field(description="First-person persona statements.")
+    topics: list[str] = Field(
+        default_factory=list,
+        description="The query each statement answers (e.g. 'What is your job?'), in statement order; "
+        "empty when unknown. Compatible casting pairs personas by shared topics.",
+    )
     description: str = Field(default="", description="Free-text description of the persona.")
+    speaking_style: str = Field(default="", description="How the persona talks: tone, register, habits.")
+    behaviour_examples: list[str] = Field(
+        default_factory=list, description="'When the other party ..., you say ...' examples of the persona's tone."
+    )
+    attributes: list[Attribute] = Field(default_factory=list, description="Further named facts.")
     source: str = Field(default="", description="Where the persona came from (file and row, or sampler).")
 
 
@@ -108,6 +126,10 @@ class DialogueRecord(_Record):
     id: str
     recipe: str = Field(description="Name of the recipe that made it.")
     speakers: list[PersonaProfile] = Field(description="Full persona snapshot of every speaker.")
+    roles: list[str] = Field(
+        default_factory=list,
+        description="Role of each speaker, in speaker order (e.g. user, assistant); empty when all are peers.",
+    )
     turns: list[Turn]
     generation: GenerationMeta
     raw_generation: str = Field(default="", description="The generator's reply as received.")

@@ -9,27 +9,21 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow.parquet as pq
 import yaml
 
 from factory.config import Recipe, environment_overrides
 from factory.dataset.arrow import records_to_table
-from factory.dataset.card import CardContext, render_card
+from factory.dataset.card import CardContext, dataset_info, render_card
 from factory.dataset.folder import DatasetFolder
 from factory.dataset.stats import RunStats, compute_stats
 from factory.distributed import ray_session
-from factory.errors import EndpointError
-from factory.llm.client import EndpointSpec, check_endpoint
-from factory.llm.embedded import EmbeddedServer
-from factory.personas import plan_casts
+from factory.llm.endpoint import endpoint_provenance, open_endpoint, package_versions
+from factory.personas import plan
 from factory.pipeline import execute, plan_rows
 from factory.records import SCHEMA_VERSION, DialogueRecord
 
@@ -46,58 +40,6 @@ class RunResult:
     seconds: float
 
 
-def endpoint_spec(recipe: Recipe, base_url: str, model: str, kind: str) -> EndpointSpec:
-    llm = recipe.llm
-    structured = llm.structured_output or ("json_object" if kind == "embedded" else "json_schema")
-    return EndpointSpec(
-        base_url=base_url,
-        model=model,
-        kind=kind,  # type: ignore[arg-type]
-        max_concurrency=llm.max_concurrency,
-        max_retries=llm.max_retries,
-        timeout=llm.timeout,
-        backoff_base=llm.backoff_base,
-        backoff_max=llm.backoff_max,
-        structured_output=structured,
-    )
-
-
-@contextmanager
-def open_endpoint(recipe: Recipe, log_dir: Path | None = None) -> Iterator[EndpointSpec]:
-    """The configured endpoint, or the embedded llama.cpp server for the duration of the run."""
-    if recipe.llm.base_url:
-        spec = endpoint_spec(recipe, recipe.llm.base_url, recipe.llm.model or "", "openai-compatible")
-        models = check_endpoint(spec, environment_overrides()["api_key"])
-        if not spec.model:
-            if len(models) != 1:
-                raise EndpointError(
-                    f"the endpoint at {spec.base_url} serves {len(models)} models ({', '.join(models[:5]) or 'none listed'}); "
-                    "choose one with --model (or PERSONA_FACTORY_MODEL)"
-                )
-            spec = spec.model_copy(update={"model": models[0]})
-        yield spec
-        return
-    with EmbeddedServer() as server:
-        yield endpoint_spec(recipe, server.base_url, server.model, "embedded")
-
-
-def public_url(url: str) -> str:
-    """The URL without any credentials it might carry."""
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _versions() -> dict[str, str]:
-    versions = {}
-    for package in ("persona-factory", "distilabel", "ray", "datasets", "openai", "huggingface-hub", "polars"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
 
 
 def write_version(
@@ -126,7 +68,10 @@ def write_version(
     manifest["splits"] = {split: {"rows": len(rows), "files": files[split]} for split, rows in splits.items()}
     manifest["stats"] = stats.as_dict()
     (staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
-    render_card(context, stats, records, splits=[split for split in splits if files[split]]).save(staging / "README.md")
+    info = dataset_info(staging, files, {split: len(rows) for split, rows in splits.items()})
+    render_card(context, stats, records, splits=[split for split in splits if files[split]], info=info).save(
+        staging / "README.md"
+    )
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return stats
 
@@ -142,12 +87,13 @@ def placements_by_step(records: list[DialogueRecord]) -> dict[str, list[str]]:
 def run_recipe(recipe: Recipe, out: str | Path, *, recipe_text: str | None = None, show_progress: bool = True) -> RunResult:
     started = time.monotonic()
     started_at = datetime.now(timezone.utc)
-    casts = plan_casts(recipe)  # persona files and casting fail here, before anything is written
+    cast_plan = plan(recipe)  # persona files, banks and casting fail here, before anything is written
+    casts = cast_plan.casts
     recipe_text = recipe_text or yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
     folder = DatasetFolder(out)
     api_key = environment_overrides()["api_key"]
 
-    with open_endpoint(recipe) as spec:
+    with open_endpoint(recipe.llm) as spec:
         # few-shot examples and prompts are checked before the folder is touched, too
         plan_rows(recipe, casts[:1], spec)
         folder.prepare()
@@ -164,15 +110,14 @@ def run_recipe(recipe: Recipe, out: str | Path, *, recipe_text: str | None = Non
                 "recipe": recipe.name,
                 "recipe_hash": recipe.content_hash(),
                 "schema_version": SCHEMA_VERSION,
-                "model": spec.model,
-                "endpoint_kind": spec.kind,
-                "endpoint": public_url(spec.base_url) if spec.kind != "embedded" else "embedded llama.cpp server",
+                **endpoint_provenance(spec),
                 "seed": recipe.seed,
+                "persona_banks": cast_plan.banks,
                 "started_at": started_at.isoformat(),
                 "finished_at": datetime.now(timezone.utc).isoformat(),
                 "seconds": round(time.monotonic() - started, 2),
                 "ray": {"address": ray_where, "nodes_by_step": placements_by_step(records)},
-                "packages": _versions(),
+                "packages": package_versions(),
             }
             context = CardContext(
                 recipe_name=recipe.name,

@@ -1,6 +1,7 @@
 """A scripted OpenAI-compatible HTTP server on loopback, for tests and benchmarks.
 
-It speaks the real protocol (``GET /v1/models``, ``POST /v1/chat/completions``) so the factory's
+It speaks the real protocol (``GET /v1/models``, ``POST /v1/chat/completions``,
+``POST /v1/embeddings``) so the factory's
 ``openai`` client, retries and Ray workers are exercised exactly as against a real endpoint.
 Replies come from a script: a function of the request body. Faults are injected by status code
 (``fail_next``) and every request is recorded.
@@ -8,7 +9,10 @@ Replies come from a script: a function of the request body. Faults are injected 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +35,19 @@ def echo_script(request: dict[str, Any]) -> str:
     return "User 1: Hello.\nUser 2: Hi."
 
 
+_TOKEN = re.compile(r"[a-z0-9']+")
+
+
+def bag_of_words_embedding(text: str, dims: int = 256) -> list[float]:
+    """A deterministic embedding: word counts hashed into ``dims`` buckets, L2-normalised. Texts
+    that share most words are close, which is what near-duplicate and redundancy checks need."""
+    vector = [0.0] * dims
+    for word in _TOKEN.findall(text.lower()):
+        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % dims] += 1.0
+    norm = math.sqrt(sum(value * value for value in vector)) or 1.0
+    return [value / norm for value in vector]
+
+
 class ScriptedOpenAIServer:
     """``with ScriptedOpenAIServer(script) as server: server.base_url``."""
 
@@ -39,6 +56,7 @@ class ScriptedOpenAIServer:
         self.model = model
         self.delay = delay
         self.requests: list[dict[str, Any]] = []
+        self.embedding_requests: list[dict[str, Any]] = []
         self._failures: list[int] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -83,6 +101,24 @@ class ScriptedOpenAIServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
+            def _embeddings(self, body: dict[str, Any]) -> None:
+                with server._lock:
+                    server.embedding_requests.append(body)
+                texts = body.get("input", [])
+                texts = [texts] if isinstance(texts, str) else texts
+                self._send(
+                    200,
+                    {
+                        "object": "list",
+                        "model": body.get("model", server.model),
+                        "data": [
+                            {"object": "embedding", "index": index, "embedding": bag_of_words_embedding(text)}
+                            for index, text in enumerate(texts)
+                        ],
+                        "usage": {"prompt_tokens": 0, "total_tokens": 0},
+                    },
+                )
+
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
                     self._send(200, {"object": "list", "data": [{"id": server.model, "object": "model", "owned_by": "tests"}]})
@@ -92,6 +128,9 @@ class ScriptedOpenAIServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                if self.path.rstrip("/").endswith("/embeddings"):
+                    self._embeddings(body)
+                    return
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from factory.testing import ScriptedOpenAIServer
-from tests.scripts import dialogue_script
+from tests.scripts import DialogueScript
 
 ISOLATED_UNSET = (
     "OPENAI_API_KEY",
@@ -30,12 +30,16 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "hf" / "datasets"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # `datasets` reads its cache location when imported, before this fixture runs.
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", home / "hf" / "datasets")
     monkeypatch.setenv("DISTILABEL_LOG_LEVEL", "WARNING")
 
 
 @pytest.fixture
 def scripted_server() -> Iterator[ScriptedOpenAIServer]:
-    with ScriptedOpenAIServer(dialogue_script) as server:
+    with ScriptedOpenAIServer(DialogueScript()) as server:
         yield server
 
 

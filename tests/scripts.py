@@ -1,13 +1,15 @@
 """The scripted endpoint's behaviour in end-to-end tests.
 
-The generator's reply depends only on the prompt (a hash of it picks one of four outcomes), and
-the judge's reply only on the conversation it is shown, so a run's verdicts are known in advance
-whatever order Ray sends the requests in.
+Each distinct generator prompt is given one of four outcomes the first time it is seen, going
+round the outcomes in arrival order, so any four dialogues cover every outcome; the same prompt
+always gets the same reply. The judge's reply depends only on the conversation it is shown. Tests
+check each dialogue's verdicts against what its generator reply was, whatever order Ray sends
+the requests in.
 """
 
 from __future__ import annotations
 
-import hashlib
+import threading
 from typing import Any
 
 from factory.testing import ScriptedReply
@@ -20,10 +22,6 @@ OUTCOMES = (GOOD, SAME_SPEAKER_TWICE, UNPARSABLE, CONTRADICTS)
 
 CONTRADICTION_MARK = "I have never owned a pet in my life"
 UNPARSABLE_REPLY = "Sorry, I would rather not write that conversation."
-
-
-def outcome_for(prompt: str) -> str:
-    return OUTCOMES[int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % len(OUTCOMES)]
 
 
 def _lines(outcome: str) -> list[str]:
@@ -42,7 +40,22 @@ def _lines(outcome: str) -> list[str]:
     return lines
 
 
-def dialogue_script(request: dict[str, Any]) -> str | ScriptedReply:
+class DialogueScript:
+    def __init__(self) -> None:
+        self._outcomes: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def outcome_for(self, prompt: str) -> str:
+        with self._lock:
+            if prompt not in self._outcomes:
+                self._outcomes[prompt] = OUTCOMES[len(self._outcomes) % len(OUTCOMES)]
+            return self._outcomes[prompt]
+
+    def __call__(self, request: dict[str, Any]) -> str | ScriptedReply:
+        return dialogue_reply(request, self.outcome_for)
+
+
+def dialogue_reply(request: dict[str, Any], outcome_for: Any) -> str | ScriptedReply:
     messages = request["messages"]
     system, user = messages[0]["content"], messages[-1]["content"]
     if system.startswith("You write natural"):

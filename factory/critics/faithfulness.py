@@ -7,7 +7,7 @@ The judge answers in JSON constrained by a schema (``{"contradiction": bool, "sp
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -27,22 +27,23 @@ class FaithfulnessAnswer(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     contradiction: bool
-    speaker: Literal["User 1", "User 2", "none"] = "none"
+    speaker: str = "none"
     reason: str
 
 
 # The reason comes first so that the judge explains before it decides; the instruction gives no
 # fill-in template, because small models copy a template's words into the reason verbatim.
-ANSWER_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "reason": {"type": "string"},
-        "speaker": {"type": "string", "enum": ["User 1", "User 2", "none"]},
-        "contradiction": {"type": "boolean"},
-    },
-    "required": ["reason", "speaker", "contradiction"],
-    "additionalProperties": False,
-}
+def answer_schema(speakers: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "reason": {"type": "string"},
+            "speaker": {"type": "string", "enum": [*(f"User {n}" for n in range(1, speakers + 1)), "none"]},
+            "contradiction": {"type": "boolean"},
+        },
+        "required": ["reason", "speaker", "contradiction"],
+        "additionalProperties": False,
+    }
 
 
 def judge_messages(speakers: list[PersonaProfile], turns: list[Turn]) -> list[dict[str, str]]:

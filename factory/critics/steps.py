@@ -54,7 +54,9 @@ class FaithfulnessCritic(LLMRecordStep):
                 temperature=self.config.temperature,
                 max_tokens=self.config.max_tokens,
                 seed=record.generation.seed,
-                response_format=self.endpoint.response_format("faithfulness_verdict", faithfulness.ANSWER_SCHEMA),
+                response_format=self.endpoint.response_format(
+                    "faithfulness_verdict", faithfulness.answer_schema(len(record.speakers))
+                ),
             )
         except LLMCallError as exc:
             return Verdict(critic=faithfulness.CRITIC_NAME, passed=False, score=None, reason=f"judge call failed: {exc}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -30,6 +31,32 @@ def size_category(count: int) -> str:
     return "1M<n<10M"
 
 
+def dataset_info(root: Path, files: dict[str, list[str]], rows: dict[str, int]) -> dict:
+    """Rows and bytes per split of this version, for the card's ``dataset_info``.
+
+    Besides telling readers the size, this keys ``datasets``' cache: the cache key of a local
+    folder is made from its card, not from its files, so a card that did not change with the data
+    would have ``load_dataset`` return an earlier version's rows from the cache.
+    """
+    import pyarrow.parquet as pq
+
+    splits = []
+    for split, names in files.items():
+        if not names:
+            continue
+        uncompressed = 0
+        for name in names:
+            metadata = pq.read_metadata(root / name)
+            uncompressed += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+        splits.append({"name": split, "num_bytes": uncompressed, "num_examples": rows[split]})
+    return {
+        "config_name": "default",
+        "splits": splits,
+        "download_size": sum((root / name).stat().st_size for names in files.values() for name in names),
+        "dataset_size": sum(split["num_bytes"] for split in splits),
+    }
+
+
 @dataclass
 class CardContext:
     recipe_name: str
@@ -44,20 +71,36 @@ class CardContext:
     samples: int
 
 
-def card_data(context: CardContext, stats: RunStats, splits: list[str]) -> DatasetCardData:
+def factory_card_data(
+    *, license: str, rows: int, tag: str, pretty_name: str, splits: list[str], info: dict, persona_factory: dict
+) -> DatasetCardData:
+    """The Hub metadata every persona-factory card has; ``persona_factory`` holds our own."""
     return DatasetCardData(
-        license=context.license,
+        dataset_info=info,
+        license=license,
         language=["en"],
         task_categories=["text-generation"],
-        size_categories=[size_category(stats.generated)],
-        tags=["synthetic", "persona", "dialogue", "persona-factory"],
-        pretty_name=context.pretty_name or f"persona-factory: {context.recipe_name}",
+        size_categories=[size_category(rows)],
+        tags=["synthetic", "persona", tag, "persona-factory"],
+        pretty_name=pretty_name,
         configs=[
             {
                 "config_name": "default",
                 "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in splits],
             }
         ],
+        persona_factory=persona_factory,
+    )
+
+
+def card_data(context: CardContext, stats: RunStats, splits: list[str], info: dict) -> DatasetCardData:
+    return factory_card_data(
+        license=context.license,
+        rows=stats.generated,
+        tag="dialogue",
+        pretty_name=context.pretty_name or f"persona-factory: {context.recipe_name}",
+        splits=splits,
+        info=info,
         persona_factory={
             "version": context.version,
             "previous_version": context.previous_version,
@@ -71,7 +114,7 @@ def card_data(context: CardContext, stats: RunStats, splits: list[str]) -> Datas
     )
 
 
-def _table(header: list[str], rows: list[list[object]]) -> str:
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -92,7 +135,9 @@ def _render_dialogue(record: DialogueRecord) -> str:
     return "\n".join(lines)
 
 
-def render_card(context: CardContext, stats: RunStats, records: list[DialogueRecord], splits: list[str]) -> DatasetCard:
+def render_card(
+    context: CardContext, stats: RunStats, records: list[DialogueRecord], splits: list[str], info: dict
+) -> DatasetCard:
     critic_rows = [
         [c.critic, c.judged, c.passed, f"{c.pass_rate:.0%}", stats.rejected_by.get(c.critic, 0), c.tokens]
         for c in stats.critics
@@ -112,7 +157,7 @@ def render_card(context: CardContext, stats: RunStats, records: list[DialogueRec
         "",
         "## Counts",
         "",
-        _table(
+        markdown_table(
             ["generated", "accepted", "rejected", "acceptance rate", "mean turns (accepted)"],
             [[stats.generated, stats.accepted, stats.rejected, f"{stats.acceptance_rate:.0%}", stats.mean_turns_accepted]],
         ),
@@ -121,18 +166,18 @@ def render_card(context: CardContext, stats: RunStats, records: list[DialogueRec
         "",
         "A dialogue is accepted when every critic passes it. `rejected` counts the dialogues each critic failed.",
         "",
-        _table(["critic", "judged", "passed", "pass rate", "rejected", "tokens"], critic_rows),
+        markdown_table(["critic", "judged", "passed", "pass rate", "rejected", "tokens"], critic_rows),
         "",
         "## Tokens",
         "",
-        _table(
+        markdown_table(
             ["generation", "critics", "total", "per accepted dialogue"],
             [[stats.generation_tokens, stats.critic_tokens, stats.total_tokens, per_accepted]],
         ),
         "",
         "## Speakers by persona kind",
         "",
-        _table(["kind", "speakers"], [[kind, n] for kind, n in stats.speakers_by_kind.items()]),
+        markdown_table(["kind", "speakers"], [[kind, n] for kind, n in stats.speakers_by_kind.items()]),
         "",
         "## Samples",
         "",
@@ -161,5 +206,5 @@ def render_card(context: CardContext, stats: RunStats, records: list[DialogueRec
         LIMITATIONS,
         "",
     ]
-    content = f"---\n{card_data(context, stats, splits).to_yaml()}\n---\n\n" + "\n".join(body)
+    content = f"---\n{card_data(context, stats, splits, info).to_yaml()}\n---\n\n" + "\n".join(body)
     return DatasetCard(content)

@@ -52,8 +52,11 @@ class DatasetFolder:
     def is_initialised(self) -> bool:
         return (self.path / ".git").is_dir() and self.state.is_dir()
 
+    def is_repository(self) -> bool:
+        return (self.path / ".git").is_dir()
+
     def versions(self) -> list[str]:
-        if not self.is_initialised():
+        if not self.is_repository():
             return []
         tags = [tag for tag in self.git("tag", "--list", "v*").split() if parse_version(tag)]
         return sorted(tags, key=parse_version)  # type: ignore[arg-type]
@@ -143,6 +146,24 @@ class DatasetFolder:
         self.git("tag", "-a", version, "-m", message)
         marker.unlink()
         shutil.rmtree(staging, ignore_errors=True)
+
+    def resolve(self, revision: str) -> str:
+        """The commit a version tag (or any revision) names."""
+        completed = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"],
+            cwd=self.path, capture_output=True, text=True, check=False,
+        )
+        if completed.returncode != 0:
+            known = ", ".join(self.versions()) or "none"
+            raise OutputError(f"{self.path} has no revision {revision!r} (versions: {known})")
+        return completed.stdout.strip()
+
+    def read_bytes(self, revision: str, name: str) -> bytes:
+        """A published file as it was at ``revision``."""
+        completed = subprocess.run(["git", "show", f"{revision}:{name}"], cwd=self.path, capture_output=True, check=False)
+        if completed.returncode != 0:
+            raise OutputError(f"{self.path} has no {name} at {revision}: {completed.stderr.decode().strip()}")
+        return completed.stdout
 
     def read_manifest(self, version: str | None = None) -> dict | None:
         if version is None:

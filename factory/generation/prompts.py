@@ -19,13 +19,20 @@ GENERATOR_SYSTEM = (
     "You write natural, engaging conversations between people with given personas. "
     "Each speaker's lines implicitly reflect their own profile: show who they are through what they "
     "say, never by reciting or copying their profile sentences. Speakers take turns. Write one "
-    "utterance per line, each starting with the speaker label ('User 1:' or 'User 2:'), and nothing else."
+    "utterance per line, each starting with the speaker label ('User 1:', 'User 2:', ...), and nothing else."
 )
 
 INTRO = (
     "Here, we list the profiles of two users, user 1 and user 2, followed by an interesting and "
     "natural conversation between user 1 and user 2, which implicitly reflects their user profiles."
 )
+
+
+def _intro(count: int) -> str:
+    return (
+        f"Here, we list the profiles of {count} users, {_labels(count).lower()}, followed by an interesting "
+        "and natural conversation between them, which implicitly reflects their user profiles."
+    )
 
 
 @dataclass(frozen=True)
@@ -71,13 +78,33 @@ def persona_hint(persona: PersonaProfile) -> str:
         parts.append(f"MBTI type: {persona.mbti}")
     if persona.big_five:
         parts.append(persona.description)
+    if persona.speaking_style:
+        parts.append(f"speaking style: {persona.speaking_style}")
     return "; ".join(parts)
 
 
+def _labels(count: int) -> str:
+    labels = [f"User {n}" for n in range(1, count + 1)]
+    return ", ".join(labels[:-1]) + f" and {labels[-1]}"
+
+
+ROLE_NOTES = {
+    "user": "a person chatting with an AI assistant, asking for help in their own words",
+    "assistant": "an AI assistant who helps the user, speaking in the persona's style",
+}
+
+
 def generator_messages(
-    speakers: list[PersonaProfile], examples: list[FewShotExample], *, min_turns: int, max_turns: int
+    speakers: list[PersonaProfile],
+    examples: list[FewShotExample],
+    *,
+    min_turns: int,
+    max_turns: int,
+    roles: tuple[str, ...] = (),
 ) -> list[dict[str, str]]:
-    blocks = [INTRO, ""]
+    """The generator prompt for any number of speakers; with ``roles``, each speaker is told
+    the part they play (a user simulator talking to an assistant)."""
+    blocks = [INTRO if len(speakers) == 2 and not roles else _intro(len(speakers)), ""]
     for number, example in enumerate(examples, start=1):
         blocks.append(f"Example {number}:")
         blocks.append(_profile_block("User 1", example.profiles[0]))
@@ -85,13 +112,17 @@ def generator_messages(
         blocks.append("Conversation:")
         blocks.extend(f"User {speaker + 1}: {text}" for speaker, text in example.lines)
         blocks.append("")
-    blocks.append("Now the two users of this conversation:")
+    blocks.append(f"Now the {len(speakers)} users of this conversation:")
     for index, persona in enumerate(speakers, start=1):
-        blocks.append(_profile_block(f"User {index}", persona.statements, persona_hint(persona)))
-    blocks.append(
-        f"Write their conversation: between {min_turns} and {max_turns} utterances, alternating "
-        "User 1 and User 2, starting with User 1."
-    )
+        hint = persona_hint(persona)
+        if roles:
+            hint = f"plays {ROLE_NOTES.get(roles[index - 1], roles[index - 1])}" + (f"; {hint}" if hint else "")
+        blocks.append(_profile_block(f"User {index}", persona.statements, hint))
+    if len(speakers) == 2:
+        order = "alternating User 1 and User 2, starting with User 1"
+    else:
+        order = f"taking turns among {_labels(len(speakers))} (never the same speaker twice in a row), starting with User 1"
+    blocks.append(f"Write their conversation: between {min_turns} and {max_turns} utterances, {order}.")
     blocks.append("Conversation:")
     return [
         {"role": "system", "content": GENERATOR_SYSTEM},

@@ -7,15 +7,16 @@ items, turned into first-person statements ("Worry about things" -> "I worry abo
 from __future__ import annotations
 
 import csv
+import hashlib
 import random
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from factory.config import PACKAGE_DATA_DIR, BUILTIN_DATA
+from factory.config import BUILTIN_DATA, PACKAGE_DATA_DIR, BigFiveSource
 from factory.personas.demographics import sample_demographics
-from factory.records import BIG_FIVE_TRAITS, BigFiveScores, PersonaProfile
+from factory.records import BIG_FIVE_TRAITS, BigFiveScores, Demographics, PersonaProfile
 
 TRAIT_BY_LETTER = dict(zip("OCEAN", BIG_FIVE_TRAITS))
 
@@ -68,6 +69,14 @@ def level_band(level: int) -> str:
     return "high"
 
 
+def coarse_band(level: int) -> str:
+    """The bands quotas and coverage tables count: low 1-2, mid 3-5, high 6-7."""
+    return "low" if level <= 2 else ("mid" if level <= 5 else "high")
+
+
+BAND_LEVELS = {"low": (1, 2), "mid": (3, 4, 5), "high": (6, 7)}
+
+
 def describe_scores(scores: BigFiveScores, rng: random.Random, per_trait: int) -> list[str]:
     items = load_ipip_items()
     statements: list[str] = []
@@ -81,21 +90,72 @@ def describe_scores(scores: BigFiveScores, rng: random.Random, per_trait: int) -
     return statements
 
 
-def big_five_persona(index: int, rng: random.Random, per_trait: int = 1) -> PersonaProfile:
-    scores = BigFiveScores(**{trait: rng.randint(1, 7) for trait in BIG_FIVE_TRAITS})
-    name, demographics = sample_demographics(rng)
+SPEAKING_STYLE = {
+    "extraversion": ("talks readily and at length, with energy and exclamations", "speaks briefly and quietly, rarely starting a topic"),
+    "agreeableness": ("is warm, polite and quick to agree or reassure", "is blunt, sceptical and ready to argue"),
+    "conscientiousness": ("is precise and orderly, with plans and details", "is casual and loose, wandering between topics"),
+    "neuroticism": ("sounds anxious and self-doubting, often mentions worries", "sounds calm and even, unbothered by setbacks"),
+    "openness": ("uses vivid, curious language and abstract ideas", "keeps to plain, concrete, familiar things"),
+}
+
+
+def speaking_style(scores: BigFiveScores) -> str:
+    """How the profile talks, from its clearly high or low traits (PsyPlay's portrayal cues)."""
+    cues = []
+    for trait in BIG_FIVE_TRAITS:
+        level = getattr(scores, trait)
+        if level >= 5:
+            cues.append(SPEAKING_STYLE[trait][0])
+        elif level <= 3:
+            cues.append(SPEAKING_STYLE[trait][1])
+    return "; ".join(cues) if cues else "speaks in an even, unremarkable way"
+
+
+def big_five_persona(
+    index: int, scores: BigFiveScores, rng: random.Random, per_trait: int = 1, demographics: bool = True
+) -> PersonaProfile:
+    name, demo = sample_demographics(rng) if demographics else (None, Demographics())
     profile = ", ".join(f"{trait} {level_band(getattr(scores, trait))} ({getattr(scores, trait)}/7)" for trait in BIG_FIVE_TRAITS)
+    who = f"{name}'s" if name else "This person's"
+    statements = describe_scores(scores, rng, per_trait)
+    # A digest of the content keeps ids distinct across sources and banks.
+    digest = hashlib.sha256(f"{scores.model_dump_json()}|{name}|{demo.model_dump_json()}|{statements}".encode()).hexdigest()[:8]
     return PersonaProfile(
-        id=f"big_five-{index:05d}",
+        id=f"big_five-{index:05d}-{digest}",
         kind="big_five",
         name=name,
-        demographics=demographics,
+        demographics=demo,
         big_five=scores,
-        statements=describe_scores(scores, rng, per_trait),
-        description=f"{name}'s Big Five profile: {profile}.",
+        statements=statements,
+        description=f"{who} Big Five profile: {profile}.",
+        speaking_style=speaking_style(scores),
         source=f"big_five sampler #{index}",
     )
 
 
-def sample_big_five(count: int, rng: random.Random, per_trait: int = 1) -> list[PersonaProfile]:
-    return [big_five_persona(i, rng, per_trait) for i in range(count)]
+def _quota_levels(trait: str, bands: list[str], count: int, rng: random.Random) -> list[int]:
+    """``count`` levels for one trait, the named bands sharing them as equally as count allows."""
+    order = list(bands)
+    rng.shuffle(order)
+    levels = [rng.choice(BAND_LEVELS[order[i % len(order)]]) for i in range(count)]
+    rng.shuffle(levels)
+    return levels
+
+
+def sample_scores(source: BigFiveSource, rng: random.Random) -> list[BigFiveScores]:
+    columns: dict[str, list[int]] = {}
+    for trait in BIG_FIVE_TRAITS:
+        if source.sampling == "quota" and trait in source.quota:
+            columns[trait] = _quota_levels(trait, source.quota[trait], source.count, rng)
+        elif source.sampling == "distribution" and trait in source.distribution:
+            columns[trait] = rng.choices(range(1, 8), weights=source.distribution[trait], k=source.count)
+        else:
+            columns[trait] = [rng.randint(1, 7) for _ in range(source.count)]
+    return [BigFiveScores(**{trait: columns[trait][i] for trait in BIG_FIVE_TRAITS}) for i in range(source.count)]
+
+
+def sample_big_five(source: BigFiveSource, rng: random.Random) -> list[PersonaProfile]:
+    return [
+        big_five_persona(index, scores, rng, source.statements_per_trait, source.demographics)
+        for index, scores in enumerate(sample_scores(source, rng))
+    ]

@@ -1,13 +1,29 @@
-"""Casting: which personas talk to each other in each dialogue."""
+"""Casting: which personas talk to each other in each dialogue.
+
+Strategies (``casting.strategy``):
+
+- ``random``: speakers drawn from a shuffled deck, refilled when empty, so every persona speaks
+  before any speaks twice.
+- ``compatible``: after Synthetic-Persona-Chat, a speaker's partners share at least
+  ``min_shared_topics`` topics (the queries their statements answer) with them.
+- ``contrasting``: partners differ from the first speaker on at least ``min_contrast`` MBTI axes
+  (or Big Five traits in opposite bands, for Big Five personas).
+- ``quota``: every cell named in ``casting.quota`` (an MBTI type, a Big Five band, a kind, a
+  source) is represented; speaker slots go round the cells so they are shared evenly.
+- ``user_assistant``: an implicit user profile (the user simulator) talks to an assistant persona.
+"""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from factory.config import CastingConfig
+from factory.config import CastingConfig, QuotaCell
 from factory.errors import RecipeError
-from factory.records import PersonaProfile
+from factory.personas.big_five import coarse_band
+from factory.personas.mbti import MBTI_TYPES
+from factory.records import BIG_FIVE_TRAITS, PersonaProfile
 
 
 @dataclass(frozen=True)
@@ -15,35 +31,208 @@ class Cast:
     dialogue_id: str
     speakers: tuple[PersonaProfile, ...]
     seed: int
+    roles: tuple[str, ...] = ()
+
+
+class Deck:
+    """Personas drawn without replacement, reshuffled when spent."""
+
+    def __init__(self, personas: list[PersonaProfile], rng: random.Random) -> None:
+        self.personas = list(personas)
+        self.rng = rng
+        self._cards: list[PersonaProfile] = []
+
+    def draw(self, exclude: set[str], accept: Callable[[PersonaProfile], bool] = lambda _: True) -> PersonaProfile | None:
+        """The next persona not in ``exclude`` that ``accept`` takes; None when there is none."""
+        eligible = [p for p in self.personas if p.id not in exclude and accept(p)]
+        if not eligible:
+            return None
+        eligible_ids = {p.id for p in eligible}
+        if not any(p.id in eligible_ids for p in self._cards):
+            self._cards = list(self.personas)
+            self.rng.shuffle(self._cards)
+        for position in range(len(self._cards) - 1, -1, -1):
+            if self._cards[position].id in eligible_ids:
+                return self._cards.pop(position)
+        raise AssertionError("unreachable: the deck was refilled with eligible personas")
+
+
+def shared_topics(a: PersonaProfile, b: PersonaProfile) -> int:
+    return len(set(a.topics) & set(b.topics))
+
+
+def contrast(a: PersonaProfile, b: PersonaProfile) -> int | None:
+    """Opposite MBTI axes, or Big Five traits in opposite bands; None when not comparable."""
+    if a.mbti and b.mbti:
+        return sum(x != y for x, y in zip(a.mbti, b.mbti))
+    if a.big_five and b.big_five:
+        return sum(
+            {coarse_band(getattr(a.big_five, t)), coarse_band(getattr(b.big_five, t))} == {"low", "high"}
+            for t in BIG_FIVE_TRAITS
+        )
+    return None
+
+
+def cell_value(persona: PersonaProfile, by: str) -> str | None:
+    if by == "mbti":
+        return persona.mbti
+    if by == "kind":
+        return persona.kind
+    if by == "source":
+        return persona.source.split(" ")[0] if persona.source else None
+    trait = by.split(".", 1)[1]
+    return coarse_band(getattr(persona.big_five, trait)) if persona.big_five else None
+
+
+def quota_cells(quota: list[QuotaCell]) -> list[tuple[str, str]]:
+    cells = []
+    for spec in quota:
+        if spec.values:
+            values = [v.upper() if spec.by == "mbti" else v for v in spec.values]
+        else:
+            values = list(MBTI_TYPES) if spec.by == "mbti" else ["low", "mid", "high"]
+        cells.extend((spec.by, value) for value in values)
+    return cells
+
+
+def _new_cast(casts: list[Cast], speakers: list[PersonaProfile], rng: random.Random, prefix: str, roles: tuple[str, ...] = ()) -> None:
+    casts.append(
+        Cast(dialogue_id=f"{prefix}-{len(casts):06d}", speakers=tuple(speakers), seed=rng.randrange(2**31), roles=roles)
+    )
+
+
+def _fill(deck: Deck, speakers: list[PersonaProfile], size: int, accept: Callable[[PersonaProfile], bool] = lambda _: True) -> bool:
+    while len(speakers) < size:
+        persona = deck.draw({p.id for p in speakers}, accept)
+        if persona is None:
+            return False
+        speakers.append(persona)
+    return True
 
 
 def cast_dialogues(
     pool: list[PersonaProfile], casting: CastingConfig, rng: random.Random, *, id_prefix: str
 ) -> list[Cast]:
-    """Random casting: each dialogue draws ``group_size`` distinct personas from the pool.
-
-    Personas are drawn without replacement from a shuffled deck that is refilled when it runs
-    out, so every persona speaks before any speaks twice.
-    """
     if len(pool) < casting.group_size:
         raise RecipeError(
             f"the persona pool has {len(pool)} persona(s) but a dialogue needs {casting.group_size}",
             field="personas",
         )
-    deck: list[PersonaProfile] = []
-    casts = []
-    for index in range(casting.dialogues):
+    strategy = {
+        "random": _random,
+        "compatible": _compatible,
+        "contrasting": _contrasting,
+        "quota": _quota,
+        "user_assistant": _user_assistant,
+    }[casting.strategy]
+    return strategy(pool, casting, rng, id_prefix)
+
+
+def _random(pool: list[PersonaProfile], casting: CastingConfig, rng: random.Random, prefix: str) -> list[Cast]:
+    deck = Deck(pool, rng)
+    casts: list[Cast] = []
+    for _ in range(casting.dialogues):
+        speakers: list[PersonaProfile] = []
+        _fill(deck, speakers, casting.group_size)
+        _new_cast(casts, speakers, rng, prefix)
+    return casts
+
+
+def _partnered(
+    pool: list[PersonaProfile],
+    casting: CastingConfig,
+    rng: random.Random,
+    prefix: str,
+    fits: Callable[[PersonaProfile, PersonaProfile], bool],
+    rule: str,
+) -> list[Cast]:
+    """Casts whose later speakers all ``fit`` the first; first speakers with no fitting partners
+    are skipped."""
+    leads = [p for p in pool if sum(fits(p, q) for q in pool if q.id != p.id) >= casting.group_size - 1]
+    if not leads:
+        raise RecipeError(f"no persona in the pool has {casting.group_size - 1} partner(s) that {rule}", field="casting.strategy")
+    lead_deck, partner_deck = Deck(leads, rng), Deck(pool, rng)
+    casts: list[Cast] = []
+    for _ in range(casting.dialogues):
+        lead = lead_deck.draw(set())
+        assert lead is not None
+        speakers = [lead]
+        _fill(partner_deck, speakers, casting.group_size, lambda candidate: fits(lead, candidate))
+        _new_cast(casts, speakers, rng, prefix)
+    return casts
+
+
+def _compatible(pool: list[PersonaProfile], casting: CastingConfig, rng: random.Random, prefix: str) -> list[Cast]:
+    if not any(p.topics for p in pool):
+        raise RecipeError(
+            "compatible casting pairs personas by shared topics, and no persona in the pool has topics "
+            "(build a bank with an spc_expansion source)",
+            field="casting.strategy",
+        )
+    need = casting.min_shared_topics
+    return _partnered(pool, casting, rng, prefix, lambda a, b: shared_topics(a, b) >= need, f"share {need} topics with it")
+
+
+def _contrasting(pool: list[PersonaProfile], casting: CastingConfig, rng: random.Random, prefix: str) -> list[Cast]:
+    need = casting.min_contrast
+
+    def fits(a: PersonaProfile, b: PersonaProfile) -> bool:
+        score = contrast(a, b)
+        return score is not None and score >= need
+
+    return _partnered(pool, casting, rng, prefix, fits, f"differ from it on {need} MBTI axes or Big Five bands")
+
+
+def _quota(pool: list[PersonaProfile], casting: CastingConfig, rng: random.Random, prefix: str) -> list[Cast]:
+    cells = quota_cells(casting.quota)
+    empty = [f"{by}={value}" for by, value in cells if not any(cell_value(p, by) == value for p in pool)]
+    if empty:
+        raise RecipeError(f"no persona in the pool for the cell(s) {', '.join(empty)}", field="casting.quota")
+    slots = casting.dialogues * casting.group_size
+    if slots < len(cells):
+        raise RecipeError(
+            f"{casting.dialogues} dialogue(s) of {casting.group_size} speakers have {slots} speaker slots, "
+            f"fewer than the {len(cells)} cells to cover; raise casting.dialogues",
+            field="casting.dialogues",
+        )
+    queue = list(cells)
+    rng.shuffle(queue)
+    decks = {cell: Deck([p for p in pool if cell_value(p, cell[0]) == cell[1]], rng) for cell in queue}
+    fallback = Deck(pool, rng)
+    casts: list[Cast] = []
+    for _ in range(casting.dialogues):
         speakers: list[PersonaProfile] = []
         while len(speakers) < casting.group_size:
-            if not deck:
-                deck = list(pool)
-                rng.shuffle(deck)
-            candidate = deck.pop()
-            if all(candidate.id != chosen.id for chosen in speakers):
-                speakers.append(candidate)
-            else:
-                deck.insert(0, candidate)
-        casts.append(
-            Cast(dialogue_id=f"{id_prefix}-{index:06d}", speakers=tuple(speakers), seed=rng.randrange(2**31))
+            taken = {p.id for p in speakers}
+            # The cell longest without a speaker goes first; one whose personas are all in this
+            # dialogue already keeps its place for the next.
+            persona = None
+            for position, cell in enumerate(queue):
+                persona = decks[cell].draw(taken)
+                if persona is not None:
+                    queue.append(queue.pop(position))
+                    break
+            if persona is None:
+                persona = fallback.draw(taken)
+                assert persona is not None  # the pool holds at least group_size personas
+            speakers.append(persona)
+        _new_cast(casts, speakers, rng, prefix)
+    return casts
+
+
+def _user_assistant(pool: list[PersonaProfile], casting: CastingConfig, rng: random.Random, prefix: str) -> list[Cast]:
+    users = [p for p in pool if p.kind == "implicit"]
+    assistants = [p for p in pool if p.kind != "implicit"]
+    if not users or not assistants:
+        raise RecipeError(
+            f"user_assistant casting needs implicit user profiles and other personas as assistants; the pool has "
+            f"{len(users)} implicit and {len(assistants)} other",
+            field="casting.strategy",
         )
+    user_deck, assistant_deck = Deck(users, rng), Deck(assistants, rng)
+    casts: list[Cast] = []
+    for _ in range(casting.dialogues):
+        user, assistant = user_deck.draw(set()), assistant_deck.draw(set())
+        assert user is not None and assistant is not None
+        _new_cast(casts, [user, assistant], rng, prefix, roles=("user", "assistant"))
     return casts

@@ -3,6 +3,7 @@ statements, sampled deterministically for a seed."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 
@@ -77,8 +78,9 @@ def mbti_persona(code: str, index: int, rng: random.Random) -> PersonaProfile:
     kind = MBTI_TYPES[code]
     name, demographics = sample_demographics(rng)
     axes = "; ".join(kind.axes)
+    digest = hashlib.sha256(f"{code}|{name}|{demographics.model_dump_json()}".encode()).hexdigest()[:8]
     return PersonaProfile(
-        id=f"mbti-{index:05d}-{code.lower()}",
+        id=f"mbti-{index:05d}-{code.lower()}-{digest}",
         kind="mbti",
         name=name,
         demographics=demographics,

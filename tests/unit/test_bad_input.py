@@ -8,8 +8,11 @@ import sys
 
 import pytest
 
-from factory.config import load_recipe
+from factory.config import PersonaBankRecipe, load_recipe, parse_recipe
 from factory.errors import PersonaFileError, RecipeError
+from factory.personas import plan_casts
+from factory.personas.build import build_bank, check_inputs
+from factory.personas.implicit import load_conversations
 from factory.personas.statements import load_spc_rows
 from tests.conftest import subprocess_env
 from tests.recipes import small_recipe, write_recipe
@@ -120,3 +123,68 @@ def test_unreachable_endpoint_is_a_clear_error_and_writes_nothing(tmp_path):
     assert "cannot reach the LLM endpoint at http://127.0.0.1:9/v1" in result.stderr
     assert "--base-url" in result.stderr
     assert not out.exists()
+
+
+# -- persona banks and their inputs --------------------------------------------------------------
+
+
+def _write_jsonl(path, *lines: str):
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_conversation_file_errors_name_file_row_and_field(tmp_path):
+    good = json.dumps([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
+    cases = {
+        "not valid JSON": ('[{"role": "user"', None),
+        "role must be user, assistant or system": (json.dumps([{"role": "bot", "content": "x"}]), "messages[0].role"),
+        "content must be text": (json.dumps([{"role": "user", "content": "x"}, {"role": "assistant"}]), "messages[1].content"),
+        "non-empty list": (json.dumps({"turns": []}), "messages"),
+    }
+    for message, (bad_line, field) in cases.items():
+        path = _write_jsonl(tmp_path / "chats.jsonl", good, "", bad_line)
+        with pytest.raises(PersonaFileError) as error:
+            load_conversations(path)
+        assert message in str(error.value)
+        assert (error.value.path, error.value.row, error.value.field) == (str(path), 3, field)
+
+
+def test_bank_build_with_a_bad_conversation_file_exits_2_and_writes_nothing(tmp_path):
+    chats = _write_jsonl(tmp_path / "chats.jsonl", json.dumps([{"role": "user", "content": 5}]))
+    recipe = tmp_path / "bank.yaml"
+    recipe.write_text(f"name: users\nsources:\n  - source: implicit\n    path: {chats.name}\n", encoding="utf-8")
+    out = tmp_path / "bank"
+    result = run_cli("personas", "build", str(recipe), "--out", str(out), "--base-url", "http://127.0.0.1:9/v1")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {chats}, row 1, field 'messages[0].content': content must be text"
+    assert not out.exists()
+
+
+def test_bank_recipe_errors_name_the_source_field(tmp_path):
+    recipe = tmp_path / "bank.yaml"
+    recipe.write_text("name: b\nsources:\n  - source: mbti_bank\n    per_typ: 2\n", encoding="utf-8")
+    with pytest.raises(RecipeError) as error:
+        load_recipe(recipe, PersonaBankRecipe)
+    assert error.value.field == "sources[0].per_typ"
+    recipe.write_text("name: b\nsources:\n  - source: mbti_bank\n    types: [INTJ, XXXX]\n", encoding="utf-8")
+    with pytest.raises(RecipeError, match="XXXX") as error:
+        check_inputs(load_recipe(recipe, PersonaBankRecipe))
+    assert error.value.field == "sources.types"
+
+
+def test_seeding_from_something_that_is_not_a_bank(tmp_path):
+    recipe = small_recipe(personas=[{"source": "bank", "path": str(tmp_path)}])
+    with pytest.raises(PersonaFileError, match="not a persona bank folder") as error:
+        plan_casts(parse_recipe(recipe))
+    assert error.value.path == str(tmp_path)
+    with pytest.raises(RecipeError, match="exactly one of `path`"):
+        parse_recipe(small_recipe(personas=[{"source": "bank"}]))
+
+
+def test_seeding_from_a_revision_the_bank_does_not_have(tmp_path):
+    bank = tmp_path / "bank"
+    build_bank(parse_recipe({"name": "b", "sources": [{"source": "mbti", "count": 4}]}, model=PersonaBankRecipe), bank, show_progress=False)
+    recipe = small_recipe(personas=[{"source": "bank", "path": str(bank), "revision": "v9.0.0"}])
+    with pytest.raises(PersonaFileError, match=r"no revision 'v9.0.0' \(versions: v1.0.0\)") as error:
+        plan_casts(parse_recipe(recipe))
+    assert error.value.field == "revision"

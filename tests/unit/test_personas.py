@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 
-from factory.config import parse_recipe
-from factory.personas import plan_casts
-from factory.personas.big_five import first_person, sample_big_five
+import pytest
+
+from factory.config import BigFiveSource, parse_recipe
+from factory.errors import RecipeError
+from factory.personas import build_persona_pool, plan_casts
+from factory.personas.big_five import coarse_band, first_person, sample_big_five
 from factory.personas.mbti import MBTI_TYPES, sample_mbti
 from tests.recipes import small_recipe
 
@@ -18,7 +22,7 @@ def test_mbti_covers_every_type_before_repeating():
 
 
 def test_big_five_levels_in_range_and_described_by_ipip_items():
-    personas = sample_big_five(20, random.Random(5))
+    personas = sample_big_five(BigFiveSource(source="big_five", count=20), random.Random(5))
     for persona in personas:
         scores = persona.big_five.model_dump()
         assert all(1 <= level <= 7 for level in scores.values())
@@ -41,3 +45,45 @@ def test_casting_is_deterministic_and_never_pairs_a_persona_with_itself():
     assert all(len(set(ids)) == 2 for _, ids, _ in first)
     other = parse_recipe(small_recipe(dialogues=30, seed=12))
     assert [c.seed for c in plan_casts(other)] != [seed for *_, seed in first]
+
+
+def _big_five(**settings) -> list:
+    return sample_big_five(BigFiveSource.model_validate({"source": "big_five", **settings}), random.Random(8))
+
+
+def test_big_five_quota_gives_each_named_band_an_equal_share():
+    personas = _big_five(count=60, sampling="quota", quota={"extraversion": ["low", "mid", "high"], "neuroticism": ["high"]})
+    extraversion = Counter(coarse_band(p.big_five.extraversion) for p in personas)
+    assert extraversion == {"low": 20, "mid": 20, "high": 20}
+    assert all(p.big_five.neuroticism >= 6 for p in personas)
+
+
+def test_big_five_distribution_draws_levels_by_weight():
+    personas = _big_five(count=200, sampling="distribution", distribution={"openness": [0, 0, 0, 0, 0, 1, 3]})
+    levels = Counter(p.big_five.openness for p in personas)
+    assert set(levels) == {6, 7}
+    assert levels[7] > levels[6]  # weight 3 to 1: the chance of the opposite is far below 1e-9
+
+
+def test_big_five_speaking_style_follows_the_extreme_traits():
+    quiet = _big_five(count=5, sampling="quota", quota={"extraversion": ["low"]}, demographics=False)
+    assert all("speaks briefly" in p.speaking_style for p in quiet)
+    assert all(p.name is None and p.demographics.age is None for p in quiet)
+    talkative = _big_five(count=5, sampling="quota", quota={"extraversion": ["high"]})
+    assert all("talks readily" in p.speaking_style and p.name for p in talkative)
+
+
+def test_big_five_settings_are_checked():
+    with pytest.raises(RecipeError, match="seven non-negative weights"):
+        parse_recipe({"name": "r", "personas": [{"source": "big_five", "count": 2, "sampling": "distribution",
+                      "distribution": {"openness": [1, 2]}}], "casting": {"dialogues": 1}})
+    with pytest.raises(RecipeError, match="unknown trait 'charm'"):
+        parse_recipe({"name": "r", "personas": [{"source": "big_five", "count": 2, "sampling": "quota",
+                      "quota": {"charm": ["low"]}}], "casting": {"dialogues": 1}})
+
+
+def test_two_sources_of_one_kind_give_distinct_personas():
+    recipe = parse_recipe({"name": "r", "personas": [{"source": "big_five", "count": 5}, {"source": "big_five", "count": 5},
+                           {"source": "mbti", "count": 3}, {"source": "mbti", "count": 3}], "casting": {"dialogues": 1}})
+    pool = build_persona_pool(recipe, random.Random(0)).personas
+    assert len(pool) == 16 and len({p.id for p in pool}) == 16

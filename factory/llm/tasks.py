@@ -1,0 +1,140 @@
+"""JSON tasks for persona building: many schema-constrained chat calls, concurrently, with a bar.
+
+Persona sources ask the model for structured objects (a character, a profile, a list of queries).
+Each request names the JSON Schema it wants; the reply is parsed and handed back as a dict, or as
+the reason it could not be, so that the caller can retry or drop that one item.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from factory.llm.client import BackgroundLoop, ChatClient, EndpointSpec, LLMCallError
+from factory.records import TokenUsage
+
+T = TypeVar("T")
+
+
+@dataclass
+class JsonRequest:
+    messages: list[dict[str, str]]
+    schema: dict[str, Any]
+    schema_name: str
+    temperature: float
+    max_tokens: int
+    seed: int | None = None
+
+
+@dataclass
+class JsonReply:
+    data: dict[str, Any] | None
+    error: str | None
+    text: str = ""
+    usage: TokenUsage = field(default_factory=TokenUsage)
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    """The JSON object in a reply; tolerates a fence or prose around it, which some servers add
+    even under a response format."""
+    stripped = text.strip()
+    # strict=False lets a raw newline inside a string through: grammar-constrained decoders allow
+    # one, and the value is still unambiguous.
+    try:
+        value = json.loads(stripped, strict=False)
+    except json.JSONDecodeError:
+        start, end = stripped.find("{"), stripped.rfind("}")
+        if start < 0 or end <= start:
+            raise ValueError(f"no JSON object in the reply (began: {stripped[:80]!r})") from None
+        try:
+            value = json.loads(stripped[start : end + 1], strict=False)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"the reply is not valid JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def text_pattern(low: int, high: int, prefix: str = "") -> str:
+    """A JSON Schema ``pattern`` for one line of free text. Patterns keep a constrained decoder
+    (llama.cpp's grammar, OpenAI's strict schemas) inside the shape asked for; quotes and
+    backslashes are left out so that the grammar cannot break the JSON string."""
+    return rf'^{prefix}[^"\\\n]{{{low},{high}}}$'
+
+
+class JsonTaskRunner:
+    """``with JsonTaskRunner(spec, api_key) as runner: runner.map(requests)``."""
+
+    def __init__(self, spec: EndpointSpec, api_key: str | None) -> None:
+        self.spec = spec
+        self._api_key = api_key
+        self._loop: BackgroundLoop | None = None
+        self._client: ChatClient | None = None
+        self.usage = TokenUsage()
+        self.calls = 0
+
+    def __enter__(self) -> JsonTaskRunner:
+        self._loop = BackgroundLoop()
+
+        async def make_client() -> ChatClient:
+            return ChatClient(self.spec, self._api_key)
+
+        self._client = self._loop.run(make_client())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._loop is not None:
+            if self._client is not None:
+                self._loop.run(self._client.aclose())
+            self._loop.close()
+        self._loop = self._client = None
+
+    async def ask(self, request: JsonRequest) -> JsonReply:
+        """One request; never raises for a bad reply or a failed call (the reply says why)."""
+        assert self._client is not None, "use JsonTaskRunner as a context manager"
+        self.calls += 1
+        try:
+            result = await self._client.chat(
+                request.messages,
+                temperature=request.temperature,
+                max_tokens=request.max_tokens,
+                seed=request.seed,
+                response_format=self.spec.response_format(request.schema_name, request.schema),
+            )
+        except LLMCallError as exc:
+            return JsonReply(data=None, error=str(exc))
+        self.usage = self.usage + result.usage
+        try:
+            data = parse_json_object(result.text)
+        except ValueError as exc:
+            reason = str(exc) + (" (cut at max_tokens)" if result.finish_reason == "length" else "")
+            return JsonReply(data=None, error=reason, text=result.text, usage=result.usage)
+        return JsonReply(data=data, error=None, text=result.text, usage=result.usage)
+
+    def gather(self, coroutines: Iterable[Coroutine[Any, Any, T]], *, desc: str = "", show_progress: bool = True) -> list[T]:
+        """Run coroutines concurrently (the client bounds the requests in flight), with a bar."""
+        assert self._loop is not None, "use JsonTaskRunner as a context manager"
+        pending = list(coroutines)
+        bar = None
+        if show_progress and pending:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(pending), desc=f"{desc:>16}", unit="task", leave=True)
+
+        async def tracked(coroutine: Coroutine[Any, Any, T]) -> T:
+            try:
+                return await coroutine
+            finally:
+                if bar is not None:
+                    bar.update(1)
+
+        try:
+            return self._loop.gather(tracked(coroutine) for coroutine in pending)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def map(self, requests: list[JsonRequest], *, desc: str = "", show_progress: bool = True) -> list[JsonReply]:
+        return self.gather((self.ask(request) for request in requests), desc=desc, show_progress=show_progress)

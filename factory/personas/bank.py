@@ -1,0 +1,88 @@
+"""Persona banks as seeds: read the personas of a bank version, from a folder or the Hub.
+
+A bank is published like a dialogue dataset (``data/personas-*.parquet``, card, manifest, one git
+tag per version), so a dialogue run can name the exact revision it was seeded from; that revision
+and its commit go into the run's manifest.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from pydantic import ValidationError
+
+from factory.config import BankSource
+from factory.dataset.folder import DatasetFolder
+from factory.errors import OutputError, PersonaFileError
+from factory.records import PersonaProfile
+
+BANK_SPLIT = "personas"
+
+
+def _profiles(table_bytes: bytes, *, where: str) -> list[PersonaProfile]:
+    rows = pq.read_table(io.BytesIO(table_bytes)).to_pylist()
+    profiles = []
+    for number, row in enumerate(rows, start=1):
+        try:
+            profiles.append(PersonaProfile.model_validate(row))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise PersonaFileError(error["msg"], path=where, row=number, field=".".join(map(str, error["loc"]))) from exc
+    return profiles
+
+
+def _split_files(manifest: dict[str, Any], where: str) -> list[str]:
+    if manifest.get("kind") != "persona_bank":
+        raise PersonaFileError("not a persona bank (its manifest.json has no kind: persona_bank)", path=where)
+    return list(manifest.get("splits", {}).get(BANK_SPLIT, {}).get("files", []))
+
+
+def load_local_bank(path: Path, revision: str | None) -> tuple[list[PersonaProfile], dict[str, Any]]:
+    folder = DatasetFolder(path)
+    if not folder.is_repository():
+        raise PersonaFileError("not a persona bank folder (build one with `persona-factory personas build`)", path=path)
+    version = revision or folder.current_version()
+    if version is None:
+        raise PersonaFileError("the bank folder has no published version yet", path=path)
+    try:
+        commit = folder.resolve(version)
+        manifest = json.loads(folder.read_bytes(commit, "manifest.json"))
+    except OutputError as exc:
+        raise PersonaFileError(str(exc), path=path, field="revision") from exc
+    personas: list[PersonaProfile] = []
+    for name in _split_files(manifest, str(path)):
+        personas.extend(_profiles(folder.read_bytes(commit, name), where=f"{path}/{name}@{version}"))
+    return personas, {"path": str(folder.path), "revision": version, "commit": commit, "bank_version": manifest.get("version")}
+
+
+def load_hub_bank(repo: str, revision: str | None) -> tuple[list[PersonaProfile], dict[str, Any]]:
+    """A bank on the Hub (``HF_ENDPOINT`` and ``HF_TOKEN`` are honoured by huggingface_hub)."""
+    from huggingface_hub import snapshot_download
+
+    local = Path(
+        snapshot_download(repo_id=repo, repo_type="dataset", revision=revision, allow_patterns=["data/*", "manifest.json"])
+    )
+    manifest_path = local / "manifest.json"
+    if not manifest_path.is_file():
+        raise PersonaFileError("not a persona bank: no manifest.json", path=f"hub:{repo}@{revision or 'main'}")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    personas: list[PersonaProfile] = []
+    for name in _split_files(manifest, f"hub:{repo}"):
+        personas.extend(_profiles((local / name).read_bytes(), where=f"hub:{repo}/{name}@{revision or 'main'}"))
+    # snapshot_download keeps each snapshot in a folder named after its commit.
+    return personas, {"repo": repo, "revision": revision or "main", "commit": local.name, "bank_version": manifest.get("version")}
+
+
+def load_bank(source: BankSource) -> tuple[list[PersonaProfile], dict[str, Any]]:
+    if source.repo is not None:
+        personas, provenance = load_hub_bank(source.repo, source.revision)
+    else:
+        personas, provenance = load_local_bank(Path(source.path or "").expanduser().resolve(), source.revision)
+    if source.kinds:
+        personas = [p for p in personas if p.kind in source.kinds]
+    provenance["personas"] = len(personas)
+    return personas, provenance
