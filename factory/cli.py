@@ -20,6 +20,8 @@ schemas_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of the publis
 app.add_typer(schemas_app, name="schemas")
 personas_app = typer.Typer(no_args_is_help=True, help="Persona banks: build them, then seed dialogue runs from them.")
 app.add_typer(personas_app, name="personas")
+critics_app = typer.Typer(no_args_is_help=True, help="The expert critics: measure them against labelled data.")
+app.add_typer(critics_app, name="critics")
 
 PACKAGED_RECIPES = Path(__file__).parent / "recipes"
 
@@ -100,6 +102,72 @@ def personas_build(
             f"{agreement['subjective_top1']:.2f} (chance {agreement['chance_top1']:.2f}; see the card)"
         )
     lines += [f"time        {result.seconds:.1f}s", str(result.path)]
+    typer.echo("\n".join(lines))
+
+
+@critics_app.command("eval")
+def critics_eval(
+    data: str = typer.Argument(
+        "builtin:synthetic_persona_chat",
+        help="SPC conversations (CSV/JSONL: originals vs persona-swapped) or JSONL of rated dialogues.",
+    ),
+    experts: str = typer.Option(",".join(("faithfulness", "apc", "quality")), help="Comma-separated experts to measure."),
+    count: int = typer.Option(20, min=1, help="SPC conversations to use (each also swapped and shuffled)."),
+    seed: int = typer.Option(0, help="Which conversations, and which personas are swapped in."),
+    out: Optional[Path] = typer.Option(None, help="Write the report as JSON (a recipe's critics.report can show it in the card)."),
+    recipe: Optional[Path] = typer.Option(None, help="Take the experts' settings from this recipe's `critics`."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint; none starts the embedded model."),
+    model: Optional[str] = typer.Option(None, help="Model name at that endpoint."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Measure the critics: accuracy and AUROC on faithful vs persona-swapped dialogues, pairwise
+    accuracy of the quality expert, agreement with human ratings where the data has them."""
+    import json as json_module
+    import random
+
+    from factory.config import LLMConfig, apply_overrides, environment_overrides, load_recipe, resolve_data_path
+    from factory.critics.evaluate import PER_DIALOGUE, evaluate, load_rated_jsonl, spc_eval_set
+    from factory.errors import RecipeError
+    from factory.llm.endpoint import endpoint_provenance, open_endpoint
+
+    names = [name.strip() for name in experts.split(",") if name.strip()]
+    unknown = [name for name in names if name not in (*PER_DIALOGUE, "quality")]
+    if unknown or not names:
+        raise RecipeError(f"unknown expert(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join((*PER_DIALOGUE, 'quality'))}", field="--experts")
+    loaded = load_recipe(recipe) if recipe else None
+    llm = apply_overrides(loaded, base_url=base_url, model=model).llm if loaded else LLMConfig()
+    if not loaded:
+        env = environment_overrides()
+        llm = llm.model_copy(update={"base_url": base_url or env["base_url"], "model": model or env["model"]})
+    path = resolve_data_path(data, Path.cwd())
+    rated = path.suffix == ".jsonl" and path.is_file() and '"personas"' in path.read_text(encoding="utf-8").split("\n", 1)[0]
+    if rated:
+        labelled, pairs = load_rated_jsonl(path), []
+        names = [name for name in names if name != "quality"]
+    else:
+        labelled, pairs = spc_eval_set(path, count, random.Random(seed))
+    with open_endpoint(llm) as spec:
+        figures = evaluate(
+            spec, environment_overrides()["api_key"], names, labelled, pairs,
+            critics=loaded.critics if loaded else None, show_progress=progress,
+        )
+        report = {
+            "data": data, "seed": seed, "dialogues": len(labelled), "pairs": len(pairs),
+            **endpoint_provenance(spec), "experts": figures,
+        }
+
+    def show(value: object, digits: str = ".2f") -> str:
+        return "n/a" if value is None else format(value, digits)
+
+    lines = [f"{'expert':<14}{'examples':>9}{'accuracy':>10}{'AUROC':>8}{'spearman':>10}{'no answer':>11}{'tokens':>9}  measured on"]
+    for f in figures:
+        lines.append(
+            f"{f['expert']:<14}{f['examples']:>9}{show(f['accuracy']):>10}{show(f['auroc']):>8}{show(f['spearman']):>10}"
+            f"{f['unanswered']:>11}{f['tokens']:>9}  {f['measure']}"
+        )
+    if out:
+        out.write_text(json_module.dumps(report, indent=2) + "\n", encoding="utf-8")
+        lines.append(str(out))
     typer.echo("\n".join(lines))
 
 

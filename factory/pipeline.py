@@ -1,6 +1,7 @@
-"""Build the distilabel pipeline of a recipe and run it on Ray.
+"""Build the distilabel pipeline of a recipe and run it on Ray, round after round.
 
-    load casts -> generate (SPC, one call per dialogue) -> heuristic gate -> faithfulness expert
+    load casts -> generate (SPC, one call per candidate) -> the experts of the cascade
+    then, on the driver: best-of-N quality per cast, and run-wide deduplication
 
 Prompts are built here, on the driver, from the recipe's seed, so that a run is reproducible and
 every worker only sends what it is given.
@@ -9,8 +10,10 @@ every worker only sends what it is given.
 from __future__ import annotations
 
 import json
+import os
 import random
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +21,15 @@ from distilabel.pipeline import RayPipeline
 from distilabel.steps import LoadDataFromDicts, StepResources
 
 from factory.config import Recipe
-from factory.critics.steps import FaithfulnessCritic, HeuristicCritic
+from factory.critics.base import JudgeContext
+from factory.critics.dedup import dedup
+from factory.critics.quality import select_best
+from factory.critics.steps import NEEDS_LLM, ExpertCritic
 from factory.errors import PipelineError
-from factory.generation.prompts import generator_messages, pick_few_shot
+from factory.generation.prompts import FewShotExample, generator_messages, pick_few_shot
 from factory.generation.steps import MESSAGES_COLUMN, GenerateDialogues
 from factory.llm.client import EndpointSpec, prompt_hash
+from factory.llm.tasks import JsonTaskRunner
 from factory.personas import Cast
 from factory.records import DialogueRecord, GenerationMeta
 from factory.steps import RECORD_COLUMN
@@ -59,42 +66,54 @@ class ProgressRayPipeline(RayPipeline):
             bar.close()
 
 
-def plan_rows(recipe: Recipe, casts: list[Cast], spec: EndpointSpec, iteration: int = 0) -> list[dict[str, str]]:
-    """One input row per dialogue: the empty record and the generator prompt."""
-    few_shot_path = recipe.resolve_path(recipe.generation.few_shot_path)
+def plan_rows(
+    recipe: Recipe,
+    casts: list[Cast],
+    spec: EndpointSpec,
+    iteration: int = 0,
+    fed_back: list[FewShotExample] | None = None,
+) -> list[dict[str, str]]:
+    """One input row per candidate dialogue: the empty record and the generator prompt. Few-shot
+    examples come from the SPC data, or, from the second round on, from ``fed_back``: the best
+    accepted dialogues of the rounds before."""
+    generation = recipe.generation
+    few_shot_path = recipe.resolve_path(generation.few_shot_path)
     rows = []
     for cast in casts:
         rng = random.Random(cast.seed)
-        examples = pick_few_shot(few_shot_path, recipe.generation.few_shot, recipe.generation.max_turns, rng)
+        if fed_back:
+            examples = rng.sample(fed_back, min(generation.few_shot, len(fed_back)))
+        else:
+            examples = pick_few_shot(few_shot_path, generation.few_shot, generation.max_turns, rng)
         messages = generator_messages(
-            list(cast.speakers),
-            examples,
-            min_turns=recipe.generation.min_turns,
-            max_turns=recipe.generation.max_turns,
-            roles=cast.roles,
+            list(cast.speakers), examples, min_turns=generation.min_turns, max_turns=generation.max_turns, roles=cast.roles
         )
-        record = DialogueRecord(
-            id=cast.dialogue_id,
-            recipe=recipe.name,
-            speakers=list(cast.speakers),
-            roles=list(cast.roles),
-            turns=[],
-            generation=GenerationMeta(
-                model=spec.model,
-                endpoint_kind=spec.kind,
-                prompt_hash=prompt_hash(messages),
-                seed=cast.seed,
-                iteration=iteration,
-                few_shot_ids=[example.id for example in examples],
-            ),
-        )
-        rows.append({RECORD_COLUMN: record.model_dump_json(), MESSAGES_COLUMN: json.dumps(messages)})
+        for candidate in range(generation.candidates):
+            record = DialogueRecord(
+                id=cast.dialogue_id if generation.candidates == 1 else f"{cast.dialogue_id}-c{candidate}",
+                recipe=recipe.name,
+                speakers=list(cast.speakers),
+                roles=list(cast.roles),
+                turns=[],
+                generation=GenerationMeta(
+                    model=spec.model,
+                    endpoint_kind=spec.kind,
+                    prompt_hash=prompt_hash(messages),
+                    seed=cast.seed + candidate,
+                    iteration=iteration,
+                    cast_id=cast.dialogue_id,
+                    candidate=candidate,
+                    few_shot_ids=[example.id for example in examples],
+                ),
+            )
+            rows.append({RECORD_COLUMN: record.model_dump_json(), MESSAGES_COLUMN: json.dumps(messages)})
     return rows
 
 
 def build_pipeline(
     recipe: Recipe, rows: list[dict[str, str]], spec: EndpointSpec, cache_dir: Path, show_progress: bool
 ) -> ProgressRayPipeline:
+    """load casts -> generate -> one step per enabled expert, in the cascade's order."""
     resources = StepResources(cpus=recipe.ray.cpus_per_step)
     llm_resources = StepResources(cpus=recipe.ray.cpus_per_step, replicas=recipe.ray.replicas)
     batch = recipe.generation.batch_size
@@ -111,24 +130,16 @@ def build_pipeline(
                 name="generate", endpoint=spec, generation=recipe.generation, input_batch_size=batch, resources=llm_resources
             ),
         ]
-        if recipe.critics.heuristic.enabled:
+        for name, _config in recipe.critics.cascade():
             steps.append(
-                HeuristicCritic(
-                    name="heuristic",
-                    generation=recipe.generation,
-                    config=recipe.critics.heuristic,
-                    input_batch_size=batch,
-                    resources=resources,
-                )
-            )
-        if recipe.critics.faithfulness.enabled:
-            steps.append(
-                FaithfulnessCritic(
-                    name="faithfulness",
+                ExpertCritic(
+                    name=name,
+                    expert=name,
                     endpoint=spec,
-                    config=recipe.critics.faithfulness,
+                    critics=recipe.critics,
+                    generation=recipe.generation,
                     input_batch_size=batch,
-                    resources=llm_resources,
+                    resources=llm_resources if name in NEEDS_LLM else resources,
                 )
             )
         for upstream, downstream in zip(steps, steps[1:]):
@@ -136,11 +147,15 @@ def build_pipeline(
     return pipeline
 
 
-def execute(
-    recipe: Recipe, casts: list[Cast], spec: EndpointSpec, work_dir: Path, *, show_progress: bool = True
+@dataclass
+class Execution:
+    records: list[DialogueRecord]
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _run_round(
+    recipe: Recipe, rows: list[dict[str, str]], spec: EndpointSpec, work_dir: Path, show_progress: bool
 ) -> list[DialogueRecord]:
-    """Run the pipeline in the current Ray session; return every record, accepted or not."""
-    rows = plan_rows(recipe, casts, spec)
     pipeline = build_pipeline(recipe, rows, spec, work_dir / "distilabel", show_progress)
     import datasets
 
@@ -153,19 +168,71 @@ def execute(
         pipeline.close_progress()
     if distiset is None or not distiset:
         raise PipelineError("the pipeline produced no output (see the log above)")
-    leaf = next(iter(distiset.values()))
-    table = leaf["train"]
-    values = list(table[RECORD_COLUMN])
+    values = list(next(iter(distiset.values()))["train"][RECORD_COLUMN])
     lost = sum(value is None for value in values)
     if lost:
         raise PipelineError(
-            f"a step failed on {lost} of {len(values)} dialogues (its error is in the log above); "
-            "no version was written"
+            f"a step failed on {lost} of {len(values)} dialogues (its error is in the log above); no version was written"
         )
-    records = [DialogueRecord.model_validate_json(value) for value in values]
+    if len(values) != len(rows):
+        raise PipelineError(f"planned {len(rows)} dialogues but the pipeline returned {len(values)}")
+    return [DialogueRecord.model_validate_json(value) for value in values]
+
+
+def _passed_so_far(record: DialogueRecord) -> bool:
+    return bool(record.verdicts) and all(verdict.passed for verdict in record.verdicts)
+
+
+def _mean_score(record: DialogueRecord) -> float:
+    scores = [v.score for v in record.verdicts if v.score is not None]
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def execute(
+    recipe: Recipe, casts: list[Cast], spec: EndpointSpec, work_dir: Path, *, show_progress: bool = True
+) -> Execution:
+    """The Generator-Critic loop in the current Ray session: for each round, write the candidates
+    of that round's casts and run the experts on Ray, keep the best candidate of each cast (quality,
+    on the driver), and feed the best accepted dialogues back as the next round's few-shot
+    examples. Near-duplicates are removed across the whole run at the end."""
+    generation, critics = recipe.generation, recipe.critics
+    rounds = min(generation.rounds, len(casts))
+    shares = [casts[r::rounds] for r in range(rounds)]
+    records: list[DialogueRecord] = []
+    summaries: list[dict[str, Any]] = []
+    fed_back: list[FewShotExample] = []
+    # Best-of-N needs all of a cast's candidates at once, so it runs here on the driver.
+    with JsonTaskRunner(spec, os.environ.get("OPENAI_API_KEY")) as runner:
+        context = JudgeContext(runner.client, spec, generation)
+        for iteration, share in enumerate(shares):
+            rows = plan_rows(recipe, share, spec, iteration, fed_back or None)
+            made = _run_round(recipe, rows, spec, work_dir / f"round-{iteration}", show_progress)
+            if critics.quality.enabled and generation.candidates > 1:
+                by_cast: dict[str, list[DialogueRecord]] = {}
+                for record in sorted(made, key=lambda r: r.id):
+                    if _passed_so_far(record):
+                        by_cast.setdefault(record.generation.cast_id, []).append(record)
+                runner.gather(
+                    (select_best(group, critics.quality, context) for group in by_cast.values()),
+                    desc="quality", show_progress=show_progress,
+                )
+            accepted = sorted((r for r in made if _passed_so_far(r)), key=lambda r: (-_mean_score(r), r.id))
+            summaries.append(
+                {
+                    "round": iteration,
+                    "casts": len(share),
+                    "dialogues": len(made),
+                    "accepted": len(accepted),
+                    "tokens": sum(r.generation.usage.total_tokens + sum(v.tokens for v in r.verdicts) for r in made),
+                    "few_shot_from": sorted({i for r in made for i in r.generation.few_shot_ids}),
+                }
+            )
+            if accepted and generation.few_shot:
+                fed_back = [FewShotExample.from_record(r, generation.max_turns) for r in accepted[: max(generation.few_shot, 2)]]
+            records.extend(made)
+    if critics.dedup.enabled:
+        dedup(records, critics.dedup)
     for record in records:
-        record.accepted = bool(record.verdicts) and all(verdict.passed for verdict in record.verdicts)
+        record.accepted = _passed_so_far(record)
     records.sort(key=lambda record: record.id)
-    if len(records) != len(casts):
-        raise PipelineError(f"planned {len(casts)} dialogues but the pipeline returned {len(records)}")
-    return records
+    return Execution(records=records, rounds=summaries)

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 PersonaKind = Literal["mbti", "big_five", "statements", "implicit"]
 BIG_FIVE_TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
@@ -117,6 +117,8 @@ class GenerationMeta(_Record):
     prompt_hash: str = Field(description="sha256 of the generator's messages, to find identical prompts.")
     seed: int
     iteration: int = Field(default=0, description="Round of the Generator-Critic loop that made it.")
+    cast_id: str = Field(default="", description="The cast it was written for; candidates of one cast share it.")
+    candidate: int = Field(default=0, description="Which of the cast's candidates it is (best-of-N).")
     usage: TokenUsage = Field(default_factory=TokenUsage)
     few_shot_ids: list[str] = Field(default_factory=list)
     placements: list[StepPlacement] = Field(default_factory=list)

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from factory.config import Recipe, environment_overrides
+from factory.errors import RecipeError
 from factory.dataset.arrow import records_to_table
 from factory.dataset.card import CardContext, dataset_info, render_card
 from factory.dataset.folder import DatasetFolder
@@ -76,6 +77,17 @@ def write_version(
     return stats
 
 
+def load_critic_report(recipe: Recipe) -> dict | None:
+    """The `critics eval` report the recipe points at, to show in the card."""
+    if recipe.critics.report is None:
+        return None
+    path = recipe.resolve_path(recipe.critics.report)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RecipeError(f"cannot read the critics report {path}: {exc}", field="critics.report") from exc
+
+
 def placements_by_step(records: list[DialogueRecord]) -> dict[str, list[str]]:
     nodes: dict[str, set[str]] = {}
     for record in records:
@@ -89,6 +101,7 @@ def run_recipe(recipe: Recipe, out: str | Path, *, recipe_text: str | None = Non
     started_at = datetime.now(timezone.utc)
     cast_plan = plan(recipe)  # persona files, banks and casting fail here, before anything is written
     casts = cast_plan.casts
+    critic_report = load_critic_report(recipe)
     recipe_text = recipe_text or yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
     folder = DatasetFolder(out)
     api_key = environment_overrides()["api_key"]
@@ -102,7 +115,8 @@ def run_recipe(recipe: Recipe, out: str | Path, *, recipe_text: str | None = Non
             version = folder.next_version()
             staging = folder.new_staging()
             with ray_session(recipe.ray.address, api_key) as ray_where:
-                records = execute(recipe, casts, spec, staging / "work", show_progress=show_progress)
+                execution = execute(recipe, casts, spec, staging / "work", show_progress=show_progress)
+            records = execution.records
             shutil.rmtree(staging / "work", ignore_errors=True)
             manifest = {
                 "version": version,
@@ -117,6 +131,7 @@ def run_recipe(recipe: Recipe, out: str | Path, *, recipe_text: str | None = Non
                 "finished_at": datetime.now(timezone.utc).isoformat(),
                 "seconds": round(time.monotonic() - started, 2),
                 "ray": {"address": ray_where, "nodes_by_step": placements_by_step(records)},
+                "rounds": execution.rounds,
                 "packages": package_versions(),
             }
             context = CardContext(
@@ -130,6 +145,8 @@ def run_recipe(recipe: Recipe, out: str | Path, *, recipe_text: str | None = Non
                 license=recipe.output.license,
                 pretty_name=recipe.output.pretty_name,
                 samples=recipe.output.samples_in_card,
+                rounds=execution.rounds,
+                critic_report=critic_report,
             )
             stats = write_version(staging, records, recipe_text=recipe_text, context=context, manifest=manifest)
             folder.publish(staging, version, f"{version}: {recipe.name}, {stats.accepted} accepted of {stats.generated}")

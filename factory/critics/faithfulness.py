@@ -11,7 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from factory.records import PersonaProfile, Turn, Verdict
+from factory.config import FaithfulnessCriticConfig
+from factory.critics.base import JudgeContext, answer_error, labelled_transcript, no_turns
+from factory.records import DialogueRecord, PersonaProfile, Turn, Verdict
 
 CRITIC_NAME = "faithfulness"
 
@@ -46,20 +48,65 @@ def answer_schema(speakers: int) -> dict[str, Any]:
     }
 
 
-def judge_messages(speakers: list[PersonaProfile], turns: list[Turn]) -> list[dict[str, str]]:
-    label = {persona.id: f"User {index}" for index, persona in enumerate(speakers, start=1)}
+# Two worked examples (after the SPC paper's few-shot expert): one faithful, one not.
+FEW_SHOT: list[tuple[list[str], list[str], list[str], dict[str, Any]]] = [
+    (
+        ["I am a nurse.", "I have two cats."],
+        ["I love hiking.", "I am a student."],
+        ["User 1: Long shift at the hospital today.", "User 2: Sounds tiring! I just got back from a hike.",
+         "User 1: Lucky you. My cats will want dinner the moment I get home."],
+        {"reason": "Both users talk about their work, cats and hiking in line with their profiles.", "speaker": "none", "contradiction": False},
+    ),
+    (
+        ["I am vegetarian.", "I live in Oslo."],
+        ["I play the violin.", "I have three brothers."],
+        ["User 1: I grilled a huge steak for dinner.", "User 2: Nice, I practised violin all evening.",
+         "User 1: Oslo is so cold this week."],
+        {"reason": "User 1 says 'I grilled a huge steak for dinner' but is vegetarian.", "speaker": "User 1", "contradiction": True},
+    ),
+]
+
+
+def _question(profiles: list[list[str]], lines: list[str]) -> str:
     blocks = []
-    for index, persona in enumerate(speakers, start=1):
+    for index, statements in enumerate(profiles, start=1):
         blocks.append(f"User {index} Profile:")
-        blocks.extend(f"- {statement}" for statement in persona.statements)
+        blocks.extend(f"- {statement}" for statement in statements)
     blocks.append("Conversation:")
-    blocks.extend(f"{label.get(turn.speaker, turn.speaker)}: {turn.text}" for turn in turns)
+    blocks.extend(lines)
     blocks.append(
         "Does anything a user says in this conversation contradict that user's own profile? Answer in "
         "JSON with a short reason (quote the contradicting line if there is one), the speaker who "
         "contradicts their profile (or none), and contradiction true or false."
     )
-    return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": "\n".join(blocks)}]
+    return "\n".join(blocks)
+
+
+def judge_messages(speakers: list[PersonaProfile], turns: list[Turn], *, few_shot: bool = False) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": JUDGE_SYSTEM}]
+    if few_shot:
+        for first, second, lines, answer in FEW_SHOT:
+            messages.append({"role": "user", "content": _question([first, second], lines)})
+            messages.append({"role": "assistant", "content": json.dumps(answer)})
+    profiles = [list(persona.statements) for persona in speakers]
+    messages.append({"role": "user", "content": _question(profiles, labelled_transcript(speakers, turns))})
+    return messages
+
+
+async def judge(record: DialogueRecord, config: FaithfulnessCriticConfig, context: JudgeContext) -> Verdict:
+    """The SPC faithfulness expert. Fails without a call when there are no turns."""
+    if not record.turns:
+        return no_turns(CRITIC_NAME)
+    data, error, tokens = await context.ask(
+        judge_messages(record.speakers, record.turns, few_shot=config.few_shot),
+        "faithfulness_verdict",
+        answer_schema(len(record.speakers)),
+        config,
+        record.generation.seed,
+    )
+    if data is None:
+        return answer_error(CRITIC_NAME, error or "no answer", tokens)
+    return faithfulness_verdict(json.dumps(data), tokens)
 
 
 def faithfulness_verdict(reply: str, tokens: int) -> Verdict:

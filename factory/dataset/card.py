@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
@@ -69,6 +69,8 @@ class CardContext:
     license: str
     pretty_name: str | None
     samples: int
+    rounds: list[dict] = field(default_factory=list)
+    critic_report: dict | None = None
 
 
 def factory_card_data(
@@ -110,6 +112,7 @@ def card_data(context: CardContext, stats: RunStats, splits: list[str], info: di
             "model": context.model,
             "endpoint_kind": context.endpoint_kind,
             "stats": stats.as_dict(),
+            "rounds": context.rounds,
         },
     )
 
@@ -118,6 +121,39 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def rounds_section(rounds: list[dict]) -> list[str]:
+    if len(rounds) < 2:
+        return []
+    return [
+        "## Generator-Critic rounds",
+        "",
+        "Each round's best accepted dialogues are the next round's few-shot examples.",
+        "",
+        markdown_table(
+            ["round", "casts", "dialogues", "accepted", "tokens", "few-shot examples from"],
+            [[r["round"], r["casts"], r["dialogues"], r["accepted"], r["tokens"], ", ".join(r["few_shot_from"][:4]) + (" ..." if len(r["few_shot_from"]) > 4 else "")] for r in rounds],
+        ),
+        "",
+    ]
+
+
+def critic_report_section(report: dict | None) -> list[str]:
+    if not report:
+        return []
+    rows = [
+        [e["expert"], e["examples"], f"{e['accuracy']:.2f}", "n/a" if e.get("auroc") is None else f"{e['auroc']:.2f}", e["measure"]]
+        for e in report.get("experts", [])
+    ]
+    return [
+        "## How far to trust these critics",
+        "",
+        f"From `persona-factory critics eval` on {report.get('data', 'labelled data')} with `{report.get('model', '?')}`:",
+        "",
+        markdown_table(["expert", "examples", "accuracy", "AUROC", "measured on"], rows),
+        "",
+    ]
 
 
 def _render_dialogue(record: DialogueRecord) -> str:
@@ -179,6 +215,18 @@ def render_card(
         "",
         markdown_table(["kind", "speakers"], [[kind, n] for kind, n in stats.speakers_by_kind.items()]),
         "",
+        "## Pass rates by persona cell",
+        "",
+        "Speakers of each cell, and the share of them in accepted dialogues: a critic that quietly removes one "
+        "kind of speaker shows up here.",
+        "",
+        markdown_table(
+            ["dimension", "cell", "speakers", "accepted", "pass rate"],
+            [[c["dimension"], c["cell"], c["speakers"], c["accepted"], f"{c['pass_rate']:.0%}"] for c in stats.cells],
+        ),
+        "",
+        *rounds_section(context.rounds),
+        *critic_report_section(context.critic_report),
         "## Samples",
         "",
     ]

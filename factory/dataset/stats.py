@@ -35,6 +35,9 @@ class RunStats:
     critics: list[CriticStats] = field(default_factory=list)
     rejected_by: dict[str, int] = field(default_factory=dict)
     speakers_by_kind: dict[str, int] = field(default_factory=dict)
+    # per persona cell (kind=..., mbti=..., extraversion=high, ...): speakers, and how many of them
+    # are in accepted dialogues; a critic that quietly removes a kind of speaker shows up here
+    cells: list[dict] = field(default_factory=list)
     mean_turns_accepted: float = 0.0
 
     @property
@@ -56,6 +59,7 @@ class RunStats:
         ]
         data["acceptance_rate"] = round(self.acceptance_rate, 4)
         data["total_tokens"] = self.total_tokens
+        data["tokens_per_accepted"] = round(self.tokens_per_accepted, 1) if self.tokens_per_accepted is not None else None
         return data
 
 
@@ -67,6 +71,34 @@ def _verdict_frame(records: list[DialogueRecord]) -> pl.DataFrame:
     ]
     schema = {"dialogue": pl.String, "critic": pl.String, "passed": pl.Boolean, "tokens": pl.Int64}
     return pl.DataFrame(rows, schema=schema)
+
+
+def _band(level: int) -> str:
+    return "low" if level <= 2 else ("mid" if level <= 5 else "high")
+
+
+def cell_pass_rates(records: list[DialogueRecord]) -> list[dict]:
+    rows = []
+    for record in records:
+        for persona in record.speakers:
+            cells = [("kind", persona.kind)]
+            if persona.mbti:
+                cells.append(("mbti", persona.mbti))
+            if persona.big_five:
+                cells.extend((trait, _band(level)) for trait, level in persona.big_five.model_dump().items())
+            rows.extend({"dimension": d, "cell": c, "accepted": record.accepted} for d, c in cells)
+    if not rows:
+        return []
+    frame = pl.DataFrame(rows, schema={"dimension": pl.String, "cell": pl.String, "accepted": pl.Boolean})
+    table = (
+        frame.group_by("dimension", "cell")
+        .agg(pl.len().alias("speakers"), pl.col("accepted").sum().alias("accepted"))
+        .sort("dimension", "cell")
+    )
+    return [
+        {**row, "accepted": int(row["accepted"]), "pass_rate": round(row["accepted"] / row["speakers"], 4)}
+        for row in table.to_dicts()
+    ]
 
 
 def compute_stats(records: list[DialogueRecord]) -> RunStats:
@@ -91,4 +123,5 @@ def compute_stats(records: list[DialogueRecord]) -> RunStats:
         rejected_by={row["critic"]: row["n"] for row in rejected_by},
         speakers_by_kind={row["kind"]: row["len"] for row in kinds.group_by("kind").len().sort("kind").to_dicts()},
         mean_turns_accepted=round(sum(len(r.turns) for r in accepted) / len(accepted), 2) if accepted else 0.0,
+        cells=cell_pass_rates(records),
     )

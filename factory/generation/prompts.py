@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from factory.personas.statements import SPCRow, load_spc_rows
-from factory.records import PersonaProfile
+from factory.records import DialogueRecord, PersonaProfile
 
 GENERATOR_SYSTEM = (
     "You write natural, engaging conversations between people with given personas. "
@@ -38,8 +38,18 @@ def _intro(count: int) -> str:
 @dataclass(frozen=True)
 class FewShotExample:
     id: str
-    profiles: tuple[tuple[str, ...], tuple[str, ...]]
-    lines: tuple[tuple[int, str], ...]
+    profiles: tuple[tuple[str, ...], ...]  # one per speaker
+    lines: tuple[tuple[int, str], ...]  # (speaker index, text)
+
+    @classmethod
+    def from_record(cls, record: DialogueRecord, max_turns: int) -> FewShotExample:
+        """A dialogue of an earlier round, as an example for the next (the Generator-Critic loop)."""
+        index = {persona.id: n for n, persona in enumerate(record.speakers)}
+        return cls(
+            id=record.id,
+            profiles=tuple(tuple(persona.statements) for persona in record.speakers),
+            lines=tuple((index[turn.speaker], turn.text) for turn in record.turns[:max_turns]),
+        )
 
 
 @lru_cache(maxsize=8)
@@ -107,8 +117,7 @@ def generator_messages(
     blocks = [INTRO if len(speakers) == 2 and not roles else _intro(len(speakers)), ""]
     for number, example in enumerate(examples, start=1):
         blocks.append(f"Example {number}:")
-        blocks.append(_profile_block("User 1", example.profiles[0]))
-        blocks.append(_profile_block("User 2", example.profiles[1]))
+        blocks.extend(_profile_block(f"User {n}", profile) for n, profile in enumerate(example.profiles, start=1))
         blocks.append("Conversation:")
         blocks.extend(f"User {speaker + 1}: {text}" for speaker, text in example.lines)
         blocks.append("")

@@ -91,6 +91,11 @@ class JsonTaskRunner:
             self._loop.close()
         self._loop = self._client = None
 
+    @property
+    def client(self) -> ChatClient:
+        assert self._client is not None, "use JsonTaskRunner as a context manager"
+        return self._client
+
     async def ask(self, request: JsonRequest) -> JsonReply:
         """One request; never raises for a bad reply or a failed call (the reply says why)."""
         assert self._client is not None, "use JsonTaskRunner as a context manager"

@@ -19,6 +19,7 @@ import numpy as np
 from factory.config import ImplicitSource
 from factory.embeddings import Embedder
 from factory.errors import PersonaFileError
+from factory.jsonl import read_jsonl
 from factory.llm.tasks import JsonRequest, JsonTaskRunner, text_pattern
 from factory.personas.big_five import coarse_band
 from factory.personas.dropped import Dropped
@@ -89,17 +90,10 @@ def _jsonl_files(path: Path) -> list[Path]:
 def load_conversations(path: Path, messages_field: str = "messages", count: int | None = None) -> list[Conversation]:
     conversations: list[Conversation] = []
     for file in _jsonl_files(path):
-        with file.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise PersonaFileError(f"not valid JSON: {exc.msg}", path=file, row=number) from exc
-                conversations.append(parse_conversation(value, path=str(file), row=number, messages_field=messages_field, label=file.name))
-                if count is not None and len(conversations) >= count:
-                    return conversations
+        for number, value in read_jsonl(file):
+            conversations.append(parse_conversation(value, path=str(file), row=number, messages_field=messages_field, label=file.name))
+            if count is not None and len(conversations) >= count:
+                return conversations
     return conversations
 
 

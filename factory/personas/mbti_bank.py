@@ -43,7 +43,7 @@ FIRST_PERSON = re.compile(r"\b(i|i'm|i've|i'd|my|me|myself)\b", re.I)
 # Patterns keep even a small model inside the shape validation asks for (see text_pattern);
 # validation still checks every reply.
 SENTENCE_PATTERN = text_pattern(8, 140, prefix="(I|My) ")
-BEHAVIOUR_PATTERN = rf'^When the other party [^"\\\n,]{{3,80}}, you say [^"\\\n]{{3,120}}$'
+BEHAVIOUR_PATTERN = r'^When the other party [^"\\\n,]{3,80}, you say [^"\\\n]{3,120}$'
 NAME_PATTERN = r"^[A-Z][a-z]{1,14}( [A-Z][a-z]{1,14})?$"
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import random
 import re
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from factory.errors import PersonaFileError
+from factory.jsonl import read_jsonl
 from factory.records import PersonaProfile
 
 USER_COLUMNS = ("user 1 personas", "user 2 personas")
@@ -87,21 +87,14 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             for number, record in enumerate(reader, start=1):
                 yield number, {(key or "").strip().lower(): value for key, value in record.items()}
     elif suffix in (".jsonl", ".json"):
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise PersonaFileError(f"not valid JSON: {exc.msg}", path=path, row=number) from exc
-                if not isinstance(record, dict):
-                    raise PersonaFileError("each line must be a JSON object", path=path, row=number)
-                lowered = {key.strip().lower(): value for key, value in record.items()}
-                for column in USER_COLUMNS:
-                    if column not in lowered:
-                        raise PersonaFileError("missing field", path=path, row=number, field=column)
-                yield number, lowered
+        for number, record in read_jsonl(path):
+            if not isinstance(record, dict):
+                raise PersonaFileError("each line must be a JSON object", path=path, row=number)
+            lowered = {key.strip().lower(): value for key, value in record.items()}
+            for column in USER_COLUMNS:
+                if column not in lowered:
+                    raise PersonaFileError("missing field", path=path, row=number, field=column)
+            yield number, lowered
     else:
         raise PersonaFileError("unsupported file type; use .csv or .jsonl", path=path)
 

@@ -1,0 +1,82 @@
+"""What every expert critic shares: how it asks the LLM, and how the cascade decides who runs.
+
+An expert is an async function ``judge(record, config, context) -> Verdict``. The same function
+runs inside a distilabel step on Ray (the pipeline), and directly in ``critics eval``, so what is
+measured is what filters the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from factory.config import CriticsConfig, GenerationConfig, LLMExpertConfig
+from factory.llm.client import ChatClient, EndpointSpec, LLMCallError
+from factory.llm.tasks import parse_json_object
+from factory.records import DialogueRecord, PersonaProfile, Turn, Verdict
+
+# The generator's own verdict: a dialogue that could not be parsed goes no further.
+FORMAT = "format"
+
+
+@dataclass
+class JudgeContext:
+    client: ChatClient | None
+    endpoint: EndpointSpec | None
+    generation: GenerationConfig
+
+    async def ask(
+        self, messages: list[dict[str, str]], name: str, schema: dict[str, Any], config: LLMExpertConfig, seed: int | None
+    ) -> tuple[dict[str, Any] | None, str | None, int]:
+        """(answer, None, tokens), or (None, why not, tokens)."""
+        assert self.client is not None and self.endpoint is not None, "this expert needs the LLM"
+        try:
+            result = await self.client.chat(
+                messages,
+                temperature=config.temperature,
+                max_tokens=config.max_tokens,
+                seed=seed,
+                response_format=self.endpoint.response_format(name, schema),
+            )
+        except LLMCallError as exc:
+            return None, f"judge call failed: {exc}", 0
+        tokens = result.usage.total_tokens
+        try:
+            return parse_json_object(result.text), None, tokens
+        except ValueError as exc:
+            preview = result.text.strip().replace("\n", " ")[:120]
+            return None, f"unparsable judge reply ({exc}): {preview!r}", tokens
+
+
+Judge = Callable[[DialogueRecord, Any, JudgeContext], Awaitable[Verdict]]
+
+
+def hard_gates(critics: CriticsConfig) -> set[str]:
+    return {FORMAT} | {name for name, config in critics.cascade() if config.hard}
+
+
+def blocked_by(record: DialogueRecord, gates: set[str]) -> str | None:
+    """The hard gate the record failed, if any: later experts do not see it."""
+    return next((v.critic for v in record.verdicts if not v.passed and v.critic in gates), None)
+
+
+def labelled_transcript(speakers: list[PersonaProfile], turns: list[Turn]) -> list[str]:
+    label = {persona.id: f"User {index}" for index, persona in enumerate(speakers, start=1)}
+    return [f"{label.get(turn.speaker, turn.speaker)}: {turn.text}" for turn in turns]
+
+
+def profile_lines(speakers: list[PersonaProfile]) -> list[str]:
+    lines = []
+    for index, persona in enumerate(speakers, start=1):
+        lines.append(f"User {index} Profile:")
+        lines.extend(f"- {statement}" for statement in persona.statements)
+    return lines
+
+
+def no_turns(name: str) -> Verdict:
+    return Verdict(critic=name, passed=False, score=None, reason="not judged: the dialogue has no turns")
+
+
+def answer_error(name: str, error: str, tokens: int) -> Verdict:
+    return Verdict(critic=name, passed=False, score=None, reason=error, tokens=tokens)

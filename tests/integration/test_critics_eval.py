@@ -1,0 +1,122 @@
+"""`persona-factory critics eval` on small labelled fixtures, with every figure worked out by hand
+from what the scripted judges answer."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from factory.critics.evaluate import auroc, spearman
+from tests.conftest import subprocess_env
+from tests.scripts import CONTRADICTION_MARK
+
+
+def run_eval(*args: str):
+    return subprocess.run(
+        [sys.executable, "-m", "factory.cli", "critics", "eval", *args, "--no-progress"],
+        capture_output=True, text=True, env=subprocess_env(), timeout=300,
+    )
+
+
+def write_spc(path):
+    rows = [
+        (["I have a dog.", "I like tea."], ["I am a pilot.", "I love rain."], ["User 1: 1 Hello!", "User 2: 2 Hi.", f"User 1: 3 {CONTRADICTION_MARK}.", "User 2: 4 Odd."]),
+        (["I cook pasta.", "I live alone."], ["I run daily.", "I have twins."], ["User 1: 1 Dinner?", "User 2: 2 After my run.", "User 1: 3 Pasta then.", "User 2: 4 Great."]),
+        (["I paint.", "I am retired."], ["I study law.", "I hate mornings."], ["User 1: 1 Morning!", "User 2: 2 Ugh, mornings.", "User 1: 3 Coffee?", "User 2: 4 Please."]),
+    ]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user 1 personas", "user 2 personas", "Best Generated Conversation"])
+        for first, second, lines in rows:
+            writer.writerow(["\n".join(first), "\n".join(second), "\n".join(lines)])
+
+
+def test_originals_versus_swapped_and_shuffled(tmp_path, scripted_server):
+    data = tmp_path / "spc.csv"
+    write_spc(data)
+    report_path = tmp_path / "report.json"
+    result = run_eval(str(data), "--experts", "faithfulness,quality", "--count", "3", "--out", str(report_path),
+                      "--base-url", scripted_server.base_url)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    figures = {f["expert"]: f for f in report["experts"]}
+    # The scripted judge flags only the line with the contradiction mark, whoever's persona is shown:
+    # originals pass, pass, fail; swapped copies pass, pass, fail -> 3 of 6 right.
+    assert figures["faithfulness"]["examples"] == 6
+    assert figures["faithfulness"]["accuracy"] == 0.5
+    # scores 1/1/0 for faithful and 1/1/0 for unfaithful: AUROC (4 + 0.5) / 9
+    assert figures["faithfulness"]["auroc"] == pytest.approx(0.5)
+    # the scripted comparison prefers lines numbered in order: every original beats its shuffle
+    assert figures["quality"]["accuracy"] == 1.0 and figures["quality"]["examples"] == 3
+    assert report["model"] == "scripted-model" and report["dialogues"] == 6 and report["pairs"] == 3
+    table = result.stdout.splitlines()
+    assert table[1].split()[:4] == ["faithfulness", "6", "0.50", "0.50"]
+    assert table[-1] == str(report_path)
+
+
+def test_rated_jsonl_agreement_with_human_labels(tmp_path, scripted_server):
+    items = [
+        ({"faithful": True, "rating": 5}, "We went sailing."),
+        ({"faithful": True, "rating": 4}, "I made soup."),
+        ({"faithful": False, "rating": 1}, f"{CONTRADICTION_MARK}!"),
+        ({"faithful": False, "rating": 2}, "My dog barked."),  # unfaithful, but the judge will miss it
+    ]
+    path = tmp_path / "rated.jsonl"
+    path.write_text("".join(
+        json.dumps({"personas": [["I sail."], ["I cook."]], "turns": [{"speaker": 1, "text": text}, {"speaker": 2, "text": "Nice."}], **labels}) + "\n"
+        for labels, text in items
+    ))
+    report_path = tmp_path / "report.json"
+    result = run_eval(str(path), "--experts", "faithfulness", "--out", str(report_path), "--base-url", scripted_server.base_url)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figure = json.loads(report_path.read_text())["experts"][0]
+    assert figure["accuracy"] == 0.75  # passes 1, 2 and 4; fails 3
+    # scores 1, 1, 0, 1 against ratings 5, 4, 1, 2: ranks (3, 3, 1, 3) vs (4, 3, 1, 2)
+    assert figure["spearman"] == pytest.approx(spearman([1, 1, 0, 1], [5, 4, 1, 2]))
+    assert figure["spearman"] == pytest.approx(0.7745967, abs=1e-6)
+
+
+def test_metric_helpers_by_hand():
+    assert auroc([0.9, 0.8, 0.1], [True, True, False]) == 1.0
+    assert auroc([0.5, 0.5], [True, False]) == 0.5
+    assert auroc([1.0], [True]) is None
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_a_bad_rated_file_names_row_and_field(tmp_path):
+    path = tmp_path / "rated.jsonl"
+    path.write_text(json.dumps({"personas": [["I sail."], ["I cook."]], "turns": [{"speaker": 3, "text": "Hi"}]}) + "\n")
+    result = run_eval(str(path), "--experts", "faithfulness", "--base-url", "http://127.0.0.1:9/v1")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {path}, row 1, field 'turns[0]': a turn is {{speaker: 1..2, text: string}}"
+
+
+def test_an_eval_report_goes_into_the_dataset_card(tmp_path, scripted_server):
+    from factory.config import parse_recipe
+    from factory.dataset.card import CardContext, render_card
+    from factory.dataset.stats import compute_stats
+    from factory.errors import RecipeError
+    from factory.run import load_critic_report
+    from tests.recipes import small_recipe
+
+    data = tmp_path / "spc.csv"
+    write_spc(data)
+    report_path = tmp_path / "critics.json"
+    assert run_eval(str(data), "--experts", "faithfulness", "--count", "3", "--out", str(report_path),
+                    "--base-url", scripted_server.base_url).returncode == 0
+    recipe = parse_recipe(small_recipe(critics={"report": "critics.json"}), path=tmp_path / "recipe.yaml")
+    report = load_critic_report(recipe)
+    context = CardContext(recipe_name="r", description="", version="v1.0.0", previous_version=None, recipe_hash="h",
+                          model="m", endpoint_kind="scripted", license="cc-by-4.0", pretty_name=None, samples=0,
+                          critic_report=report)
+    card = str(render_card(context, compute_stats([]), [], splits=[], info={}))
+    assert "## How far to trust these critics" in card
+    assert "| faithfulness | 6 | 0.50 | 0.50 | faithful vs persona-swapped |" in card
+    missing = parse_recipe(small_recipe(critics={"report": "nowhere.json"}), path=tmp_path / "recipe.yaml")
+    with pytest.raises(RecipeError, match="cannot read the critics report") as error:
+        load_critic_report(missing)
+    assert error.value.field == "critics.report"
