@@ -172,6 +172,25 @@ def critics_eval(
 
 
 @app.command()
+def push(
+    folder: Path = typer.Argument(..., help="A dataset or persona bank folder."),
+    repo: str = typer.Option(..., "--repo", help="Hub dataset repository, org/name."),
+    version: Optional[str] = typer.Option(None, help="The version to push; the latest when unset."),
+    private: bool = typer.Option(False, help="Create the repository as private."),
+) -> None:
+    """Push a version to the Hub as a pull request for review (HF_ENDPOINT and HF_TOKEN are honoured)."""
+    from factory.hub import push_version
+
+    result = push_version(folder, repo, version=version, private=private)
+    messages = {
+        "opened": f"{result.version} is up for review as pull request #{result.pr_num} of {repo}",
+        "in_review": f"{result.version} is already in review as pull request #{result.pr_num} of {repo}; nothing pushed",
+        "released": f"{result.version} is already released in {repo}; nothing pushed",
+    }
+    typer.echo(messages[result.state])
+
+
+@app.command()
 def serve(
     port: Optional[int] = typer.Option(None, help="Port on 127.0.0.1 (default: a free one)."),
     n_ctx: int = typer.Option(4096, help="Context window."),

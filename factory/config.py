@@ -518,6 +518,8 @@ def environment_overrides() -> dict[str, str | None]:
         "model": os.environ.get("PERSONA_FACTORY_MODEL"),
         "api_key": os.environ.get("OPENAI_API_KEY"),
         "ray_address": os.environ.get("RAY_ADDRESS"),
+        "hf_endpoint": os.environ.get("HF_ENDPOINT") or None,
+        "hf_token": os.environ.get("HF_TOKEN") or None,
     }
 
 

@@ -1,0 +1,107 @@
+"""Publishing a local version (dialogue dataset or persona bank) to the Hugging Face Hub.
+
+A version goes up for review, not straight to ``main``: one commit with every file of the version
+(data shards, card, recipe, manifest), opened as a pull request, with the card's
+``persona_factory.review_status`` set to ``in_review``. The commit is atomic on the Hub, so a push
+that fails leaves the repository as it was and can simply be run again; pushing a version that is
+already in review or released changes nothing. ``HF_ENDPOINT`` and ``HF_TOKEN`` are honoured; the
+token is only ever sent in the Authorization header.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from factory.config import environment_overrides
+from factory.dataset.folder import PUBLISHED_ENTRIES, DatasetFolder
+from factory.errors import FactoryError, OutputError
+
+REVIEW_STATUS_KEY = "review_status"
+
+
+class HubError(FactoryError):
+    """The Hub refused or failed a request; the message says which and why (never the token)."""
+
+
+@dataclass
+class PushResult:
+    repo: str
+    version: str
+    state: str  # "opened", "in_review" (already), "released" (already)
+    pr_num: int | None
+    commit: str | None
+
+
+def version_files(folder: DatasetFolder, version: str) -> dict[str, bytes]:
+    """The published files of a version, read from its tag (not from the working tree)."""
+    commit = folder.resolve(version)
+    listing = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", commit], cwd=folder.path, capture_output=True, text=True, check=True
+    ).stdout.split()
+    wanted = [name for name in listing if name.split("/", 1)[0] in PUBLISHED_ENTRIES]
+    return {name: folder.read_bytes(commit, name) for name in wanted}
+
+
+def with_review_status(card: bytes, status: str) -> bytes:
+    """The card with ``persona_factory.review_status`` set; the rest of the text is untouched."""
+    text = card.decode("utf-8")
+    match = re.match(r"^---\n(.*?)\n---\n", text, re.S)
+    if not match:
+        raise OutputError("the version's README.md has no YAML metadata block")
+    metadata = yaml.safe_load(match.group(1)) or {}
+    metadata.setdefault("persona_factory", {})[REVIEW_STATUS_KEY] = status
+    front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
+    return f"---\n{front}---\n{text[match.end():]}".encode("utf-8")
+
+
+def _title(version: str) -> str:
+    return f"{version}: review"
+
+
+def hub_api():  # noqa: ANN201 - HfApi is imported lazily
+    from huggingface_hub import HfApi
+
+    env = environment_overrides()
+    return HfApi(endpoint=env["hf_endpoint"], token=env["hf_token"])
+
+
+def push_version(path: str | Path, repo: str, *, version: str | None = None, private: bool = False) -> PushResult:
+    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub.errors import HfHubHTTPError
+
+    folder = DatasetFolder(path)
+    if not folder.is_repository():
+        raise OutputError(f"{folder.path} is not a persona-factory dataset folder")
+    version = version or folder.current_version()
+    if version is None:
+        raise OutputError(f"{folder.path} has no version to push yet")
+    files = version_files(folder, version)
+    if "README.md" not in files:
+        raise OutputError(f"{version} of {folder.path} has no dataset card")
+    files["README.md"] = with_review_status(files["README.md"], "in_review")
+
+    api = hub_api()
+    try:
+        api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+        refs = api.list_repo_refs(repo, repo_type="dataset", include_pull_requests=True)
+        if any(tag.name == version for tag in refs.tags):
+            return PushResult(repo, version, "released", None, None)
+        for pull in refs.pull_requests:
+            number = int(pull.name.rsplit("/", 1)[1])
+            details = api.get_discussion_details(repo, number, repo_type="dataset")
+            if details.title == _title(version) and details.status == "open":
+                return PushResult(repo, version, "in_review", number, pull.target_commit)
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=content) for name, content in sorted(files.items())]
+        info = api.create_commit(
+            repo, operations, commit_message=_title(version), repo_type="dataset", create_pr=True,
+            commit_description=f"persona-factory {version}, for review before release.",
+        )
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise HubError(f"the Hub refused the push of {version} to {repo} ({status}): {str(exc).splitlines()[0]}") from exc
+    return PushResult(repo, version, "opened", info.pr_num, info.oid)
