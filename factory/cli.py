@@ -22,6 +22,11 @@ personas_app = typer.Typer(no_args_is_help=True, help="Persona banks: build them
 app.add_typer(personas_app, name="personas")
 critics_app = typer.Typer(no_args_is_help=True, help="The expert critics: measure them against labelled data.")
 app.add_typer(critics_app, name="critics")
+review_app = typer.Typer(no_args_is_help=True, help="Review a version from its dataset card, then release or reject it.")
+app.add_typer(review_app, name="review")
+
+TARGET_HELP = "A dataset or bank folder, or a Hub repository (org/name)."
+VERSION_HELP = "The version; the latest in review when unset."
 
 PACKAGED_RECIPES = Path(__file__).parent / "recipes"
 
@@ -188,6 +193,91 @@ def push(
         "released": f"{result.version} is already released in {repo}; nothing pushed",
     }
     typer.echo(messages[result.state])
+
+
+def _review_target(target: str, version: Optional[str]):  # noqa: ANN202
+    from factory.review import open_target
+
+    opened = open_target(target)
+    return opened, version or opened.latest_in_review()
+
+
+@review_app.command("show")
+def review_show(target: str = typer.Argument(..., help=TARGET_HELP), version: Optional[str] = typer.Option(None, help=VERSION_HELP)) -> None:
+    """The review state: status, checklist, samples to read, sign-offs."""
+    from factory.review import CHECKLIST, read_state
+
+    opened, version = _review_target(target, version)
+    state = read_state(opened.card(version))
+    lines = [f"{opened.name} {version}: {state.status}"]
+    lines += [f"  [{'x' if state.checklist[key] else ' '}] {key}: {text}" for key, text in CHECKLIST.items()]
+    lines += [f"  read ({split}): {', '.join(ids)}" for split, ids in state.samples.items()]
+    lines += [f"  signed: {s['reviewer']} {s['decision']} ({s['date']}) {s.get('notes', '')}".rstrip() for s in state.signoffs]
+    typer.echo("\n".join(lines))
+
+
+@review_app.command("sample")
+def review_sample(target: str = typer.Argument(..., help=TARGET_HELP), version: Optional[str] = typer.Option(None, help=VERSION_HELP)) -> None:
+    """Print the dialogues the card asks the reviewer to read."""
+    from factory.review import format_dialogue, sample_dialogues
+
+    opened, version = _review_target(target, version)
+    typer.echo("\n".join(format_dialogue(row) for row in sample_dialogues(opened, version)))
+
+
+@review_app.command("sign")
+def review_sign(
+    target: str = typer.Argument(..., help=TARGET_HELP),
+    reviewer: str = typer.Option(..., help="Who signs."),
+    decision: str = typer.Option(..., help="approve or reject."),
+    notes: str = typer.Option("", help="What the reviewer found."),
+    check: list[str] = typer.Option([], help="Checklist items confirmed: coverage, samples_read, no_harm, critics."),
+    version: Optional[str] = typer.Option(None, help=VERSION_HELP),
+) -> None:
+    """Record a reviewer's decision, notes and ticked checklist items in the card."""
+    from factory.review import read_state, sign, write_state
+
+    if decision not in ("approve", "reject"):
+        raise InputError(f"decision must be approve or reject, not {decision!r}", field="--decision")
+    opened, version = _review_target(target, version)
+    card = opened.card(version)
+    state = sign(read_state(card), reviewer, decision, notes, check)
+    opened.save(version, write_state(card, state), f"{version}: signed by {reviewer} ({decision})")
+    missing = ", ".join(state.missing) or "none"
+    typer.echo(f"{version}: {reviewer} signed ({decision}); checklist items left: {missing}")
+
+
+@review_app.command("approve")
+def review_approve(target: str = typer.Argument(..., help=TARGET_HELP), version: Optional[str] = typer.Option(None, help=VERSION_HELP)) -> None:
+    """Release a reviewed version: refused while the checklist is incomplete."""
+    from factory.review import approvable, read_state, write_state
+
+    opened, version = _review_target(target, version)
+    card = opened.card(version)
+    state = read_state(card)
+    approvable(state)
+    state.status = "approved"
+    opened.approve(version, write_state(card, state), f"{version}: approved")
+    typer.echo(f"{version} is approved and released as the tag {version} on main of {opened.name}")
+
+
+@review_app.command("reject")
+def review_reject(
+    target: str = typer.Argument(..., help=TARGET_HELP),
+    reason: str = typer.Option(..., help="Why the version is rejected (written into the card)."),
+    version: Optional[str] = typer.Option(None, help=VERSION_HELP),
+) -> None:
+    """Close a review without releasing the version; the reasons go into the card."""
+    from factory.review import ReviewError, read_state, write_state
+
+    opened, version = _review_target(target, version)
+    card = opened.card(version)
+    state = read_state(card)
+    if state.status != "in_review":
+        raise ReviewError(f"{version} is {state.status}, not in review")
+    state.status, state.reasons = "rejected", reason
+    opened.reject(version, write_state(card, state), f"{version}: rejected", reason)
+    typer.echo(f"{version} is rejected: {reason}")
 
 
 @app.command()

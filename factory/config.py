@@ -328,6 +328,9 @@ class OutputConfig(_Config):
     license: str = "cc-by-4.0"
     pretty_name: str | None = None
     samples_in_card: int = Field(default=3, ge=0, le=50)
+    review_samples: int = Field(
+        default=5, ge=0, le=200, description="Accepted dialogues a reviewer must read (and half as many rejected)."
+    )
 
 
 class Recipe(_Config):

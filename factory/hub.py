@@ -10,19 +10,13 @@ token is only ever sent in the Authorization header.
 
 from __future__ import annotations
 
-import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from factory.config import environment_overrides
 from factory.dataset.folder import PUBLISHED_ENTRIES, DatasetFolder
 from factory.errors import FactoryError, OutputError
-
-REVIEW_STATUS_KEY = "review_status"
-
 
 class HubError(FactoryError):
     """The Hub refused or failed a request; the message says which and why (never the token)."""
@@ -48,15 +42,13 @@ def version_files(folder: DatasetFolder, version: str) -> dict[str, bytes]:
 
 
 def with_review_status(card: bytes, status: str) -> bytes:
-    """The card with ``persona_factory.review_status`` set; the rest of the text is untouched."""
+    """The card with its review status set (and a review section, if it had none)."""
+    from factory.review import read_state, write_state
+
     text = card.decode("utf-8")
-    match = re.match(r"^---\n(.*?)\n---\n", text, re.S)
-    if not match:
-        raise OutputError("the version's README.md has no YAML metadata block")
-    metadata = yaml.safe_load(match.group(1)) or {}
-    metadata.setdefault("persona_factory", {})[REVIEW_STATUS_KEY] = status
-    front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
-    return f"---\n{front}---\n{text[match.end():]}".encode("utf-8")
+    state = read_state(text)
+    state.status = status
+    return write_state(text, state).encode("utf-8")
 
 
 def _title(version: str) -> str:

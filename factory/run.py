@@ -18,6 +18,7 @@ import yaml
 
 from factory.config import Recipe, environment_overrides
 from factory.errors import RecipeError
+from factory.changelog import changelog
 from factory.dataset.arrow import records_to_table
 from factory.dataset.card import CardContext, dataset_info, render_card
 from factory.dataset.folder import DatasetFolder
@@ -27,6 +28,7 @@ from factory.llm.endpoint import endpoint_provenance, open_endpoint, package_ver
 from factory.personas import plan
 from factory.pipeline import execute, plan_rows
 from factory.records import SCHEMA_VERSION, DialogueRecord
+from factory.review import ReviewState, pick_samples, write_state
 
 ROWS_PER_SHARD = 50_000
 
@@ -50,7 +52,12 @@ def write_version(
     recipe_text: str,
     context: CardContext,
     manifest: dict,
+    released: tuple[str, dict, str] | None = None,
+    review_seed: int = 0,
+    review_samples: int = 0,
 ) -> RunStats:
+    """Data shards, card (with the changelog against ``released`` = (version, manifest, recipe
+    text) and a review section), recipe and manifest of one version, into ``staging``."""
     data_dir = staging / "data"
     data_dir.mkdir()
     splits = {"accepted": [r for r in records if r.accepted], "rejected": [r for r in records if not r.accepted]}
@@ -68,11 +75,17 @@ def write_version(
     stats = compute_stats(records)
     manifest["splits"] = {split: {"rows": len(rows), "files": files[split]} for split, rows in splits.items()}
     manifest["stats"] = stats.as_dict()
+    if released is not None:
+        context.changelog = manifest["changelog"] = changelog(*released, manifest["stats"], recipe_text)
     (staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
     info = dataset_info(staging, files, {split: len(rows) for split, rows in splits.items()})
-    render_card(context, stats, records, splits=[split for split in splits if files[split]], info=info).save(
-        staging / "README.md"
+    card = str(render_card(context, stats, records, splits=[split for split in splits if files[split]], info=info))
+    samples = pick_samples(
+        {split: [r.id for r in rows] for split, rows in splits.items()},
+        review_seed,
+        {"accepted": review_samples, "rejected": -(-review_samples // 2)},
     )
+    (staging / "README.md").write_text(write_state(card, ReviewState(samples=samples, seed=review_seed)), encoding="utf-8")
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return stats
 
@@ -147,8 +160,19 @@ def run_recipe(recipe: Recipe, out: str | Path, *, recipe_text: str | None = Non
                 samples=recipe.output.samples_in_card,
                 rounds=execution.rounds,
                 critic_report=critic_report,
+                persona_banks=cast_plan.banks,
             )
-            stats = write_version(staging, records, recipe_text=recipe_text, context=context, manifest=manifest)
+            # the changelog compares with the last released version, or the previous one before any release
+            release = folder.current_release() or previous
+            released = None
+            if release is not None:
+                old_manifest = folder.read_manifest(release) or {}
+                old_recipe = folder.read_bytes(folder.resolve(release), "recipe.yaml").decode("utf-8")
+                released = (release, old_manifest, old_recipe)
+            stats = write_version(
+                staging, records, recipe_text=recipe_text, context=context, manifest=manifest, released=released,
+                review_seed=recipe.seed, review_samples=recipe.output.review_samples,
+            )
             folder.publish(staging, version, f"{version}: {recipe.name}, {stats.accepted} accepted of {stats.generated}")
     return RunResult(
         path=folder.path, version=version, previous_version=previous, stats=stats, manifest=manifest,

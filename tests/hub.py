@@ -143,7 +143,10 @@ class HubServer:
         commit = Commit(_oid(files, base, message), files, base, message)
         repo.commits[commit.oid] = commit
         pr_url = None
-        if create_pr:
+        target_pr = re.fullmatch(r"refs/pr/(\d+)", unquote(revision))
+        if target_pr and not create_pr:  # a commit pushed onto an open pull request
+            repo.pulls[int(target_pr.group(1))].head = commit.oid
+        elif create_pr:
             num = max(repo.pulls, default=0) + 1
             repo.pulls[num] = PullRequest(num=num, title=message, head=commit.oid, base=unquote(revision))
             pr_url = f"{self.endpoint}/datasets/{repo.repo_id}/discussions/{num}"

@@ -71,6 +71,8 @@ class CardContext:
     samples: int
     rounds: list[dict] = field(default_factory=list)
     critic_report: dict | None = None
+    changelog: dict | None = None
+    persona_banks: list[dict] = field(default_factory=list)
 
 
 def factory_card_data(
@@ -113,6 +115,8 @@ def card_data(context: CardContext, stats: RunStats, splits: list[str], info: di
             "endpoint_kind": context.endpoint_kind,
             "stats": stats.as_dict(),
             "rounds": context.rounds,
+            "persona_banks": context.persona_banks,
+            "changelog": context.changelog,
         },
     )
 
@@ -135,6 +139,23 @@ def rounds_section(rounds: list[dict]) -> list[str]:
             ["round", "casts", "dialogues", "accepted", "tokens", "few-shot examples from"],
             [[r["round"], r["casts"], r["dialogues"], r["accepted"], r["tokens"], ", ".join(r["few_shot_from"][:4]) + (" ..." if len(r["few_shot_from"]) > 4 else "")] for r in rounds],
         ),
+        "",
+    ]
+
+
+def changelog_section(changelog: dict | None) -> list[str]:
+    if not changelog:
+        return []
+    rows = [["dialogues", *changelog["generated"]], ["accepted", *changelog["accepted"]]]
+    rows += [[f"pass rate: {critic}", *(("-" if v is None else f"{v:.0%}") for v in values)] for critic, values in changelog["critics"].items()]
+    rows += [[f"pass rate: {cell}", *(("-" if v is None else f"{v:.0%}") for v in values)] for cell, values in changelog["cells"].items()]
+    recipe = ", ".join(f"`{key}`" for key in changelog["recipe_changes"]) or "nothing"
+    return [
+        f"## Changes since {changelog['against']}",
+        "",
+        markdown_table(["", changelog["against"], "this version"], rows),
+        "",
+        f"Recipe settings changed: {recipe}.",
         "",
     ]
 
@@ -226,6 +247,7 @@ def render_card(
         ),
         "",
         *rounds_section(context.rounds),
+        *changelog_section(context.changelog),
         *critic_report_section(context.critic_report),
         "## Samples",
         "",

@@ -1,9 +1,11 @@
-"""A versioned dataset folder: the Hub's layout, kept as a git repository with a tag per version.
+"""A versioned dataset folder: the Hub's layout, kept as a git repository.
 
 Every run writes its version into a staging folder beside the data; only a finished version is
-moved in, committed and tagged (``v1.0.0``, ``v1.1.0``, ...). A run that fails or is killed before
-that leaves the folder exactly as it was; one killed while moving files in is rolled back to the
-last commit by the next run (the ``publishing`` marker says a move was under way).
+moved in and committed, on its own branch ``review/vX.Y.Z`` started from ``main``: the version
+is in review. Approving it merges it into ``main`` and tags it ``vX.Y.Z``; ``main`` and the tags
+are what is released. A run that fails or is killed before the commit leaves the folder exactly as
+it was; one killed while moving files in is rolled back by the next run (the ``publishing`` marker
+says a move was under way, and from which branch).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from factory.errors import OutputError
 
 STATE_DIR = ".persona-factory"
+REVIEW_PREFIX = "review/"
 PUBLISHED_ENTRIES = ("data", "README.md", "recipe.yaml", "manifest.json")
 _VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 _GIT_IDENTITY = ["-c", "user.name=persona-factory", "-c", "user.email=persona-factory@localhost"]
@@ -55,11 +58,31 @@ class DatasetFolder:
     def is_repository(self) -> bool:
         return (self.path / ".git").is_dir()
 
-    def versions(self) -> list[str]:
+    def released_versions(self) -> list[str]:
+        """Approved versions: the tags."""
         if not self.is_repository():
             return []
         tags = [tag for tag in self.git("tag", "--list", "v*").split() if parse_version(tag)]
         return sorted(tags, key=parse_version)  # type: ignore[arg-type]
+
+    def review_versions(self) -> list[str]:
+        """Versions with a review branch (in review, approved or rejected)."""
+        if not self.is_repository():
+            return []
+        names = self.git("for-each-ref", "--format=%(refname:short)", f"refs/heads/{REVIEW_PREFIX}").split()
+        return [name[len(REVIEW_PREFIX) :] for name in names if parse_version(name[len(REVIEW_PREFIX) :])]
+
+    def versions(self) -> list[str]:
+        """Every version ever made here, released or not (numbers are never reused)."""
+        return sorted(set(self.released_versions()) | set(self.review_versions()), key=parse_version)  # type: ignore[arg-type]
+
+    def current_release(self) -> str | None:
+        released = self.released_versions()
+        return released[-1] if released else None
+
+    def ref_for(self, version: str) -> str:
+        """The ref that holds a version: its tag once released, its review branch before."""
+        return version if version in self.released_versions() else f"{REVIEW_PREFIX}{version}"
 
     def current_version(self) -> str | None:
         versions = self.versions()
@@ -97,9 +120,18 @@ class DatasetFolder:
     def _recover(self) -> None:
         marker = self.state / "publishing"
         if marker.exists():
-            # A run died while moving its version in: the last commit is the truth.
+            # A run died while moving its version in: the last commit is the truth, and a review
+            # branch without its version's commit is removed.
+            started = json.loads(marker.read_text(encoding="utf-8") or "{}")
             self.git("reset", "-q", "--hard", "HEAD")
             self.git("clean", "-q", "-fd", "-e", STATE_DIR)
+            version, origin = started.get("version"), started.get("from")
+            if version and origin:
+                branch = f"{REVIEW_PREFIX}{version}"
+                unfinished = self.git("rev-parse", branch, check=False).strip() == self.git("rev-parse", "main").strip()
+                self.git("checkout", "-q", origin)
+                if unfinished:
+                    self.git("branch", "-q", "-D", branch, check=False)
             marker.unlink()
         elif self.git("status", "--porcelain").strip():
             raise OutputError(
@@ -129,10 +161,16 @@ class DatasetFolder:
         staging.mkdir(parents=True)
         return staging
 
+    def branch(self) -> str:
+        return self.git("rev-parse", "--abbrev-ref", "HEAD").strip()
+
     def publish(self, staging: Path, version: str, message: str) -> None:
-        """Move a finished version in, commit and tag it."""
+        """Move a finished version in and commit it on its review branch, started from main."""
         marker = self.state / "publishing"
-        marker.write_text(json.dumps({"version": version, "staging": staging.name}), encoding="utf-8")
+        marker.write_text(
+            json.dumps({"version": version, "staging": staging.name, "from": self.branch()}), encoding="utf-8"
+        )
+        self.git("checkout", "-q", "-B", f"{REVIEW_PREFIX}{version}", "main")
         for name in PUBLISHED_ENTRIES:
             target = self.path / name
             if target.is_dir():
@@ -143,20 +181,38 @@ class DatasetFolder:
                 os.replace(staging / name, target)
         self.git("add", "-A", "--", *[name for name in PUBLISHED_ENTRIES])
         self.git("commit", "-q", "-m", message)
-        self.git("tag", "-a", version, "-m", message)
         marker.unlink()
         shutil.rmtree(staging, ignore_errors=True)
 
+    def commit_card(self, version: str, card: str, message: str) -> None:
+        """A new card for a version in review, committed on its review branch."""
+        self.git("checkout", "-q", f"{REVIEW_PREFIX}{version}")
+        (self.path / "README.md").write_text(card, encoding="utf-8")
+        self.git("add", "README.md")
+        self.git("commit", "-q", "-m", message)
+
+    def release(self, version: str, card: str, message: str) -> None:
+        """Merge an approved review into main with its final card, and tag it."""
+        self.commit_card(version, card, message)
+        branch = f"{REVIEW_PREFIX}{version}"
+        self.git("checkout", "-q", "main")
+        # main becomes exactly the reviewed tree (whatever was released before), with the merge in history
+        self.git("merge", "-q", "--no-ff", "--no-commit", "-s", "ours", branch)
+        self.git("read-tree", "--reset", "-u", branch)
+        self.git("commit", "-q", "-m", message)
+        self.git("tag", "-a", version, "-m", message)
+
     def resolve(self, revision: str) -> str:
-        """The commit a version tag (or any revision) names."""
-        completed = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"],
-            cwd=self.path, capture_output=True, text=True, check=False,
-        )
-        if completed.returncode != 0:
-            known = ", ".join(self.versions()) or "none"
-            raise OutputError(f"{self.path} has no revision {revision!r} (versions: {known})")
-        return completed.stdout.strip()
+        """The commit a version (released or in review) or any git revision names."""
+        for candidate in (revision, f"{REVIEW_PREFIX}{revision}"):
+            completed = subprocess.run(
+                ["git", "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"],
+                cwd=self.path, capture_output=True, text=True, check=False,
+            )
+            if completed.returncode == 0:
+                return completed.stdout.strip()
+        known = ", ".join(self.versions()) or "none"
+        raise OutputError(f"{self.path} has no revision {revision!r} (versions: {known})")
 
     def read_bytes(self, revision: str, name: str) -> bytes:
         """A published file as it was at ``revision``."""
@@ -169,5 +225,5 @@ class DatasetFolder:
         if version is None:
             path = self.path / "manifest.json"
             return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-        text = self.git("show", f"{version}:manifest.json", check=False)
+        text = self.git("show", f"{self.ref_for(version)}:manifest.json", check=False)
         return json.loads(text) if text.strip() else None

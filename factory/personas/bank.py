@@ -60,21 +60,27 @@ def load_local_bank(path: Path, revision: str | None) -> tuple[list[PersonaProfi
 
 
 def load_hub_bank(repo: str, revision: str | None) -> tuple[list[PersonaProfile], dict[str, Any]]:
-    """A bank on the Hub (``HF_ENDPOINT`` and ``HF_TOKEN`` are honoured by huggingface_hub)."""
-    from huggingface_hub import snapshot_download
+    """A bank on the Hub (``HF_ENDPOINT`` and ``HF_TOKEN`` are honoured). Files are fetched one by
+    one, the manifest first: it names the shards, and the commit every file came from."""
+    from huggingface_hub import HfApi, hf_hub_download
 
-    local = Path(
-        snapshot_download(repo_id=repo, repo_type="dataset", revision=revision, allow_patterns=["data/*", "manifest.json"])
-    )
-    manifest_path = local / "manifest.json"
-    if not manifest_path.is_file():
-        raise PersonaFileError("not a persona bank: no manifest.json", path=f"hub:{repo}@{revision or 'main'}")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    from factory.config import environment_overrides
+
+    env = environment_overrides()
+    where = f"hub:{repo}@{revision or 'main'}"
+    commit = HfApi(endpoint=env["hf_endpoint"], token=env["hf_token"]).dataset_info(repo, revision=revision).sha
+    if commit is None:
+        raise PersonaFileError("the Hub did not say which commit this revision is", path=where)
+
+    def fetch(name: str) -> bytes:
+        path = hf_hub_download(repo, name, repo_type="dataset", revision=commit, endpoint=env["hf_endpoint"], token=env["hf_token"])
+        return Path(path).read_bytes()
+
+    manifest = json.loads(fetch("manifest.json"))
     personas: list[PersonaProfile] = []
     for name in _split_files(manifest, f"hub:{repo}"):
-        personas.extend(_profiles((local / name).read_bytes(), where=f"hub:{repo}/{name}@{revision or 'main'}"))
-    # snapshot_download keeps each snapshot in a folder named after its commit.
-    return personas, {"repo": repo, "revision": revision or "main", "commit": local.name, "bank_version": manifest.get("version")}
+        personas.extend(_profiles(fetch(name), where=f"{where}/{name}"))
+    return personas, {"repo": repo, "revision": revision or "main", "commit": commit, "bank_version": manifest.get("version")}
 
 
 def load_bank(source: BankSource) -> tuple[list[PersonaProfile], dict[str, Any]]:

@@ -44,6 +44,7 @@ from factory.personas.implicit import Conversation, build_implicit, load_convers
 from factory.personas.mbti_bank import build_mbti_bank, plan_slots
 from factory.personas.statements import load_spc_rows
 from factory.records import SCHEMA_VERSION, PersonaProfile
+from factory.review import ReviewState, pick_samples, write_state
 
 BANK_FILE = "data/personas-00000-of-00001.parquet"
 
@@ -207,7 +208,9 @@ def build_bank(
                 reports=reports,
             )
             info = dataset_info(staging, {"personas": [BANK_FILE]}, {"personas": len(personas)})
-            render_bank_card(context, coverage, info).save(staging / "README.md")
+            card = str(render_bank_card(context, coverage, info))
+            samples = pick_samples({"personas": [p.id for p in personas]}, recipe.seed, {"personas": 5})
+            (staging / "README.md").write_text(write_state(card, ReviewState(samples=samples, seed=recipe.seed)), encoding="utf-8")
             (staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
             folder.publish(staging, version, f"{version}: persona bank {recipe.name}, {len(personas)} personas")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import datasets
@@ -14,6 +13,7 @@ import yaml
 
 from factory.config import PersonaBankRecipe, apply_overrides, load_recipe, parse_recipe
 from factory.dataset.bank_card import compute_coverage
+from factory.dataset.folder import DatasetFolder
 from factory.personas.build import build_bank
 from factory.personas.implicit import load_conversations, reference_parts
 from factory.personas.mbti import MBTI_TYPES
@@ -188,7 +188,7 @@ def test_a_bank_revision_seeds_a_dialogue_run_with_every_mbti_type(tmp_path, scr
     speakers = [speaker for row in rows for speaker in row["speakers"]]
     assert {s["mbti"] for s in speakers} == set(MBTI_TYPES)
     assert {s["id"] for s in speakers} <= v1_ids
-    commit = subprocess.run(["git", "rev-parse", "v1.0.0^{commit}"], cwd=bank, capture_output=True, text=True).stdout.strip()
+    commit = DatasetFolder(bank).resolve("v1.0.0")
     assert result.manifest["persona_banks"] == [
         {"path": str(bank.resolve()), "revision": "v1.0.0", "commit": commit, "bank_version": "v1.0.0", "personas": 24}
     ]

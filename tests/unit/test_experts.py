@@ -150,3 +150,19 @@ def test_dedup_rejects_the_later_of_two_near_duplicates():
     assert copy.verdicts[-1].critic == "dedup" and not copy.verdicts[-1].passed and "near-duplicate of r-1" in copy.verdicts[-1].reason
     assert first.verdicts[-1].passed and other.verdicts[-1].passed
     assert [v.critic for v in failed_earlier.verdicts] == ["format"]  # only contenders are compared
+
+
+def test_approval_needs_every_box_and_an_approving_sign_off():
+    from factory.review import ReviewError, ReviewState, approvable, read_state, sign, write_state
+
+    card = write_state("---\nlicense: mit\n---\n# Card\n", ReviewState(samples={"accepted": ["a", "b"]}, seed=3))
+    state = read_state(card)
+    assert state.status == "in_review" and state.samples == {"accepted": ["a", "b"]} and state.missing == list(state.checklist)
+    sign(state, "ana", "reject", "found a real name", ["coverage", "samples_read", "no_harm", "critics"])
+    with pytest.raises(ReviewError, match="no reviewer has signed off with decision approve"):
+        approvable(read_state(write_state(card, state)))
+    ticked = read_state(write_state(card, state).replace("- [x]", "- [ ]", 1))
+    with pytest.raises(ReviewError, match="incomplete: coverage"):
+        approvable(ticked)
+    with pytest.raises(ReviewError, match="unknown checklist item"):
+        sign(state, "ben", "approve", "", ["vibes"])

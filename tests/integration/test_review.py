@@ -1,0 +1,127 @@
+"""The review workflow driven by the card: on a local dataset folder (review branches, main and
+tags) and on the Hub stand-in (pull requests, main and tags)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from factory.config import PersonaBankRecipe, apply_overrides, load_recipe, parse_recipe
+from factory.dataset.folder import DatasetFolder
+from factory.personas.build import build_bank
+from factory.review import read_state
+from factory.run import run_recipe
+from tests.conftest import subprocess_env
+from tests.hub import HubServer
+from tests.recipes import small_recipe, write_recipe
+
+TOKEN = "hf_review_token_4c1d"
+ALL_CHECKS = ["--decision", "approve", "--check", "coverage", "--check", "samples_read", "--check", "no_harm", "--check", "critics"]
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "factory.cli", *args], capture_output=True, text=True, env=env or subprocess_env(), timeout=300
+    )
+
+
+def build(bank: Path, seed: int) -> None:
+    recipe = parse_recipe({"name": "types", "seed": seed, "sources": [{"source": "mbti", "count": 16}]}, model=PersonaBankRecipe)
+    build_bank(recipe, bank, show_progress=False)
+
+
+def test_local_folder_review_sign_approve_reject(tmp_path):
+    bank = tmp_path / "bank"
+    build(bank, 1)
+    folder = DatasetFolder(bank)
+    assert folder.versions() == ["v1.0.0"] and folder.released_versions() == []
+
+    shown = cli("review", "show", str(bank))
+    assert shown.returncode == 0 and shown.stdout.startswith(f"{folder.path} v1.0.0: in_review")
+    sampled = cli("review", "sample", str(bank))
+    state = read_state((bank / "README.md").read_text())
+    assert len(state.samples["personas"]) == 5 and all(f"== {i} (mbti)" in sampled.stdout for i in state.samples["personas"])
+
+    refused = cli("review", "approve", str(bank))
+    assert refused.returncode == 1 and "the checklist is incomplete: coverage, samples_read, no_harm, critics" in refused.stderr
+    partly = cli("review", "sign", str(bank), "--reviewer", "ana", "--decision", "approve", "--check", "coverage", "--notes", "types balanced")
+    assert partly.returncode == 0 and "items left: samples_read, no_harm, critics" in partly.stdout
+    assert cli("review", "approve", str(bank)).returncode == 1
+
+    # a reviewer ticks the remaining boxes in the card itself, as on the Hub's editor
+    card = folder.read_bytes(folder.resolve("v1.0.0"), "README.md").decode()
+    assert card.count("- [ ]") == 3
+    folder.commit_card("v1.0.0", card.replace("- [ ]", "- [x]"), "ticked in the editor")
+    approved = cli("review", "approve", str(bank))
+    assert approved.returncode == 0, approved.stderr
+    assert folder.released_versions() == ["v1.0.0"] and folder.branch() == "main"
+    released = read_state((bank / "README.md").read_text())
+    assert released.status == "approved" and [s["reviewer"] for s in released.signoffs] == ["ana"]
+    assert released.checklist == {"coverage": True, "samples_read": True, "no_harm": True, "critics": True}
+
+    build(bank, 2)  # v1.1.0 goes to review; main still holds v1.0.0
+    assert folder.git("show", "main:manifest.json").count('"version": "v1.0.0"') == 1
+    rejected = cli("review", "reject", str(bank), "--reason", "too many duplicates")
+    assert rejected.returncode == 0
+    state = read_state(folder.read_bytes(folder.resolve("v1.1.0"), "README.md").decode())
+    assert state.status == "rejected" and state.reasons == "too many duplicates"
+    assert "Rejected because: too many duplicates" in folder.read_bytes(folder.resolve("v1.1.0"), "README.md").decode()
+    assert folder.released_versions() == ["v1.0.0"]
+    assert cli("review", "approve", str(bank), "--version", "v1.1.0").returncode == 1
+    build(bank, 3)
+    assert folder.versions() == ["v1.0.0", "v1.1.0", "v1.2.0"]  # a rejected number is not reused
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_hub_release_of_two_runs_with_a_changelog(tmp_path, scripted_server):
+    with HubServer(token=TOKEN) as hub:
+        env = subprocess_env(HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
+        out = tmp_path / "out"
+        first = small_recipe(dialogues=8)
+        recipe = apply_overrides(load_recipe(write_recipe(tmp_path, first)), base_url=scripted_server.base_url)
+        run_recipe(recipe, out, show_progress=False)
+
+        assert cli("push", str(out), "--repo", "org/chats", env=env).returncode == 0
+        assert cli("review", "approve", "org/chats", env=env).returncode == 1  # nothing ticked yet
+        signed = cli("review", "sign", "org/chats", "--reviewer", "ana", *ALL_CHECKS, env=env)
+        assert signed.returncode == 0, signed.stderr
+        approved = cli("review", "approve", "org/chats", env=env)
+        assert approved.returncode == 0, approved.stderr
+        repo = hub.repos["org/chats"]
+        assert repo.tags["v1.0.0"] == repo.branches["main"] and repo.pulls[1].status == "merged"
+
+        second = small_recipe(dialogues=6, generation={"temperature": 0.5})
+        recipe = apply_overrides(load_recipe(write_recipe(tmp_path, second)), base_url=scripted_server.base_url)
+        result = run_recipe(recipe, out, show_progress=False)
+        assert result.version == "v1.1.0"
+        changelog = result.manifest["changelog"]
+        assert changelog["against"] == "v1.0.0" and changelog["generated"] == [8, 6]
+        assert changelog["recipe_changes"] == ["casting.dialogues", "generation.temperature"]
+        card = (out / "README.md").read_text()
+        assert "## Changes since v1.0.0" in card and "| dialogues | 8 | 6 |" in card
+
+        assert cli("push", str(out), "--repo", "org/chats", env=env).returncode == 0
+        assert cli("review", "sign", "org/chats", "--reviewer", "ben", *ALL_CHECKS, env=env).returncode == 0
+        assert cli("review", "approve", "org/chats", env=env).returncode == 0
+        assert set(repo.tags) == {"v1.0.0", "v1.1.0"} and repo.tags["v1.1.0"] == repo.branches["main"]
+
+        code = (
+            "import datasets, json; out = {}\n"
+            "for rev in ('v1.0.0', 'v1.1.0', None):\n"
+            "    d = datasets.load_dataset('org/chats', revision=rev)\n"
+            "    out[str(rev)] = sum(len(s) for s in d.values())\n"
+            "print(json.dumps(out))"
+        )
+        loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert loaded.returncode == 0, loaded.stderr[-2000:]
+        assert json.loads(loaded.stdout) == {"v1.0.0": 8, "v1.1.0": 6, "None": 6}
+        main_card = repo.commits[repo.branches["main"]].files["README.md"].decode()
+        meta = yaml.safe_load(main_card.split("---")[1])["persona_factory"]
+        assert meta["review_status"] == "approved" and meta["version"] == "v1.1.0"
+        assert [s["reviewer"] for s in meta["review"]["signoffs"]] == ["ben"]
