@@ -314,6 +314,8 @@ class HubServer:
                             "author": {"name": "reviewer"}, "data": {"status": data["status"]},
                         })
                         pull.comments.append(data.get("comment") or "")
+                        self._reply(200, {"newStatus": pull.events[-1]})
+                        return
                     self._reply(200, self._discussion(repo, pull))
                     return
                 if action.startswith("tree/"):

@@ -125,3 +125,22 @@ def test_hub_release_of_two_runs_with_a_changelog(tmp_path, scripted_server):
         meta = yaml.safe_load(main_card.split("---")[1])["persona_factory"]
         assert meta["review_status"] == "approved" and meta["version"] == "v1.1.0"
         assert [s["reviewer"] for s in meta["review"]["signoffs"]] == ["ben"]
+
+
+def test_hub_reject_closes_the_pull_request_with_the_reasons_in_the_card(tmp_path):
+    bank = tmp_path / "bank"
+    build(bank, 1)
+    with HubServer(token=TOKEN) as hub:
+        env = subprocess_env(HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
+        assert cli("push", str(bank), "--repo", "org/bank", env=env).returncode == 0
+        shown = cli("review", "show", "org/bank", env=env)
+        assert shown.returncode == 0 and shown.stdout.startswith("org/bank v1.0.0: in_review")
+        rejected = cli("review", "reject", "org/bank", "--reason", "too few women among the personas", env=env)
+        assert rejected.returncode == 0, rejected.stderr
+        repo = hub.repos["org/bank"]
+        pull = repo.pulls[1]
+        assert pull.status == "closed" and pull.comments == ["too few women among the personas"]
+        card = read_state(repo.commits[pull.head].files["README.md"].decode())
+        assert card.status == "rejected" and card.reasons == "too few women among the personas"
+        assert not repo.tags and "main" not in repo.branches
+        assert cli("review", "show", "org/bank", env=env).returncode == 1  # nothing left in review
