@@ -166,3 +166,18 @@ def test_approval_needs_every_box_and_an_approving_sign_off():
         approvable(ticked)
     with pytest.raises(ReviewError, match="unknown checklist item"):
         sign(state, "ben", "approve", "", ["vibes"])
+
+
+@pytest.mark.parametrize("module, config", [(portrayal, CRITICS.portrayal), (attribution, CRITICS.attribution)], ids=["portrayal", "attribution"])
+def test_portrayal_and_attribution_report_an_unparsable_reply(context, module, config):
+    garbage = run(context, module.judge, dialogue(f"{UNPARSABLE_MARK}.", "Hm.", "Ok.", "Bye."), config)
+    assert not garbage.passed and garbage.score is None and "unparsable judge reply" in garbage.reason
+
+
+def test_quality_says_when_a_comparison_gave_no_answer(context):
+    judge_context, runner = context
+    first = dialogue("1 Hi.", "2 Hello.", id_="q-c0")
+    second = dialogue(f"{UNPARSABLE_MARK}.", "Hm.", id_="q-c1")
+    runner.gather([quality.select_best([first, second], CRITICS.quality, judge_context)])
+    assert first.verdicts[-1].passed  # no votes either way: the tie goes to the earlier candidate
+    assert "1 comparison(s) gave no usable answer" in first.verdicts[-1].reason
