@@ -48,6 +48,13 @@ def bag_of_words_embedding(text: str, dims: int = 256) -> list[float]:
     return [value / norm for value in vector]
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5; a client with 64 requests in flight on a busy
+    # machine then sees its connections reset.
+    request_queue_size = 256
+    daemon_threads = True
+
+
 class ScriptedOpenAIServer:
     """``with ScriptedOpenAIServer(script) as server: server.base_url``."""
 
@@ -59,8 +66,7 @@ class ScriptedOpenAIServer:
         self.embedding_requests: list[dict[str, Any]] = []
         self._failures: list[int] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-openai", daemon=True)
 
     @property
