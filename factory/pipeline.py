@@ -21,7 +21,7 @@ from distilabel.pipeline import RayPipeline
 from distilabel.steps import LoadDataFromDicts, StepResources
 
 from factory.config import Recipe
-from factory.critics.base import JudgeContext
+from factory.critics.base import JudgeContext, passed_so_far
 from factory.critics.dedup import dedup
 from factory.critics.quality import select_best
 from factory.critics.steps import NEEDS_LLM, ExpertCritic
@@ -179,10 +179,6 @@ def _run_round(
     return [DialogueRecord.model_validate_json(value) for value in values]
 
 
-def _passed_so_far(record: DialogueRecord) -> bool:
-    return bool(record.verdicts) and all(verdict.passed for verdict in record.verdicts)
-
-
 def _mean_score(record: DialogueRecord) -> float:
     scores = [v.score for v in record.verdicts if v.score is not None]
     return sum(scores) / len(scores) if scores else 0.0
@@ -210,13 +206,13 @@ def execute(
             if critics.quality.enabled and generation.candidates > 1:
                 by_cast: dict[str, list[DialogueRecord]] = {}
                 for record in sorted(made, key=lambda r: r.id):
-                    if _passed_so_far(record):
+                    if passed_so_far(record):
                         by_cast.setdefault(record.generation.cast_id, []).append(record)
                 runner.gather(
                     (select_best(group, critics.quality, context) for group in by_cast.values()),
                     desc="quality", show_progress=show_progress,
                 )
-            accepted = sorted((r for r in made if _passed_so_far(r)), key=lambda r: (-_mean_score(r), r.id))
+            accepted = sorted((r for r in made if passed_so_far(r)), key=lambda r: (-_mean_score(r), r.id))
             summaries.append(
                 {
                     "round": iteration,
@@ -233,6 +229,6 @@ def execute(
     if critics.dedup.enabled:
         dedup(records, critics.dedup)
     for record in records:
-        record.accepted = _passed_so_far(record)
+        record.accepted = passed_so_far(record)
     records.sort(key=lambda record: record.id)
     return Execution(records=records, rounds=summaries)

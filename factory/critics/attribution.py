@@ -33,7 +33,7 @@ def answer_schema(turns: int, speakers: int) -> dict[str, Any]:
 
 
 def messages_for(record: DialogueRecord) -> list[dict[str, str]]:
-    lines = [*profile_lines(record.speakers), "Conversation (speakers hidden):"]
+    lines = [*profile_lines([p.statements for p in record.speakers]), "Conversation (speakers hidden):"]
     lines += [f"Turn {n}: {turn.text}" for n, turn in enumerate(record.turns, start=1)]
     lines.append(f"For each of the {len(record.turns)} turns, in order, say which user said it.")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]

@@ -52,6 +52,11 @@ class JudgeContext:
 Judge = Callable[[DialogueRecord, Any, JudgeContext], Awaitable[Verdict]]
 
 
+def passed_so_far(record: DialogueRecord) -> bool:
+    """Judged, and passed by every verdict it has."""
+    return bool(record.verdicts) and all(verdict.passed for verdict in record.verdicts)
+
+
 def hard_gates(critics: CriticsConfig) -> set[str]:
     return {FORMAT} | {name for name, config in critics.cascade() if config.hard}
 
@@ -66,11 +71,12 @@ def labelled_transcript(speakers: list[PersonaProfile], turns: list[Turn]) -> li
     return [f"{label.get(turn.speaker, turn.speaker)}: {turn.text}" for turn in turns]
 
 
-def profile_lines(speakers: list[PersonaProfile]) -> list[str]:
+def profile_lines(profiles: list[list[str]]) -> list[str]:
+    """``User N Profile:`` blocks, one per speaker's statements."""
     lines = []
-    for index, persona in enumerate(speakers, start=1):
+    for index, statements in enumerate(profiles, start=1):
         lines.append(f"User {index} Profile:")
-        lines.extend(f"- {statement}" for statement in persona.statements)
+        lines.extend(f"- {statement}" for statement in statements)
     return lines
 
 

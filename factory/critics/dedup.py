@@ -11,6 +11,7 @@ from collections import defaultdict
 import numpy as np
 
 from factory.config import DedupCriticConfig
+from factory.critics.base import passed_so_far
 from factory.records import DialogueRecord, Verdict
 
 CRITIC_NAME = "dedup"
@@ -66,7 +67,7 @@ def near_duplicates(records: list[DialogueRecord], threshold: float) -> dict[str
 
 def dedup(records: list[DialogueRecord], config: DedupCriticConfig) -> None:
     """Append a dedup verdict to every record that passed everything else so far."""
-    contenders = [r for r in records if r.verdicts and all(v.passed for v in r.verdicts)]
+    contenders = [r for r in records if passed_so_far(r)]
     found = near_duplicates(contenders, config.threshold)
     for record in contenders:
         if record.id in found:

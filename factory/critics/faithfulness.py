@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from factory.config import FaithfulnessCriticConfig
-from factory.critics.base import JudgeContext, answer_error, labelled_transcript, no_turns
+from factory.critics.base import JudgeContext, answer_error, labelled_transcript, no_turns, profile_lines
 from factory.records import DialogueRecord, PersonaProfile, Turn, Verdict
 
 CRITIC_NAME = "faithfulness"
@@ -68,11 +68,7 @@ FEW_SHOT: list[tuple[list[str], list[str], list[str], dict[str, Any]]] = [
 
 
 def _question(profiles: list[list[str]], lines: list[str]) -> str:
-    blocks = []
-    for index, statements in enumerate(profiles, start=1):
-        blocks.append(f"User {index} Profile:")
-        blocks.extend(f"- {statement}" for statement in statements)
-    blocks.append("Conversation:")
+    blocks = [*profile_lines(profiles), "Conversation:"]
     blocks.extend(lines)
     blocks.append(
         "Does anything a user says in this conversation contradict that user's own profile? Answer in "

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import polars as pl
 
+from factory.personas.big_five import coarse_band
 from factory.records import DialogueRecord
 
 
@@ -73,10 +74,6 @@ def _verdict_frame(records: list[DialogueRecord]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
-def _band(level: int) -> str:
-    return "low" if level <= 2 else ("mid" if level <= 5 else "high")
-
-
 def cell_pass_rates(records: list[DialogueRecord]) -> list[dict]:
     rows = []
     for record in records:
@@ -85,7 +82,7 @@ def cell_pass_rates(records: list[DialogueRecord]) -> list[dict]:
             if persona.mbti:
                 cells.append(("mbti", persona.mbti))
             if persona.big_five:
-                cells.extend((trait, _band(level)) for trait, level in persona.big_five.model_dump().items())
+                cells.extend((trait, coarse_band(level)) for trait, level in persona.big_five.model_dump().items())
             rows.extend({"dimension": d, "cell": c, "accepted": record.accepted} for d, c in cells)
     if not rows:
         return []

@@ -62,18 +62,18 @@ def load_local_bank(path: Path, revision: str | None) -> tuple[list[PersonaProfi
 def load_hub_bank(repo: str, revision: str | None) -> tuple[list[PersonaProfile], dict[str, Any]]:
     """A bank on the Hub (``HF_ENDPOINT`` and ``HF_TOKEN`` are honoured). Files are fetched one by
     one, the manifest first: it names the shards, and the commit every file came from."""
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import hf_hub_download
 
-    from factory.config import environment_overrides
+    from factory.hub import hub_api
 
-    env = environment_overrides()
+    api = hub_api()
     where = f"hub:{repo}@{revision or 'main'}"
-    commit = HfApi(endpoint=env["hf_endpoint"], token=env["hf_token"]).dataset_info(repo, revision=revision).sha
+    commit = api.dataset_info(repo, revision=revision).sha
     if commit is None:
         raise PersonaFileError("the Hub did not say which commit this revision is", path=where)
 
     def fetch(name: str) -> bytes:
-        path = hf_hub_download(repo, name, repo_type="dataset", revision=commit, endpoint=env["hf_endpoint"], token=env["hf_token"])
+        path = hf_hub_download(repo, name, repo_type="dataset", revision=commit, endpoint=api.endpoint, token=api.token)
         return Path(path).read_bytes()
 
     manifest = json.loads(fetch("manifest.json"))
