@@ -1,12 +1,15 @@
-"""Calls per second against one OpenAI-compatible server with a fixed delay, measured three ways
-side by side in one process, on the same planned prompts:
+"""Calls per second against one OpenAI-compatible server with a fixed delay, measured side by side
+in one process, on the same planned prompts, at the same concurrency; each figure is the median of
+``--repeats`` runs:
 
-1. the limit: a plain asyncio loop over ``openai.AsyncOpenAI`` at the same concurrency;
+1. the limit: a plain asyncio loop over ``openai.AsyncOpenAI``;
 2. a plain distilabel ``TextGeneration`` pipeline (local, not Ray) with ``OpenAILLM``;
-3. the factory's pipeline on local Ray with its critics switched off (the same calls), and then
-   with its critics on (more calls per dialogue: the judge).
+3. the factory's engine in this process with its critics off (the same calls, journaled to disk as
+   they finish), then with its critics on (a judge call per dialogue as well);
+4. the same two on local Ray workers: Ray's start and the workers' start are timed apart from the
+   steady rate.
 
-Ray's start is timed apart from the pipeline runs. The last line is ``ratio factory/limit: X.XX``.
+The last lines are ``ratio factory/distilabel: X.XX`` and ``ratio factory/limit: X.XX``.
 
     python bench/throughput.py --calls 4096 --delay 0.1 --concurrency 64
 """
@@ -15,22 +18,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("DISTILABEL_LOG_LEVEL", "ERROR")
 
 from factory.config import parse_recipe  # noqa: E402
 from factory.distributed import ray_session  # noqa: E402
-from factory.generation.steps import MESSAGES_COLUMN  # noqa: E402
+from factory.journal import RunJournal  # noqa: E402
+from factory.llm.endpoint import endpoint_spec  # noqa: E402
 from factory.personas import plan_casts  # noqa: E402
 from factory.pipeline import execute, plan_rows  # noqa: E402
-from factory.llm.endpoint import endpoint_spec  # noqa: E402
 from factory.testing import ScriptedOpenAIServer  # noqa: E402
 
 DIALOGUE = "\n".join(f"User {1 + i % 2}: line {i} about gardening and the weather today" for i in range(8))
@@ -41,15 +45,16 @@ def reply(request: dict) -> str:
     return VERDICT if request["messages"][0]["content"].startswith("You are a careful annotator") else DIALOGUE
 
 
-def recipe_for(calls: int, concurrency: int, batch: int, critics: bool) -> dict:
+def recipe_for(calls: int, concurrency: int, critics: bool, on_ray: bool) -> dict:
     return {
         "name": "bench",
         "seed": 1,
         "personas": [{"source": "mbti", "count": 16}, {"source": "big_five", "count": 16}],
         "casting": {"dialogues": calls},
-        "generation": {"min_turns": 4, "max_turns": 12, "few_shot": 1, "batch_size": batch, "max_tokens": 300},
+        "generation": {"min_turns": 4, "max_turns": 12, "few_shot": 1, "max_tokens": 300},
         "critics": {"heuristic": {"enabled": critics}, "faithfulness": {"enabled": critics}},
         "llm": {"max_concurrency": concurrency, "max_retries": 3},
+        "ray": {"enabled": on_ray},
     }
 
 
@@ -89,51 +94,105 @@ def plain_distilabel(base_url: str, model: str, prompts: list[list[dict]], batch
     return time.perf_counter() - started
 
 
+class Timed:
+    """Calls per second of one factory run: overall, and steady (from the first finished chunk on)."""
+
+    def __init__(self, server: ScriptedOpenAIServer) -> None:
+        self.server = server
+        self.first: tuple[float, int] | None = None
+
+    def progress(self, _dialogues: int) -> None:
+        if self.first is None:
+            self.first = (time.perf_counter(), self.server.chat_calls)
+
+    def run(self, go: Callable[[Callable[[int], None]], None]) -> tuple[float, float, float, int]:
+        """(overall rate, steady rate, seconds to the first finished chunk, calls)."""
+        before = self.server.chat_calls
+        started = time.perf_counter()
+        go(self.progress)
+        ended = time.perf_counter()
+        calls = self.server.chat_calls - before
+        assert self.first is not None
+        first_at, first_calls = self.first
+        steady = (self.server.chat_calls - first_calls) / max(ended - first_at, 1e-9)
+        return calls / (ended - started), steady, first_at - started, calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=4096)
     parser.add_argument("--delay", type=float, default=0.1, help="Seconds the server waits per request.")
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=64, help="distilabel batch size, both pipelines.")
+    parser.add_argument("--batch", type=int, default=64, help="distilabel's batch size.")
+    parser.add_argument("--repeats", type=int, default=3, help="Runs of each; medians are printed.")
+    parser.add_argument("--no-ray", action="store_true", help="Leave out the runs on local Ray.")
     args = parser.parse_args()
     logging.getLogger("distilabel").setLevel(logging.ERROR)
+    median = statistics.median
 
-    with ScriptedOpenAIServer(reply, delay=args.delay) as server, tempfile.TemporaryDirectory() as tmp:
+    with ScriptedOpenAIServer(reply, delay=args.delay, keep_requests=False) as server, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        plain = parse_recipe(recipe_for(args.calls, args.concurrency, args.batch, critics=False))
-        full = parse_recipe(recipe_for(args.calls, args.concurrency, args.batch, critics=True))
-        spec = endpoint_spec(plain.llm, server.base_url, server.model, "scripted")
-        casts = plan_casts(plain)
-        prompts = [json.loads(row[MESSAGES_COLUMN]) for row in plan_rows(plain, casts, spec)]
-        print(f"server: {args.delay * 1000:.0f} ms per request; {args.calls} calls; concurrency {args.concurrency}; batch {args.batch}")
+        recipes = {
+            (critics, on_ray): parse_recipe(recipe_for(args.calls, args.concurrency, critics, on_ray))
+            for critics in (False, True) for on_ray in (False, True)
+        }
+        base = recipes[(False, False)]
+        spec = endpoint_spec(base.llm, server.base_url, server.model, "scripted")
+        casts = plan_casts(base)
+        prompts = [messages for _, messages in plan_rows(base, casts, spec)]
+        print(f"server: {args.delay * 1000:.0f} ms per request; {args.calls} dialogues; concurrency {args.concurrency}; "
+              f"{args.repeats} runs each, medians")
+        runs = iter(range(1_000_000))
 
-        before = server.chat_calls
-        limit_s = asyncio.run(plain_asyncio(server.base_url, server.model, prompts, args.concurrency))
-        limit = (server.chat_calls - before) / limit_s
-        print(f"plain asyncio (limit):        {limit:8.1f} calls/s")
+        def factory(critics: bool, on_ray: bool) -> Callable[[Callable[[int], None]], None]:
+            recipe = recipes[(critics, on_ray)]
 
-        before = server.chat_calls
-        distilabel_s = plain_distilabel(server.base_url, server.model, prompts, args.batch, work / "distilabel")
-        distilabel_rate = (server.chat_calls - before) / distilabel_s
-        print(f"plain distilabel:             {distilabel_rate:8.1f} calls/s")
+            def go(progress: Callable[[int], None]) -> None:
+                journal = RunJournal(work / f"journal-{next(runs)}")
+                execute(recipe, casts, spec, journal, on_ray=on_ray, progress=progress)
+                journal.close()
 
-        ray_started = time.perf_counter()
-        with ray_session(None, None):
-            print(f"ray start:                    {time.perf_counter() - ray_started:8.1f} s (not in the rates below)")
+            return go
+
+        limits = []
+        for _ in range(args.repeats):
             before = server.chat_calls
-            started = time.perf_counter()
-            execute(plain, casts, spec, work / "factory", show_progress=False)
-            factory_rate = (server.chat_calls - before) / (time.perf_counter() - started)
-            print(f"factory on Ray, critics off:  {factory_rate:8.1f} calls/s")
+            seconds = asyncio.run(plain_asyncio(server.base_url, server.model, prompts, args.concurrency))
+            limits.append((server.chat_calls - before) / seconds)
+        limit = median(limits)
+        print(f"plain asyncio (limit):              {limit:8.1f} calls/s")
 
+        rates = []
+        for repeat in range(args.repeats):
             before = server.chat_calls
-            started = time.perf_counter()
-            execute(full, plan_casts(full), spec, work / "factory-full", show_progress=False)
-            full_rate = (server.chat_calls - before) / (time.perf_counter() - started)
-            print(f"factory on Ray, critics on:   {full_rate:8.1f} calls/s ({server.chat_calls - before} calls)")
+            seconds = plain_distilabel(server.base_url, server.model, prompts, args.batch, work / f"distilabel-{repeat}")
+            rates.append((server.chat_calls - before) / seconds)
+        distilabel_rate = median(rates)
+        print(f"plain distilabel (batch {args.batch}):        {distilabel_rate:8.1f} calls/s")
 
-    print(f"ratio factory/distilabel: {factory_rate / distilabel_rate:.2f}")
-    print(f"ratio factory/limit: {factory_rate / limit:.2f}")
+        local = {}
+        for critics in (False, True):
+            results = [Timed(server).run(factory(critics, on_ray=False)) for _ in range(args.repeats)]
+            local[critics] = median(r[0] for r in results)
+            label = "on " if critics else "off"
+            print(f"factory in process, critics {label}:   {local[critics]:8.1f} calls/s ({results[0][3]} calls)")
+
+        if not args.no_ray:
+            ray_started = time.perf_counter()
+            with ray_session(None, None):
+                print(f"ray start:                          {time.perf_counter() - ray_started:8.1f} s (not in any rate)")
+                for critics in (False, True):
+                    results = [Timed(server).run(factory(critics, on_ray=True)) for _ in range(args.repeats)]
+                    label = "on " if critics else "off"
+                    print(
+                        f"factory on local Ray, critics {label}: {median(r[0] for r in results):8.1f} calls/s overall, "
+                        f"{median(r[1] for r in results):.1f} steady; {median(r[2] for r in results):.2f} s to the first "
+                        "finished chunk (worker start)"
+                    )
+
+    print(f"ratio critics on/limit: {local[True] / limit:.2f}")
+    print(f"ratio factory/distilabel: {local[False] / distilabel_rate:.2f}")
+    print(f"ratio factory/limit: {local[False] / limit:.2f}")
     sys.stdout.flush()
 
 

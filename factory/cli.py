@@ -47,15 +47,28 @@ def run(
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint; none starts the embedded model."),
     model: Optional[str] = typer.Option(None, help="Model name at that endpoint."),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join (or RAY_ADDRESS); none starts local Ray."),
+    ray: Optional[bool] = typer.Option(None, "--ray/--no-ray", help="Run on Ray workers, or in this process (default: the recipe's ray.enabled)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out (same recipe)."),
+    restart: bool = typer.Option(False, "--restart", help="Discard the interrupted run in --out and start over."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
-    """Run a recipe end to end and publish the result as a new version of the dataset folder."""
+    """Run a recipe end to end and publish the result as a new version of the dataset folder.
+
+    Finished dialogues are journaled as they finish; a run that is killed leaves no version and can
+    be continued with --resume, which generates and judges only what is not finished.
+    """
     from factory.config import apply_overrides, load_recipe
     from factory.run import run_recipe
 
+    if resume and restart:
+        raise typer.BadParameter("choose one of --resume and --restart")
     path = resolve_recipe_path(recipe)
     loaded = apply_overrides(load_recipe(path), base_url=base_url, model=model, ray_address=ray_address)
-    result = run_recipe(loaded, out, recipe_text=path.read_text(encoding="utf-8"), show_progress=progress)
+    if ray is not None:
+        loaded = loaded.model_copy(update={"ray": loaded.ray.model_copy(update={"enabled": ray})})
+    result = run_recipe(
+        loaded, out, recipe_text=path.read_text(encoding="utf-8"), show_progress=progress, resume=resume, restart=restart
+    )
     stats = result.stats
     rejected = ", ".join(f"{critic} {n}" for critic, n in stats.rejected_by.items()) or "none"
     per_accepted = f"{stats.tokens_per_accepted:,.0f}" if stats.tokens_per_accepted is not None else "n/a"
@@ -67,7 +80,8 @@ def run(
                 f"rejected by {rejected}",
                 f"tokens      {stats.total_tokens:,} ({stats.generation_tokens:,} generation, "
                 f"{stats.critic_tokens:,} critics; {per_accepted} per accepted dialogue)",
-                f"time        {result.seconds:.1f}s",
+                f"time        {result.seconds:.1f}s"
+                + (f" (resumed: {result.manifest['resumed_with']['dialogues']} dialogues were already finished)" if result.manifest.get("resumed_with") else ""),
                 str(result.path),
             ]
         )
@@ -324,20 +338,7 @@ def schemas_check(directory: Path = typer.Argument(Path("schemas"))) -> None:
     typer.echo("schemas are up to date")
 
 
-# distilabel 1.5.3 declares fields that pydantic >= 2.12 warns about on every import, in every
-# process; they say nothing to a user of the factory.
-# The child processes' filter names the warning by message and a built-in category: -W options are
-# read before any import, so a pydantic category would itself be reported as invalid.
-DISTILABEL_NOISE = "ignore:The 'default' attribute with value None was provided to the `Field()` function:UserWarning"
-
-
 def main() -> None:
-    import warnings
-
-    from pydantic.warnings import UnsupportedFieldAttributeWarning
-
-    warnings.filterwarnings("ignore", category=UnsupportedFieldAttributeWarning)
-    os.environ.setdefault("PYTHONWARNINGS", DISTILABEL_NOISE)  # for the Ray workers this run starts
     try:
         app(standalone_mode=False)
     except FactoryError as exc:

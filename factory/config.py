@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from factory.errors import RecipeError
 from factory.records import BIG_FIVE_TRAITS, PersonaKind
@@ -53,11 +53,28 @@ class LLMConfig(_Config):
     """Where the LLM is and how hard to push it. No secrets here: the key comes from
     ``OPENAI_API_KEY`` (see :func:`environment_overrides`)."""
 
-    base_url: str | None = Field(
-        default=None, description="OpenAI-compatible base URL; none starts the embedded model."
+    base_url: str | list[str] | None = Field(
+        default=None,
+        description="OpenAI-compatible base URL, or several serving the same model (requests are spread "
+        "across them; one that fails is taken out for a while); none starts the embedded model.",
     )
     model: str | None = Field(default=None, description="Model name sent with every request.")
-    max_concurrency: int = Field(default=16, ge=1, le=4096)
+    max_concurrency: int = Field(default=16, ge=1, le=4096, description="Most requests in flight per base URL.")
+    min_concurrency: int = Field(default=1, ge=1, le=4096, description="Fewest requests in flight per base URL.")
+    initial_concurrency: int = Field(default=8, ge=1, le=4096, description="Where the adaptive limit starts.")
+    adaptive_concurrency: bool = Field(
+        default=True,
+        description="Grow the limit while latency holds, cut it on 429/5xx/timeouts and rising latency "
+        "(additive increase, multiplicative decrease); false keeps it at max_concurrency.",
+    )
+    latency_tolerance: float = Field(
+        default=2.0, gt=1, description="Latency above this multiple of the best seen counts as queueing."
+    )
+    eject_after: int = Field(default=3, ge=1, description="Failures in a row that take a base URL out for a while.")
+    eject_seconds: float = Field(default=2.0, gt=0, description="First pause of a failing base URL; doubles each time.")
+    outage_seconds: float = Field(
+        default=600.0, gt=0, description="Seconds with every base URL out before the run stops (resumable)."
+    )
     max_retries: int = Field(default=5, ge=0, le=50)
     timeout: float = Field(default=300.0, gt=0, description="Seconds before one request times out.")
     backoff_base: float = Field(default=0.5, gt=0)
@@ -67,6 +84,20 @@ class LLMConfig(_Config):
         description="How critics ask for JSON: OpenAI's json_schema, or json_object with a schema "
         "(llama-cpp-python's server). Unset: json_object for the embedded model, json_schema otherwise.",
     )
+
+
+    @field_validator("base_url")
+    @classmethod
+    def _some_urls(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError("list one or more distinct base URLs")
+        return value
+
+    @property
+    def base_urls(self) -> list[str]:
+        if self.base_url is None:
+            return []
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
 class MBTISource(_Config):
@@ -202,7 +233,10 @@ class GenerationConfig(_Config):
     few_shot_path: str = f"{BUILTIN_PREFIX}synthetic_persona_chat"
     temperature: float = Field(default=0.8, ge=0, le=2)
     max_tokens: int = Field(default=700, ge=16)
-    batch_size: int = Field(default=16, ge=1, description="Rows per distilabel batch.")
+    chunk_size: int = Field(
+        default=8, ge=1, le=4096,
+        description="Dialogues per unit of work: what a worker takes at a time and the journal records at once.",
+    )
     candidates: int = Field(default=1, ge=1, le=16, description="Dialogues written per cast; quality keeps the best.")
     rounds: int = Field(
         default=1, ge=1, le=100,
@@ -319,9 +353,15 @@ class CriticsConfig(_Config):
 
 
 class RayConfig(_Config):
+    enabled: bool = Field(
+        default=True, description="Run the dialogues on Ray workers; false runs them in this process (no Ray at all)."
+    )
     address: str | None = Field(default=None, description="Existing cluster; none starts local Ray.")
-    cpus_per_step: float | None = Field(default=None, gt=0, description="CPUs reserved per step actor.")
-    replicas: int = Field(default=1, ge=1, description="Replicas of each LLM step.")
+    workers: int = Field(
+        default=1, ge=1, le=1024,
+        description="Engine workers (async Ray actors), spread over the nodes; they share the endpoint's concurrency.",
+    )
+    cpus_per_worker: float | None = Field(default=None, gt=0, description="CPUs reserved per worker.")
 
 
 class OutputConfig(_Config):

@@ -8,18 +8,14 @@ travels in the runtime environment's variables, never in a file.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import factory
 
-QUIET_DISTILABEL = {"DISTILABEL_LOG_LEVEL": "WARNING"}
-
-
 def runtime_env(api_key: str | None) -> dict:
-    env_vars = {key: os.environ.get(key, value) for key, value in QUIET_DISTILABEL.items()}
+    env_vars: dict[str, str] = {}
     if api_key:
         env_vars["OPENAI_API_KEY"] = api_key
     return {"py_modules": [str(Path(factory.__file__).parent)], "env_vars": env_vars}
@@ -34,8 +30,6 @@ def ray_session(address: str | None, api_key: str | None) -> Iterator[str]:
     """
     import ray
 
-    for key, value in QUIET_DISTILABEL.items():
-        os.environ.setdefault(key, value)  # the driver logs through distilabel too
     if ray.is_initialized():
         # Inside `ray job submit`, or a caller that already connected: use that session as it is.
         yield address or "existing session"

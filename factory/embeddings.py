@@ -34,9 +34,9 @@ class EndpointEmbedder:
     def __init__(self, base_url: str, model: str, api_key: str | None, batch_size: int = 64, max_retries: int = 5) -> None:
         import openai
 
-        from factory.llm.endpoint import public_url
+        from factory.llm.client import public
 
-        self.name = f"{model} at {public_url(base_url)}"
+        self.name = f"{model} at {public(base_url)}"
         self.model = model
         self.batch_size = batch_size
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or PLACEHOLDER_API_KEY, max_retries=max_retries)

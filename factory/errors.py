@@ -60,4 +60,4 @@ class OutputError(FactoryError, RuntimeError):
 
 
 class PipelineError(FactoryError, RuntimeError):
-    """The distilabel pipeline failed as a whole (not one row: those are rejected, not raised)."""
+    """A run failed as a whole (not one row: those are rejected, not raised)."""

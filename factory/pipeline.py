@@ -1,69 +1,29 @@
-"""Build the distilabel pipeline of a recipe and run it on Ray, round after round.
+"""The Generator-Critic loop of a recipe, round after round, streamed into the run's journal.
 
-    load casts -> generate (SPC, one call per candidate) -> the experts of the cascade
-    then, on the driver: best-of-N quality per cast, and run-wide deduplication
-
-Prompts are built here, on the driver, from the recipe's seed, so that a run is reproducible and
-every worker only sends what it is given.
+Prompts are built here, on the driver, from the recipe's seed, a chunk at a time as workers need
+them, so that a run is reproducible, holds only the dialogues in flight, and every worker only
+sends what it is given. Round ``r + 1`` takes its few-shot examples from the best dialogues that
+round ``r`` accepted (SPC's feedback of good conversations), read back from the journal, so a
+resumed run feeds back exactly what the first attempt would have.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
-import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from distilabel.pipeline import RayPipeline
-from distilabel.steps import LoadDataFromDicts, StepResources
+from typing import Any
 
 from factory.config import Recipe
-from factory.critics.base import JudgeContext, passed_so_far
-from factory.critics.dedup import dedup
-from factory.critics.quality import select_best
-from factory.critics.steps import NEEDS_LLM, ExpertCritic
-from factory.errors import PipelineError
+from factory.critics.base import passed_so_far
+from factory.failpoints import failpoint
+from factory.engine import Chunk, EngineSettings, LocalRunner, RayRunner, RunnerReport
 from factory.generation.prompts import FewShotExample, generator_messages, pick_few_shot
-from factory.generation.steps import MESSAGES_COLUMN, GenerateDialogues
+from factory.journal import RunJournal
 from factory.llm.client import EndpointSpec, prompt_hash
-from factory.llm.tasks import JsonTaskRunner
 from factory.personas import Cast
 from factory.records import DialogueRecord, GenerationMeta
-from factory.steps import RECORD_COLUMN
-
-if TYPE_CHECKING:
-    from distilabel.pipeline.batch import _Batch
-
-
-class ProgressRayPipeline(RayPipeline):
-    """distilabel's Ray pipeline, with a progress bar per step fed from the driver's output loop."""
-
-    def __init__(self, *args: Any, progress_total: int = 0, show_progress: bool = True, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._progress_total = progress_total
-        self._show_progress = show_progress
-        self._bars: dict[str, Any] = {}
-
-    def _process_batch(self, batch: _Batch, send_last_batch_flag: bool = True) -> None:
-        rows = len(batch.data[0]) if batch.data else 0
-        super()._process_batch(batch, send_last_batch_flag)
-        if not self._show_progress or batch.step_name == "load_casts":
-            return
-        from tqdm.auto import tqdm
-
-        bar = self._bars.get(batch.step_name)
-        if bar is None:
-            bar = self._bars[batch.step_name] = tqdm(
-                total=self._progress_total, desc=f"{batch.step_name:>13}", unit="dlg", position=len(self._bars), leave=True
-            )
-        bar.update(rows)
-
-    def close_progress(self) -> None:
-        for bar in self._bars.values():
-            bar.close()
 
 
 def plan_rows(
@@ -72,10 +32,10 @@ def plan_rows(
     spec: EndpointSpec,
     iteration: int = 0,
     fed_back: list[FewShotExample] | None = None,
-) -> list[dict[str, str]]:
-    """One input row per candidate dialogue: the empty record and the generator prompt. Few-shot
-    examples come from the SPC data, or, from the second round on, from ``fed_back``: the best
-    accepted dialogues of the rounds before."""
+) -> list[tuple[DialogueRecord, list[dict[str, str]]]]:
+    """One planned row per candidate dialogue: the empty record and the generator prompt.
+    Few-shot examples come from the SPC data, or, from the second round on, from ``fed_back``:
+    the best accepted dialogues of the rounds before."""
     generation = recipe.generation
     few_shot_path = recipe.resolve_path(generation.few_shot_path)
     rows = []
@@ -90,7 +50,7 @@ def plan_rows(
         )
         for candidate in range(generation.candidates):
             record = DialogueRecord(
-                id=cast.dialogue_id if generation.candidates == 1 else f"{cast.dialogue_id}-c{candidate}",
+                id=candidate_id(cast, candidate, generation.candidates),
                 recipe=recipe.name,
                 speakers=list(cast.speakers),
                 roles=list(cast.roles),
@@ -106,77 +66,67 @@ def plan_rows(
                     few_shot_ids=[example.id for example in examples],
                 ),
             )
-            rows.append({RECORD_COLUMN: record.model_dump_json(), MESSAGES_COLUMN: json.dumps(messages)})
+            rows.append((record, messages))
     return rows
 
 
-def build_pipeline(
-    recipe: Recipe, rows: list[dict[str, str]], spec: EndpointSpec, cache_dir: Path, show_progress: bool
-) -> ProgressRayPipeline:
-    """load casts -> generate -> one step per enabled expert, in the cascade's order."""
-    resources = StepResources(cpus=recipe.ray.cpus_per_step)
-    llm_resources = StepResources(cpus=recipe.ray.cpus_per_step, replicas=recipe.ray.replicas)
-    batch = recipe.generation.batch_size
-    with ProgressRayPipeline(
-        name=f"persona-factory-{recipe.name}-{uuid.uuid4().hex[:8]}",
-        description=recipe.description,
-        cache_dir=cache_dir,
-        progress_total=len(rows),
-        show_progress=show_progress,
-    ) as pipeline:
-        steps: list[Any] = [
-            LoadDataFromDicts(name="load_casts", data=rows, batch_size=batch, resources=resources),
-            GenerateDialogues(
-                name="generate", endpoint=spec, generation=recipe.generation, input_batch_size=batch, resources=llm_resources
-            ),
-        ]
-        for name, _config in recipe.critics.cascade():
-            steps.append(
-                ExpertCritic(
-                    name=name,
-                    expert=name,
-                    endpoint=spec,
-                    critics=recipe.critics,
-                    generation=recipe.generation,
-                    input_batch_size=batch,
-                    resources=llm_resources if name in NEEDS_LLM else resources,
-                )
-            )
-        for upstream, downstream in zip(steps, steps[1:]):
-            upstream.connect(downstream)
-    return pipeline
+def candidate_id(cast: Cast, candidate: int, candidates: int) -> str:
+    return cast.dialogue_id if candidates == 1 else f"{cast.dialogue_id}-c{candidate}"
+
+
+def round_shares(casts: list[Cast], rounds: int) -> list[list[Cast]]:
+    rounds = max(1, min(rounds, len(casts)))
+    return [casts[r::rounds] for r in range(rounds)]
+
+
+def chunks_of(
+    recipe: Recipe, casts: list[Cast], spec: EndpointSpec, iteration: int, fed_back: list[FewShotExample], done: set[str]
+) -> Iterator[Chunk]:
+    """Whole casts, ``chunk_size`` dialogues or so at a time, leaving out casts already in the journal."""
+    candidates = recipe.generation.candidates
+    per_chunk = max(1, recipe.generation.chunk_size // candidates)
+    todo = [cast for cast in casts if candidate_id(cast, 0, candidates) not in done]
+    for start in range(0, len(todo), per_chunk):
+        yield plan_rows(recipe, todo[start : start + per_chunk], spec, iteration, fed_back or None)
 
 
 @dataclass
-class Execution:
-    records: list[DialogueRecord]
-    rounds: list[dict[str, Any]] = field(default_factory=list)
+class RoundSummary:
+    """Counts of one round, gathered as its dialogues stream past, and its best accepted dialogues."""
+
+    round: int
+    keep: int
+    casts: int = 0
+    dialogues: int = 0
+    accepted: int = 0
+    tokens: int = 0
+    few_shot_from: set[str] = field(default_factory=set)
+    _best: list[tuple[float, str, DialogueRecord]] = field(default_factory=list)  # (-mean score, id, record)
+
+    def add(self, record: DialogueRecord) -> None:
+        self.dialogues += 1
+        self.tokens += record.generation.usage.total_tokens + sum(v.tokens for v in record.verdicts)
+        self.few_shot_from.update(record.generation.few_shot_ids)
+        if passed_so_far(record):
+            self.accepted += 1
+            if self.keep:
+                self._best.append((-_mean_score(record), record.id, record))
+                if len(self._best) > 4 * self.keep:  # bounded: only the best few are ever needed
+                    self._best = sorted(self._best, key=_rank)[: self.keep]
+
+    def best(self) -> list[DialogueRecord]:
+        """The ``keep`` accepted dialogues with the highest mean score, ties to the lower id."""
+        return [item[2] for item in sorted(self._best, key=_rank)[: self.keep]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "round": self.round, "casts": self.casts, "dialogues": self.dialogues, "accepted": self.accepted,
+            "tokens": self.tokens, "few_shot_from": sorted(self.few_shot_from),
+        }
 
 
-def _run_round(
-    recipe: Recipe, rows: list[dict[str, str]], spec: EndpointSpec, work_dir: Path, show_progress: bool
-) -> list[DialogueRecord]:
-    pipeline = build_pipeline(recipe, rows, spec, work_dir / "distilabel", show_progress)
-    import datasets
-
-    datasets.disable_progress_bars()  # distilabel reads its cache back through `datasets`
-    try:
-        distiset = pipeline.run(use_cache=False)
-    except Exception as exc:  # distilabel wraps step failures in its own types
-        raise PipelineError(f"the pipeline failed: {exc}") from exc
-    finally:
-        pipeline.close_progress()
-    if distiset is None or not distiset:
-        raise PipelineError("the pipeline produced no output (see the log above)")
-    values = list(next(iter(distiset.values()))["train"][RECORD_COLUMN])
-    lost = sum(value is None for value in values)
-    if lost:
-        raise PipelineError(
-            f"a step failed on {lost} of {len(values)} dialogues (its error is in the log above); no version was written"
-        )
-    if len(values) != len(rows):
-        raise PipelineError(f"planned {len(rows)} dialogues but the pipeline returned {len(values)}")
-    return [DialogueRecord.model_validate_json(value) for value in values]
+def _rank(item: tuple[float, str, DialogueRecord]) -> tuple[float, str]:
+    return item[0], item[1]
 
 
 def _mean_score(record: DialogueRecord) -> float:
@@ -184,51 +134,78 @@ def _mean_score(record: DialogueRecord) -> float:
     return sum(scores) / len(scores) if scores else 0.0
 
 
+@dataclass
+class Execution:
+    rounds: list[dict[str, Any]]
+    report: dict[str, Any]
+
+
 def execute(
-    recipe: Recipe, casts: list[Cast], spec: EndpointSpec, work_dir: Path, *, show_progress: bool = True
+    recipe: Recipe,
+    casts: list[Cast],
+    spec: EndpointSpec,
+    journal: RunJournal,
+    *,
+    on_ray: bool,
+    api_key: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Execution:
-    """The Generator-Critic loop in the current Ray session: for each round, write the candidates
-    of that round's casts and run the experts on Ray, keep the best candidate of each cast (quality,
-    on the driver), and feed the best accepted dialogues back as the next round's few-shot
-    examples. Near-duplicates are removed across the whole run at the end."""
-    generation, critics = recipe.generation, recipe.critics
-    rounds = min(generation.rounds, len(casts))
-    shares = [casts[r::rounds] for r in range(rounds)]
-    records: list[DialogueRecord] = []
-    summaries: list[dict[str, Any]] = []
+    """Every round: plan the chunks of its casts not yet in the journal, run them, write each
+    finished chunk to the journal; then feed the round's best accepted dialogues to the next."""
+    generation = recipe.generation
+    settings = EngineSettings(spec, generation, recipe.critics)
+    runner: LocalRunner | RayRunner
+    if on_ray:
+        runner = RayRunner(settings, recipe.ray.workers, recipe.ray.cpus_per_worker)
+    else:
+        runner = LocalRunner(settings, api_key)
+    done = journal.ids()
+    shares = round_shares(casts, generation.rounds)
+    keep = max(generation.few_shot, 2) if generation.few_shot else 0
+    summaries = [RoundSummary(round=r, keep=keep, casts=len(share)) for r, share in enumerate(shares)]
+    # What the journal already holds counts towards its round, as if it had just been made.
+    for batch in journal.batches():
+        for record in batch:
+            summaries[record.generation.iteration].add(record)
+    reports: list[RunnerReport] = []
+    failpoint("planned")
     fed_back: list[FewShotExample] = []
-    # Best-of-N needs all of a cast's candidates at once, so it runs here on the driver.
-    with JsonTaskRunner(spec, os.environ.get("OPENAI_API_KEY")) as runner:
-        context = JudgeContext(runner.client, spec, generation)
-        for iteration, share in enumerate(shares):
-            rows = plan_rows(recipe, share, spec, iteration, fed_back or None)
-            made = _run_round(recipe, rows, spec, work_dir / f"round-{iteration}", show_progress)
-            if critics.quality.enabled and generation.candidates > 1:
-                by_cast: dict[str, list[DialogueRecord]] = {}
-                for record in sorted(made, key=lambda r: r.id):
-                    if passed_so_far(record):
-                        by_cast.setdefault(record.generation.cast_id, []).append(record)
-                runner.gather(
-                    (select_best(group, critics.quality, context) for group in by_cast.values()),
-                    desc="quality", show_progress=show_progress,
-                )
-            accepted = sorted((r for r in made if passed_so_far(r)), key=lambda r: (-_mean_score(r), r.id))
-            summaries.append(
-                {
-                    "round": iteration,
-                    "casts": len(share),
-                    "dialogues": len(made),
-                    "accepted": len(accepted),
-                    "tokens": sum(r.generation.usage.total_tokens + sum(v.tokens for v in r.verdicts) for r in made),
-                    "few_shot_from": sorted({i for r in made for i in r.generation.few_shot_ids}),
-                }
-            )
-            if accepted and generation.few_shot:
-                fed_back = [FewShotExample.from_record(r, generation.max_turns) for r in accepted[: max(generation.few_shot, 2)]]
-            records.extend(made)
-    if critics.dedup.enabled:
-        dedup(records, critics.dedup)
-    for record in records:
-        record.accepted = passed_so_far(record)
-    records.sort(key=lambda record: record.id)
-    return Execution(records=records, rounds=summaries)
+    for iteration, share in enumerate(shares):
+        summary = summaries[iteration]
+
+        def finished(records: list[DialogueRecord], summary: RoundSummary = summary) -> None:
+            journal.append(records)
+            failpoint("journaled")
+            for record in records:
+                summary.add(record)
+
+        reports.append(runner.run(chunks_of(recipe, share, spec, iteration, fed_back, done), finished, progress))
+        if summary.accepted and generation.few_shot:
+            fed_back = [FewShotExample.from_record(r, generation.max_turns) for r in summary.best()]
+    return Execution(rounds=[summary.as_dict() for summary in summaries], report=_combine(reports))
+
+
+def _combine(reports: list[RunnerReport]) -> dict[str, Any]:
+    total = RunnerReport()
+    endpoints: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        total.chunks += report.chunks
+        total.dialogues += report.dialogues
+        total.worker_restarts += report.worker_restarts
+        total.seconds += report.seconds
+        for url, numbers in (report.endpoints or {}).items():
+            into = endpoints.setdefault(url, {})
+            for key, value in numbers.items():
+                # the limit reached is a level, not a count: the last round's stands
+                into[key] = value if key == "concurrency_limit" else into.get(key, 0) + value
+    total.endpoints = endpoints
+    return total.as_dict()
+
+
+def planned_dialogues(recipe: Recipe, casts: list[Cast]) -> int:
+    return len(casts) * recipe.generation.candidates
+
+
+def prompt_preview(recipe: Recipe, casts: list[Cast], spec: EndpointSpec) -> str:
+    """The first planned prompt, built before anything is written: bad few-shot files fail here."""
+    return json.dumps(plan_rows(recipe, casts[:1], spec)[0][1]) if casts else ""

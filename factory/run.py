@@ -7,30 +7,37 @@ casting, the endpoint), so bad input writes nothing at all.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import yaml
 
-from factory.config import Recipe, environment_overrides
-from factory.errors import RecipeError
 from factory.changelog import changelog
-from factory.dataset.arrow import records_to_table
+from factory.config import Recipe, environment_overrides
+from factory.critics.base import passed_so_far
+from factory.critics.dedup import dedup_verdict, near_duplicates
+from factory.dataset.arrow import arrow_schema, records_to_table
 from factory.dataset.card import CardContext, dataset_info, render_card
 from factory.dataset.folder import DatasetFolder
-from factory.dataset.stats import RunStats, compute_stats
+from factory.dataset.stats import RunStats, StatsAccumulator
 from factory.distributed import ray_session
+from factory.errors import OutputError, PipelineError, RecipeError
+from factory.failpoints import failpoint
+from factory.journal import RunJournal
 from factory.llm.endpoint import endpoint_provenance, open_endpoint, package_versions
 from factory.personas import plan
-from factory.pipeline import execute, plan_rows
+from factory.pipeline import execute, planned_dialogues, prompt_preview
 from factory.records import SCHEMA_VERSION, DialogueRecord
 from factory.review import ReviewState, pick_samples, write_state
 
-ROWS_PER_SHARD = 50_000
+ROWS_PER_SHARD = 20_000
 
 
 @dataclass
@@ -47,7 +54,7 @@ class RunResult:
 
 def write_version(
     staging: Path,
-    records: list[DialogueRecord],
+    batches: Callable[[], Iterable[list[DialogueRecord]]],
     *,
     recipe_text: str,
     context: CardContext,
@@ -55,39 +62,91 @@ def write_version(
     released: tuple[str, dict, str] | None = None,
     review_seed: int = 0,
     review_samples: int = 0,
+    finish: Callable[[DialogueRecord], None] = lambda record: None,
 ) -> RunStats:
     """Data shards, card (with the changelog against ``released`` = (version, manifest, recipe
-    text) and a review section), recipe and manifest of one version, into ``staging``."""
+    text) and a review section), recipe and manifest of one version, into ``staging``.
+
+    ``batches()`` yields the run's records a batch at a time (it is read twice: once to count the
+    splits, once to write them), and ``finish`` settles each record (the last verdicts,
+    ``accepted``) as it passes; nothing holds the whole run.
+    """
     data_dir = staging / "data"
     data_dir.mkdir()
-    splits = {"accepted": [r for r in records if r.accepted], "rejected": [r for r in records if not r.accepted]}
-    files: dict[str, list[str]] = {}
-    for split, rows in splits.items():
-        # An empty parquet file breaks `datasets` (zero-sized batches), so an empty split has no
-        # file and is left out of the card's configs.
-        shards = -(-len(rows) // ROWS_PER_SHARD)
-        files[split] = []
-        for shard in range(shards):
-            name = f"{split}-{shard:05d}-of-{shards:05d}.parquet"
-            chunk = rows[shard * ROWS_PER_SHARD : (shard + 1) * ROWS_PER_SHARD]
-            pq.write_table(records_to_table(DialogueRecord, chunk), data_dir / name)
-            files[split].append(f"data/{name}")
-    stats = compute_stats(records)
-    manifest["splits"] = {split: {"rows": len(rows), "files": files[split]} for split, rows in splits.items()}
+    counts = {"accepted": 0, "rejected": 0}
+    for batch in batches():
+        for record in batch:
+            finish(record)
+            counts["accepted" if record.accepted else "rejected"] += 1
+    # An empty parquet file breaks `datasets` (zero-sized batches), so an empty split has no file
+    # and is left out of the card's configs.
+    shards = {split: -(-rows // ROWS_PER_SHARD) for split, rows in counts.items()}
+    files: dict[str, list[str]] = {split: [] for split in counts}
+    writers: dict[str, ShardWriter] = {
+        split: ShardWriter(data_dir, split, shards[split], files[split]) for split in counts
+    }
+    accumulator = StatsAccumulator()
+    samples: dict[str, list[DialogueRecord]] = {"accepted": [], "rejected": []}
+    ids: dict[str, list[str]] = {"accepted": [], "rejected": []}
+    shown = {"accepted": context.samples, "rejected": max(1, context.samples // 2) if context.samples else 0}
+    for batch in batches():
+        for record in batch:
+            finish(record)
+        accumulator.add(batch)
+        for record in batch:
+            split = "accepted" if record.accepted else "rejected"
+            writers[split].add(record)
+            ids[split].append(record.id)
+            samples[split] = sorted([*samples[split], record], key=lambda r: r.id)[: shown[split]]
+    for writer in writers.values():
+        writer.close()
+    failpoint("writing")
+    stats = accumulator.result()
+    manifest["splits"] = {split: {"rows": counts[split], "files": files[split]} for split in counts}
     manifest["stats"] = stats.as_dict()
     if released is not None:
         context.changelog = manifest["changelog"] = changelog(*released, manifest["stats"], recipe_text)
     (staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
-    info = dataset_info(staging, files, {split: len(rows) for split, rows in splits.items()})
-    card = str(render_card(context, stats, records, splits=[split for split in splits if files[split]], info=info))
-    samples = pick_samples(
-        {split: [r.id for r in rows] for split, rows in splits.items()},
-        review_seed,
-        {"accepted": review_samples, "rejected": -(-review_samples // 2)},
-    )
-    (staging / "README.md").write_text(write_state(card, ReviewState(samples=samples, seed=review_seed)), encoding="utf-8")
+    info = dataset_info(staging, files, counts)
+    card = str(render_card(context, stats, [*samples["accepted"], *samples["rejected"]], splits=[s for s in counts if files[s]], info=info))
+    picked = pick_samples(ids, review_seed, {"accepted": review_samples, "rejected": -(-review_samples // 2)})
+    (staging / "README.md").write_text(write_state(card, ReviewState(samples=picked, seed=review_seed)), encoding="utf-8")
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return stats
+
+
+class ShardWriter:
+    """One split's parquet shards, ``ROWS_PER_SHARD`` rows each, written row group by row group."""
+
+    def __init__(self, data_dir: Path, split: str, shards: int, names: list[str]) -> None:
+        self.data_dir, self.split, self.shards, self.names = data_dir, split, shards, names
+        self._buffer: list[DialogueRecord] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._in_shard = 0
+
+    def add(self, record: DialogueRecord) -> None:
+        self._buffer.append(record)
+        if len(self._buffer) >= 1000 or self._in_shard + len(self._buffer) >= ROWS_PER_SHARD:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        if self._writer is None:
+            name = f"{self.split}-{len(self.names):05d}-of-{self.shards:05d}.parquet"
+            self.names.append(f"data/{name}")
+            self._writer = pq.ParquetWriter(self.data_dir / name, arrow_schema(DialogueRecord))
+        self._writer.write_table(records_to_table(DialogueRecord, self._buffer))
+        self._in_shard += len(self._buffer)
+        self._buffer = []
+        if self._in_shard >= ROWS_PER_SHARD:
+            self._writer.close()
+            self._writer, self._in_shard = None, 0
+
+    def close(self) -> None:
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
 
 
 def load_critic_report(recipe: Recipe) -> dict | None:
@@ -101,15 +160,29 @@ def load_critic_report(recipe: Recipe) -> dict | None:
         raise RecipeError(f"cannot read the critics report {path}: {exc}", field="critics.report") from exc
 
 
-def placements_by_step(records: list[DialogueRecord]) -> dict[str, list[str]]:
+def placements_by_step(batches: Iterable[list[DialogueRecord]]) -> dict[str, list[str]]:
     nodes: dict[str, set[str]] = {}
-    for record in records:
-        for placement in record.generation.placements:
-            nodes.setdefault(placement.step, set()).add(placement.node_id)
+    for batch in batches:
+        for record in batch:
+            for placement in record.generation.placements:
+                nodes.setdefault(placement.step, set()).add(placement.node_id)
     return {step: sorted(ids) for step, ids in sorted(nodes.items())}
 
 
-def run_recipe(recipe: Recipe, out: str | Path, *, recipe_text: str | None = None, show_progress: bool = True) -> RunResult:
+def run_recipe(
+    recipe: Recipe,
+    out: str | Path,
+    *,
+    recipe_text: str | None = None,
+    show_progress: bool = True,
+    resume: bool = False,
+    restart: bool = False,
+) -> RunResult:
+    """Run a recipe into the dataset folder ``out`` as its next version.
+
+    Finished dialogues go to the folder's run journal as they finish. A run that dies leaves the
+    journal and no version; ``resume`` continues it (the same recipe), ``restart`` discards it.
+    """
     started = time.monotonic()
     started_at = datetime.now(timezone.utc)
     cast_plan = plan(recipe)  # persona files, banks and casting fail here, before anything is written
@@ -118,19 +191,39 @@ def run_recipe(recipe: Recipe, out: str | Path, *, recipe_text: str | None = Non
     recipe_text = recipe_text or yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
     folder = DatasetFolder(out)
     api_key = environment_overrides()["api_key"]
+    planned = planned_dialogues(recipe, casts)
 
     with open_endpoint(recipe.llm) as spec:
-        # few-shot examples and prompts are checked before the folder is touched, too
-        plan_rows(recipe, casts[:1], spec)
+        prompt_preview(recipe, casts, spec)  # few-shot examples and prompts are checked before the folder is touched
         folder.prepare()
         with folder.locked():
+            interrupted = InterruptedRun(folder.state / "run")
+            carried = interrupted.begin(recipe, spec.model, planned, started_at, folder, resume=resume, restart=restart)
+            journal = RunJournal(interrupted.path / "journal")
+            bar = _progress(planned, journal.rows, show_progress)
+            try:
+                if recipe.ray.enabled:
+                    with ray_session(recipe.ray.address, api_key) as ray_where:
+                        execution = execute(recipe, casts, spec, journal, on_ray=True, progress=bar.update if bar else None)
+                else:
+                    ray_where = None
+                    execution = execute(recipe, casts, spec, journal, on_ray=False, api_key=api_key, progress=bar.update if bar else None)
+            finally:
+                if bar is not None:
+                    bar.close()
+                journal.close()
+            if journal.rows != planned:
+                raise PipelineError(f"planned {planned} dialogues but the journal holds {journal.rows}; resume with --resume")
+            duplicates = near_duplicates(journal.batches(), recipe.critics.dedup.threshold) if recipe.critics.dedup.enabled else None
+
+            def finish(record: DialogueRecord) -> None:
+                if duplicates is not None and passed_so_far(record):
+                    record.verdicts.append(dedup_verdict(duplicates, record.id))
+                record.accepted = passed_so_far(record)
+
             previous = folder.current_version()
             version = folder.next_version()
             staging = folder.new_staging()
-            with ray_session(recipe.ray.address, api_key) as ray_where:
-                execution = execute(recipe, casts, spec, staging / "work", show_progress=show_progress)
-            records = execution.records
-            shutil.rmtree(staging / "work", ignore_errors=True)
             manifest = {
                 "version": version,
                 "previous_version": previous,
@@ -140,10 +233,12 @@ def run_recipe(recipe: Recipe, out: str | Path, *, recipe_text: str | None = Non
                 **endpoint_provenance(spec),
                 "seed": recipe.seed,
                 "persona_banks": cast_plan.banks,
-                "started_at": started_at.isoformat(),
+                "started_at": (interrupted.started_at or started_at).isoformat(),
                 "finished_at": datetime.now(timezone.utc).isoformat(),
                 "seconds": round(time.monotonic() - started, 2),
-                "ray": {"address": ray_where, "nodes_by_step": placements_by_step(records)},
+                "resumed_with": carried,
+                "ray": {"address": ray_where, "nodes_by_step": placements_by_step(journal.batches())},
+                "execution": execution.report,
                 "rounds": execution.rounds,
                 "packages": package_versions(),
             }
@@ -170,11 +265,142 @@ def run_recipe(recipe: Recipe, out: str | Path, *, recipe_text: str | None = Non
                 old_recipe = folder.read_bytes(folder.resolve(release), "recipe.yaml").decode("utf-8")
                 released = (release, old_manifest, old_recipe)
             stats = write_version(
-                staging, records, recipe_text=recipe_text, context=context, manifest=manifest, released=released,
-                review_seed=recipe.seed, review_samples=recipe.output.review_samples,
+                staging, journal.batches, recipe_text=recipe_text, context=context, manifest=manifest, released=released,
+                review_seed=recipe.seed, review_samples=recipe.output.review_samples, finish=finish,
             )
+            interrupted.publishing(version)
             folder.publish(staging, version, f"{version}: {recipe.name}, {stats.accepted} accepted of {stats.generated}")
+            interrupted.discard()
     return RunResult(
         path=folder.path, version=version, previous_version=previous, stats=stats, manifest=manifest,
         seconds=time.monotonic() - started,
     )
+
+
+def _progress(total: int, done: int, show: bool) -> Any:
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc="dialogues", unit="dlg")
+
+
+# What may change between a run and its resumption: where the work runs and how hard the endpoint
+# is pushed, never what shapes a dialogue.
+RESUMABLE_CHANGES = {
+    "llm": {"base_url", "max_concurrency", "min_concurrency", "initial_concurrency", "adaptive_concurrency",
+            "latency_tolerance", "eject_after", "eject_seconds", "outage_seconds", "timeout", "max_retries",
+            "backoff_base", "backoff_max"},
+    "ray": True,
+    "generation": {"chunk_size"},
+    "output": True,
+}
+
+
+def shaping_fields(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as a flat {dotted key: value}, less what may change between attempts."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, inner)
+        else:
+            flat[prefix] = value
+
+    walk("", recipe.model_dump(mode="json"))
+    kept = {}
+    for key, value in flat.items():
+        section, _, rest = key.partition(".")
+        allowed = RESUMABLE_CHANGES.get(section)
+        if allowed is True or (allowed and rest.split(".")[0] in allowed):
+            continue
+        kept[key] = value
+    return kept
+
+
+class InterruptedRun:
+    """The folder's run in progress: ``run.json`` (what it is making) and its journal.
+
+    It outlives a killed process; the next ``run`` either resumes it (same recipe and model),
+    discards it (``restart``), or refuses to start and says how to choose.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state_file = path / "run.json"
+        self.started_at: datetime | None = None
+
+    def _state(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.state_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def begin(
+        self, recipe: Recipe, model: str, planned: int, started_at: datetime, folder: DatasetFolder, *,
+        resume: bool, restart: bool,
+    ) -> dict[str, Any] | None:
+        """Start a new run, or take up the interrupted one; for a resumed run, what it carries over."""
+        state = self._state()
+        published = self.published_as(folder)
+        if published is not None:  # killed after publishing, before cleaning up: it is finished
+            self.discard()
+            state = None
+        if resume and (state is None or restart):
+            finished = f"; the last run was published as {published}" if published else ""
+            raise OutputError(f"{folder.path} has no interrupted run to resume{finished}; run without --resume")
+        if state is not None and not restart:
+            with RunJournal(self.path / "journal") as journal:
+                done = journal.rows
+            summary = (
+                f"an interrupted run of recipe {state['recipe']!r} started {state['started_at']} "
+                f"({done} of {state['planned']} dialogues finished)"
+            )
+            if not resume:
+                raise OutputError(
+                    f"{self.path.parent.parent} holds {summary}; continue it with --resume, or discard it with --restart"
+                )
+            why = self._why_not(state, recipe, model, planned)
+            if why:
+                raise RecipeError(f"cannot resume {summary}: {why}. Run it again with --restart to start over")
+            self.started_at = datetime.fromisoformat(state["started_at"])
+            return {"dialogues": done, "started_at": state["started_at"]}
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True)
+        state = {
+            "recipe": recipe.name, "model": model, "planned": planned, "started_at": started_at.isoformat(),
+            "fields": shaping_fields(recipe),
+        }
+        temporary = self.state_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, self.state_file)
+        return None
+
+    @staticmethod
+    def _why_not(state: dict[str, Any], recipe: Recipe, model: str, planned: int) -> str | None:
+        now = shaping_fields(recipe)
+        before = state.get("fields", {})
+        changed = sorted(key for key in set(now) | set(before) if now.get(key) != before.get(key))
+        if changed:
+            shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+            return f"the recipe changed since it started ({shown})"
+        if state.get("model") != model:
+            return f"it was made with the model {state.get('model')!r}, and the endpoint now serves {model!r}"
+        if state.get("planned") != planned:
+            return f"it planned {state.get('planned')} dialogues and the recipe now plans {planned}"
+        return None
+
+    def publishing(self, version: str) -> None:
+        state = self._state() or {}
+        state["publishing"] = version
+        self.state_file.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
+
+    def published_as(self, folder: DatasetFolder) -> str | None:
+        """The version this run became, when it was killed after publishing but before discarding."""
+        version = (self._state() or {}).get("publishing")
+        return version if version and version in folder.versions() else None
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -3,8 +3,11 @@
 It speaks the real protocol (``GET /v1/models``, ``POST /v1/chat/completions``,
 ``POST /v1/embeddings``) so the factory's
 ``openai`` client, retries and Ray workers are exercised exactly as against a real endpoint.
-Replies come from a script: a function of the request body. Faults are injected by status code
-(``fail_next``) and every request is recorded.
+Replies come from a script: a function of the request body. Faults are injected with
+``fail_next``: an HTTP status, ``RESET`` (the connection is dropped without an answer) or
+``HANG`` (the answer comes after ``hang_seconds``, past a client's timeout); ``context_words``
+makes a prompt longer than that a 400, as a model's context limit does. Every request is recorded
+(``keep_requests=False`` only counts them, for long benchmarks).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import json
 import math
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +33,10 @@ class ScriptedReply:
     status: int = 200
     finish_reason: str = "stop"
     headers: dict[str, str] = field(default_factory=dict)
+
+
+RESET = "reset"
+HANG = "hang"
 
 
 def echo_script(request: dict[str, Any]) -> str:
@@ -58,13 +66,27 @@ class _Server(ThreadingHTTPServer):
 class ScriptedOpenAIServer:
     """``with ScriptedOpenAIServer(script) as server: server.base_url``."""
 
-    def __init__(self, script: Script = echo_script, *, model: str = "scripted-model", delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        script: Script = echo_script,
+        *,
+        model: str = "scripted-model",
+        delay: float = 0.0,
+        keep_requests: bool = True,
+        context_words: int | None = None,
+        hang_seconds: float = 30.0,
+    ) -> None:
         self.script = script
         self.model = model
         self.delay = delay
+        self.keep_requests = keep_requests
+        self.context_words = context_words
+        self.hang_seconds = hang_seconds
         self.requests: list[dict[str, Any]] = []
         self.embedding_requests: list[dict[str, Any]] = []
-        self._failures: list[int] = []
+        self.faults_served = 0
+        self._calls = 0
+        self._failures: list[int | str] = []
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-openai", daemon=True)
@@ -77,16 +99,20 @@ class ScriptedOpenAIServer:
     @property
     def chat_calls(self) -> int:
         with self._lock:
-            return len(self.requests)
+            return self._calls
 
-    def fail_next(self, *statuses: int) -> None:
-        """The next chat requests get these HTTP statuses, in order, before the script answers."""
+    def fail_next(self, *faults: int | str) -> None:
+        """The next chat requests get these faults (an HTTP status, RESET or HANG), in order,
+        before the script answers again."""
         with self._lock:
-            self._failures.extend(statuses)
+            self._failures.extend(faults)
 
-    def _next_failure(self) -> int | None:
+    def _next_failure(self) -> int | str | None:
         with self._lock:
-            return self._failures.pop(0) if self._failures else None
+            if not self._failures:
+                return None
+            self.faults_served += 1
+            return self._failures.pop(0)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -105,7 +131,10 @@ class ScriptedOpenAIServer:
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client is gone (killed, or gave up on a timeout): nobody to answer
 
             def _embeddings(self, body: dict[str, Any]) -> None:
                 with server._lock:
@@ -141,12 +170,26 @@ class ScriptedOpenAIServer:
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
                 with server._lock:
-                    server.requests.append(body)
+                    server._calls += 1
+                    if server.keep_requests:
+                        server.requests.append(body)
                 if server.delay:
                     time.sleep(server.delay)
                 failure = server._next_failure()
-                if failure is not None:
-                    self._send(failure, {"error": {"message": f"injected {failure}", "type": "injected"}})
+                if failure == RESET:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if failure == HANG:
+                    time.sleep(server.hang_seconds)
+                elif failure is not None:
+                    self._send(int(failure), {"error": {"message": f"injected {failure}", "type": "injected"}})
+                    return
+                words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+                if server.context_words is not None and words > server.context_words:
+                    self._send(400, {"error": {"message": f"This model's maximum context length is {server.context_words} "
+                                               f"words; the prompt has {words}", "type": "invalid_request_error",
+                                               "code": "context_length_exceeded"}})
                     return
                 reply = server.script(body)
                 if isinstance(reply, str):
@@ -154,12 +197,12 @@ class ScriptedOpenAIServer:
                 if reply.status != 200:
                     self._send(reply.status, {"error": {"message": reply.content or "scripted error"}}, reply.headers)
                     return
-                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+                prompt_tokens = words
                 completion_tokens = len(reply.content.split())
                 self._send(
                     200,
                     {
-                        "id": f"chatcmpl-{len(server.requests)}",
+                        "id": f"chatcmpl-{server.chat_calls}",
                         "object": "chat.completion",
                         "created": int(time.time()),
                         "model": body.get("model", server.model),

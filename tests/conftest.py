@@ -18,6 +18,7 @@ ISOLATED_UNSET = (
     "PERSONA_FACTORY_MODEL",
     "RAY_ADDRESS",
     "HF_TOKEN",
+    "PERSONA_FACTORY_FAILPOINT",
 )
 
 
@@ -34,7 +35,6 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
     import datasets
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", home / "hf" / "datasets")
-    monkeypatch.setenv("DISTILABEL_LOG_LEVEL", "WARNING")
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ def small_recipe(dialogues: int = 8, **overrides: Any) -> dict[str, Any]:
             {"source": "big_five", "count": 3},
         ],
         "casting": {"dialogues": dialogues},
-        "generation": {"min_turns": 4, "max_turns": 8, "few_shot": 1, "batch_size": 4},
+        "generation": {"min_turns": 4, "max_turns": 8, "few_shot": 1, "chunk_size": 4},
         "llm": {"max_retries": 2, "backoff_base": 0.05, "backoff_max": 0.2},
     }
     for key, value in overrides.items():

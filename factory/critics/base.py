@@ -1,7 +1,7 @@
 """What every expert critic shares: how it asks the LLM, and how the cascade decides who runs.
 
 An expert is an async function ``judge(record, config, context) -> Verdict``. The same function
-runs inside a distilabel step on Ray (the pipeline), and directly in ``critics eval``, so what is
+runs in the engine (on Ray workers or in process), and directly in ``critics eval``, so what is
 measured is what filters the data.
 """
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -41,38 +42,53 @@ def signatures(sets: list[set[int]], seed: int = 1) -> np.ndarray:
     return np.array(rows, dtype=object)
 
 
-def near_duplicates(records: list[DialogueRecord], threshold: float) -> dict[str, tuple[str, float]]:
-    """For each record that repeats an earlier one (by id): (the earlier id, estimated Jaccard)."""
-    ordered = sorted(records, key=lambda r: r.id)
-    sigs = signatures([shingles(r) for r in ordered])
+def near_duplicates(batches: Iterable[list[DialogueRecord]], threshold: float) -> dict[str, tuple[str, float]]:
+    """For each contender (a dialogue that passed every expert) that repeats one with a lower id:
+    (that id, estimated Jaccard). Reads the run a batch at a time; what it keeps per dialogue is
+    its id and its signature (128 integers)."""
+    ids: list[str] = []
+    blocks: list[np.ndarray] = []
+    for batch in batches:
+        contenders = [r for r in batch if passed_so_far(r)]
+        if contenders:
+            ids.extend(r.id for r in contenders)
+            blocks.append(signatures([shingles(r) for r in contenders]).astype(np.uint64))
+    if not ids:
+        return {}
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    ordered = [ids[i] for i in order]
+    sigs = np.concatenate(blocks)[order]
     rows = PERMUTATIONS // BANDS
-    buckets: dict[tuple[int, tuple], list[int]] = defaultdict(list)
+    buckets: dict[tuple[int, bytes], list[int]] = defaultdict(list)
     for index, sig in enumerate(sigs):
         for band in range(BANDS):
-            buckets[(band, tuple(sig[band * rows : (band + 1) * rows]))].append(index)
+            buckets[(band, sig[band * rows : (band + 1) * rows].tobytes())].append(index)
     duplicates: dict[str, tuple[str, float]] = {}
     for members in buckets.values():
         for position, later in enumerate(members):
-            if ordered[later].id in duplicates:
+            if ordered[later] in duplicates:
                 continue
             for earlier in members[:position]:
-                if ordered[earlier].id in duplicates:
+                if ordered[earlier] in duplicates:
                     continue
                 similarity = float(np.mean(sigs[earlier] == sigs[later]))
                 if similarity >= threshold:
-                    duplicates[ordered[later].id] = (ordered[earlier].id, similarity)
+                    duplicates[ordered[later]] = (ordered[earlier], similarity)
                     break
     return duplicates
 
 
+def dedup_verdict(found: dict[str, tuple[str, float]], record_id: str) -> Verdict:
+    if record_id in found:
+        original, similarity = found[record_id]
+        return Verdict(critic=CRITIC_NAME, passed=False, score=round(1 - similarity, 4),
+                       reason=f"near-duplicate of {original} (estimated Jaccard {similarity:.2f})")
+    return Verdict(critic=CRITIC_NAME, passed=True, score=1.0, reason="no near-duplicate in the run")
+
+
 def dedup(records: list[DialogueRecord], config: DedupCriticConfig) -> None:
     """Append a dedup verdict to every record that passed everything else so far."""
-    contenders = [r for r in records if passed_so_far(r)]
-    found = near_duplicates(contenders, config.threshold)
-    for record in contenders:
-        if record.id in found:
-            original, similarity = found[record.id]
-            record.verdicts.append(Verdict(critic=CRITIC_NAME, passed=False, score=round(1 - similarity, 4),
-                                           reason=f"near-duplicate of {original} (estimated Jaccard {similarity:.2f})"))
-        else:
-            record.verdicts.append(Verdict(critic=CRITIC_NAME, passed=True, score=1.0, reason="no near-duplicate in the run"))
+    found = near_duplicates([records], config.threshold)
+    for record in records:
+        if passed_so_far(record):
+            record.verdicts.append(dedup_verdict(found, record.id))

@@ -174,7 +174,7 @@ def evaluate(
     critics: CriticsConfig | None = None,
     show_progress: bool = True,
 ) -> list[dict[str, Any]]:
-    from factory.critics.steps import JUDGES
+    from factory.critics.experts import JUDGES
 
     critics = critics or CriticsConfig()
     figures = []

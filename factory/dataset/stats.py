@@ -1,4 +1,4 @@
-"""Statistics of a dataset version, computed with polars from the records themselves.
+"""Statistics of a dataset version, computed with polars from the records themselves, a batch at a time.
 
 The card's tables and its YAML metadata are both rendered from :class:`RunStats`, so the numbers a
 reader sees are the numbers of the data.
@@ -74,7 +74,7 @@ def _verdict_frame(records: list[DialogueRecord]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
-def cell_pass_rates(records: list[DialogueRecord]) -> list[dict]:
+def _cell_frame(records: list[DialogueRecord]) -> pl.DataFrame:
     rows = []
     for record in records:
         for persona in record.speakers:
@@ -84,41 +84,71 @@ def cell_pass_rates(records: list[DialogueRecord]) -> list[dict]:
             if persona.big_five:
                 cells.extend((trait, coarse_band(level)) for trait, level in persona.big_five.model_dump().items())
             rows.extend({"dimension": d, "cell": c, "accepted": record.accepted} for d, c in cells)
-    if not rows:
-        return []
-    frame = pl.DataFrame(rows, schema={"dimension": pl.String, "cell": pl.String, "accepted": pl.Boolean})
-    table = (
-        frame.group_by("dimension", "cell")
-        .agg(pl.len().alias("speakers"), pl.col("accepted").sum().alias("accepted"))
-        .sort("dimension", "cell")
-    )
-    return [
-        {**row, "accepted": int(row["accepted"]), "pass_rate": round(row["accepted"] / row["speakers"], 4)}
-        for row in table.to_dicts()
-    ]
+    return pl.DataFrame(rows, schema={"dimension": pl.String, "cell": pl.String, "accepted": pl.Boolean})
+
+
+class StatsAccumulator:
+    """The statistics of a version, gathered a batch of records at a time: polars groups each
+    batch, and only the per-group sums are kept, so a run of any size costs the same memory."""
+
+    def __init__(self) -> None:
+        self.generated = self.accepted = self.generation_tokens = self.accepted_turns = 0
+        self.critics: dict[str, list[int]] = {}  # critic -> [judged, passed, tokens], in first-seen order
+        self.rejected_by: dict[str, int] = {}
+        self.kinds: dict[str, int] = {}
+        self.cells: dict[tuple[str, str], list[int]] = {}  # (dimension, cell) -> [speakers, accepted]
+
+    def add(self, records: list[DialogueRecord]) -> None:
+        if not records:
+            return
+        accepted = [record for record in records if record.accepted]
+        self.generated += len(records)
+        self.accepted += len(accepted)
+        self.generation_tokens += sum(record.generation.usage.total_tokens for record in records)
+        self.accepted_turns += sum(len(record.turns) for record in accepted)
+        verdicts = _verdict_frame(records)
+        for row in (
+            verdicts.group_by("critic", maintain_order=True)
+            .agg(pl.len().alias("judged"), pl.col("passed").sum().alias("passed"), pl.col("tokens").sum().alias("tokens"))
+            .iter_rows(named=True)
+        ):
+            totals = self.critics.setdefault(row["critic"], [0, 0, 0])
+            totals[0] += row["judged"]
+            totals[1] += int(row["passed"])
+            totals[2] += int(row["tokens"])
+        failed = verdicts.filter(~pl.col("passed")).group_by("critic", maintain_order=True).agg(pl.col("dialogue").n_unique())
+        for critic, dialogues in failed.iter_rows():
+            self.rejected_by[critic] = self.rejected_by.get(critic, 0) + dialogues
+        for persona_kind in (persona.kind for record in records for persona in record.speakers):
+            self.kinds[persona_kind] = self.kinds.get(persona_kind, 0) + 1
+        cells = _cell_frame(records)
+        if cells.height:
+            grouped = cells.group_by("dimension", "cell").agg(pl.len().alias("speakers"), pl.col("accepted").sum())
+            for dimension, cell, speakers, passed in grouped.iter_rows():
+                totals = self.cells.setdefault((dimension, cell), [0, 0])
+                totals[0] += speakers
+                totals[1] += int(passed)
+
+    def result(self) -> RunStats:
+        return RunStats(
+            generated=self.generated,
+            accepted=self.accepted,
+            rejected=self.generated - self.accepted,
+            generation_tokens=self.generation_tokens,
+            critic_tokens=sum(totals[2] for totals in self.critics.values()),
+            critics=[CriticStats(critic, *totals) for critic, totals in self.critics.items()],
+            rejected_by=dict(self.rejected_by),
+            speakers_by_kind=dict(sorted(self.kinds.items())),
+            mean_turns_accepted=round(self.accepted_turns / self.accepted, 2) if self.accepted else 0.0,
+            cells=[
+                {"dimension": dimension, "cell": cell, "speakers": speakers, "accepted": passed,
+                 "pass_rate": round(passed / speakers, 4)}
+                for (dimension, cell), (speakers, passed) in sorted(self.cells.items())
+            ],
+        )
 
 
 def compute_stats(records: list[DialogueRecord]) -> RunStats:
-    verdicts = _verdict_frame(records)
-    per_critic = (
-        verdicts.group_by("critic", maintain_order=True)
-        .agg(pl.len().alias("judged"), pl.col("passed").sum().alias("passed"), pl.col("tokens").sum().alias("tokens"))
-        .to_dicts()
-    )
-    rejected_by = (
-        verdicts.filter(~pl.col("passed")).group_by("critic", maintain_order=True).agg(pl.col("dialogue").n_unique().alias("n")).to_dicts()
-    )
-    kinds = pl.DataFrame({"kind": [p.kind for r in records for p in r.speakers]}, schema={"kind": pl.String})
-    accepted = [record for record in records if record.accepted]
-    return RunStats(
-        generated=len(records),
-        accepted=len(accepted),
-        rejected=len(records) - len(accepted),
-        generation_tokens=sum(record.generation.usage.total_tokens for record in records),
-        critic_tokens=int(verdicts["tokens"].sum()) if verdicts.height else 0,
-        critics=[CriticStats(row["critic"], row["judged"], int(row["passed"]), int(row["tokens"])) for row in per_critic],
-        rejected_by={row["critic"]: row["n"] for row in rejected_by},
-        speakers_by_kind={row["kind"]: row["len"] for row in kinds.group_by("kind").len().sort("kind").to_dicts()},
-        mean_turns_accepted=round(sum(len(r.turns) for r in accepted) / len(accepted), 2) if accepted else 0.0,
-        cells=cell_pass_rates(records),
-    )
+    accumulator = StatsAccumulator()
+    accumulator.add(records)
+    return accumulator.result()

@@ -1,6 +1,6 @@
 """Every LLM call of the factory: OpenAI Chat Completions through the ``openai`` client.
 
-Concurrency is bounded per client; 429, 5xx, timeouts and dropped connections are retried with
+Concurrency adapts per base URL (:mod:`factory.llm.limiter`); 429, 5xx, timeouts and dropped connections are retried with
 exponential backoff and jitter; a request the endpoint refuses outright (400: prompt too long,
 bad schema) fails at once, so that only its row is rejected.
 """
@@ -12,15 +12,18 @@ import hashlib
 import json
 import random
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from collections.abc import Coroutine, Iterable
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import openai
 from pydantic import BaseModel, ConfigDict
 
 from factory.errors import EndpointError, FactoryError
+from factory.llm.limiter import AdaptiveLimiter
 from factory.records import TokenUsage
 
 T = TypeVar("T")
@@ -35,15 +38,27 @@ class EndpointSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: str
+    base_urls: tuple[str, ...]
     model: str
     kind: Literal["embedded", "openai-compatible", "scripted"] = "openai-compatible"
     max_concurrency: int = 16
+    min_concurrency: int = 1
+    initial_concurrency: int = 8
+    adaptive_concurrency: bool = True
+    latency_tolerance: float = 2.0
+    eject_after: int = 3
+    eject_seconds: float = 2.0
+    outage_seconds: float = 600.0
     max_retries: int = 5
     timeout: float = 300.0
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     structured_output: Literal["json_schema", "json_object"] = "json_schema"
+
+    @property
+    def base_url(self) -> str:
+        """The first base URL: where one-off requests (checks, embeddings) go."""
+        return self.base_urls[0]
 
     def response_format(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
         """OpenAI's ``json_schema`` format, or the ``json_object`` + ``schema`` form that
@@ -85,22 +100,116 @@ def _retry_after(exc: Exception) -> float | None:
         return None
 
 
-class ChatClient:
-    """An ``openai.AsyncOpenAI`` client with bounded concurrency and our retry policy.
+@dataclass
+class EndpointHealth:
+    """One base URL of the pool: its client, its concurrency and whether it is taken out."""
 
-    Use it from one event loop (its semaphore and connection pool belong to that loop).
+    url: str
+    client: openai.AsyncOpenAI
+    limiter: AdaptiveLimiter
+    calls: int = 0
+    failures: int = 0
+    ejections: int = 0
+    consecutive_failures: int = 0
+    down_until: float = 0.0
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls, "failures": self.failures, "ejections": self.ejections,
+            "concurrency_limit": round(self.limiter.limit, 1), "concurrency_decreases": self.limiter.decreases,
+        }
+
+
+class ChatClient:
+    """``openai.AsyncOpenAI`` clients for the endpoint's base URLs, with adaptive concurrency per
+    URL and our retry policy.
+
+    Each request goes to the URL with the most room. A URL that fails ``eject_after`` times in a row
+    (5xx, timeouts, dropped connections) is taken out for a while, doubling each time, and comes
+    back on probation (its concurrency at the minimum, growing again as it answers). While every URL
+    is out, requests wait rather than spend their retries; after ``outage_seconds`` of that the run
+    stops with :class:`EndpointError` (it can be resumed).
+
+    Use it from one event loop (its condition and connection pools belong to that loop).
     """
 
     def __init__(self, spec: EndpointSpec, api_key: str | None) -> None:
         self.spec = spec
-        self._client = openai.AsyncOpenAI(
-            base_url=spec.base_url,
-            api_key=api_key or PLACEHOLDER_API_KEY,
-            timeout=spec.timeout,
-            max_retries=0,  # retries are ours, so they are counted, jittered and bounded alike
-        )
-        self._semaphore = asyncio.Semaphore(spec.max_concurrency)
+        self.endpoints = [
+            EndpointHealth(
+                url=url,
+                client=openai.AsyncOpenAI(
+                    base_url=url,
+                    api_key=api_key or PLACEHOLDER_API_KEY,
+                    timeout=spec.timeout,
+                    max_retries=0,  # retries are ours, so they are counted, jittered and bounded alike
+                ),
+                limiter=AdaptiveLimiter(
+                    minimum=spec.min_concurrency,
+                    maximum=spec.max_concurrency,
+                    initial=spec.initial_concurrency,
+                    latency_tolerance=spec.latency_tolerance,
+                    adaptive=spec.adaptive_concurrency,
+                ),
+            )
+            for url in spec.base_urls
+        ]
+        self._changed = asyncio.Condition()
+        self._all_down_since: float | None = None
         self.attempts = 0
+
+    async def _acquire(self) -> EndpointHealth:
+        async with self._changed:
+            while True:
+                now = time.monotonic()
+                up = [e for e in self.endpoints if e.down_until <= now]
+                ready = [e for e in up if e.limiter.capacity > 0]
+                if ready:
+                    chosen = max(ready, key=lambda e: (e.limiter.capacity / e.limiter.limit, -e.calls))
+                    chosen.limiter.started()
+                    chosen.calls += 1
+                    self.attempts += 1
+                    return chosen
+                wait: float | None = None
+                if not up:
+                    self._all_down_since = self._all_down_since or now
+                    if now - self._all_down_since > self.spec.outage_seconds:
+                        raise EndpointError(
+                            f"no endpoint of {self.spec.model} answered for {self.spec.outage_seconds:.0f} s "
+                            f"({', '.join(public(e.url) for e in self.endpoints)}); the run can be resumed with --resume"
+                        )
+                    wait = min(e.down_until for e in self.endpoints) - now
+                try:
+                    await asyncio.wait_for(self._changed.wait(), wait)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def _release(self, endpoint: EndpointHealth, outcome: str, latency: float, kind: str) -> None:
+        async with self._changed:
+            if outcome == "ok":
+                endpoint.limiter.succeeded(latency, kind)
+                endpoint.consecutive_failures = 0
+                endpoint.ejections = 0
+                self._all_down_since = None
+            elif outcome == "refused":
+                endpoint.limiter.failed_quietly()
+            else:
+                endpoint.limiter.overloaded()
+                if outcome == "failed":
+                    endpoint.failures += 1
+                    endpoint.consecutive_failures += 1
+                    if endpoint.consecutive_failures >= self.spec.eject_after:
+                        endpoint.ejections += 1
+                        endpoint.consecutive_failures = 0
+                        pause = min(self.spec.backoff_max, self.spec.eject_seconds * 2 ** (endpoint.ejections - 1))
+                        endpoint.down_until = time.monotonic() + pause
+                        endpoint.limiter.limit = float(endpoint.limiter.minimum)
+            # wake only as many waiters as can start (waking all of them on every answer costs
+            # more than the requests when thousands are queued)
+            now = time.monotonic()
+            room = sum(e.limiter.capacity for e in self.endpoints if e.down_until <= now)
+            if room:
+                self._changed.notify(room)
 
     async def chat(
         self,
@@ -116,24 +225,34 @@ class ChatClient:
             extra["seed"] = seed
         if response_format is not None:
             extra["response_format"] = response_format
+        kind = _request_kind(response_format)
         last_error: Exception | None = None
         for attempt in range(self.spec.max_retries + 1):
-            async with self._semaphore:
-                self.attempts += 1
-                try:
-                    response = await self._client.chat.completions.create(
-                        model=self.spec.model,
-                        messages=messages,  # type: ignore[arg-type]
-                        temperature=temperature,
-                        max_tokens=max_tokens,
-                        **extra,
-                    )
-                except RETRYABLE as exc:
-                    last_error = exc
-                except openai.APIStatusError as exc:
-                    raise LLMCallError(f"endpoint refused the request ({exc.status_code}): {_short(exc)}") from exc
-                else:
-                    return _result(response)
+            endpoint = await self._acquire()
+            started = time.monotonic()
+            try:
+                response = await endpoint.client.chat.completions.create(
+                    model=self.spec.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    **extra,
+                )
+            except openai.RateLimitError as exc:
+                last_error = exc
+                await self._release(endpoint, "overloaded", 0.0, kind)
+            except RETRYABLE as exc:
+                last_error = exc
+                await self._release(endpoint, "failed", 0.0, kind)
+            except openai.APIStatusError as exc:
+                await self._release(endpoint, "refused", 0.0, kind)
+                raise LLMCallError(f"endpoint refused the request ({exc.status_code}): {_short(exc)}") from exc
+            except BaseException:
+                await self._release(endpoint, "refused", 0.0, kind)
+                raise
+            else:
+                await self._release(endpoint, "ok", time.monotonic() - started, kind)
+                return _result(response)
             if attempt < self.spec.max_retries:
                 delay = _retry_after(last_error) or backoff_delay(attempt, self.spec.backoff_base, self.spec.backoff_max)
                 await asyncio.sleep(min(delay, self.spec.backoff_max))
@@ -141,8 +260,28 @@ class ChatClient:
             f"gave up after {self.spec.max_retries + 1} attempts: {type(last_error).__name__}: {_short(last_error)}"
         )
 
+    def report(self) -> dict[str, dict[str, Any]]:
+        """Per base URL (without credentials): calls, failures, ejections, the concurrency reached."""
+        return {public(e.url): e.report() for e in self.endpoints}
+
     async def aclose(self) -> None:
-        await self._client.close()
+        for endpoint in self.endpoints:
+            await endpoint.client.close()
+
+
+def _request_kind(response_format: dict[str, Any] | None) -> str:
+    if response_format is None:
+        return "text"
+    return str(response_format.get("json_schema", {}).get("name") or response_format.get("type"))
+
+
+def public(url: str) -> str:
+    """A URL without any credentials it might carry."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _short(exc: Exception | None, limit: int = 300) -> str:
@@ -166,8 +305,26 @@ def _result(response: Any) -> ChatResult:
 
 
 def check_endpoint(spec: EndpointSpec, api_key: str | None, *, attempts: int = 3) -> list[str]:
-    """Fail fast, before any work starts, when the endpoint cannot be used at all."""
-    client = openai.OpenAI(base_url=spec.base_url, api_key=api_key or PLACEHOLDER_API_KEY, timeout=10, max_retries=0)
+    """Fail fast, before any work starts, when no base URL of the endpoint can be used at all.
+    Returns the models the first answering URL lists (empty when it does not list them)."""
+    errors = []
+    for url in spec.base_urls:
+        try:
+            return _list_models(url, api_key, attempts)
+        except _Unreachable as exc:
+            errors.append(f"{public(url)} ({exc})")
+    raise EndpointError(
+        f"cannot reach the LLM endpoint at {'; '.join(errors)}. "
+        "Check --base-url (or OPENAI_BASE_URL), or leave it out to run the embedded model."
+    )
+
+
+class _Unreachable(Exception):
+    pass
+
+
+def _list_models(url: str, api_key: str | None, attempts: int) -> list[str]:
+    client = openai.OpenAI(base_url=url, api_key=api_key or PLACEHOLDER_API_KEY, timeout=10, max_retries=0)
     last_error: Exception | None = None
     try:
         for attempt in range(attempts):
@@ -175,7 +332,7 @@ def check_endpoint(spec: EndpointSpec, api_key: str | None, *, attempts: int = 3
                 return [model.id for model in client.models.list()]
             except openai.AuthenticationError as exc:
                 raise EndpointError(
-                    f"the endpoint at {spec.base_url} rejected the API key ({exc.status_code}); "
+                    f"the endpoint at {public(url)} rejected the API key ({exc.status_code}); "
                     "set OPENAI_API_KEY to a valid key"
                 ) from exc
             except openai.NotFoundError:
@@ -183,19 +340,14 @@ def check_endpoint(spec: EndpointSpec, api_key: str | None, *, attempts: int = 3
             except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError) as exc:
                 last_error = exc
                 if attempt + 1 < attempts:
-                    import time
-
                     time.sleep(backoff_delay(attempt, 0.5, 4.0))
     finally:
         client.close()
-    raise EndpointError(
-        f"cannot reach the LLM endpoint at {spec.base_url} ({type(last_error).__name__}: {_short(last_error)}). "
-        "Check --base-url (or OPENAI_BASE_URL), or leave it out to run the embedded model."
-    )
+    raise _Unreachable(f"{type(last_error).__name__}: {_short(last_error)}")
 
 
 class BackgroundLoop:
-    """An event loop on its own thread, so synchronous code (distilabel's ``process``) can drive
+    """An event loop on its own thread, so synchronous code can drive
     many concurrent requests and keep one connection pool alive across batches."""
 
     def __init__(self) -> None:

@@ -6,20 +6,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
-from urllib.parse import urlsplit, urlunsplit
 
 from factory.config import LLMConfig, environment_overrides
 from factory.errors import EndpointError
-from factory.llm.client import EndpointSpec, check_endpoint
+from factory.llm.client import EndpointSpec, check_endpoint, public
 
 
-def endpoint_spec(llm: LLMConfig, base_url: str, model: str, kind: str) -> EndpointSpec:
+def endpoint_spec(llm: LLMConfig, base_urls: str | list[str], model: str, kind: str) -> EndpointSpec:
     structured = llm.structured_output or ("json_object" if kind == "embedded" else "json_schema")
     return EndpointSpec(
-        base_url=base_url,
+        base_urls=(base_urls,) if isinstance(base_urls, str) else tuple(base_urls),
         model=model,
         kind=kind,  # type: ignore[arg-type]
         max_concurrency=llm.max_concurrency,
+        min_concurrency=min(llm.min_concurrency, llm.max_concurrency),
+        initial_concurrency=llm.initial_concurrency,
+        adaptive_concurrency=llm.adaptive_concurrency,
+        latency_tolerance=llm.latency_tolerance,
+        eject_after=llm.eject_after,
+        eject_seconds=llm.eject_seconds,
+        outage_seconds=llm.outage_seconds,
         max_retries=llm.max_retries,
         timeout=llm.timeout,
         backoff_base=llm.backoff_base,
@@ -32,7 +38,7 @@ def endpoint_spec(llm: LLMConfig, base_url: str, model: str, kind: str) -> Endpo
 def open_endpoint(llm: LLMConfig) -> Iterator[EndpointSpec]:
     """The configured endpoint, or the embedded llama.cpp server for the duration of the run."""
     if llm.base_url:
-        spec = endpoint_spec(llm, llm.base_url, llm.model or "", "openai-compatible")
+        spec = endpoint_spec(llm, llm.base_urls, llm.model or "", "openai-compatible")
         models = check_endpoint(spec, environment_overrides()["api_key"])
         if not spec.model:
             if len(models) != 1:
@@ -49,27 +55,18 @@ def open_endpoint(llm: LLMConfig) -> Iterator[EndpointSpec]:
         yield endpoint_spec(llm, server.base_url, server.model, "embedded")
 
 
-def public_url(url: str) -> str:
-    """The URL without any credentials it might carry."""
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def endpoint_provenance(spec: EndpointSpec | None) -> dict[str, str | None]:
     """What a manifest says of the endpoint: the model, the kind, and where (without credentials)."""
     if spec is None:
         return {"model": None, "endpoint_kind": None, "endpoint": None}
-    where = "embedded llama.cpp server" if spec.kind == "embedded" else public_url(spec.base_url)
+    where = "embedded llama.cpp server" if spec.kind == "embedded" else ", ".join(public(url) for url in spec.base_urls)
     return {"model": spec.model, "endpoint_kind": spec.kind, "endpoint": where}
 
 
 def package_versions() -> dict[str, str]:
     versions = {}
     for package in (
-        "persona-factory", "distilabel", "ray", "datasets", "openai", "huggingface-hub", "polars", "sentence-transformers",
+        "persona-factory", "ray", "datasets", "openai", "huggingface-hub", "polars", "sentence-transformers",
     ):
         try:
             versions[package] = metadata.version(package)

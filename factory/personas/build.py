@@ -154,7 +154,7 @@ def build_bank(
         spec: EndpointSpec | None = stack.enter_context(open_endpoint(recipe.llm)) if recipe.needs_llm else None
         runner = stack.enter_context(JsonTaskRunner(spec, api_key)) if spec is not None else None
         embedder = (
-            open_embedder(recipe.embeddings, spec.base_url if spec else recipe.llm.base_url, api_key)
+            open_embedder(recipe.embeddings, spec.base_url if spec else (recipe.llm.base_urls or [None])[0], api_key)
             if _needs_embeddings(recipe, conversations)
             else None
         )

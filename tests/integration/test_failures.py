@@ -14,6 +14,7 @@ import pytest
 
 from factory.config import apply_overrides, load_recipe
 from factory.dataset.folder import DatasetFolder
+from factory.errors import OutputError
 from factory.run import run_recipe
 from tests.conftest import subprocess_env
 from tests.recipes import small_recipe, write_recipe
@@ -49,8 +50,7 @@ def test_killed_run_leaves_previous_version_unchanged(tmp_path, scripted_server)
         while scripted_server.chat_calls == calls and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.2)
         assert scripted_server.chat_calls > calls, "the second run never reached generation"
-        staging = out / ".persona-factory" / "staging"
-        assert staging.is_dir() and any(staging.iterdir()), "the killed run should have been staging a version"
+        assert (out / ".persona-factory" / "run" / "run.json").is_file(), "the killed run should have left its journal"
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
@@ -60,9 +60,11 @@ def test_killed_run_leaves_previous_version_unchanged(tmp_path, scripted_server)
     assert sum(len(split) for split in datasets.load_dataset(str(out)).values()) == rows_before
 
     scripted_server.delay = 0
-    result = run_recipe(recipe, out, show_progress=False)
+    with pytest.raises(OutputError, match="--resume"):
+        run_recipe(recipe, out, show_progress=False)
+    result = run_recipe(recipe, out, show_progress=False, resume=True)
     assert result.version == "v1.1.0"
-    assert not any((out / ".persona-factory" / "staging").iterdir()), "stale staging is cleaned"
+    assert not (out / ".persona-factory" / "run").exists(), "a published run leaves no journal behind"
 
 
 def test_folder_recovers_from_a_publish_cut_short(tmp_path, scripted_server):

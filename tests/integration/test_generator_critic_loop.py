@@ -23,7 +23,7 @@ EXPERTS = ["heuristic", "faithfulness", "apc", "toxicity", "portrayal", "attribu
 def test_rounds_candidates_cascade_quality_and_dedup(tmp_path, scripted_server):
     recipe = small_recipe(
         dialogues=8,
-        generation={"min_turns": 4, "max_turns": 8, "few_shot": 1, "batch_size": 4, "candidates": 2, "rounds": 2},
+        generation={"min_turns": 4, "max_turns": 8, "few_shot": 1, "chunk_size": 4, "candidates": 2, "rounds": 2},
         critics={
             "order": EXPERTS,
             "apc": {"enabled": True},

@@ -1,9 +1,15 @@
-"""A run on a two-node Ray cluster: the steps land on both nodes, and the manifest says which."""
+"""Runs on a two-node Ray cluster: the workers land on both nodes, the manifest says which, and a
+worker killed midway is replaced without losing or repeating a dialogue."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
 
+import datasets
 import pytest
 
 from factory.config import apply_overrides, load_recipe
@@ -18,8 +24,7 @@ def two_node_cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    # Each step actor reserves one CPU (cpus_per_step) and there are four step actors, so no
-    # single node of two CPUs can hold them all.
+    # Each worker reserves two CPUs (cpus_per_worker), so no node of two CPUs holds two workers.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
     worker = cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()
@@ -31,9 +36,11 @@ def two_node_cluster():
         cluster.shutdown()
 
 
-def test_steps_run_on_both_nodes(tmp_path, scripted_server, two_node_cluster):
+def test_workers_run_on_both_nodes(tmp_path, scripted_server, two_node_cluster):
     cluster, worker = two_node_cluster
-    recipe_path = write_recipe(tmp_path, small_recipe(dialogues=4, ray={"cpus_per_step": 1}))
+    recipe_path = write_recipe(
+        tmp_path, small_recipe(dialogues=8, ray={"workers": 2, "cpus_per_worker": 2}, generation={"chunk_size": 2})
+    )
     recipe = apply_overrides(load_recipe(recipe_path), base_url=scripted_server.base_url, ray_address=cluster.address)
 
     result = run_recipe(recipe, tmp_path / "out", show_progress=False)
@@ -44,4 +51,49 @@ def test_steps_run_on_both_nodes(tmp_path, scripted_server, two_node_cluster):
     used = {node for nodes in nodes_by_step.values() for node in nodes}
     head_id = cluster.head_node.node_id
     assert used == {head_id, worker.node_id}, nodes_by_step
-    assert result.stats.generated == 4
+    assert result.stats.generated == 8
+
+
+def test_a_worker_killed_midway_is_replaced_and_every_dialogue_is_accounted_for(tmp_path, scripted_server, two_node_cluster):
+    import ray
+
+    cluster, _ = two_node_cluster
+    dialogues = 16
+    recipe_path = write_recipe(
+        tmp_path,
+        small_recipe(
+            dialogues=dialogues, ray={"workers": 2, "cpus_per_worker": 2}, generation={"chunk_size": 2},
+            llm={"max_concurrency": 2, "initial_concurrency": 1},
+        ),
+    )
+    recipe = apply_overrides(load_recipe(recipe_path), base_url=scripted_server.base_url, ray_address=cluster.address)
+    scripted_server.delay = 0.3  # slow enough that the kill lands while chunks are in flight
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = run_recipe(recipe, tmp_path / "out", show_progress=False)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    deadline = time.monotonic() + 120
+    while scripted_server.chat_calls < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victim = ray.get_actor("persona-factory-worker-0")
+    os.kill(ray.get(victim.pid.remote()), signal.SIGKILL)
+    calls_at_kill = scripted_server.chat_calls
+    runner.join(timeout=300)
+    assert not runner.is_alive()
+    assert "error" not in outcome, outcome.get("error")
+
+    result = outcome["result"]
+    assert result.manifest["execution"]["worker_restarts"] == 1
+    assert scripted_server.chat_calls > calls_at_kill
+    rows = datasets.load_dataset(str(tmp_path / "out"))
+    ids = [row for split in rows.values() for row in split["id"]]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == dialogues
+    assert result.stats.generated == dialogues
+    # every dialogue was written: no row is an empty placeholder of a lost chunk
+    assert all(row for split in rows.values() for row in split["raw_generation"])

@@ -28,7 +28,7 @@ class BagOfWords:
 @pytest.fixture
 def runner() -> Iterator[JsonTaskRunner]:
     with ScriptedOpenAIServer(PersonaScript()) as server:
-        spec = EndpointSpec(base_url=server.base_url, model="scripted-model", kind="scripted", max_retries=0)
+        spec = EndpointSpec(base_urls=(server.base_url,), model="scripted-model", kind="scripted", max_retries=0)
         with JsonTaskRunner(spec, None) as task_runner:
             yield task_runner
 

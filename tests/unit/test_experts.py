@@ -37,7 +37,7 @@ GOOD = dialogue("Another night shift at the hospital ward.", "I was up early to 
 @pytest.fixture(scope="module")
 def context() -> Iterator[JudgeContext]:
     with ScriptedOpenAIServer(DialogueScript()) as server:
-        spec = EndpointSpec(base_url=server.base_url, model="scripted-model", kind="scripted", max_retries=0)
+        spec = EndpointSpec(base_urls=(server.base_url,), model="scripted-model", kind="scripted", max_retries=0)
         with JsonTaskRunner(spec, None) as runner:
             yield JudgeContext(runner.client, spec, GenerationConfig(min_turns=2, max_turns=20)), runner  # type: ignore[misc]
 

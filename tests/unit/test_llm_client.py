@@ -12,7 +12,7 @@ from factory.testing import ScriptedOpenAIServer, ScriptedReply
 
 
 def spec_for(base_url: str, retries: int = 3) -> EndpointSpec:
-    return EndpointSpec(base_url=base_url, model="scripted-model", max_retries=retries, backoff_base=0.01, backoff_max=0.05)
+    return EndpointSpec(base_urls=(base_url,), model="scripted-model", max_retries=retries, backoff_base=0.01, backoff_max=0.05)
 
 
 async def one_call(spec: EndpointSpec) -> tuple[str, int]:

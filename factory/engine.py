@@ -1,0 +1,326 @@
+"""The Generator-Critic engine: every dialogue is one coroutine from prompt to verdicts, and the
+endpoint is kept busy across dialogue boundaries.
+
+    write (SPC, one call per candidate) -> the experts of the cascade, in order
+    -> once all of a cast's candidates are done: best-of-N quality
+
+A *chunk* is a few whole casts. Chunks are the unit of work a worker takes and of the journal:
+a finished chunk is written down at once, so a resumed run skips it. Many chunks are in flight
+at a time, so a slow dialogue never holds the endpoint idle; how many requests actually reach the
+endpoint is the client's adaptive limit, not the number of chunks.
+
+Two runners share this code: :class:`LocalRunner` on the caller's event loop (one process), and
+:class:`RayRunner`, whose workers are async Ray actors spread over the cluster. A worker that
+dies (its process killed, its node lost) is replaced and its chunks are given to the new one;
+nothing it had not reported is in the journal, so nothing is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from factory.config import CriticsConfig, GenerationConfig
+from factory.critics.base import JudgeContext, blocked_by, hard_gates, passed_so_far
+from factory.critics.quality import select_best
+from factory.critics.experts import JUDGES
+from factory.errors import PipelineError
+from factory.failpoints import failpoint
+from factory.generation.parse import parse_dialogue
+from factory.llm.client import ChatClient, EndpointSpec, LLMCallError
+from factory.records import DialogueRecord, StepPlacement, Verdict
+
+# One planned dialogue: the empty record and the generator prompt.
+PlannedRow = tuple[DialogueRecord, list[dict[str, str]]]
+Chunk = list[PlannedRow]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What a worker needs besides its chunks: picklable, and free of secrets."""
+
+    endpoint: EndpointSpec
+    generation: GenerationConfig
+    critics: CriticsConfig
+
+
+def where_am_i() -> tuple[str, str]:
+    """(Ray node id or ``local``, hostname), for the run manifest."""
+    ray = sys.modules.get("ray")  # a run without Ray never imports it
+    node_id = ray.get_runtime_context().get_node_id() if ray is not None and ray.is_initialized() else "local"
+    return node_id, socket.gethostname()
+
+
+async def write_dialogue(record: DialogueRecord, messages: list[dict[str, str]], client: ChatClient, generation: GenerationConfig) -> None:
+    """The generator's call and the parse; a failed call is a failed ``format`` verdict."""
+    try:
+        result = await client.chat(
+            messages, temperature=generation.temperature, max_tokens=generation.max_tokens, seed=record.generation.seed
+        )
+    except LLMCallError as exc:
+        record.verdicts.append(Verdict(critic="format", passed=False, score=0.0, reason=f"generation failed: {exc}"))
+        return
+    record.raw_generation = result.text
+    record.generation.usage = result.usage
+    parsed = parse_dialogue(result.text, record.speakers, result.finish_reason)
+    record.turns = parsed.turns
+    record.verdicts.append(parsed.verdict)
+
+
+async def judge(record: DialogueRecord, critics: CriticsConfig, context: JudgeContext) -> None:
+    """The experts of the cascade in order; a dialogue that failed a hard gate costs the rest nothing."""
+    gates = hard_gates(critics)
+    for name, config in critics.cascade():
+        if blocked_by(record, gates) is None:
+            record.verdicts.append(await JUDGES[name](record, config, context))
+
+
+class ChunkProcessor:
+    """Runs chunks on one event loop with one client (so one adaptive limit per base URL)."""
+
+    def __init__(self, settings: EngineSettings, api_key: str | None) -> None:
+        self.settings = settings
+        self.client = ChatClient(settings.endpoint, api_key)
+        self.context = JudgeContext(self.client, settings.endpoint, settings.generation)
+        self.placement = where_am_i()
+
+    async def _one(self, row: PlannedRow) -> DialogueRecord:
+        record = row[0]  # planned for this one dialogue; a Ray worker gets its own copy
+        await write_dialogue(record, row[1], self.client, self.settings.generation)
+        failpoint("judging")
+        await judge(record, self.settings.critics, self.context)
+        node_id, hostname = self.placement
+        stages = ["generate", *(name for name, _ in self.settings.critics.cascade())]
+        record.generation.placements.extend(StepPlacement(step=stage, node_id=node_id, hostname=hostname) for stage in stages)
+        return record
+
+    async def process(self, chunk: Chunk) -> list[DialogueRecord]:
+        records = await asyncio.gather(*(self._one(row) for row in chunk))
+        generation, critics = self.settings.generation, self.settings.critics
+        if critics.quality.enabled and generation.candidates > 1:
+            by_cast: dict[str, list[DialogueRecord]] = {}
+            for record in sorted(records, key=lambda r: r.id):
+                if passed_so_far(record):
+                    by_cast.setdefault(record.generation.cast_id, []).append(record)
+            await asyncio.gather(*(select_best(group, critics.quality, self.context) for group in by_cast.values()))
+        return list(records)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+@dataclass
+class RunnerReport:
+    chunks: int = 0
+    dialogues: int = 0
+    worker_restarts: int = 0
+    seconds: float = 0.0
+    endpoints: dict[str, dict[str, Any]] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "chunks": self.chunks, "dialogues": self.dialogues, "worker_restarts": self.worker_restarts,
+            "seconds": round(self.seconds, 2), "endpoints": self.endpoints or {},
+        }
+
+
+def chunks_in_flight(settings: EngineSettings, workers: int) -> int:
+    """Enough chunks per worker that its adaptive limit, at its maximum, never runs dry."""
+    per_worker = settings.endpoint.max_concurrency * len(settings.endpoint.base_urls) / max(1, workers)
+    return max(2, -(-2 * int(per_worker) // settings.generation.chunk_size))
+
+
+Done = Callable[[list[DialogueRecord]], None]
+
+
+class LocalRunner:
+    """Chunks on an event loop of this process."""
+
+    def __init__(self, settings: EngineSettings, api_key: str | None) -> None:
+        self.settings = settings
+        self.api_key = api_key
+
+    def run(self, chunks: Iterable[Chunk], done: Done, progress: Callable[[int], None] | None = None) -> RunnerReport:
+        return asyncio.run(self._run(iter(chunks), done, progress))
+
+    async def _run(self, chunks: Iterator[Chunk], done: Done, progress: Callable[[int], None] | None) -> RunnerReport:
+        report = RunnerReport()
+        started = time.monotonic()
+        processor = ChunkProcessor(self.settings, self.api_key)
+        window = chunks_in_flight(self.settings, 1)
+        pending: set[asyncio.Task[list[DialogueRecord]]] = set()
+        try:
+            exhausted = False
+            while pending or not exhausted:
+                while not exhausted and len(pending) < window:
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        exhausted = True
+                    else:
+                        pending.add(asyncio.create_task(processor.process(chunk)))
+                if not pending:
+                    break
+                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    records = task.result()
+                    done(records)
+                    report.chunks += 1
+                    report.dialogues += len(records)
+                    if progress:
+                        progress(len(records))
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            report.endpoints = processor.client.report()
+            await processor.aclose()
+        report.seconds = time.monotonic() - started
+        return report
+
+
+def _worker_class() -> Any:
+    import ray
+
+    @ray.remote(max_restarts=0)
+    class EngineWorker:
+        """An async actor: its chunks run concurrently on the actor's event loop."""
+
+        def __init__(self, settings: EngineSettings) -> None:
+            self.settings = settings
+            self.processor: ChunkProcessor | None = None
+
+        async def process(self, chunk: Chunk) -> list[str]:
+            if self.processor is None:
+                self.processor = ChunkProcessor(self.settings, os.environ.get("OPENAI_API_KEY"))
+            return [record.model_dump_json() for record in await self.processor.process(chunk)]
+
+        async def report(self) -> dict[str, Any]:
+            return self.processor.client.report() if self.processor else {}
+
+        def pid(self) -> int:
+            return os.getpid()
+
+    return EngineWorker
+
+
+def split_limits(endpoint: EndpointSpec, workers: int) -> EndpointSpec:
+    """Each worker gets its share of the concurrency bounds: the endpoint sees the recipe's total."""
+    share = max(1, -(-endpoint.max_concurrency // workers))
+    return endpoint.model_copy(
+        update={
+            "max_concurrency": share,
+            "min_concurrency": min(endpoint.min_concurrency, share),
+            "initial_concurrency": max(1, min(share, -(-endpoint.initial_concurrency // workers))),
+        }
+    )
+
+
+class RayRunner:
+    """Chunks on ``workers`` async Ray actors, spread over the cluster's nodes."""
+
+    WORKER_NAME = "persona-factory-worker"
+
+    def __init__(self, settings: EngineSettings, workers: int, cpus_per_worker: float | None, max_restarts: int | None = None) -> None:
+        self.settings = EngineSettings(split_limits(settings.endpoint, workers), settings.generation, settings.critics)
+        self.workers = workers
+        self.cpus_per_worker = cpus_per_worker
+        self.max_restarts = 3 * workers if max_restarts is None else max_restarts
+
+    def _start_worker(self, index: int) -> Any:
+        options: dict[str, Any] = {"scheduling_strategy": "SPREAD", "name": f"{self.WORKER_NAME}-{index}"}
+        if self.cpus_per_worker is not None:
+            options["num_cpus"] = self.cpus_per_worker
+        return _worker_class().options(**options).remote(self.settings)
+
+    def run(self, chunks: Iterable[Chunk], done: Done, progress: Callable[[int], None] | None = None) -> RunnerReport:
+        import ray
+        from ray.exceptions import RayActorError
+
+        report = RunnerReport()
+        started = time.monotonic()
+        chunks = iter(chunks)
+        window = chunks_in_flight(self.settings, 1)  # settings are already one worker's share
+        workers = {index: self._start_worker(index) for index in range(self.workers)}
+        next_index = self.workers
+        pending: dict[Any, tuple[int, Chunk]] = {}
+        retry: list[Chunk] = []
+        load = dict.fromkeys(workers, 0)
+
+        def submit(slot: int, chunk: Chunk) -> None:
+            pending[workers[slot].process.remote(chunk)] = (slot, chunk)
+            load[slot] += 1
+
+        try:
+            exhausted = False
+            while True:
+                # one chunk per worker at a time, so that every worker gets work even in a short run
+                while retry or not exhausted:
+                    open_slots = [slot for slot in workers if load[slot] < window]
+                    if not open_slots:
+                        break
+                    for slot in open_slots:
+                        chunk = retry.pop() if retry else next(chunks, None)
+                        if chunk is None:
+                            exhausted = True
+                            break
+                        submit(slot, chunk)
+                if not pending:
+                    break
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                ref = ready[0]
+                slot, chunk = pending.pop(ref)
+                if slot in load:  # not a worker already replaced
+                    load[slot] -= 1
+                try:
+                    records = [DialogueRecord.model_validate_json(text) for text in ray.get(ref)]
+                except RayActorError:
+                    # The worker is gone; its unfinished chunks come back here one by one.
+                    retry.append(chunk)
+                    if slot in workers and not _alive(workers[slot]):
+                        report.worker_restarts += 1
+                        if report.worker_restarts > self.max_restarts:
+                            raise PipelineError(
+                                f"{report.worker_restarts} workers died; giving up (the run can be resumed with --resume)"
+                            ) from None
+                        del workers[slot], load[slot]
+                        workers[next_index] = self._start_worker(next_index)
+                        load[next_index] = 0
+                        next_index += 1
+                    continue
+                done(records)
+                report.chunks += 1
+                report.dialogues += len(records)
+                if progress:
+                    progress(len(records))
+            report.endpoints = _merge_reports([ray.get(worker.report.remote()) for worker in workers.values()])
+        finally:
+            for worker in workers.values():
+                ray.kill(worker)
+        report.seconds = time.monotonic() - started
+        return report
+
+
+def _alive(worker: Any) -> bool:
+    import ray
+
+    try:
+        ray.get(worker.pid.remote(), timeout=30)
+        return True
+    except Exception:  # noqa: BLE001 - any failure to answer means the actor is gone
+        return False
+
+
+def _merge_reports(reports: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        for url, numbers in report.items():
+            into = merged.setdefault(url, {})
+            for key, value in numbers.items():
+                into[key] = into.get(key, 0) + value
+    return merged

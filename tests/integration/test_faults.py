@@ -1,0 +1,84 @@
+"""Runs complete through endpoint faults, with every affected row accounted for: 500s for a
+while, dropped connections, timeouts, and one prompt too long for the model (only its row is
+rejected, with the reason). A Ray worker killed midway is in test_ray_cluster."""
+
+from __future__ import annotations
+
+import datasets
+import pytest
+
+from factory.config import apply_overrides, load_recipe
+from factory.personas import plan
+from factory.pipeline import plan_rows
+from factory.llm.endpoint import endpoint_spec
+from factory.run import run_recipe
+from factory.testing import HANG, RESET
+from tests.recipes import small_recipe, write_recipe
+
+DIALOGUES = 10
+
+
+def run_with(tmp_path, server, **overrides):
+    settings = {"max_retries": 6, "backoff_base": 0.02, "backoff_max": 0.2, "eject_seconds": 0.05, "max_concurrency": 4}
+    recipe_dict = small_recipe(dialogues=DIALOGUES, ray={"enabled": False}, **overrides)
+    recipe_dict["llm"] = {**recipe_dict["llm"], **settings, **overrides.get("llm", {})}
+    recipe = apply_overrides(load_recipe(write_recipe(tmp_path, recipe_dict)), base_url=server.base_url)
+    return recipe, run_recipe(recipe, tmp_path / "out", show_progress=False)
+
+
+def all_rows(tmp_path):
+    return [row for split in datasets.load_dataset(str(tmp_path / "out")).values() for row in split]
+
+
+def failures_of(result) -> int:
+    return sum(numbers["failures"] for numbers in result.manifest["execution"]["endpoints"].values())
+
+
+@pytest.mark.parametrize("fault", [503, 500, RESET], ids=["503", "500", "reset"])
+def test_a_run_rides_out_server_errors_and_dropped_connections(tmp_path, scripted_server, fault):
+    scripted_server.fail_next(*[fault] * 8)
+    _, result = run_with(tmp_path, scripted_server)
+    rows = all_rows(tmp_path)
+    assert scripted_server.faults_served == 8
+    assert failures_of(result) == 8  # every fault was seen, and retried
+    assert len(rows) == DIALOGUES
+    assert not [row["id"] for row in rows if any("generation failed" in v["reason"] for v in row["verdicts"])]
+    assert all(row["raw_generation"] for row in rows)  # every generator reply arrived
+
+
+def test_a_run_rides_out_requests_that_time_out(tmp_path, scripted_server):
+    scripted_server.hang_seconds = 2.0
+    scripted_server.fail_next(HANG, HANG, HANG)
+    _, result = run_with(tmp_path, scripted_server, llm={"timeout": 0.5})
+    rows = all_rows(tmp_path)
+    assert failures_of(result) == 3
+    assert len(rows) == DIALOGUES and all(row["raw_generation"] for row in rows)
+
+
+def test_a_prompt_too_long_for_the_model_rejects_only_its_row(tmp_path, scripted_server):
+    # the generator prompts of this recipe, measured the way the server counts: the longest are too long
+    recipe_dict = small_recipe(dialogues=DIALOGUES, ray={"enabled": False}, critics={"faithfulness": {"enabled": False}})
+    recipe = load_recipe(write_recipe(tmp_path, recipe_dict, "probe.yaml"))
+    spec = endpoint_spec(recipe.llm, scripted_server.base_url, scripted_server.model, "scripted")
+    lengths = {
+        record.id: sum(len(message["content"].split()) for message in messages)
+        for record, messages in plan_rows(recipe, plan(recipe).casts, spec)
+    }
+    limit = max(lengths.values()) - 1
+    too_long = {dialogue for dialogue, words in lengths.items() if words > limit}
+    assert 0 < len(too_long) < DIALOGUES
+    scripted_server.context_words = limit
+
+    _, result = run_with(tmp_path, scripted_server, critics={"faithfulness": {"enabled": False}})
+    rows = {row["id"]: row for row in all_rows(tmp_path)}
+    assert len(rows) == DIALOGUES
+    failed_generation = {
+        dialogue for dialogue, row in rows.items()
+        if any(v["critic"] == "format" and "maximum context length" in v["reason"] for v in row["verdicts"])
+    }
+    assert failed_generation == too_long
+    assert all(not row["accepted"] for dialogue, row in rows.items() if dialogue in too_long)
+    assert all(row["raw_generation"] for dialogue, row in rows.items() if dialogue not in too_long)
+    # a refused request is not retried, and says nothing of the endpoint's health
+    assert scripted_server.chat_calls == DIALOGUES
+    assert failures_of(result) == 0
