@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from factory.config import CriticsConfig, GenerationConfig
@@ -33,6 +33,7 @@ from factory.critics.experts import JUDGES
 from factory.errors import PipelineError
 from factory.failpoints import failpoint
 from factory.generation.parse import parse_dialogue
+from factory.generation.role_play import Agents, role_play
 from factory.llm.client import ChatClient, EndpointSpec, LLMCallError
 from factory.records import DialogueRecord, StepPlacement, Verdict
 
@@ -48,6 +49,8 @@ class EngineSettings:
     endpoint: EndpointSpec
     generation: GenerationConfig
     critics: CriticsConfig
+    # role-play speakers with their own model or endpoint, by role or position (speaker1, ...)
+    agents: dict[str, EndpointSpec] = field(default_factory=dict)
 
 
 def where_am_i() -> tuple[str, str]:
@@ -87,12 +90,39 @@ class ChunkProcessor:
     def __init__(self, settings: EngineSettings, api_key: str | None) -> None:
         self.settings = settings
         self.client = ChatClient(settings.endpoint, api_key)
+        self.agent_clients = {key: ChatClient(spec, api_key) for key, spec in settings.agents.items()}
         self.context = JudgeContext(self.client, settings.endpoint, settings.generation)
         self.placement = where_am_i()
 
+    def _agents(self, record: DialogueRecord) -> Agents:
+        role_play = self.settings.generation.role_play
+
+        def key_for(index: int) -> str:
+            role = record.roles[index] if index < len(record.roles) else None
+            return role if role in role_play.agents else f"speaker{index + 1}"
+
+        keys = [key_for(index) for index in range(len(record.speakers))]
+        default_temperature = self.settings.generation.temperature
+        return Agents(
+            for_speaker=[self.agent_clients.get(key, self.client) for key in keys],
+            temperatures=[
+                (role_play.agents[key].temperature if key in role_play.agents else None) or default_temperature
+                for key in keys
+            ],
+            judge=self.client,
+            structured=self.settings.endpoint.response_format,
+        )
+
     async def _one(self, row: PlannedRow) -> DialogueRecord:
         record = row[0]  # planned for this one dialogue; a Ray worker gets its own copy
-        await write_dialogue(record, row[1], self.client, self.settings.generation)
+        generation = self.settings.generation
+        if record.generation.mode == "role_play":
+            await role_play(
+                record, generation.role_play, self._agents(record), min_turns=generation.min_turns,
+                max_turns=generation.max_turns,
+            )
+        else:
+            await write_dialogue(record, row[1], self.client, generation)
         failpoint("judging")
         await judge(record, self.settings.critics, self.context)
         node_id, hostname = self.placement
@@ -111,8 +141,15 @@ class ChunkProcessor:
             await asyncio.gather(*(select_best(group, critics.quality, self.context) for group in by_cast.values()))
         return list(records)
 
+    def report(self) -> dict[str, dict[str, Any]]:
+        merged = self.client.report()
+        for client in self.agent_clients.values():
+            merged.update(client.report())
+        return merged
+
     async def aclose(self) -> None:
-        await self.client.aclose()
+        for client in (self.client, *self.agent_clients.values()):
+            await client.aclose()
 
 
 @dataclass
@@ -167,6 +204,9 @@ class LocalRunner:
                 if not pending:
                     break
                 finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                failed = [task.exception() for task in finished if task.exception() is not None]
+                if failed:
+                    raise failed[0]
                 for task in finished:
                     records = task.result()
                     done(records)
@@ -178,7 +218,7 @@ class LocalRunner:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            report.endpoints = processor.client.report()
+            report.endpoints = processor.report()
             await processor.aclose()
         report.seconds = time.monotonic() - started
         return report
@@ -201,7 +241,7 @@ def _worker_class() -> Any:
             return [record.model_dump_json() for record in await self.processor.process(chunk)]
 
         async def report(self) -> dict[str, Any]:
-            return self.processor.client.report() if self.processor else {}
+            return self.processor.report() if self.processor else {}
 
         def pid(self) -> int:
             return os.getpid()
@@ -227,7 +267,10 @@ class RayRunner:
     WORKER_NAME = "persona-factory-worker"
 
     def __init__(self, settings: EngineSettings, workers: int, cpus_per_worker: float | None, max_restarts: int | None = None) -> None:
-        self.settings = EngineSettings(split_limits(settings.endpoint, workers), settings.generation, settings.critics)
+        self.settings = EngineSettings(
+            split_limits(settings.endpoint, workers), settings.generation, settings.critics,
+            {key: split_limits(spec, workers) for key, spec in settings.agents.items()},
+        )
         self.workers = workers
         self.cpus_per_worker = cpus_per_worker
         self.max_restarts = 3 * workers if max_restarts is None else max_restarts

@@ -32,15 +32,21 @@ def plan_rows(
     spec: EndpointSpec,
     iteration: int = 0,
     fed_back: list[FewShotExample] | None = None,
+    mode_of: Callable[[Cast], str] | None = None,
 ) -> list[tuple[DialogueRecord, list[dict[str, str]]]]:
-    """One planned row per candidate dialogue: the empty record and the generator prompt.
-    Few-shot examples come from the SPC data, or, from the second round on, from ``fed_back``:
-    the best accepted dialogues of the rounds before."""
+    """One planned row per candidate dialogue: the empty record and the generator prompt (none
+    for a role-play, whose agents' prompts are built turn by turn). Few-shot examples come from
+    the SPC data, or, from the second round on, from ``fed_back``: the best accepted dialogues of
+    the rounds before."""
     generation = recipe.generation
     few_shot_path = recipe.resolve_path(generation.few_shot_path)
+    mode_of = mode_of or modes_of(recipe, casts)
     rows = []
     for cast in casts:
         rng = random.Random(cast.seed)
+        if mode_of(cast) == "role_play":
+            rows.extend(_role_play_rows(recipe, cast, spec, iteration, rng))
+            continue
         if fed_back:
             examples = rng.sample(fed_back, min(generation.few_shot, len(fed_back)))
         else:
@@ -70,6 +76,40 @@ def plan_rows(
     return rows
 
 
+def _role_play_rows(
+    recipe: Recipe, cast: Cast, spec: EndpointSpec, iteration: int, rng: random.Random
+) -> list[tuple[DialogueRecord, list[dict[str, str]]]]:
+    generation, role_play = recipe.generation, recipe.generation.role_play
+    scenario = rng.choice(role_play.scenarios) if role_play.scenarios else ""
+    return [
+        (
+            DialogueRecord(
+                id=candidate_id(cast, candidate, generation.candidates),
+                recipe=recipe.name,
+                speakers=list(cast.speakers),
+                roles=list(cast.roles),
+                turns=[],
+                generation=GenerationMeta(
+                    model=spec.model, endpoint_kind=spec.kind, prompt_hash="", seed=cast.seed + candidate,
+                    iteration=iteration, cast_id=cast.dialogue_id, candidate=candidate, mode="role_play",
+                    scenario=scenario,
+                ),
+            ),
+            [],
+        )
+        for candidate in range(generation.candidates)
+    ]
+
+
+def modes_of(recipe: Recipe, casts: list[Cast]) -> Callable[[Cast], str]:
+    """Which mode writes each cast: the recipe's, or, with ``both``, every other cast of the plan."""
+    mode = recipe.generation.mode
+    if mode != "both":
+        return lambda cast: mode
+    by_id = {cast.dialogue_id: ("spc", "role_play")[index % 2] for index, cast in enumerate(casts)}
+    return lambda cast: by_id[cast.dialogue_id]
+
+
 def candidate_id(cast: Cast, candidate: int, candidates: int) -> str:
     return cast.dialogue_id if candidates == 1 else f"{cast.dialogue_id}-c{candidate}"
 
@@ -80,14 +120,15 @@ def round_shares(casts: list[Cast], rounds: int) -> list[list[Cast]]:
 
 
 def chunks_of(
-    recipe: Recipe, casts: list[Cast], spec: EndpointSpec, iteration: int, fed_back: list[FewShotExample], done: set[str]
+    recipe: Recipe, casts: list[Cast], spec: EndpointSpec, iteration: int, fed_back: list[FewShotExample], done: set[str],
+    mode_of: Callable[[Cast], str],
 ) -> Iterator[Chunk]:
     """Whole casts, ``chunk_size`` dialogues or so at a time, leaving out casts already in the journal."""
     candidates = recipe.generation.candidates
     per_chunk = max(1, recipe.generation.chunk_size // candidates)
     todo = [cast for cast in casts if candidate_id(cast, 0, candidates) not in done]
     for start in range(0, len(todo), per_chunk):
-        yield plan_rows(recipe, todo[start : start + per_chunk], spec, iteration, fed_back or None)
+        yield plan_rows(recipe, todo[start : start + per_chunk], spec, iteration, fed_back or None, mode_of)
 
 
 @dataclass
@@ -149,11 +190,13 @@ def execute(
     on_ray: bool,
     api_key: str | None = None,
     progress: Callable[[int], None] | None = None,
+    agents: dict[str, EndpointSpec] | None = None,
 ) -> Execution:
     """Every round: plan the chunks of its casts not yet in the journal, run them, write each
     finished chunk to the journal; then feed the round's best accepted dialogues to the next."""
     generation = recipe.generation
-    settings = EngineSettings(spec, generation, recipe.critics)
+    settings = EngineSettings(spec, generation, recipe.critics, agents or {})
+    mode_of = modes_of(recipe, casts)
     runner: LocalRunner | RayRunner
     if on_ray:
         runner = RayRunner(settings, recipe.ray.workers, recipe.ray.cpus_per_worker)
@@ -179,7 +222,7 @@ def execute(
             for record in records:
                 summary.add(record)
 
-        reports.append(runner.run(chunks_of(recipe, share, spec, iteration, fed_back, done), finished, progress))
+        reports.append(runner.run(chunks_of(recipe, share, spec, iteration, fed_back, done, mode_of), finished, progress))
         if summary.accepted and generation.few_shot:
             fed_back = [FewShotExample.from_record(r, generation.max_turns) for r in summary.best()]
     return Execution(rounds=[summary.as_dict() for summary in summaries], report=_combine(reports))

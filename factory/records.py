@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 PersonaKind = Literal["mbti", "big_five", "statements", "implicit"]
 BIG_FIVE_TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
@@ -78,6 +78,10 @@ class PersonaProfile(_Record):
 class Turn(_Record):
     speaker: str = Field(description="The id of the speaking persona (one of the record's speakers).")
     text: str
+    memory: str | None = Field(
+        default=None, description="Role-play: the profile aspect put in front of the agent before this turn, if any."
+    )
+    closing: bool = Field(default=False, description="Role-play: a turn that closes the conversation after a stop rule.")
 
 
 class Verdict(_Record):
@@ -122,6 +126,13 @@ class GenerationMeta(_Record):
     usage: TokenUsage = Field(default_factory=TokenUsage)
     few_shot_ids: list[str] = Field(default_factory=list)
     placements: list[StepPlacement] = Field(default_factory=list)
+    mode: Literal["spc", "role_play"] = Field(
+        default="spc", description="spc: written in one call; role_play: one agent per speaker, one call per turn."
+    )
+    scenario: str = Field(default="", description="Role-play: the situation the dialogue opened with.")
+    ended_by: str = Field(
+        default="", description="Role-play: why it ended: max_turns, sentiment or goal (closing turns followed the last two)."
+    )
 
 
 class DialogueRecord(_Record):
@@ -145,9 +156,24 @@ class DialogueRecord(_Record):
         return speaker_id
 
 
+class ChatMessage(_Record):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatExample(_Record):
+    """An accepted role-play dialogue as chat fine-tuning data, in the OpenAI messages format,
+    with the persona's agent prompt as the system message."""
+
+    id: str = Field(description="The dialogue's id in the default config.")
+    persona: str = Field(description="The id of the persona whose prompt is the system message.")
+    messages: list[ChatMessage]
+
+
 PUBLISHED_MODELS: dict[str, type[BaseModel]] = {
     "persona_profile": PersonaProfile,
     "dialogue_record": DialogueRecord,
+    "chat_example": ChatExample,
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import yaml
+from pydantic import BaseModel
 
 from factory.changelog import changelog
 from factory.config import Recipe, environment_overrides
@@ -30,11 +31,12 @@ from factory.dataset.stats import RunStats, StatsAccumulator
 from factory.distributed import ray_session
 from factory.errors import OutputError, PipelineError, RecipeError
 from factory.failpoints import failpoint
+from factory.generation.role_play import chat_example
 from factory.journal import RunJournal
-from factory.llm.endpoint import endpoint_provenance, open_endpoint, package_versions
+from factory.llm.endpoint import agent_endpoints, endpoint_provenance, open_endpoint, package_versions
 from factory.personas import plan
 from factory.pipeline import execute, planned_dialogues, prompt_preview
-from factory.records import SCHEMA_VERSION, DialogueRecord
+from factory.records import SCHEMA_VERSION, ChatExample, DialogueRecord
 from factory.review import ReviewState, pick_samples, write_state
 
 ROWS_PER_SHARD = 20_000
@@ -63,21 +65,25 @@ def write_version(
     review_seed: int = 0,
     review_samples: int = 0,
     finish: Callable[[DialogueRecord], None] = lambda record: None,
+    chat_example: Callable[[DialogueRecord], ChatExample] | None = None,
 ) -> RunStats:
     """Data shards, card (with the changelog against ``released`` = (version, manifest, recipe
     text) and a review section), recipe and manifest of one version, into ``staging``.
 
     ``batches()`` yields the run's records a batch at a time (it is read twice: once to count the
     splits, once to write them), and ``finish`` settles each record (the last verdicts,
-    ``accepted``) as it passes; nothing holds the whole run.
+    ``accepted``) as it passes; nothing holds the whole run. Accepted role-play dialogues are also
+    written as ``chat_example`` rows, the ``messages`` config.
     """
     data_dir = staging / "data"
     data_dir.mkdir()
     counts = {"accepted": 0, "rejected": 0}
+    chat_rows = 0
     for batch in batches():
         for record in batch:
             finish(record)
             counts["accepted" if record.accepted else "rejected"] += 1
+            chat_rows += bool(chat_example and record.accepted and record.generation.mode == "role_play")
     # An empty parquet file breaks `datasets` (zero-sized batches), so an empty split has no file
     # and is left out of the card's configs.
     shards = {split: -(-rows // ROWS_PER_SHARD) for split, rows in counts.items()}
@@ -85,6 +91,8 @@ def write_version(
     writers: dict[str, ShardWriter] = {
         split: ShardWriter(data_dir, split, shards[split], files[split]) for split in counts
     }
+    chat_files: list[str] = []
+    chat_writer = ShardWriter(data_dir, "messages", -(-chat_rows // ROWS_PER_SHARD), chat_files, ChatExample)
     accumulator = StatsAccumulator()
     samples: dict[str, list[DialogueRecord]] = {"accepted": [], "rejected": []}
     ids: dict[str, list[str]] = {"accepted": [], "rejected": []}
@@ -96,18 +104,25 @@ def write_version(
         for record in batch:
             split = "accepted" if record.accepted else "rejected"
             writers[split].add(record)
+            if chat_example and record.accepted and record.generation.mode == "role_play":
+                chat_writer.add(chat_example(record))
             ids[split].append(record.id)
             samples[split] = sorted([*samples[split], record], key=lambda r: r.id)[: shown[split]]
-    for writer in writers.values():
+    for writer in (*writers.values(), chat_writer):
         writer.close()
     failpoint("writing")
     stats = accumulator.result()
     manifest["splits"] = {split: {"rows": counts[split], "files": files[split]} for split in counts}
+    if chat_rows:
+        manifest["configs"] = {"messages": {"rows": chat_rows, "files": chat_files}}
     manifest["stats"] = stats.as_dict()
     if released is not None:
         context.changelog = manifest["changelog"] = changelog(*released, manifest["stats"], recipe_text)
     (staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
-    info = dataset_info(staging, files, counts)
+    info: dict | list[dict] = dataset_info(staging, files, counts)
+    if chat_rows:
+        context.chat_config = True
+        info = [info, dataset_info(staging, {"train": chat_files}, {"train": chat_rows}, config_name="messages")]
     card = str(render_card(context, stats, [*samples["accepted"], *samples["rejected"]], splits=[s for s in counts if files[s]], info=info))
     picked = pick_samples(ids, review_seed, {"accepted": review_samples, "rejected": -(-review_samples // 2)})
     (staging / "README.md").write_text(write_state(card, ReviewState(samples=picked, seed=review_seed)), encoding="utf-8")
@@ -118,13 +133,15 @@ def write_version(
 class ShardWriter:
     """One split's parquet shards, ``ROWS_PER_SHARD`` rows each, written row group by row group."""
 
-    def __init__(self, data_dir: Path, split: str, shards: int, names: list[str]) -> None:
-        self.data_dir, self.split, self.shards, self.names = data_dir, split, shards, names
-        self._buffer: list[DialogueRecord] = []
+    def __init__(
+        self, data_dir: Path, split: str, shards: int, names: list[str], model: type[BaseModel] = DialogueRecord
+    ) -> None:
+        self.data_dir, self.split, self.shards, self.names, self.model = data_dir, split, shards, names, model
+        self._buffer: list[BaseModel] = []
         self._writer: pq.ParquetWriter | None = None
         self._in_shard = 0
 
-    def add(self, record: DialogueRecord) -> None:
+    def add(self, record: BaseModel) -> None:
         self._buffer.append(record)
         if len(self._buffer) >= 1000 or self._in_shard + len(self._buffer) >= ROWS_PER_SHARD:
             self._flush()
@@ -135,8 +152,8 @@ class ShardWriter:
         if self._writer is None:
             name = f"{self.split}-{len(self.names):05d}-of-{self.shards:05d}.parquet"
             self.names.append(f"data/{name}")
-            self._writer = pq.ParquetWriter(self.data_dir / name, arrow_schema(DialogueRecord))
-        self._writer.write_table(records_to_table(DialogueRecord, self._buffer))
+            self._writer = pq.ParquetWriter(self.data_dir / name, arrow_schema(self.model))
+        self._writer.write_table(records_to_table(self.model, self._buffer))
         self._in_shard += len(self._buffer)
         self._buffer = []
         if self._in_shard >= ROWS_PER_SHARD:
@@ -195,6 +212,7 @@ def run_recipe(
 
     with open_endpoint(recipe.llm) as spec:
         prompt_preview(recipe, casts, spec)  # few-shot examples and prompts are checked before the folder is touched
+        agents = agent_endpoints(recipe, spec, api_key)
         folder.prepare()
         with folder.locked():
             interrupted = InterruptedRun(folder.state / "run")
@@ -204,10 +222,15 @@ def run_recipe(
             try:
                 if recipe.ray.enabled:
                     with ray_session(recipe.ray.address, api_key) as ray_where:
-                        execution = execute(recipe, casts, spec, journal, on_ray=True, progress=bar.update if bar else None)
+                        execution = execute(
+                            recipe, casts, spec, journal, on_ray=True, progress=bar.update if bar else None, agents=agents
+                        )
                 else:
                     ray_where = None
-                    execution = execute(recipe, casts, spec, journal, on_ray=False, api_key=api_key, progress=bar.update if bar else None)
+                    execution = execute(
+                        recipe, casts, spec, journal, on_ray=False, api_key=api_key, progress=bar.update if bar else None,
+                        agents=agents,
+                    )
             finally:
                 if bar is not None:
                     bar.close()
@@ -231,6 +254,7 @@ def run_recipe(
                 "recipe_hash": recipe.content_hash(),
                 "schema_version": SCHEMA_VERSION,
                 **endpoint_provenance(spec),
+                "agents": {key: endpoint_provenance(agent) for key, agent in agents.items()},
                 "seed": recipe.seed,
                 "persona_banks": cast_plan.banks,
                 "started_at": (interrupted.started_at or started_at).isoformat(),
@@ -267,6 +291,7 @@ def run_recipe(
             stats = write_version(
                 staging, journal.batches, recipe_text=recipe_text, context=context, manifest=manifest, released=released,
                 review_seed=recipe.seed, review_samples=recipe.output.review_samples, finish=finish,
+                chat_example=lambda record: chat_example(record, recipe.generation.role_play),
             )
             interrupted.publishing(version)
             folder.publish(staging, version, f"{version}: {recipe.name}, {stats.accepted} accepted of {stats.generated}")

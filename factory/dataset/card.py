@@ -31,7 +31,7 @@ def size_category(count: int) -> str:
     return "1M<n<10M"
 
 
-def dataset_info(root: Path, files: dict[str, list[str]], rows: dict[str, int]) -> dict:
+def dataset_info(root: Path, files: dict[str, list[str]], rows: dict[str, int], config_name: str = "default") -> dict:
     """Rows and bytes per split of this version, for the card's ``dataset_info``.
 
     Besides telling readers the size, this keys ``datasets``' cache: the cache key of a local
@@ -50,7 +50,7 @@ def dataset_info(root: Path, files: dict[str, list[str]], rows: dict[str, int]) 
             uncompressed += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
         splits.append({"name": split, "num_bytes": uncompressed, "num_examples": rows[split]})
     return {
-        "config_name": "default",
+        "config_name": config_name,
         "splits": splits,
         "download_size": sum((root / name).stat().st_size for names in files.values() for name in names),
         "dataset_size": sum(split["num_bytes"] for split in splits),
@@ -73,10 +73,12 @@ class CardContext:
     critic_report: dict | None = None
     changelog: dict | None = None
     persona_banks: list[dict] = field(default_factory=list)
+    chat_config: bool = False  # accepted role-plays also as chat messages, the `messages` config
 
 
 def factory_card_data(
-    *, license: str, rows: int, tag: str, pretty_name: str, splits: list[str], info: dict, persona_factory: dict
+    *, license: str, rows: int, tag: str, pretty_name: str, splits: list[str], info: dict | list[dict], persona_factory: dict,
+    chat_config: bool = False,
 ) -> DatasetCardData:
     """The Hub metadata every persona-factory card has; ``persona_factory`` holds our own."""
     return DatasetCardData(
@@ -91,14 +93,17 @@ def factory_card_data(
             {
                 "config_name": "default",
                 "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in splits],
-            }
+            },
+            *([{"config_name": "messages", "data_files": [{"split": "train", "path": "data/messages-*.parquet"}]}]
+              if chat_config else []),
         ],
         persona_factory=persona_factory,
     )
 
 
-def card_data(context: CardContext, stats: RunStats, splits: list[str], info: dict) -> DatasetCardData:
+def card_data(context: CardContext, stats: RunStats, splits: list[str], info: dict | list[dict]) -> DatasetCardData:
     return factory_card_data(
+        chat_config=context.chat_config,
         license=context.license,
         rows=stats.generated,
         tag="dialogue",
@@ -125,6 +130,35 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+MODE_NOTES = {
+    "spc": "one call writes the whole conversation (Synthetic-Persona-Chat)",
+    "role_play": "one agent per speaker, one call per turn, persona memory (CharacterChat, PsyPlay, USP)",
+}
+
+
+def modes_section(stats: RunStats, chat_config: bool) -> list[str]:
+    """Which mode made the data of each config, and, when a recipe used both, how they compare."""
+    if not stats.modes:
+        return []
+    made = ", ".join(f"`{m['mode']}` ({MODE_NOTES.get(m['mode'], m['mode'])})" for m in stats.modes)
+    lines = ["## Generation modes", "", f"The `default` config holds every dialogue, made by {made}."]
+    if chat_config:
+        lines.append("The `messages` config holds the accepted `role_play` dialogues as chat messages (OpenAI format, "
+                     "the persona's agent prompt as the system message), for chat fine-tuning.")
+    lines.append("")
+    if len(stats.modes) > 1:
+        lines += [
+            markdown_table(
+                ["mode", "dialogues", "accepted", "acceptance rate"],
+                [[m["mode"], m["dialogues"], m["accepted"], f"{m['acceptance_rate']:.0%}"] for m in stats.modes],
+            ),
+            "",
+        ]
+    if stats.ended_by:
+        lines += ["Why the role-plays ended:", "", markdown_table(["ended by", "dialogues"], [[k, v] for k, v in stats.ended_by.items()]), ""]
+    return lines
 
 
 def rounds_section(rounds: list[dict]) -> list[str]:
@@ -193,7 +227,7 @@ def _render_dialogue(record: DialogueRecord) -> str:
 
 
 def render_card(
-    context: CardContext, stats: RunStats, records: list[DialogueRecord], splits: list[str], info: dict
+    context: CardContext, stats: RunStats, records: list[DialogueRecord], splits: list[str], info: dict | list[dict]
 ) -> DatasetCard:
     critic_rows = [
         [c.critic, c.judged, c.passed, f"{c.pass_rate:.0%}", stats.rejected_by.get(c.critic, 0), c.tokens]
@@ -219,6 +253,7 @@ def render_card(
             [[stats.generated, stats.accepted, stats.rejected, f"{stats.acceptance_rate:.0%}", stats.mean_turns_accepted]],
         ),
         "",
+        *modes_section(stats, context.chat_config),
         "## Critics",
         "",
         "A dialogue is accepted when every critic passes it. `rejected` counts the dialogues each critic failed.",

@@ -40,6 +40,10 @@ class RunStats:
     # are in accepted dialogues; a critic that quietly removes a kind of speaker shows up here
     cells: list[dict] = field(default_factory=list)
     mean_turns_accepted: float = 0.0
+    # per generation mode (spc, role_play): dialogues, accepted, acceptance rate
+    modes: list[dict] = field(default_factory=list)
+    # role-play: why the dialogues ended (max_turns, sentiment, goal)
+    ended_by: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_tokens(self) -> int:
@@ -97,6 +101,8 @@ class StatsAccumulator:
         self.rejected_by: dict[str, int] = {}
         self.kinds: dict[str, int] = {}
         self.cells: dict[tuple[str, str], list[int]] = {}  # (dimension, cell) -> [speakers, accepted]
+        self.modes: dict[str, list[int]] = {}  # mode -> [dialogues, accepted]
+        self.ended_by: dict[str, int] = {}
 
     def add(self, records: list[DialogueRecord]) -> None:
         if not records:
@@ -119,6 +125,12 @@ class StatsAccumulator:
         failed = verdicts.filter(~pl.col("passed")).group_by("critic", maintain_order=True).agg(pl.col("dialogue").n_unique())
         for critic, dialogues in failed.iter_rows():
             self.rejected_by[critic] = self.rejected_by.get(critic, 0) + dialogues
+        for record in records:
+            totals = self.modes.setdefault(record.generation.mode, [0, 0])
+            totals[0] += 1
+            totals[1] += record.accepted
+            if record.generation.ended_by:
+                self.ended_by[record.generation.ended_by] = self.ended_by.get(record.generation.ended_by, 0) + 1
         for persona_kind in (persona.kind for record in records for persona in record.speakers):
             self.kinds[persona_kind] = self.kinds.get(persona_kind, 0) + 1
         cells = _cell_frame(records)
@@ -145,6 +157,11 @@ class StatsAccumulator:
                  "pass_rate": round(passed / speakers, 4)}
                 for (dimension, cell), (speakers, passed) in sorted(self.cells.items())
             ],
+            modes=[
+                {"mode": mode, "dialogues": dialogues, "accepted": passed, "acceptance_rate": round(passed / dialogues, 4)}
+                for mode, (dialogues, passed) in sorted(self.modes.items())
+            ],
+            ended_by=dict(sorted(self.ended_by.items())),
         )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
 
-from factory.config import LLMConfig, environment_overrides
+from factory.config import LLMConfig, Recipe, environment_overrides
 from factory.errors import EndpointError
 from factory.llm.client import EndpointSpec, check_endpoint, public
 
@@ -53,6 +53,26 @@ def open_endpoint(llm: LLMConfig) -> Iterator[EndpointSpec]:
 
     with EmbeddedServer() as server:
         yield endpoint_spec(llm, server.base_url, server.model, "embedded")
+
+
+def agent_endpoints(recipe: Recipe, spec: EndpointSpec, api_key: str | None) -> dict[str, EndpointSpec]:
+    """The role-play speakers that talk through another model or endpoint than the recipe's,
+    checked before any work starts."""
+    agents = {}
+    for key, agent in recipe.generation.role_play.agents.items():
+        if agent.base_urls:
+            agent_spec = endpoint_spec(recipe.llm, agent.base_urls, agent.model or "", "openai-compatible")
+            models = check_endpoint(agent_spec, api_key)
+            model = agent.model or (models[0] if len(models) == 1 else None)
+            if not model:
+                raise EndpointError(
+                    f"the endpoint of agent {key!r} serves {len(models)} models; name one with "
+                    f"generation.role_play.agents.{key}.model"
+                )
+            agents[key] = agent_spec.model_copy(update={"model": model})
+        elif agent.model:
+            agents[key] = spec.model_copy(update={"model": agent.model})
+    return agents
 
 
 def endpoint_provenance(spec: EndpointSpec | None) -> dict[str, str | None]:
