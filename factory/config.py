@@ -96,9 +96,14 @@ class LLMConfig(_Config):
 
     @property
     def base_urls(self) -> list[str]:
-        if self.base_url is None:
-            return []
-        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+        return url_list(self.base_url)
+
+
+def url_list(value: str | list[str] | None) -> list[str]:
+    """A base URL setting (one, several or none) as a list."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
 
 
 class MBTISource(_Config):
@@ -266,9 +271,7 @@ class AgentLLMConfig(_Config):
 
     @property
     def base_urls(self) -> list[str]:
-        if self.base_url is None:
-            return []
-        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+        return url_list(self.base_url)
 
 
 class RolePlayConfig(_Config):

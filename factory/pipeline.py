@@ -45,7 +45,9 @@ def plan_rows(
     for cast in casts:
         rng = random.Random(cast.seed)
         if mode_of(cast) == "role_play":
-            rows.extend(_role_play_rows(recipe, cast, spec, iteration, rng))
+            scenarios = generation.role_play.scenarios
+            meta = {"mode": "role_play", "scenario": rng.choice(scenarios) if scenarios else "", "prompt_hash": ""}
+            rows.extend((_planned(recipe, cast, spec, candidate, iteration, meta), []) for candidate in range(generation.candidates))
             continue
         if fed_back:
             examples = rng.sample(fed_back, min(generation.few_shot, len(fed_back)))
@@ -54,51 +56,24 @@ def plan_rows(
         messages = generator_messages(
             list(cast.speakers), examples, min_turns=generation.min_turns, max_turns=generation.max_turns, roles=cast.roles
         )
-        for candidate in range(generation.candidates):
-            record = DialogueRecord(
-                id=candidate_id(cast, candidate, generation.candidates),
-                recipe=recipe.name,
-                speakers=list(cast.speakers),
-                roles=list(cast.roles),
-                turns=[],
-                generation=GenerationMeta(
-                    model=spec.model,
-                    endpoint_kind=spec.kind,
-                    prompt_hash=prompt_hash(messages),
-                    seed=cast.seed + candidate,
-                    iteration=iteration,
-                    cast_id=cast.dialogue_id,
-                    candidate=candidate,
-                    few_shot_ids=[example.id for example in examples],
-                ),
-            )
-            rows.append((record, messages))
+        meta = {"prompt_hash": prompt_hash(messages), "few_shot_ids": [example.id for example in examples]}
+        rows.extend((_planned(recipe, cast, spec, candidate, iteration, meta), messages) for candidate in range(generation.candidates))
     return rows
 
 
-def _role_play_rows(
-    recipe: Recipe, cast: Cast, spec: EndpointSpec, iteration: int, rng: random.Random
-) -> list[tuple[DialogueRecord, list[dict[str, str]]]]:
-    generation, role_play = recipe.generation, recipe.generation.role_play
-    scenario = rng.choice(role_play.scenarios) if role_play.scenarios else ""
-    return [
-        (
-            DialogueRecord(
-                id=candidate_id(cast, candidate, generation.candidates),
-                recipe=recipe.name,
-                speakers=list(cast.speakers),
-                roles=list(cast.roles),
-                turns=[],
-                generation=GenerationMeta(
-                    model=spec.model, endpoint_kind=spec.kind, prompt_hash="", seed=cast.seed + candidate,
-                    iteration=iteration, cast_id=cast.dialogue_id, candidate=candidate, mode="role_play",
-                    scenario=scenario,
-                ),
-            ),
-            [],
-        )
-        for candidate in range(generation.candidates)
-    ]
+def _planned(recipe: Recipe, cast: Cast, spec: EndpointSpec, candidate: int, iteration: int, meta: dict[str, Any]) -> DialogueRecord:
+    """The empty record of one candidate dialogue of ``cast``."""
+    return DialogueRecord(
+        id=candidate_id(cast, candidate, recipe.generation.candidates),
+        recipe=recipe.name,
+        speakers=list(cast.speakers),
+        roles=list(cast.roles),
+        turns=[],
+        generation=GenerationMeta(
+            model=spec.model, endpoint_kind=spec.kind, seed=cast.seed + candidate, iteration=iteration,
+            cast_id=cast.dialogue_id, candidate=candidate, **meta,
+        ),
+    )
 
 
 def modes_of(recipe: Recipe, casts: list[Cast]) -> Callable[[Cast], str]:
