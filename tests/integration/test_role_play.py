@@ -137,6 +137,16 @@ def test_memory_is_recorded_on_the_turns_and_shown_to_the_agent(tmp_path):
     assert any("Something about you that fits here:" in note for note in notes)
 
 
+def test_without_scenarios_the_llm_writes_one_per_cast(tmp_path):
+    script = RolePlayScript()
+    with ScriptedOpenAIServer(script) as server:
+        recipe = role_play_recipe(tmp_path, server, scenarios=[], generate_scenario=True)
+        run_recipe(recipe, tmp_path / "out", show_progress=False)
+    for row in rows_of(tmp_path / "out"):
+        assert row["generation"]["scenario"] == "They meet at a night market and talk about street food."
+    assert all("The situation: They meet at a night market" in r["messages"][0]["content"] for r in script.agent_requests)
+
+
 def test_a_sentiment_stop_ends_early_with_closing_turns(tmp_path):
     script = RolePlayScript(sentiment="5")
     with ScriptedOpenAIServer(script) as server:
