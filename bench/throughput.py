@@ -9,6 +9,11 @@ in one process, on the same planned prompts, at the same concurrency; each figur
 4. the same two on local Ray workers: Ray's start and the workers' start are timed apart from the
    steady rate.
 
+Reading the gap between 3 and 4: in process, the engine's client shares this interpreter (and its
+lock) with the scripted server's threads; a Ray worker is a process of its own, so its steady
+rate can be above the in-process one, while its overall rate pays the worker's start and a round
+trip to the driver per chunk. Plain distilabel also runs its step in a process of its own.
+
 The last lines are ``ratio factory/distilabel: X.XX`` and ``ratio factory/limit: X.XX``.
 
     python bench/throughput.py --calls 4096 --delay 0.1 --concurrency 64
