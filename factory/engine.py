@@ -30,7 +30,7 @@ from factory.config import CriticsConfig, GenerationConfig
 from factory.critics.base import JudgeContext, blocked_by, hard_gates, passed_so_far
 from factory.critics.quality import select_best
 from factory.critics.experts import JUDGES
-from factory.errors import PipelineError
+from factory.errors import FactoryError, PipelineError
 from factory.failpoints import failpoint
 from factory.generation.parse import parse_dialogue
 from factory.generation.role_play import Agents, role_play
@@ -283,7 +283,7 @@ class RayRunner:
 
     def run(self, chunks: Iterable[Chunk], done: Done, progress: Callable[[int], None] | None = None) -> RunnerReport:
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import RayActorError, RayTaskError
 
         report = RunnerReport()
         started = time.monotonic()
@@ -322,6 +322,11 @@ class RayRunner:
                     load[slot] -= 1
                 try:
                     records = [DialogueRecord.model_validate_json(text) for text in ray.get(ref)]
+                except RayTaskError as exc:
+                    # a run-level failure inside a worker (every endpoint out too long): the same
+                    # error as in process, not Ray's wrapper of it
+                    cause = getattr(exc, "cause", None)
+                    raise (cause if isinstance(cause, FactoryError) else PipelineError(f"a worker failed: {exc}")) from None
                 except RayActorError:
                     # The worker is gone; its unfinished chunks come back here one by one.
                     retry.append(chunk)

@@ -12,7 +12,8 @@ from factory.personas import plan
 from factory.pipeline import plan_rows
 from factory.llm.endpoint import endpoint_spec
 from factory.run import run_recipe
-from factory.testing import HANG, RESET
+from factory.errors import EndpointError
+from factory.testing import HANG, RESET, ScriptedReply
 from tests.recipes import small_recipe, write_recipe
 
 DIALOGUES = 10
@@ -82,3 +83,21 @@ def test_a_prompt_too_long_for_the_model_rejects_only_its_row(tmp_path, scripted
     # a refused request is not retried, and says nothing of the endpoint's health
     assert scripted_server.chat_calls == DIALOGUES
     assert failures_of(result) == 0
+
+
+@pytest.mark.parametrize("on_ray", [False, pytest.param(True, marks=pytest.mark.ray)], ids=["in-process", "ray"])
+def test_an_endpoint_down_for_good_stops_the_run_and_it_resumes_later(tmp_path, scripted_server, on_ray):
+    down = {"now": True}
+    script = scripted_server.script
+    scripted_server.script = lambda request: ScriptedReply(status=502) if down["now"] else script(request)
+    recipe_dict = small_recipe(dialogues=DIALOGUES, ray={"enabled": on_ray}, generation={"chunk_size": 2})
+    recipe_dict["llm"].update({"outage_seconds": 1.0, "eject_after": 1, "eject_seconds": 0.1, "max_retries": 50})
+    recipe = apply_overrides(load_recipe(write_recipe(tmp_path, recipe_dict)), base_url=scripted_server.base_url)
+    with pytest.raises(EndpointError, match=r"no endpoint of .* answered for 1 s.*--resume"):
+        run_recipe(recipe, tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out" / "data").exists()
+
+    down["now"] = False
+    result = run_recipe(recipe, tmp_path / "out", show_progress=False, resume=True)
+    assert result.stats.generated == DIALOGUES
+    assert all(row["raw_generation"] for row in all_rows(tmp_path))
