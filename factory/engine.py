@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from factory.config import CriticsConfig, GenerationConfig
 from factory.critics.base import JudgeContext, blocked_by, hard_gates, passed_so_far
@@ -142,10 +142,9 @@ class ChunkProcessor:
         return list(records)
 
     def report(self) -> dict[str, dict[str, Any]]:
-        merged = self.client.report()
-        for client in self.agent_clients.values():
-            merged.update(client.report())
-        return merged
+        # an agent with only its own model shares the recipe's URL: its calls add to that URL's
+        clients = (self.client, *self.agent_clients.values())
+        return merge_endpoint_reports([client.report() for client in clients], levels="sum")
 
     async def aclose(self) -> None:
         for client in (self.client, *self.agent_clients.values()):
@@ -346,7 +345,9 @@ class RayRunner:
                 report.dialogues += len(records)
                 if progress:
                     progress(len(records))
-            report.endpoints = _merge_reports([ray.get(worker.report.remote()) for worker in workers.values()])
+            report.endpoints = merge_endpoint_reports(
+                [ray.get(worker.report.remote()) for worker in workers.values()], levels="sum"
+            )
         finally:
             for worker in workers.values():
                 ray.kill(worker)
@@ -364,11 +365,16 @@ def _alive(worker: Any) -> bool:
         return False
 
 
-def _merge_reports(reports: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+def merge_endpoint_reports(
+    reports: list[dict[str, dict[str, Any]]], *, levels: Literal["sum", "last"]
+) -> dict[str, dict[str, Any]]:
+    """Per-URL numbers of several clients. Counts add up; the concurrency limit is a level: the
+    workers' limits at once add up (``sum``), a later round's replaces an earlier's (``last``)."""
     merged: dict[str, dict[str, Any]] = {}
     for report in reports:
         for url, numbers in report.items():
             into = merged.setdefault(url, {})
             for key, value in numbers.items():
-                into[key] = into.get(key, 0) + value
+                replace = key == "concurrency_limit" and levels == "last"
+                into[key] = value if replace else into.get(key, 0) + value
     return merged

@@ -32,24 +32,27 @@ class RunJournal:
         directory.mkdir(parents=True, exist_ok=True)
         self._segment_path = directory / SEGMENT
         self._parts = sorted(directory.glob("part-*.parquet"))
-        in_parts = {i for part in self._parts for i in pq.read_table(part, columns=["id"]).column("id").to_pylist()}
-        kept = [line for line in self._segment_lines() if json.loads(line)["id"] not in in_parts]
+        in_parts = self._part_ids()
+        kept = [line for line, row in self._segment_entries() if row["id"] not in in_parts]
         self._segment_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
         self._segment_rows = len(kept)
         self.rows = len(in_parts) + len(kept)
         self._segment = self._segment_path.open("a", encoding="utf-8")
 
-    def _segment_lines(self) -> list[str]:
+    def _part_ids(self) -> set[str]:
+        return {i for part in self._parts for i in pq.read_table(part, columns=["id"]).column("id").to_pylist()}
+
+    def _segment_entries(self) -> list[tuple[str, dict]]:
+        """Each whole line of the segment with its parsed row."""
         if not self._segment_path.exists():
             return []
-        lines = []
+        entries = []
         for line in self._segment_path.read_text(encoding="utf-8").splitlines():
             try:
-                json.loads(line)
+                entries.append((line, json.loads(line)))
             except json.JSONDecodeError:
                 break  # the tail of a write cut short; everything after it is lost with it
-            lines.append(line)
-        return lines
+        return entries
 
     def append(self, records: list[DialogueRecord]) -> None:
         self._segment.write("".join(record.model_dump_json() + "\n" for record in records))
@@ -62,7 +65,7 @@ class RunJournal:
     def _roll(self) -> None:
         self._segment.close()
         # the lines were dumped from validated records: straight to arrow, no second validation
-        rows = [json.loads(line) for line in self._segment_lines()]
+        rows = [row for _, row in self._segment_entries()]
         if rows:
             part = self.directory / f"part-{len(self._parts):05d}.parquet"
             temporary = part.with_suffix(".tmp")
@@ -93,14 +96,10 @@ class RunJournal:
             for batch in pq.ParquetFile(part).iter_batches(batch_size=batch_size):
                 yield [DialogueRecord.model_validate(row) for row in batch.to_pylist()]
         self._flush()
-        lines = self._segment_lines()
-        for start in range(0, len(lines), batch_size):
-            yield [DialogueRecord.model_validate_json(line) for line in lines[start : start + batch_size]]
+        rows = [row for _, row in self._segment_entries()]
+        for start in range(0, len(rows), batch_size):
+            yield [DialogueRecord.model_validate(row) for row in rows[start : start + batch_size]]
 
     def ids(self) -> set[str]:
-        done: set[str] = set()
-        for part in self._parts:
-            done.update(pq.read_table(part, columns=["id"]).column("id").to_pylist())
         self._flush()
-        done.update(json.loads(line)["id"] for line in self._segment_lines())
-        return done
+        return self._part_ids() | {row["id"] for _, row in self._segment_entries()}

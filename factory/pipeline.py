@@ -18,7 +18,7 @@ from typing import Any
 from factory.config import Recipe
 from factory.critics.base import passed_so_far
 from factory.failpoints import failpoint
-from factory.engine import Chunk, EngineSettings, LocalRunner, RayRunner, RunnerReport
+from factory.engine import Chunk, EngineSettings, LocalRunner, RayRunner, RunnerReport, merge_endpoint_reports
 from factory.generation.prompts import FewShotExample, generator_messages, pick_few_shot
 from factory.journal import RunJournal
 from factory.llm.client import EndpointSpec, prompt_hash
@@ -117,7 +117,7 @@ class RoundSummary:
     accepted: int = 0
     tokens: int = 0
     few_shot_from: set[str] = field(default_factory=set)
-    _best: list[tuple[float, str, DialogueRecord]] = field(default_factory=list)  # (-mean score, id, record)
+    _best: list[DialogueRecord] = field(default_factory=list)
 
     def add(self, record: DialogueRecord) -> None:
         self.dialogues += 1
@@ -126,23 +126,19 @@ class RoundSummary:
         if passed_so_far(record):
             self.accepted += 1
             if self.keep:
-                self._best.append((-_mean_score(record), record.id, record))
+                self._best.append(record)
                 if len(self._best) > 4 * self.keep:  # bounded: only the best few are ever needed
-                    self._best = sorted(self._best, key=_rank)[: self.keep]
+                    self._best = self.best()
 
     def best(self) -> list[DialogueRecord]:
         """The ``keep`` accepted dialogues with the highest mean score, ties to the lower id."""
-        return [item[2] for item in sorted(self._best, key=_rank)[: self.keep]]
+        return sorted(self._best, key=lambda record: (-_mean_score(record), record.id))[: self.keep]
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "round": self.round, "casts": self.casts, "dialogues": self.dialogues, "accepted": self.accepted,
             "tokens": self.tokens, "few_shot_from": sorted(self.few_shot_from),
         }
-
-
-def _rank(item: tuple[float, str, DialogueRecord]) -> tuple[float, str]:
-    return item[0], item[1]
 
 
 def _mean_score(record: DialogueRecord) -> float:
@@ -154,6 +150,7 @@ def _mean_score(record: DialogueRecord) -> float:
 class Execution:
     rounds: list[dict[str, Any]]
     report: dict[str, Any]
+    nodes_by_step: dict[str, list[str]]
 
 
 def execute(
@@ -177,46 +174,53 @@ def execute(
         runner = RayRunner(settings, recipe.ray.workers, recipe.ray.cpus_per_worker)
     else:
         runner = LocalRunner(settings, api_key)
-    done = journal.ids()
     shares = round_shares(casts, generation.rounds)
     keep = max(generation.few_shot, 2) if generation.few_shot else 0
     summaries = [RoundSummary(round=r, keep=keep, casts=len(share)) for r, share in enumerate(shares)]
+    nodes: dict[str, set[str]] = {}
+
+    def count(record: DialogueRecord) -> None:
+        summaries[record.generation.iteration].add(record)
+        for placement in record.generation.placements:
+            nodes.setdefault(placement.step, set()).add(placement.node_id)
+
     # What the journal already holds counts towards its round, as if it had just been made.
+    done: set[str] = set()
     for batch in journal.batches():
         for record in batch:
-            summaries[record.generation.iteration].add(record)
+            done.add(record.id)
+            count(record)
     reports: list[RunnerReport] = []
     failpoint("planned")
     fed_back: list[FewShotExample] = []
     for iteration, share in enumerate(shares):
         summary = summaries[iteration]
 
-        def finished(records: list[DialogueRecord], summary: RoundSummary = summary) -> None:
+        def finished(records: list[DialogueRecord]) -> None:
             journal.append(records)
             failpoint("journaled")
             for record in records:
-                summary.add(record)
+                count(record)
 
         reports.append(runner.run(chunks_of(recipe, share, spec, iteration, fed_back, done, mode_of), finished, progress))
         if summary.accepted and generation.few_shot:
             fed_back = [FewShotExample.from_record(r, generation.max_turns) for r in summary.best()]
-    return Execution(rounds=[summary.as_dict() for summary in summaries], report=_combine(reports))
+    return Execution(
+        rounds=[summary.as_dict() for summary in summaries],
+        report=_combine(reports),
+        nodes_by_step={step: sorted(ids) for step, ids in sorted(nodes.items())},
+    )
 
 
 def _combine(reports: list[RunnerReport]) -> dict[str, Any]:
-    total = RunnerReport()
-    endpoints: dict[str, dict[str, Any]] = {}
-    for report in reports:
-        total.chunks += report.chunks
-        total.dialogues += report.dialogues
-        total.worker_restarts += report.worker_restarts
-        total.seconds += report.seconds
-        for url, numbers in (report.endpoints or {}).items():
-            into = endpoints.setdefault(url, {})
-            for key, value in numbers.items():
-                # the limit reached is a level, not a count: the last round's stands
-                into[key] = value if key == "concurrency_limit" else into.get(key, 0) + value
-    total.endpoints = endpoints
+    """One report for the rounds: counts add up; the concurrency each URL reached is the last round's."""
+    total = RunnerReport(
+        chunks=sum(r.chunks for r in reports),
+        dialogues=sum(r.dialogues for r in reports),
+        worker_restarts=sum(r.worker_restarts for r in reports),
+        seconds=sum(r.seconds for r in reports),
+        endpoints=merge_endpoint_reports([r.endpoints or {} for r in reports], levels="last"),
+    )
     return total.as_dict()
 
 

@@ -177,15 +177,6 @@ def load_critic_report(recipe: Recipe) -> dict | None:
         raise RecipeError(f"cannot read the critics report {path}: {exc}", field="critics.report") from exc
 
 
-def placements_by_step(batches: Iterable[list[DialogueRecord]]) -> dict[str, list[str]]:
-    nodes: dict[str, set[str]] = {}
-    for batch in batches:
-        for record in batch:
-            for placement in record.generation.placements:
-                nodes.setdefault(placement.step, set()).add(placement.node_id)
-    return {step: sorted(ids) for step, ids in sorted(nodes.items())}
-
-
 def run_recipe(
     recipe: Recipe,
     out: str | Path,
@@ -261,7 +252,7 @@ def run_recipe(
                 "finished_at": datetime.now(timezone.utc).isoformat(),
                 "seconds": round(time.monotonic() - started, 2),
                 "resumed_with": carried,
-                "ray": {"address": ray_where, "nodes_by_step": placements_by_step(journal.batches())},
+                "ray": {"address": ray_where, "nodes_by_step": execution.nodes_by_step},
                 "execution": execution.report,
                 "rounds": execution.rounds,
                 "packages": package_versions(),
