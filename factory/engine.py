@@ -110,7 +110,6 @@ class ChunkProcessor:
                 for key in keys
             ],
             judge=self.client,
-            structured=self.settings.endpoint.response_format,
         )
 
     async def _one(self, row: PlannedRow) -> DialogueRecord:

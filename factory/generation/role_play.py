@@ -17,12 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from factory.config import RolePlayConfig
 from factory.llm.client import ChatClient, LLMCallError
+from factory.llm.tasks import parse_json_object
 from factory.records import ChatExample, ChatMessage, DialogueRecord, PersonaProfile, TokenUsage, Turn, Verdict
 
 USP_SIMULATOR = (
@@ -265,18 +264,16 @@ class Agents:
     for_speaker: list[ChatClient]
     temperatures: list[float]
     judge: ChatClient
-    structured: Callable[[str, dict[str, Any]], dict[str, Any]]  # response_format for the judge's endpoint
 
 
 async def _ask_json(agents: Agents, messages: list[dict[str, str]], name: str, schema: dict, seed: int) -> tuple[dict | None, TokenUsage]:
-    result = await agents.judge.chat(
-        messages, temperature=0.0, max_tokens=200, seed=seed, response_format=agents.structured(name, schema)
-    )
+    """The judge's JSON answer (None when it cannot be read) and what it cost."""
+    form = agents.judge.spec.response_format(name, schema)
+    result = await agents.judge.chat(messages, temperature=0.0, max_tokens=200, seed=seed, response_format=form)
     try:
-        answer = json.loads(result.text)
-    except json.JSONDecodeError:
+        return parse_json_object(result.text), result.usage
+    except ValueError:
         return None, result.usage
-    return (answer if isinstance(answer, dict) else None), result.usage
 
 
 def scenario_messages(speakers: list[PersonaProfile], names: list[str]) -> list[dict[str, str]]:
