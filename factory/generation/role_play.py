@@ -54,6 +54,12 @@ def display_name(persona: PersonaProfile, index: int) -> str:
     return persona.name or f"User {index + 1}"
 
 
+def names_and_roles(record: DialogueRecord) -> tuple[list[str], list[str | None]]:
+    """Each speaker's name in the conversation, and role (None for peers)."""
+    names = [display_name(persona, index) for index, persona in enumerate(record.speakers)]
+    return names, list(record.roles) or [None] * len(record.speakers)
+
+
 # -- persona memory ------------------------------------------------------------------------------
 
 
@@ -292,8 +298,7 @@ def plan_hash(systems: list[str]) -> str:
 async def role_play(record: DialogueRecord, config: RolePlayConfig, agents: Agents, *, min_turns: int, max_turns: int) -> None:
     """Play the dialogue of ``record``'s cast into its turns; a failed call fails ``format``."""
     speakers = record.speakers
-    names = [display_name(persona, index) for index, persona in enumerate(speakers)]
-    roles: list[str | None] = list(record.roles) or [None] * len(speakers)
+    names, roles = names_and_roles(record)
     simulator = [config.user_simulator and role == "user" for role in roles]
     usage = TokenUsage()
     scenario = record.generation.scenario
@@ -397,8 +402,7 @@ def chat_example(record: DialogueRecord, config: RolePlayConfig) -> ChatExample:
     its lines are ``user`` and the assistant's ``assistant``. Otherwise from the side of the
     assistant (or the first speaker): its lines are ``assistant``, everyone else's ``user``."""
     speakers = record.speakers
-    names = [display_name(persona, index) for index, persona in enumerate(speakers)]
-    roles: list[str | None] = list(record.roles) or [None] * len(speakers)
+    names, roles = names_and_roles(record)
     simulated = config.user_simulator and "user" in roles
     focus = roles.index("user") if simulated else (roles.index("assistant") if "assistant" in roles else 0)
     system = agent_system_prompt(
