@@ -184,7 +184,7 @@ def main() -> None:
 
         if not args.no_ray:
             ray_started = time.perf_counter()
-            with ray_session(None, None):
+            with ray_session(None):
                 print(f"ray start:                          {time.perf_counter() - ray_started:8.1f} s (not in any rate)")
                 for critics in (False, True):
                     results = [Timed(server).run(factory(critics, on_ray=True)) for _ in range(args.repeats)]

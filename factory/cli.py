@@ -7,6 +7,7 @@ everything else); set ``PERSONA_FACTORY_TRACEBACK=1`` to see the full traceback 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -25,7 +26,7 @@ app.add_typer(critics_app, name="critics")
 review_app = typer.Typer(no_args_is_help=True, help="Review a version from its dataset card, then release or reject it.")
 app.add_typer(review_app, name="review")
 
-TARGET_HELP = "A dataset or bank folder, or a Hub repository (org/name)."
+TARGET_HELP = "A dataset or bank folder, or a Hub repository written hf://org/name."
 VERSION_HELP = "The version; the latest in review when unset."
 
 PACKAGED_RECIPES = Path(__file__).parent / "recipes"
@@ -66,9 +67,13 @@ def run(
     loaded = apply_overrides(load_recipe(path), base_url=base_url, model=model, ray_address=ray_address)
     if ray is not None:
         loaded = loaded.model_copy(update={"ray": loaded.ray.model_copy(update={"enabled": ray})})
-    result = run_recipe(
-        loaded, out, recipe_text=path.read_text(encoding="utf-8"), show_progress=progress, resume=resume, restart=restart
-    )
+    try:
+        result = run_recipe(
+            loaded, out, recipe_text=path.read_text(encoding="utf-8"), show_progress=progress, resume=resume, restart=restart
+        )
+    except (KeyboardInterrupt, Interrupted) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        raise Interrupted(signum, f"; the finished dialogues are kept: continue with --resume --out {out}") from None
     stats = result.stats
     rejected = ", ".join(f"{critic} {n}" for critic, n in stats.rejected_by.items()) or "none"
     per_accepted = f"{stats.tokens_per_accepted:,.0f}" if stats.tokens_per_accepted is not None else "n/a"
@@ -137,15 +142,20 @@ def critics_eval(
     recipe: Optional[Path] = typer.Option(None, help="Take the experts' settings from this recipe's `critics`."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint; none starts the embedded model."),
     model: Optional[str] = typer.Option(None, help="Model name at that endpoint."),
+    per_item: Optional[Path] = typer.Option(None, "--per-item", help="Write each item's verdict as JSONL, to read the disagreements."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
-    """Measure the critics: accuracy and AUROC on faithful vs persona-swapped dialogues, pairwise
-    accuracy of the quality expert, agreement with human ratings where the data has them."""
+    """Measure the critics, each against the label of what it judges: accuracy and AUROC on faithful
+    vs persona-swapped dialogues, pairwise accuracy of the quality expert, agreement with human
+    labels and ratings where the data has them. Unanswered judge calls are counted apart."""
     import json as json_module
     import random
+    from contextlib import nullcontext
 
     from factory.config import LLMConfig, apply_overrides, environment_overrides, load_recipe, resolve_data_path
-    from factory.critics.evaluate import PER_DIALOGUE, evaluate, load_rated_jsonl, spc_eval_set
+    from factory.critics.evaluate import (
+        LLM_FREE, PER_DIALOGUE, check_answered, evaluate, load_rated_jsonl, measurable, rated_pairs, spc_eval_set,
+    )
     from factory.errors import RecipeError
     from factory.llm.endpoint import endpoint_provenance, open_endpoint
 
@@ -160,33 +170,43 @@ def critics_eval(
         llm = llm.model_copy(update={"base_url": base_url or env["base_url"], "model": model or env["model"]})
     path = resolve_data_path(data, Path.cwd())
     rated = path.suffix == ".jsonl" and path.is_file() and '"personas"' in path.read_text(encoding="utf-8").split("\n", 1)[0]
+    rng = random.Random(seed)
     if rated:
-        labelled, pairs = load_rated_jsonl(path), []
-        names = [name for name in names if name != "quality"]
+        labelled = load_rated_jsonl(path)
+        pairs = rated_pairs(labelled, count, rng) if "quality" in names else []
     else:
-        labelled, pairs = spc_eval_set(path, count, random.Random(seed))
-    with open_endpoint(llm) as spec:
-        figures = evaluate(
+        labelled, pairs = spc_eval_set(path, count, rng)
+    for name in names:
+        measurable(name, labelled, pairs, data)
+    needs_model = any(name not in LLM_FREE for name in names)
+    with open_endpoint(llm) if needs_model else nullcontext(None) as spec:
+        evaluation = evaluate(
             spec, environment_overrides()["api_key"], names, labelled, pairs,
-            critics=loaded.critics if loaded else None, show_progress=progress,
+            critics=loaded.critics if loaded else None, show_progress=progress, spc=not rated,
         )
+        figures = evaluation.figures
         report = {
             "data": data, "seed": seed, "dialogues": len(labelled), "pairs": len(pairs),
             **endpoint_provenance(spec), "experts": figures,
         }
+    if per_item:
+        per_item.write_text("".join(json_module.dumps(row) + "\n" for row in evaluation.items), encoding="utf-8")
+    check_answered(figures)
 
     def show(value: object, digits: str = ".2f") -> str:
         return "n/a" if value is None else format(value, digits)
 
-    lines = [f"{'expert':<14}{'examples':>9}{'accuracy':>10}{'AUROC':>8}{'spearman':>10}{'no answer':>11}{'tokens':>9}  measured on"]
+    lines = [f"{'expert':<14}{'examples':>9}{'answered':>9}{'accuracy':>10}{'AUROC':>8}{'spearman':>10}{'tokens':>9}  measured on"]
     for f in figures:
         lines.append(
-            f"{f['expert']:<14}{f['examples']:>9}{show(f['accuracy']):>10}{show(f['auroc']):>8}{show(f['spearman']):>10}"
-            f"{f['unanswered']:>11}{f['tokens']:>9}  {f['measure']}"
+            f"{f['expert']:<14}{f['examples']:>9}{f['answered']:>9}{show(f['accuracy']):>10}{show(f['auroc']):>8}"
+            f"{show(f['spearman']):>10}{f['tokens']:>9}  {f['measure']}"
         )
     if out:
         out.write_text(json_module.dumps(report, indent=2) + "\n", encoding="utf-8")
         lines.append(str(out))
+    if per_item:
+        lines.append(str(per_item))
     typer.echo("\n".join(lines))
 
 
@@ -298,19 +318,18 @@ def review_reject(
 def serve(
     port: Optional[int] = typer.Option(None, help="Port on 127.0.0.1 (default: a free one)."),
     n_ctx: int = typer.Option(4096, help="Context window."),
+    log: Optional[Path] = typer.Option(None, help="Keep the server's log in this file (default: none is kept)."),
 ) -> None:
     """Start the embedded llama.cpp server (SmolLM2-135M-Instruct) for other tools; Ctrl-C stops it."""
     import time
 
     from factory.llm.embedded import EmbeddedServer
 
-    with EmbeddedServer(port=port, n_ctx=n_ctx) as server:
-        typer.echo(f"serving {server.model} at {server.base_url} (log: {server.log_path}); Ctrl-C to stop")
-        try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            typer.echo("stopping")
+    with EmbeddedServer(port=port, n_ctx=n_ctx, log_path=log) as server:
+        where = f" (log: {log})" if log else ""
+        typer.echo(f"serving {server.model} at {server.base_url}{where}; Ctrl-C to stop")
+        while True:
+            time.sleep(1)
 
 
 @schemas_app.command("export")
@@ -338,26 +357,43 @@ def schemas_check(directory: Path = typer.Argument(Path("schemas"))) -> None:
     typer.echo("schemas are up to date")
 
 
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM: not an error of the work, so no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int, hint: str = "") -> None:
+        super().__init__(signum)
+        self.signum, self.hint = signum, hint
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def main() -> None:
+    """Exit codes: 0 done, 1 failed, 2 bad input, 130 Ctrl-C, 143 SIGTERM (128 + the signal, as a
+    shell reports it), so ``run && push`` never carries on after a run that did not finish."""
+    import click
+
+    # Python's default SIGTERM ends the process on the spot, skipping every cleanup (the embedded
+    # server, Ray, the journal's last flush); raised as an exception, the run unwinds.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
-        app(standalone_mode=False)
+        try:
+            app(standalone_mode=False)
+        except (KeyboardInterrupt, click.exceptions.Abort) as exc:  # click turns Ctrl-C into Abort
+            raise Interrupted(signal.SIGINT) from exc
     except FactoryError as exc:
         if os.environ.get("PERSONA_FACTORY_TRACEBACK"):
             raise
         typer.secho(f"error: {exc}", err=True, fg="red")
         sys.exit(2 if isinstance(exc, InputError) else 1)
-    except KeyboardInterrupt:
-        typer.secho("interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # click's own usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    except Interrupted as exc:
+        name = "SIGTERM" if exc.signum == signal.SIGTERM else "Ctrl-C"
+        typer.secho(f"interrupted ({name}){exc.hint}", err=True)
+        sys.exit(128 + exc.signum)
+    except click.exceptions.ClickException as exc:  # click's own usage errors and the like
+        exc.show()
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

@@ -206,6 +206,10 @@ class QuotaCell(_Config):
         return self
 
 
+MAX_DIALOGUES_PER_RUN = 1_000_000
+PLAN_BYTES_PER_CAST = 330
+
+
 class CastingConfig(_Config):
     strategy: Literal["random", "compatible", "contrasting", "quota", "user_assistant"] = Field(
         default="random",
@@ -214,7 +218,7 @@ class CastingConfig(_Config):
         "(an implicit user profile talks to an assistant persona).",
     )
     group_size: int = Field(default=2, ge=2, le=8, description="Speakers per dialogue.")
-    dialogues: int = Field(ge=1, le=10_000_000)
+    dialogues: int = Field(ge=1, description=f"Dialogues to cast; at most {1_000_000:,} a run.")
     min_shared_topics: int = Field(
         default=3, ge=1, description="compatible: topics two speakers must share (the paper pairs above 2)."
     )
@@ -222,6 +226,17 @@ class CastingConfig(_Config):
         default=2, ge=1, le=5, description="contrasting: opposite MBTI axes (or Big Five traits in opposite bands)."
     )
     quota: list[QuotaCell] = Field(default_factory=list, description="quota: the cells every run must cover.")
+
+    @field_validator("dialogues")
+    @classmethod
+    def _plan_fits_in_memory(cls, value: int) -> int:
+        # The plan (every cast with its speakers) is held for the whole run, about 330 bytes a cast.
+        if value > MAX_DIALOGUES_PER_RUN:
+            raise ValueError(
+                f"{value:,} dialogues would hold about {value * PLAN_BYTES_PER_CAST / 1e9:.1f} GB in memory for the plan; "
+                f"a run makes at most {MAX_DIALOGUES_PER_RUN:,}: split the work into several runs (each adds a version)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _strategy_settings(self) -> CastingConfig:
@@ -354,9 +369,18 @@ class LLMExpertConfig(ExpertConfig):
 
 
 class HeuristicCriticConfig(ExpertConfig):
-    max_duplicate_turn_ratio: float = Field(default=0.2, ge=0, le=1)
+    max_duplicate_turn_ratio: float = Field(
+        default=0.2, ge=0, le=1, description="Share of turns that may echo an earlier turn before the dialogue fails."
+    )
+    echo_similarity: float = Field(
+        default=0.8, gt=0, le=1, description="Word-sequence similarity (0-1) at which a turn echoes an earlier one."
+    )
     max_ngram_repeats: int = Field(default=4, ge=2, description="Times one 4-gram may recur in a turn.")
-    copy_min_words: int = Field(default=6, ge=2, description="Shortest persona statement counted as copied.")
+    copy_min_words: int = Field(default=6, ge=2, description="Shortest persona statement counted as pasted.")
+    copy_max_per_turn: int = Field(default=3, ge=1, description="Persona statements pasted verbatim into one turn that fail it.")
+    copy_max_share: float = Field(
+        default=0.5, gt=0, le=1, description="Share of one persona's statements that may be said verbatim in the dialogue."
+    )
 
 
 class FaithfulnessCriticConfig(LLMExpertConfig):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -53,11 +52,10 @@ class EngineSettings:
     agents: dict[str, EndpointSpec] = field(default_factory=dict)
 
 
-def where_am_i() -> tuple[str, str]:
-    """(Ray node id or ``local``, hostname), for the run manifest."""
+def where_am_i() -> str:
+    """The Ray node id, or ``local``: which node ran a step, without naming the machine."""
     ray = sys.modules.get("ray")  # a run without Ray never imports it
-    node_id = ray.get_runtime_context().get_node_id() if ray is not None and ray.is_initialized() else "local"
-    return node_id, socket.gethostname()
+    return ray.get_runtime_context().get_node_id() if ray is not None and ray.is_initialized() else "local"
 
 
 async def write_dialogue(record: DialogueRecord, messages: list[dict[str, str]], client: ChatClient, generation: GenerationConfig) -> None:
@@ -124,9 +122,8 @@ class ChunkProcessor:
             await write_dialogue(record, row[1], self.client, generation)
         failpoint("judging")
         await judge(record, self.settings.critics, self.context)
-        node_id, hostname = self.placement
         stages = ["generate", *(name for name, _ in self.settings.critics.cascade())]
-        record.generation.placements.extend(StepPlacement(step=stage, node_id=node_id, hostname=hostname) for stage in stages)
+        record.generation.placements.extend(StepPlacement(step=stage, node_id=self.placement) for stage in stages)
         return record
 
     async def process(self, chunk: Chunk) -> list[DialogueRecord]:
@@ -222,6 +219,18 @@ class LocalRunner:
         return report
 
 
+class Secret:
+    """The API key on its way to a worker: an argument of the actor's constructor, which Ray keeps
+    in memory. A runtime environment's ``env_vars`` would do, but Ray writes those into its logs
+    (``runtime_env_agent.log``). Its repr names no key, should anything print it."""
+
+    def __init__(self, value: str | None) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Secret(***)" if self.value else "Secret(None)"
+
+
 def _worker_class() -> Any:
     import ray
 
@@ -229,13 +238,14 @@ def _worker_class() -> Any:
     class EngineWorker:
         """An async actor: its chunks run concurrently on the actor's event loop."""
 
-        def __init__(self, settings: EngineSettings) -> None:
+        def __init__(self, settings: EngineSettings, api_key: Secret) -> None:
             self.settings = settings
+            self.api_key = api_key
             self.processor: ChunkProcessor | None = None
 
         async def process(self, chunk: Chunk) -> list[str]:
             if self.processor is None:
-                self.processor = ChunkProcessor(self.settings, os.environ.get("OPENAI_API_KEY"))
+                self.processor = ChunkProcessor(self.settings, self.api_key.value)
             return [record.model_dump_json() for record in await self.processor.process(chunk)]
 
         async def report(self) -> dict[str, Any]:
@@ -264,7 +274,11 @@ class RayRunner:
 
     WORKER_NAME = "persona-factory-worker"
 
-    def __init__(self, settings: EngineSettings, workers: int, cpus_per_worker: float | None, max_restarts: int | None = None) -> None:
+    def __init__(
+        self, settings: EngineSettings, workers: int, cpus_per_worker: float | None, api_key: str | None = None,
+        max_restarts: int | None = None,
+    ) -> None:
+        self.api_key = Secret(api_key)
         self.settings = EngineSettings(
             split_limits(settings.endpoint, workers), settings.generation, settings.critics,
             {key: split_limits(spec, workers) for key, spec in settings.agents.items()},
@@ -277,7 +291,7 @@ class RayRunner:
         options: dict[str, Any] = {"scheduling_strategy": "SPREAD", "name": f"{self.WORKER_NAME}-{index}"}
         if self.cpus_per_worker is not None:
             options["num_cpus"] = self.cpus_per_worker
-        return _worker_class().options(**options).remote(self.settings)
+        return _worker_class().options(**options).remote(self.settings, self.api_key)
 
     def run(self, chunks: Iterable[Chunk], done: Done, progress: Callable[[int], None] | None = None) -> RunnerReport:
         import ray

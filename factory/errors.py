@@ -61,3 +61,7 @@ class OutputError(FactoryError, RuntimeError):
 
 class PipelineError(FactoryError, RuntimeError):
     """A run failed as a whole (not one row: those are rejected, not raised)."""
+
+
+class HubError(FactoryError):
+    """The Hub refused or failed a request; the message says which and why (never the token)."""

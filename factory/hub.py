@@ -10,16 +10,47 @@ token is only ever sent in the Authorization header.
 
 from __future__ import annotations
 
+import re
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from factory.config import environment_overrides
 from factory.dataset.folder import PUBLISHED_ENTRIES, DatasetFolder
-from factory.errors import FactoryError, OutputError
+from factory.errors import HubError, InputError, OutputError
 
-class HubError(FactoryError):
-    """The Hub refused or failed a request; the message says which and why (never the token)."""
+# How a command is told that a target is a Hub repository and not a local folder.
+HUB_PREFIX = "hf://"
+_REPO_ID = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?/[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
+
+
+def looks_like_repo_id(text: str) -> bool:
+    return bool(_REPO_ID.match(text)) and ".." not in text
+
+
+def repo_id(text: str, *, field: str = "--repo") -> str:
+    """``org/name`` (``hf://`` in front is allowed), checked here so that a malformed id is one
+    line and no request is made."""
+    repo = text[len(HUB_PREFIX) :] if text.startswith(HUB_PREFIX) else text
+    if not looks_like_repo_id(repo) or len(repo) > 96:
+        raise InputError(f"{text!r} is not a Hub repository id; write org/name (letters, digits, '-', '_', '.')", field=field)
+    return repo
+
+
+@contextmanager
+def hub_errors(action: str, repo: str) -> Iterator[None]:
+    """The Hub's HTTP errors as one line that says what was being done and what the Hub said."""
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+
+    try:
+        yield
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "no answer"
+        raise HubError(f"the Hub refused {action} {repo} ({status}): {str(exc).splitlines()[0]}") from exc
+    except HFValidationError as exc:
+        raise InputError(f"{repo!r}: {str(exc).splitlines()[0]}", field="--repo") from exc
 
 
 @dataclass
@@ -64,8 +95,8 @@ def hub_api():  # noqa: ANN201 - HfApi is imported lazily
 
 def push_version(path: str | Path, repo: str, *, version: str | None = None, private: bool = False) -> PushResult:
     from huggingface_hub import CommitOperationAdd
-    from huggingface_hub.errors import HfHubHTTPError
 
+    repo = repo_id(repo)
     folder = DatasetFolder(path)
     if not folder.is_repository():
         raise OutputError(f"{folder.path} is not a persona-factory dataset folder")
@@ -78,7 +109,7 @@ def push_version(path: str | Path, repo: str, *, version: str | None = None, pri
     files["README.md"] = with_review_status(files["README.md"], "in_review")
 
     api = hub_api()
-    try:
+    with hub_errors(f"the push of {version} to", repo):
         api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
         refs = api.list_repo_refs(repo, repo_type="dataset", include_pull_requests=True)
         if any(tag.name == version for tag in refs.tags):
@@ -93,7 +124,4 @@ def push_version(path: str | Path, repo: str, *, version: str | None = None, pri
             repo, operations, commit_message=_title(version), repo_type="dataset", create_pr=True,
             commit_description=f"persona-factory {version}, for review before release.",
         )
-    except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
-        raise HubError(f"the Hub refused the push of {version} to {repo} ({status}): {str(exc).splitlines()[0]}") from exc
     return PushResult(repo, version, "opened", info.pr_num, info.oid)

@@ -171,7 +171,7 @@ def execute(
     mode_of = modes_of(recipe, casts)
     runner: LocalRunner | RayRunner
     if on_ray:
-        runner = RayRunner(settings, recipe.ray.workers, recipe.ray.cpus_per_worker)
+        runner = RayRunner(settings, recipe.ray.workers, recipe.ray.cpus_per_worker, api_key)
     else:
         runner = LocalRunner(settings, api_key)
     shares = round_shares(casts, generation.rounds)

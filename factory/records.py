@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 
 PersonaKind = Literal["mbti", "big_five", "statements", "implicit"]
 BIG_FIVE_TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
@@ -90,6 +90,11 @@ class Verdict(_Record):
     score: float | None = Field(default=None, description="The critic's score in [0, 1], if it gives one.")
     reason: str
     tokens: int = Field(default=0, description="Tokens the critic spent on this dialogue.")
+    answered: bool = Field(
+        default=True,
+        description="False when the critic's judge gave no usable answer (the call failed, the reply was unparsable or "
+        "copied the prompt's example): the dialogue fails, but the verdict says nothing about it.",
+    )
 
 
 class TokenUsage(_Record):
@@ -108,11 +113,11 @@ class TokenUsage(_Record):
 
 
 class StepPlacement(_Record):
-    """Which Ray node (and host) ran a pipeline step for this dialogue."""
+    """Which Ray node ran a pipeline step for this dialogue. The node id is Ray's random id, not a
+    host name: published data names no machine."""
 
     step: str
     node_id: str
-    hostname: str
 
 
 class GenerationMeta(_Record):

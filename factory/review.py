@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from factory.errors import FactoryError
+from factory.errors import FactoryError, InputError
 
 CHECKLIST = {
     "coverage": "Coverage is balanced across the persona cells (see the pass rates by persona cell).",
@@ -131,12 +131,24 @@ def sign(state: ReviewState, reviewer: str, decision: str, notes: str, checks: l
     return state
 
 
+def standing_decisions(state: ReviewState) -> dict[str, str]:
+    """Each reviewer's last word: a later sign-off replaces that reviewer's earlier one."""
+    return {signoff["reviewer"]: signoff["decision"] for signoff in state.signoffs}
+
+
 def approvable(state: ReviewState) -> None:
     if state.status != "in_review":
         raise ReviewError(f"this version is {state.status}, not in review")
     if state.missing:
         raise ReviewError("the checklist is incomplete: " + ", ".join(state.missing) + " (tick them with `review sign --check ...` or in the card)")
-    if not any(s["decision"] == "approve" for s in state.signoffs):
+    decisions = standing_decisions(state)
+    objecting = sorted(reviewer for reviewer, decision in decisions.items() if decision != "approve")
+    if objecting:
+        raise ReviewError(
+            f"{', '.join(objecting)} signed off with decision reject; a reject stands until that reviewer signs "
+            "again with --decision approve (or the version is rejected with `review reject`)"
+        )
+    if "approve" not in decisions.values():
         raise ReviewError("no reviewer has signed off with decision approve (`review sign --decision approve`)")
 
 
@@ -168,14 +180,21 @@ class LocalTarget:
 
     def save(self, version: str, card: str, message: str) -> None:
         with self.folder.locked():
+            on = self.folder.branch()
             self.folder.commit_card(version, card, message)
+            self.folder.git("checkout", "-q", on)
 
     def approve(self, version: str, card: str, message: str) -> None:
         with self.folder.locked():
             self.folder.release(version, card, message)
 
     def reject(self, version: str, card: str, message: str, reasons: str) -> None:
-        self.save(version, card, message)
+        """The card says why; the working tree leaves the rejected version for the latest released
+        one (main), so loading the folder never returns a version a reviewer turned down."""
+        with self.folder.locked():
+            on = self.folder.branch()
+            self.folder.commit_card(version, card, message)
+            self.folder.git("checkout", "-q", "main" if on == self.folder.ref_for(version) else on)
 
 
 class HubTarget:
@@ -209,8 +228,10 @@ class HubTarget:
 
     def latest_in_review(self) -> str:
         from factory.dataset.folder import parse_version
+        from factory.hub import hub_errors
 
-        open_versions = [v for v, (_, status) in self._pulls().items() if status == "open" and parse_version(v)]
+        with hub_errors("to list the pull requests of", self.name):
+            open_versions = [v for v, (_, status) in self._pulls().items() if status == "open" and parse_version(v)]
         if not open_versions:
             raise ReviewError(f"{self.name} has no version in review")
         return max(open_versions, key=parse_version)  # type: ignore[arg-type]
@@ -218,7 +239,10 @@ class HubTarget:
     def file(self, version: str, name: str) -> bytes:
         from huggingface_hub import hf_hub_download
 
-        path = hf_hub_download(self.name, name, repo_type="dataset", revision=self._revision(version), token=self.api.token)
+        from factory.hub import hub_errors
+
+        with hub_errors(f"{name} of {version} from", self.name):
+            path = hf_hub_download(self.name, name, repo_type="dataset", revision=self._revision(version), token=self.api.token)
         with open(path, "rb") as handle:
             return handle.read()
 
@@ -228,27 +252,45 @@ class HubTarget:
     def save(self, version: str, card: str, message: str) -> None:
         from huggingface_hub import CommitOperationAdd
 
-        self.api.create_commit(
-            self.name, [CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8"))],
-            commit_message=message, repo_type="dataset", revision=self._revision(version),
-        )
+        from factory.hub import hub_errors
+
+        with hub_errors(f"the card of {version} for", self.name):
+            self.api.create_commit(
+                self.name, [CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8"))],
+                commit_message=message, repo_type="dataset", revision=self._revision(version),
+            )
 
     def approve(self, version: str, card: str, message: str) -> None:
-        number = self._pulls()[version][0]
-        self.save(version, card, message)
-        self.api.merge_pull_request(self.name, number, repo_type="dataset", comment=message)
-        self.api.create_tag(self.name, tag=version, revision="main", repo_type="dataset", tag_message=message)
+        from factory.hub import hub_errors
+
+        with hub_errors(f"the release of {version} of", self.name):
+            number = self._pulls()[version][0]
+            self.save(version, card, message)
+            self.api.merge_pull_request(self.name, number, repo_type="dataset", comment=message)
+            self.api.create_tag(self.name, tag=version, revision="main", repo_type="dataset", tag_message=message)
 
     def reject(self, version: str, card: str, message: str, reasons: str) -> None:
-        number = self._pulls()[version][0]
-        self.save(version, card, message)
-        self.api.change_discussion_status(self.name, number, "closed", repo_type="dataset", comment=reasons)
+        from factory.hub import hub_errors
+
+        with hub_errors(f"to close the review of {version} of", self.name):
+            number = self._pulls()[version][0]
+            self.save(version, card, message)
+            self.api.change_discussion_status(self.name, number, "closed", repo_type="dataset", comment=reasons)
 
 
 def open_target(where: str) -> LocalTarget | HubTarget:
+    """A folder that exists, or a Hub repository written ``hf://org/name``. Anything else is a
+    mistake (often a mistyped folder), refused before any request goes out with the token."""
     from pathlib import Path
 
-    return LocalTarget(where) if Path(where).exists() else HubTarget(where)
+    from factory.hub import HUB_PREFIX, looks_like_repo_id, repo_id
+
+    if where.startswith(HUB_PREFIX):
+        return HubTarget(repo_id(where, field="target"))
+    if Path(where).is_dir():
+        return LocalTarget(where)
+    hint = f"; for the Hub repository, write {HUB_PREFIX}{where}" if looks_like_repo_id(where) else ""
+    raise InputError(f"no such dataset folder{hint}", path=where)
 
 
 def sample_dialogues(target: LocalTarget | HubTarget, version: str) -> list[dict[str, Any]]:

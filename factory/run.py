@@ -11,6 +11,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -198,99 +199,111 @@ def run_recipe(
     critic_report = load_critic_report(recipe)
     recipe_text = recipe_text or yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
     folder = DatasetFolder(out)
+    folder.check_usable()
+    interrupted = InterruptedRun(folder.state / "run")
+    interrupted.check(folder, resume=resume, restart=restart)  # before an endpoint is started for nothing
     api_key = environment_overrides()["api_key"]
     planned = planned_dialogues(recipe, casts)
 
-    with open_endpoint(recipe.llm) as spec:
+    with ExitStack() as stack:
+        spec = stack.enter_context(open_endpoint(recipe.llm))
         prompt_preview(recipe, casts, spec)  # few-shot examples and prompts are checked before the folder is touched
         agents = agent_endpoints(recipe, spec, api_key)
+        # Ray is reached before the folder is touched: a cluster that cannot be joined leaves no run behind
+        ray_where = stack.enter_context(ray_session(recipe.ray.address)) if recipe.ray.enabled else None
+        # From here to the published version the folder is this run's alone: a second run cannot
+        # clean up (or publish over) what this one is writing.
+        stack.enter_context(folder.locked())
         folder.prepare()
-        with folder.locked():
-            interrupted = InterruptedRun(folder.state / "run")
-            carried = interrupted.begin(recipe, spec.model, planned, started_at, folder, resume=resume, restart=restart)
-            journal = RunJournal(interrupted.path / "journal")
-            bar = _progress(planned, journal.rows, show_progress)
-            try:
-                if recipe.ray.enabled:
-                    with ray_session(recipe.ray.address, api_key) as ray_where:
-                        execution = execute(
-                            recipe, casts, spec, journal, on_ray=True, progress=bar.update if bar else None, agents=agents
-                        )
-                else:
-                    ray_where = None
-                    execution = execute(
-                        recipe, casts, spec, journal, on_ray=False, api_key=api_key, progress=bar.update if bar else None,
-                        agents=agents,
-                    )
-            finally:
-                if bar is not None:
-                    bar.close()
-                journal.close()
-            if journal.rows != planned:
-                raise PipelineError(f"planned {planned} dialogues but the journal holds {journal.rows}; resume with --resume")
-            duplicates = near_duplicates(journal.batches(), recipe.critics.dedup.threshold) if recipe.critics.dedup.enabled else None
-
-            def finish(record: DialogueRecord) -> None:
-                if duplicates is not None and passed_so_far(record):
-                    record.verdicts.append(dedup_verdict(duplicates, record.id))
-                record.accepted = passed_so_far(record)
-
-            previous = folder.current_version()
-            version = folder.next_version()
-            staging = folder.new_staging()
-            manifest = {
-                "version": version,
-                "previous_version": previous,
-                "recipe": recipe.name,
-                "recipe_hash": recipe.content_hash(),
-                "schema_version": SCHEMA_VERSION,
-                **endpoint_provenance(spec),
-                "agents": {key: endpoint_provenance(agent) for key, agent in agents.items()},
-                "seed": recipe.seed,
-                "persona_banks": cast_plan.banks,
-                "started_at": (interrupted.started_at or started_at).isoformat(),
-                "finished_at": datetime.now(timezone.utc).isoformat(),
-                "seconds": round(time.monotonic() - started, 2),
-                "resumed_with": carried,
-                "ray": {"address": ray_where, "nodes_by_step": execution.nodes_by_step},
-                "execution": execution.report,
-                "rounds": execution.rounds,
-                "packages": package_versions(),
-            }
-            context = CardContext(
-                recipe_name=recipe.name,
-                description=recipe.description,
-                version=version,
-                previous_version=previous,
-                recipe_hash=recipe.content_hash(),
-                model=spec.model,
-                endpoint_kind=spec.kind,
-                license=recipe.output.license,
-                pretty_name=recipe.output.pretty_name,
-                samples=recipe.output.samples_in_card,
-                rounds=execution.rounds,
-                critic_report=critic_report,
-                persona_banks=cast_plan.banks,
+        carried = interrupted.begin(
+            recipe, spec.model, planned, cast_plan.inputs, started_at, folder, resume=resume, restart=restart
+        )
+        journal = RunJournal(interrupted.path / "journal")
+        bar = _progress(planned, journal.rows, show_progress)
+        try:
+            execution = execute(
+                recipe, casts, spec, journal, on_ray=recipe.ray.enabled, api_key=api_key,
+                progress=bar.update if bar else None, agents=agents,
             )
-            # the changelog compares with the last released version, or the previous one before any release
-            release = folder.current_release() or previous
-            released = None
-            if release is not None:
-                old_manifest = folder.read_manifest(release) or {}
-                old_recipe = folder.read_bytes(folder.resolve(release), "recipe.yaml").decode("utf-8")
-                released = (release, old_manifest, old_recipe)
-            stats = write_version(
-                staging, journal.batches, recipe_text=recipe_text, context=context, manifest=manifest, released=released,
-                review_seed=recipe.seed, review_samples=recipe.output.review_samples, finish=finish,
-                chat_example=lambda record: chat_example(record, recipe.generation.role_play),
-            )
-            interrupted.publishing(version)
-            folder.publish(staging, version, f"{version}: {recipe.name}, {stats.accepted} accepted of {stats.generated}")
-            interrupted.discard()
+        finally:
+            if bar is not None:
+                bar.close()
+            journal.close()
+        if journal.rows != planned:
+            raise PipelineError(f"planned {planned} dialogues but the journal holds {journal.rows}; resume with --resume")
+        duplicates = near_duplicates(journal.batches(), recipe.critics.dedup.threshold) if recipe.critics.dedup.enabled else None
+
+        def finish(record: DialogueRecord) -> None:
+            if duplicates is not None and passed_so_far(record):
+                record.verdicts.append(dedup_verdict(duplicates, record.id))
+            record.accepted = passed_so_far(record)
+
+        previous = folder.current_version()
+        version = folder.next_version()
+        staging = folder.new_staging()
+        banks = [published_bank(bank, folder.path) for bank in cast_plan.banks]
+        manifest = {
+            "version": version,
+            "previous_version": previous,
+            "recipe": recipe.name,
+            "recipe_hash": recipe.content_hash(),
+            "schema_version": SCHEMA_VERSION,
+            **endpoint_provenance(spec),
+            "agents": {key: endpoint_provenance(agent) for key, agent in agents.items()},
+            "seed": recipe.seed,
+            "persona_banks": banks,
+            "inputs": cast_plan.inputs,
+            "started_at": (interrupted.started_at or started_at).isoformat(),
+            "finished_at": datetime.now(timezone.utc).isoformat(),
+            "seconds": round(time.monotonic() - started, 2),
+            "resumed_with": carried,
+            "ray": {"address": ray_where, "nodes_by_step": execution.nodes_by_step},
+            "execution": execution.report,
+            "rounds": execution.rounds,
+            "packages": package_versions(),
+        }
+        context = CardContext(
+            recipe_name=recipe.name,
+            description=recipe.description,
+            version=version,
+            previous_version=previous,
+            recipe_hash=recipe.content_hash(),
+            model=spec.model,
+            endpoint_kind=spec.kind,
+            license=recipe.output.license,
+            pretty_name=recipe.output.pretty_name,
+            samples=recipe.output.samples_in_card,
+            rounds=execution.rounds,
+            critic_report=critic_report,
+            persona_banks=banks,
+        )
+        # the changelog compares with the last released version, or the previous one before any release
+        release = folder.current_release() or previous
+        released = None
+        if release is not None:
+            old_manifest = folder.read_manifest(release) or {}
+            old_recipe = folder.read_bytes(folder.resolve(release), "recipe.yaml").decode("utf-8")
+            released = (release, old_manifest, old_recipe)
+        stats = write_version(
+            staging, journal.batches, recipe_text=recipe_text, context=context, manifest=manifest, released=released,
+            review_seed=recipe.seed, review_samples=recipe.output.review_samples, finish=finish,
+            chat_example=lambda record: chat_example(record, recipe.generation.role_play),
+        )
+        interrupted.publishing(version)
+        folder.publish(staging, version, f"{version}: {recipe.name}, {stats.accepted} accepted of {stats.generated}")
+        interrupted.discard()
     return RunResult(
         path=folder.path, version=version, previous_version=previous, stats=stats, manifest=manifest,
         seconds=time.monotonic() - started,
     )
+
+
+def published_bank(provenance: dict[str, Any], out: Path) -> dict[str, Any]:
+    """A bank's provenance as it may be published: a local bank's path relative to the run
+    folder, never the absolute path that names this machine's layout."""
+    if "path" not in provenance:
+        return provenance
+    return {**provenance, "path": os.path.relpath(provenance["path"], out)}
 
 
 def _progress(total: int, done: int, show: bool) -> Any:
@@ -353,41 +366,49 @@ class InterruptedRun:
         except (OSError, json.JSONDecodeError):
             return None
 
-    def begin(
-        self, recipe: Recipe, model: str, planned: int, started_at: datetime, folder: DatasetFolder, *,
-        resume: bool, restart: bool,
-    ) -> dict[str, Any] | None:
-        """Start a new run, or take up the interrupted one; for a resumed run, what it carries over."""
+    def check(self, folder: DatasetFolder, *, resume: bool, restart: bool) -> dict[str, Any] | None:
+        """Whether this run may start, decided from the folder alone (it writes nothing): the
+        interrupted run's state when there is one to take up or discard."""
         state = self._state()
-        published = self.published_as(folder)
+        published = self.published_as(folder) if folder.is_repository() else None
         if published is not None:  # killed after publishing, before cleaning up: it is finished
-            self.discard()
             state = None
         if resume and (state is None or restart):
             finished = f"; the last run was published as {published}" if published else ""
             raise OutputError(f"{folder.path} has no interrupted run to resume{finished}; run without --resume")
-        if state is not None and not restart:
-            with RunJournal(self.path / "journal") as journal:
-                done = journal.rows
-            summary = (
-                f"an interrupted run of recipe {state['recipe']!r} started {state['started_at']} "
-                f"({done} of {state['planned']} dialogues finished)"
+        if state is not None and not resume and not restart:
+            raise OutputError(
+                f"{folder.path} holds {self._summary(state)}; continue it with --resume, or discard it with --restart"
             )
-            if not resume:
-                raise OutputError(
-                    f"{self.path.parent.parent} holds {summary}; continue it with --resume, or discard it with --restart"
-                )
-            why = self._why_not(state, recipe, model, planned)
+        return state
+
+    def _summary(self, state: dict[str, Any]) -> str:
+        with RunJournal(self.path / "journal") as journal:
+            done = journal.rows
+        return (
+            f"an interrupted run of recipe {state['recipe']!r} started {state['started_at']} "
+            f"({done} of {state['planned']} dialogues finished)"
+        )
+
+    def begin(
+        self, recipe: Recipe, model: str, planned: int, inputs: dict[str, str], started_at: datetime,
+        folder: DatasetFolder, *, resume: bool, restart: bool,
+    ) -> dict[str, Any] | None:
+        """Start a new run, or take up the interrupted one; for a resumed run, what it carries over."""
+        state = self.check(folder, resume=resume, restart=restart)
+        if state is not None and resume:
+            why = self._why_not(state, recipe, model, planned, inputs)
             if why:
-                raise RecipeError(f"cannot resume {summary}: {why}. Run it again with --restart to start over")
+                raise RecipeError(f"cannot resume {self._summary(state)}: {why}. Run it again with --restart to start over")
             self.started_at = datetime.fromisoformat(state["started_at"])
-            return {"dialogues": done, "started_at": state["started_at"]}
+            with RunJournal(self.path / "journal") as journal:
+                return {"dialogues": journal.rows, "started_at": state["started_at"]}
         if self.path.exists():
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True)
         state = {
             "recipe": recipe.name, "model": model, "planned": planned, "started_at": started_at.isoformat(),
-            "fields": shaping_fields(recipe),
+            "fields": shaping_fields(recipe), "inputs": inputs,
         }
         temporary = self.state_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
@@ -395,13 +416,17 @@ class InterruptedRun:
         return None
 
     @staticmethod
-    def _why_not(state: dict[str, Any], recipe: Recipe, model: str, planned: int) -> str | None:
+    def _why_not(state: dict[str, Any], recipe: Recipe, model: str, planned: int, inputs: dict[str, str]) -> str | None:
         now = shaping_fields(recipe)
         before = state.get("fields", {})
         changed = sorted(key for key in set(now) | set(before) if now.get(key) != before.get(key))
         if changed:
             shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
             return f"the recipe changed since it started ({shown})"
+        held = state.get("inputs", {})
+        edited = sorted(key for key in set(inputs) | set(held) if inputs.get(key) != held.get(key))
+        if edited:
+            return f"the content of {', '.join(edited)} changed since it started (a persona file, bank or few-shot file)"
         if state.get("model") != model:
             return f"it was made with the model {state.get('model')!r}, and the endpoint now serves {model!r}"
         if state.get("planned") != planned:

@@ -33,6 +33,10 @@ class ScriptedReply:
     status: int = 200
     finish_reason: str = "stop"
     headers: dict[str, str] = field(default_factory=dict)
+    # Sent as it is instead of a Chat Completion: what a server that is not a model answers (an
+    # HTML page, plain text, JSON cut off), with its content type.
+    raw: bytes | None = None
+    content_type: str = "application/json"
 
 
 RESET = "reset"
@@ -83,6 +87,8 @@ class ScriptedOpenAIServer:
         self.context_words = context_words
         self.hang_seconds = hang_seconds
         self.requests: list[dict[str, Any]] = []
+        self.models_reply: ScriptedReply | None = None  # set to answer GET /models with something else
+        self.api_keys: set[str] = set()  # the bearer tokens chat requests came with
         self.embedding_requests: list[dict[str, Any]] = []
         self.faults_served = 0
         self._calls = 0
@@ -154,8 +160,18 @@ class ScriptedOpenAIServer:
                     },
                 )
 
+            def _send_raw(self, reply: ScriptedReply) -> None:
+                payload = reply.raw or b""
+                self.send_response(reply.status)
+                self.send_header("Content-Type", reply.content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
             def do_GET(self) -> None:
-                if self.path.rstrip("/").endswith("/models"):
+                if self.path.rstrip("/").endswith("/models") and server.models_reply is not None:
+                    self._send_raw(server.models_reply)
+                elif self.path.rstrip("/").endswith("/models"):
                     self._send(200, {"object": "list", "data": [{"id": server.model, "object": "model", "owned_by": "tests"}]})
                 else:
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
@@ -171,6 +187,7 @@ class ScriptedOpenAIServer:
                     return
                 with server._lock:
                     server._calls += 1
+                    server.api_keys.add(self.headers.get("Authorization", "").removeprefix("Bearer "))
                     if server.keep_requests:
                         server.requests.append(body)
                 if server.delay:
@@ -194,6 +211,9 @@ class ScriptedOpenAIServer:
                 reply = server.script(body)
                 if isinstance(reply, str):
                     reply = ScriptedReply(content=reply)
+                if reply.raw is not None:
+                    self._send_raw(reply)
+                    return
                 if reply.status != 200:
                     self._send(reply.status, {"error": {"message": reply.content or "scripted error"}}, reply.headers)
                     return

@@ -85,4 +85,4 @@ def no_turns(name: str) -> Verdict:
 
 
 def answer_error(name: str, error: str, tokens: int) -> Verdict:
-    return Verdict(critic=name, passed=False, score=None, reason=error, tokens=tokens)
+    return Verdict(critic=name, passed=False, score=None, reason=error, tokens=tokens, answered=False)

@@ -7,6 +7,7 @@ The judge answers in JSON constrained by a schema (``{"contradiction": bool, "sp
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -102,7 +103,35 @@ async def judge(record: DialogueRecord, config: FaithfulnessCriticConfig, contex
     )
     if data is None:
         return answer_error(CRITIC_NAME, error or "no answer", tokens)
+    copied = copied_from_examples(str(data.get("reason", "")), record)
+    if copied:
+        return answer_error(CRITIC_NAME, f"unusable judge reply: its reason quotes the prompt's worked example ({copied!r}), not this dialogue", tokens)
     return faithfulness_verdict(json.dumps(data), tokens)
+
+
+_WORDS = re.compile(r"[a-z0-9']+")
+SHINGLE = 4
+
+
+def _shingles(text: str) -> set[tuple[str, ...]]:
+    words = _WORDS.findall(text.lower())
+    return {tuple(words[i : i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
+
+
+# What only the prompt's examples say: their profiles and lines, and the example in the instructions.
+_EXAMPLE_SHINGLES = set().union(
+    *(_shingles(" ".join([*first, *second, *lines])) for first, second, lines, _ in FEW_SHOT),
+    _shingles(JUDGE_SYSTEM.split("Talking about", 1)[0]),
+)
+
+
+def copied_from_examples(reason: str, record: DialogueRecord) -> str | None:
+    """The words of ``reason`` that come from the prompt's worked examples and not from this
+    dialogue or its profiles: a judge that copies the example's reason (a small model does) has
+    not judged this dialogue, whatever its decision says."""
+    own = _shingles(" ".join([*(s for p in record.speakers for s in p.statements), *(t.text for t in record.turns)]))
+    borrowed = (_shingles(reason) & _EXAMPLE_SHINGLES) - own
+    return " ".join(sorted(borrowed)[0]) if borrowed else None
 
 
 def faithfulness_verdict(reply: str, tokens: int) -> Verdict:
@@ -116,6 +145,7 @@ def faithfulness_verdict(reply: str, tokens: int) -> Verdict:
             score=None,
             reason=f"unparsable judge reply ({type(exc).__name__}): {preview!r}",
             tokens=tokens,
+            answered=False,
         )
     if answer.contradiction:
         who = f"{answer.speaker} " if answer.speaker != "none" else ""

@@ -97,17 +97,36 @@ class DatasetFolder:
         return f"v{major}.{minor + 1}.0"
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def prepare(self) -> None:
-        """Make the folder ready for a new version, or say why it cannot take one."""
+    def check_usable(self) -> None:
+        """Say why the folder cannot take a new version, writing nothing: not a folder, someone
+        else's files, or another command using it right now."""
+        self.check_usable_contents()
+        if (self.state / "lock").is_file():
+            with (self.state / "lock").open("a") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError as exc:
+                    raise OutputError(self._busy()) from exc
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def check_usable_contents(self) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise OutputError(f"{self.path} exists and is not a folder")
         if self.path.is_dir() and not self.is_initialised():
-            foreign = [entry.name for entry in self.path.iterdir()]
+            foreign = [entry.name for entry in self.path.iterdir() if entry.name != STATE_DIR]
             if foreign:
                 raise OutputError(
                     f"{self.path} is not empty and is not a persona-factory dataset folder "
                     f"(it holds {', '.join(sorted(foreign)[:5])}); choose a new or empty --out"
                 )
+
+    def _busy(self) -> str:
+        return f"another persona-factory command is using {self.path}; wait for it to finish"
+
+    def prepare(self) -> None:
+        """Make the folder ready for a new version, or say why it cannot take one. Call it holding
+        :meth:`locked`: it rolls back what a dead run left, which must never be a live run's work."""
+        self.check_usable_contents()
         if not self.is_initialised():
             self.path.mkdir(parents=True, exist_ok=True)
             self.state.mkdir(exist_ok=True)
@@ -145,12 +164,14 @@ class DatasetFolder:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
+        """The folder for this process alone (runs, bank builds, review steps), until the block ends."""
+        self.check_usable_contents()
         self.state.mkdir(parents=True, exist_ok=True)
-        with (self.state / "lock").open("w") as handle:
+        with (self.state / "lock").open("a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
-                raise OutputError(f"another run is writing to {self.path}; wait for it to finish") from exc
+                raise OutputError(self._busy()) from exc
             try:
                 yield
             finally:

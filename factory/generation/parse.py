@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from factory.records import PersonaProfile, Turn, Verdict
 
-_LABEL = re.compile(r"^\s*[*_#>\-\s]*(?:User|Speaker)\s*(\d+)\s*[*_]*\s*:\s*[*_]*\s*(.*)$", re.I)
+# A speaker label as models write it, decorations and all: "User 1:", "**User 1:**", "* * User 1: * *",
+# "- Speaker 2 :", "> __User 2__: ...".
+_DECORATION = r"[*_#>\-\s]*"
+_LABEL = re.compile(rf"^{_DECORATION}(?:User|Speaker)\s*(\d+){_DECORATION}:{_DECORATION}(.*?)[*_\s]*$", re.I)
 
 
 @dataclass

@@ -352,7 +352,10 @@ async def role_play(record: DialogueRecord, config: RolePlayConfig, agents: Agen
                 speaker = next_speaker(config.turn_order, turn, len(speakers), previous)
             await speak(speaker, turn, closing=False)
             previous = speaker
-            if turn + 1 < min_turns or config.stop.rule == "none":
+            # A stop rule may end the dialogue only where its closing turns still fit within
+            # max_turns, and the whole stays within the recipe's bounds (which the heuristic checks).
+            room_to_close = turn + 1 + config.closing_turns <= max_turns
+            if turn + 1 < min_turns or config.stop.rule == "none" or not room_to_close:
                 continue
             if config.stop.rule == "sentiment" and speaker == seeker:
                 answer, spent = await _ask_json(agents, sentiment_messages(names[speaker], history[-1][1]),

@@ -3,6 +3,12 @@
 Concurrency adapts per base URL (:mod:`factory.llm.limiter`); 429, 5xx, timeouts and dropped connections are retried with
 exponential backoff and jitter; a request the endpoint refuses outright (400: prompt too long,
 bad schema) fails at once, so that only its row is rejected.
+
+An endpoint that answers, but not with a Chat Completion (an HTML page, plain text, no choices,
+cut-off JSON), is not a model: one such reply rejects its row, several in a row stop the run with
+:class:`EndpointError` naming the URL and what it sent. A server that refuses OpenAI's
+``json_schema`` response format (llama-cpp-python's own server answers it with a 500) is asked
+again with the ``json_object`` + ``schema`` form, and from then on only with that form.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ T = TypeVar("T")
 PLACEHOLDER_API_KEY = "not-needed"
 CONNECTIONS_PER_POOL = 16
 RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError)
+# Replies in a row from one URL that are not a Chat Completion before the run stops: one bad reply
+# is a row's bad luck, a run of them is a server that is not a model (or a wrong base URL).
+PROTOCOL_FAILURES_TO_STOP = 5
 
 
 class EndpointSpec(BaseModel):
@@ -71,6 +80,10 @@ class EndpointSpec(BaseModel):
 
 class LLMCallError(FactoryError, RuntimeError):
     """One request failed for good; the row it belongs to is rejected with this reason."""
+
+
+class NotAChatCompletion(LLMCallError):
+    """The endpoint answered 200 with something that is not a Chat Completion."""
 
 
 @dataclass
@@ -113,6 +126,9 @@ class EndpointHealth:
     ejections: int = 0
     consecutive_failures: int = 0
     down_until: float = 0.0
+    protocol_failures: int = 0
+    consecutive_protocol_failures: int = 0
+    json_object_fallbacks: int = 0
 
     @property
     def client(self) -> openai.AsyncOpenAI:
@@ -123,6 +139,7 @@ class EndpointHealth:
         return {
             "calls": self.calls, "failures": self.failures, "ejections": self.ejections,
             "concurrency_limit": round(self.limiter.limit, 1), "concurrency_decreases": self.limiter.decreases,
+            "not_chat_completions": self.protocol_failures, "json_schema_refused": self.json_object_fallbacks,
         }
 
 
@@ -169,6 +186,8 @@ class ChatClient:
         self._changed = asyncio.Condition()
         self._all_down_since: float | None = None
         self.attempts = 0
+        # None until the endpoint has answered a json_schema request, or refused one
+        self.json_schema_accepted: bool | None = None if spec.structured_output == "json_schema" else False
 
     async def _acquire(self) -> EndpointHealth:
         async with self._changed:
@@ -239,38 +258,71 @@ class ChatClient:
             body["seed"] = seed
         if response_format is not None:
             body["response_format"] = response_format
+            if self.json_schema_accepted is False:
+                body["response_format"] = json_object_form(response_format)
         kind = _request_kind(response_format)
         last_error: Exception | None = None
         for attempt in range(self.spec.max_retries + 1):
             endpoint = await self._acquire()
             started = time.monotonic()
+            asked_json_schema = _is_json_schema(body)
             try:
                 # The body is plain JSON already, so it is posted as it is, and the answer read as
                 # JSON: `chat.completions.create` walks every message through its TypedDicts and
                 # builds pydantic objects of the reply, a fifth of the client's CPU per call
                 # (bench/throughput.py). Errors, retries and headers are the client's as ever.
                 response = await endpoint.client.post("/chat/completions", body=body, cast_to=object)
+                result = _result(response)
             except openai.RateLimitError as exc:
                 last_error = exc
                 await self._release(endpoint, "overloaded", 0.0, kind)
-            except RETRYABLE as exc:
-                last_error = exc
-                await self._release(endpoint, "failed", 0.0, kind)
-            except openai.APIStatusError as exc:
+            except (openai.APIStatusError, *RETRYABLE) as exc:
+                if asked_json_schema and self.json_schema_accepted is None and _may_refuse_schemas(exc):
+                    # Ask again at once in the form llama.cpp-style servers take; if that is
+                    # answered, the endpoint refuses json_schema and is asked the other way.
+                    await self._release(endpoint, "refused", 0.0, kind)
+                    body = {**body, "response_format": json_object_form(body["response_format"])}
+                    last_error = exc
+                    continue
+                if isinstance(exc, RETRYABLE):
+                    last_error = exc
+                    await self._release(endpoint, "failed", 0.0, kind)
+                else:
+                    await self._release(endpoint, "refused", 0.0, kind)
+                    raise LLMCallError(f"endpoint refused the request ({exc.status_code}): {_short(exc)}") from exc
+            except (NotAChatCompletion, ValueError) as exc:  # ValueError: a body cut off mid-JSON
                 await self._release(endpoint, "refused", 0.0, kind)
-                raise LLMCallError(f"endpoint refused the request ({exc.status_code}): {_short(exc)}") from exc
+                failure = exc if isinstance(exc, NotAChatCompletion) else NotAChatCompletion(
+                    f"the endpoint's answer is not JSON ({_short(exc, 120)})"
+                )
+                self._not_a_chat_completion(endpoint, failure)
+                raise failure from exc
             except BaseException:
                 await self._release(endpoint, "refused", 0.0, kind)
                 raise
             else:
+                endpoint.consecutive_protocol_failures = 0
+                if response_format is not None and self.json_schema_accepted is None:
+                    self.json_schema_accepted = asked_json_schema
+                    endpoint.json_object_fallbacks += not asked_json_schema
                 await self._release(endpoint, "ok", time.monotonic() - started, kind)
-                return _result(response)
+                return result
             if attempt < self.spec.max_retries:
                 delay = _retry_after(last_error) or backoff_delay(attempt, self.spec.backoff_base, self.spec.backoff_max)
                 await asyncio.sleep(min(delay, self.spec.backoff_max))
         raise LLMCallError(
             f"gave up after {self.spec.max_retries + 1} attempts: {type(last_error).__name__}: {_short(last_error)}"
         )
+
+    def _not_a_chat_completion(self, endpoint: EndpointHealth, exc: Exception) -> None:
+        endpoint.protocol_failures += 1
+        endpoint.consecutive_protocol_failures += 1
+        if endpoint.consecutive_protocol_failures >= PROTOCOL_FAILURES_TO_STOP:
+            raise EndpointError(
+                f"the endpoint at {public(endpoint.url)} is not answering as an OpenAI-compatible server: "
+                f"{endpoint.consecutive_protocol_failures} replies in a row were not a Chat Completion (the last: "
+                f"{exc}); check --base-url (it usually ends in /v1). The run can be resumed with --resume"
+            ) from None
 
     def report(self) -> dict[str, dict[str, Any]]:
         """Per base URL (without credentials): calls, failures, ejections, the concurrency reached."""
@@ -280,6 +332,22 @@ class ChatClient:
         for endpoint in self.endpoints:
             for client in endpoint.clients:
                 await client.close()
+
+
+def json_object_form(response_format: dict[str, Any]) -> dict[str, Any]:
+    """A ``json_schema`` response format as llama.cpp's Python server takes it."""
+    if response_format.get("type") != "json_schema":
+        return response_format
+    return {"type": "json_object", "schema": response_format.get("json_schema", {}).get("schema", {})}
+
+
+def _is_json_schema(body: dict[str, Any]) -> bool:
+    return (body.get("response_format") or {}).get("type") == "json_schema"
+
+
+def _may_refuse_schemas(exc: Exception) -> bool:
+    """A status that a server without json_schema answers with (400, 422, or llama-cpp-python's 500)."""
+    return isinstance(exc, openai.APIStatusError) and exc.status_code in (400, 422, 500)
 
 
 def _request_kind(response_format: dict[str, Any] | None) -> str:
@@ -302,13 +370,27 @@ def _short(exc: Exception | None, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def describe_answer(response: Any) -> str:
+    """What an endpoint sent instead of the JSON expected, in a few words and a preview."""
+    if isinstance(response, (bytes, str)):
+        text = response.decode(errors="replace") if isinstance(response, bytes) else response
+        what = "an HTML page" if text.lstrip()[:15].lower().startswith(("<!doctype", "<html")) else "plain text"
+        preview = " ".join(text.split())[:80]
+        return f"{what}: {preview!r}" if preview else "an empty body"
+    if isinstance(response, dict):
+        return f"JSON without choices (keys: {', '.join(list(response)[:6]) or 'none'})"
+    return f"a JSON {type(response).__name__}"
+
+
 def _result(response: Any) -> ChatResult:
     """Text, usage and finish reason of a Chat Completions answer (its JSON)."""
     choices = response.get("choices") if isinstance(response, dict) else None
-    if not choices:
-        raise LLMCallError("endpoint returned no choices")
-    choice = choices[0]
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    if not isinstance(choice, dict):
+        raise NotAChatCompletion(f"the endpoint answered {describe_answer(response)}")
     usage = response.get("usage") or {}
+    if not isinstance(usage, dict):
+        usage = {}
     return ChatResult(
         text=(choice.get("message") or {}).get("content") or "",
         usage=TokenUsage(
@@ -344,7 +426,18 @@ def _list_models(url: str, api_key: str | None, attempts: int) -> list[str]:
     try:
         for attempt in range(attempts):
             try:
-                return [model.id for model in client.models.list()]
+                listing = client.get("/models", cast_to=object)
+                models = listing.get("data") if isinstance(listing, dict) else None
+                if not isinstance(models, list):
+                    raise EndpointError(
+                        f"the endpoint at {public(url)} answered /models with {describe_answer(listing)}, not a "
+                        "model list: is it an OpenAI-compatible server? (the base URL usually ends in /v1)"
+                    )
+                return [str(model.get("id")) for model in models if isinstance(model, dict) and model.get("id")]
+            except ValueError as exc:  # a body cut off mid-JSON
+                raise EndpointError(
+                    f"the endpoint at {public(url)} answered /models with broken JSON ({_short(exc, 80)})"
+                ) from None
             except openai.AuthenticationError as exc:
                 raise EndpointError(
                     f"the endpoint at {public(url)} rejected the API key ({exc.status_code}); "

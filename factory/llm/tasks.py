@@ -67,7 +67,8 @@ def text_pattern(low: int, high: int, prefix: str = "") -> str:
 class JsonTaskRunner:
     """``with JsonTaskRunner(spec, api_key) as runner: runner.map(requests)``."""
 
-    def __init__(self, spec: EndpointSpec, api_key: str | None) -> None:
+    def __init__(self, spec: EndpointSpec | None, api_key: str | None) -> None:
+        """``spec`` None: no endpoint (tasks that need no model still run on the loop)."""
         self.spec = spec
         self._api_key = api_key
         self._loop: BackgroundLoop | None = None
@@ -78,10 +79,10 @@ class JsonTaskRunner:
     def __enter__(self) -> JsonTaskRunner:
         self._loop = BackgroundLoop()
 
-        async def make_client() -> ChatClient:
-            return ChatClient(self.spec, self._api_key)
+        async def make_client(spec: EndpointSpec) -> ChatClient:
+            return ChatClient(spec, self._api_key)
 
-        self._client = self._loop.run(make_client())
+        self._client = self._loop.run(make_client(self.spec)) if self.spec is not None else None
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -92,13 +93,12 @@ class JsonTaskRunner:
         self._loop = self._client = None
 
     @property
-    def client(self) -> ChatClient:
-        assert self._client is not None, "use JsonTaskRunner as a context manager"
+    def client(self) -> ChatClient | None:
         return self._client
 
     async def ask(self, request: JsonRequest) -> JsonReply:
         """One request; never raises for a bad reply or a failed call (the reply says why)."""
-        assert self._client is not None, "use JsonTaskRunner as a context manager"
+        assert self._client is not None and self.spec is not None, "use JsonTaskRunner, with an endpoint, as a context manager"
         self.calls += 1
         try:
             result = await self._client.chat(

@@ -19,10 +19,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from factory.errors import PersonaFileError
-from factory.jsonl import read_jsonl
+from factory.jsonl import check_utf8, read_jsonl
 from factory.records import PersonaProfile
 
 USER_COLUMNS = ("user 1 personas", "user 2 personas")
+# Every statement goes into every prompt of its speaker: a runaway field (a pasted document, a
+# broken export) would be sent thousands of times. SPC's statements are under 150 characters.
+MAX_STATEMENT_CHARS = 500
+MAX_PROFILE_CHARS = 4000
 CONVERSATION_COLUMNS = ("best generated conversation", "conversation")
 _SPEAKER_LINE = re.compile(r"^\s*User\s*([12])\s*:\s*(.*)$", re.I)
 
@@ -51,6 +55,16 @@ def _split_statements(value: Any, *, path: Path, row: int, field: str) -> tuple[
     statements = tuple(item.strip() for item in items if item.strip())
     if not statements:
         raise PersonaFileError("no persona statements", path=path, row=row, field=field)
+    longest = max(statements, key=len)
+    if len(longest) > MAX_STATEMENT_CHARS:
+        raise PersonaFileError(
+            f"a statement of {len(longest):,} characters (at most {MAX_STATEMENT_CHARS}: it is sent in every prompt)",
+            path=path, row=row, field=field,
+        )
+    if sum(map(len, statements)) > MAX_PROFILE_CHARS:
+        raise PersonaFileError(
+            f"a profile of {sum(map(len, statements)):,} characters (at most {MAX_PROFILE_CHARS})", path=path, row=row, field=field
+        )
     return statements
 
 
@@ -76,16 +90,22 @@ def _parse_conversation(value: Any, *, path: Path, row: int, field: str) -> tupl
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
+        with path.open(encoding="utf-8", errors="surrogateescape", newline="") as handle:
             reader = csv.DictReader(handle)
+            check_utf8(reader.fieldnames or [], path=path, row=0, field="header")
             header = [name.strip().lower() for name in reader.fieldnames or []]
             for column in USER_COLUMNS:
                 if column not in header:
                     raise PersonaFileError(
                         f"missing column; the file has {header or 'no header'}", path=path, field=column
                     )
+            # csv refuses fields over 128 KiB with an error that names no row; read them, then
+            # refuse them by name (MAX_STATEMENT_CHARS)
+            csv.field_size_limit(max(csv.field_size_limit(), 64 * 1024 * 1024))
             for number, record in enumerate(reader, start=1):
-                yield number, {(key or "").strip().lower(): value for key, value in record.items()}
+                lowered = {(key or "").strip().lower(): value for key, value in record.items()}
+                check_utf8(lowered, path=path, row=number)
+                yield number, lowered
     elif suffix in (".jsonl", ".json"):
         for number, record in read_jsonl(path):
             if not isinstance(record, dict):

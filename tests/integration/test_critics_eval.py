@@ -12,7 +12,7 @@ import pytest
 
 from factory.critics.evaluate import auroc, spearman
 from tests.conftest import subprocess_env
-from tests.scripts import CONTRADICTION_MARK
+from tests.scripts import CONTRADICTION_MARK, TOXIC_MARK, UNPARSABLE_MARK
 
 
 def run_eval(*args: str):
@@ -54,7 +54,7 @@ def test_originals_versus_swapped_and_shuffled(tmp_path, scripted_server):
     assert figures["quality"]["accuracy"] == 1.0 and figures["quality"]["examples"] == 3
     assert report["model"] == "scripted-model" and report["dialogues"] == 6 and report["pairs"] == 3
     table = result.stdout.splitlines()
-    assert table[1].split()[:4] == ["faithfulness", "6", "0.50", "0.50"]
+    assert table[1].split()[:5] == ["faithfulness", "6", "6", "0.50", "0.50"]
     assert table[-1] == str(report_path)
 
 
@@ -120,3 +120,80 @@ def test_an_eval_report_goes_into_the_dataset_card(tmp_path, scripted_server):
     with pytest.raises(RecipeError, match="cannot read the critics report") as error:
         load_critic_report(missing)
     assert error.value.field == "critics.report"
+
+
+def write_rated(path, items):
+    path.write_text("".join(
+        json.dumps({"personas": [["I sail."], ["I cook."]], "turns": [{"speaker": 1, "text": text}, {"speaker": 2, "text": "Nice."}], **labels}) + "\n"
+        for labels, text in items
+    ))
+    return path
+
+
+def test_each_critic_is_scored_against_its_own_label(tmp_path, scripted_server):
+    path = write_rated(tmp_path / "rated.jsonl", [
+        ({"faithful": True, "toxic": False}, "We went sailing."),
+        ({"faithful": True, "toxic": True}, f"Sailing? {TOXIC_MARK}."),  # faithful, but toxic
+        ({"faithful": False, "toxic": False}, f"{CONTRADICTION_MARK}."),
+        ({"faithful": False, "toxic": False}, "I hate boats."),
+    ])
+    report_path = tmp_path / "report.json"
+    per_item = tmp_path / "items.jsonl"
+    result = run_eval(str(path), "--experts", "faithfulness,toxicity", "--out", str(report_path), "--per-item", str(per_item),
+                      "--base-url", scripted_server.base_url)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = {f["expert"]: f for f in json.loads(report_path.read_text())["experts"]}
+    assert figures["toxicity"]["measure"] == "'toxic' labels" and figures["toxicity"]["accuracy"] == 1.0
+    assert figures["faithfulness"]["measure"] == "'faithful' labels" and figures["faithfulness"]["accuracy"] == 0.75
+    rows = [json.loads(line) for line in per_item.read_text().splitlines()]
+    assert len(rows) == 8
+    missed = [r for r in rows if r["expert"] == "faithfulness" and r["passed"] != r["should_pass"]]
+    assert [r["id"] for r in missed] == ["rated-r4"] and missed[0]["labels"] == {"faithful": False, "toxic": False}
+
+
+def test_unanswered_judge_calls_are_counted_apart_and_most_unanswered_fails(tmp_path, scripted_server):
+    few = write_rated(tmp_path / "few.jsonl", [
+        ({"faithful": True}, "We went sailing."), ({"faithful": False}, f"{CONTRADICTION_MARK}."),
+        ({"faithful": True}, "I made soup."), ({"faithful": True}, f"Hm, {UNPARSABLE_MARK}."),
+    ])
+    report_path = tmp_path / "report.json"
+    result = run_eval(str(few), "--experts", "faithfulness", "--out", str(report_path), "--base-url", scripted_server.base_url)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figure = json.loads(report_path.read_text())["experts"][0]
+    assert (figure["answered"], figure["unanswered"], figure["accuracy"]) == (3, 1, 1.0)  # scored on the answered three
+
+    most = write_rated(tmp_path / "most.jsonl", [({"faithful": True}, f"{UNPARSABLE_MARK} {n}") for n in range(3)] + [({"faithful": True}, "Hi.")])
+    failed = run_eval(str(most), "--experts", "faithfulness", "--base-url", scripted_server.base_url)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().startswith("error: faithfulness: the judge left 3 of 4 items unanswered")
+    assert len(failed.stderr.strip().splitlines()) == 1
+
+
+def test_what_the_data_cannot_measure_is_refused_and_quality_takes_rated_pairs(tmp_path, scripted_server):
+    path = write_rated(tmp_path / "rated.jsonl", [
+        ({"faithful": True, "rating": 5}, "We went sailing."), ({"faithful": True, "rating": 2}, "I made soup."),
+        ({"faithful": False, "rating": 1}, "I hate boats."),
+    ])
+    refused = run_eval(str(path), "--experts", "portrayal", "--base-url", scripted_server.base_url)
+    assert refused.returncode == 2 and "portrayal cannot be measured" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    unlabelled = write_rated(tmp_path / "plain.jsonl", [({}, "We went sailing."), ({}, "I made soup.")])
+    refused = run_eval(str(unlabelled), "--experts", "toxicity", "--base-url", scripted_server.base_url)
+    assert refused.returncode == 2 and "no item has a 'toxic' label or a rating" in refused.stderr
+    report_path = tmp_path / "report.json"
+    rated = run_eval(str(path), "--experts", "quality", "--out", str(report_path), "--base-url", scripted_server.base_url)
+    assert rated.returncode == 0, rated.stderr[-2000:]
+    figure = json.loads(report_path.read_text())["experts"][0]
+    assert figure["measure"] == "higher- vs lower-rated pairs" and figure["examples"] == 3 and figure["answered"] == 3
+
+
+def test_the_heuristic_alone_needs_no_model(tmp_path):
+    data = tmp_path / "spc.csv"
+    write_spc(data)
+    report_path = tmp_path / "report.json"
+    result = run_eval(str(data), "--experts", "heuristic", "--count", "3", "--out", str(report_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    assert report["endpoint_kind"] is None and report["model"] is None  # no endpoint, embedded or other, was opened
+    figure = report["experts"][0]
+    assert figure["measure"] == "pass rate on SPC originals" and figure["examples"] == 6 and figure["accuracy"] == 1.0

@@ -101,3 +101,25 @@ def test_an_endpoint_down_for_good_stops_the_run_and_it_resumes_later(tmp_path, 
     result = run_recipe(recipe, tmp_path / "out", show_progress=False, resume=True)
     assert result.stats.generated == DIALOGUES
     assert all(row["raw_generation"] for row in all_rows(tmp_path))
+
+
+@pytest.mark.parametrize("on_ray", [False, pytest.param(True, marks=pytest.mark.ray)], ids=["in-process", "ray"])
+def test_an_endpoint_that_answers_html_stops_the_run_with_one_line_and_no_version(tmp_path, scripted_server, on_ray):
+    import subprocess
+    import sys
+
+    from tests.conftest import subprocess_env
+
+    scripted_server.script = lambda request: ScriptedReply(raw=b"<html><body>502 Bad Gateway</body></html>", content_type="text/html")
+    path = write_recipe(tmp_path, small_recipe(dialogues=DIALOGUES, ray={"enabled": on_ray}, generation={"chunk_size": 2}))
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "factory.cli", "run", str(path), "--out", str(out), "--base-url", scripted_server.base_url,
+         "--no-progress"], capture_output=True, text=True, env=subprocess_env(), timeout=300,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: the endpoint at {scripted_server.base_url} is not answering"), lines
+    assert "an HTML page: '<html><body>502 Bad Gateway</body></html>'" in lines[0]
+    assert not (out / "data").exists() and "v1.0.0" not in subprocess.run(
+        ["git", "-C", str(out), "tag"], capture_output=True, text=True).stdout

@@ -190,6 +190,15 @@ def test_a_bank_revision_seeds_a_dialogue_run_with_every_mbti_type(tmp_path, scr
     assert {s["id"] for s in speakers} <= v1_ids
     commit = DatasetFolder(bank).resolve("v1.0.0")
     assert result.manifest["persona_banks"] == [
-        {"path": str(bank.resolve()), "revision": "v1.0.0", "commit": commit, "bank_version": "v1.0.0", "personas": 24}
+        {"path": "../bank", "revision": "v1.0.0", "commit": commit, "bank_version": "v1.0.0", "personas": 24}
     ]
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["persona_banks"][0]["commit"] == commit
+    # nothing published names this machine: not its paths, not its host name
+    import socket
+
+    published = [(tmp_path / "out" / name).read_text() for name in ("README.md", "manifest.json")] + [json.dumps(rows, default=str)]
+    host = socket.gethostname()
+    for text in published:
+        assert str(tmp_path) not in text
+        assert len(host) < 6 or host not in text  # a short host name could be any word's letters
+    assert all(set(p) == {"step", "node_id"} for row in rows for p in row["generation"]["placements"])

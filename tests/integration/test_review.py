@@ -88,10 +88,10 @@ def test_hub_release_of_two_runs_with_a_changelog(tmp_path, scripted_server):
         run_recipe(recipe, out, show_progress=False)
 
         assert cli("push", str(out), "--repo", "org/chats", env=env).returncode == 0
-        assert cli("review", "approve", "org/chats", env=env).returncode == 1  # nothing ticked yet
-        signed = cli("review", "sign", "org/chats", "--reviewer", "ana", *ALL_CHECKS, env=env)
+        assert cli("review", "approve", "hf://org/chats", env=env).returncode == 1  # nothing ticked yet
+        signed = cli("review", "sign", "hf://org/chats", "--reviewer", "ana", *ALL_CHECKS, env=env)
         assert signed.returncode == 0, signed.stderr
-        approved = cli("review", "approve", "org/chats", env=env)
+        approved = cli("review", "approve", "hf://org/chats", env=env)
         assert approved.returncode == 0, approved.stderr
         repo = hub.repos["org/chats"]
         assert repo.tags["v1.0.0"] == repo.branches["main"] and repo.pulls[1].status == "merged"
@@ -107,8 +107,8 @@ def test_hub_release_of_two_runs_with_a_changelog(tmp_path, scripted_server):
         assert "## Changes since v1.0.0" in card and "| dialogues | 8 | 6 |" in card
 
         assert cli("push", str(out), "--repo", "org/chats", env=env).returncode == 0
-        assert cli("review", "sign", "org/chats", "--reviewer", "ben", *ALL_CHECKS, env=env).returncode == 0
-        assert cli("review", "approve", "org/chats", env=env).returncode == 0
+        assert cli("review", "sign", "hf://org/chats", "--reviewer", "ben", *ALL_CHECKS, env=env).returncode == 0
+        assert cli("review", "approve", "hf://org/chats", env=env).returncode == 0
         assert set(repo.tags) == {"v1.0.0", "v1.1.0"} and repo.tags["v1.1.0"] == repo.branches["main"]
 
         code = (
@@ -133,9 +133,9 @@ def test_hub_reject_closes_the_pull_request_with_the_reasons_in_the_card(tmp_pat
     with HubServer(token=TOKEN) as hub:
         env = subprocess_env(HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
         assert cli("push", str(bank), "--repo", "org/bank", env=env).returncode == 0
-        shown = cli("review", "show", "org/bank", env=env)
+        shown = cli("review", "show", "hf://org/bank", env=env)
         assert shown.returncode == 0 and shown.stdout.startswith("org/bank v1.0.0: in_review")
-        rejected = cli("review", "reject", "org/bank", "--reason", "too few women among the personas", env=env)
+        rejected = cli("review", "reject", "hf://org/bank", "--reason", "too few women among the personas", env=env)
         assert rejected.returncode == 0, rejected.stderr
         repo = hub.repos["org/bank"]
         pull = repo.pulls[1]
@@ -143,4 +143,63 @@ def test_hub_reject_closes_the_pull_request_with_the_reasons_in_the_card(tmp_pat
         card = read_state(repo.commits[pull.head].files["README.md"].decode())
         assert card.status == "rejected" and card.reasons == "too few women among the personas"
         assert not repo.tags and "main" not in repo.branches
-        assert cli("review", "show", "org/bank", env=env).returncode == 1  # nothing left in review
+        assert cli("review", "show", "hf://org/bank", env=env).returncode == 1  # nothing left in review
+
+
+def sign_all(target: str, reviewer: str, decision: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    checks = [part for part in ALL_CHECKS if part not in ("--decision", "approve")]
+    return cli("review", "sign", target, "--reviewer", reviewer, "--decision", decision, *checks, env=env)
+
+
+def test_a_standing_reject_blocks_approval_until_that_reviewer_signs_again(tmp_path):
+    bank = tmp_path / "bank"
+    build(bank, 1)
+    with HubServer(token=TOKEN) as hub:
+        env = subprocess_env(HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
+        assert cli("push", str(bank), "--repo", "org/bank", env=env).returncode == 0
+        for target in (str(bank), "hf://org/bank"):
+            assert sign_all(target, "ana", "approve", env).returncode == 0
+            assert sign_all(target, "ben", "reject", env).returncode == 0
+            refused = cli("review", "approve", target, env=env)
+            assert refused.returncode == 1 and "ben signed off with decision reject" in refused.stderr, refused.stderr
+            assert len(refused.stderr.strip().splitlines()) == 1
+            assert sign_all(target, "ben", "approve", env).returncode == 0
+            approved = cli("review", "approve", target, env=env)
+            assert approved.returncode == 0, approved.stderr
+        assert DatasetFolder(bank).released_versions() == ["v1.0.0"] and set(hub.repos["org/bank"].tags) == {"v1.0.0"}
+
+
+def test_a_local_reject_leaves_the_folder_on_the_latest_release(tmp_path):
+    import datasets
+
+    bank = tmp_path / "bank"
+    build(bank, 1)
+    assert sign_all(str(bank), "ana", "approve").returncode == 0
+    assert cli("review", "approve", str(bank)).returncode == 0
+    released_ids = sorted(datasets.load_dataset(str(bank), split="personas")["id"])
+    build(bank, 2)
+    assert sorted(datasets.load_dataset(str(bank), split="personas")["id"]) != released_ids  # v1.1.0 is checked out
+    assert cli("review", "reject", str(bank), "--reason", "not balanced").returncode == 0
+    folder = DatasetFolder(bank)
+    assert folder.branch() == "main"
+    assert json.loads((bank / "manifest.json").read_text())["version"] == "v1.0.0"
+    assert sorted(datasets.load_dataset(str(bank), split="personas")["id"]) == released_ids
+
+
+def test_a_target_that_is_neither_a_folder_nor_hf_is_refused_before_any_request(tmp_path):
+    bank = tmp_path / "quickstart"
+    build(bank, 1)
+    with HubServer(token=TOKEN) as hub:
+        env = subprocess_env(HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
+        typo = cli("review", "show", str(tmp_path / "quickstar"), env=env)
+        assert typo.returncode == 2 and len(typo.stderr.strip().splitlines()) == 1, typo.stderr
+        assert "no such dataset folder" in typo.stderr
+        bare = cli("review", "show", "org/quickstart", env=env)
+        assert bare.returncode == 2 and "hf://org/quickstart" in bare.stderr and len(bare.stderr.strip().splitlines()) == 1
+        for bad in ("../../etc/passwd", "a/b/c", "hf://../x"):
+            pushed = cli("push", str(bank), "--repo", bad, env=env)
+            assert pushed.returncode == 2 and len(pushed.stderr.strip().splitlines()) == 1, pushed.stderr
+            assert "is not a Hub repository id" in pushed.stderr
+            shown = cli("review", "show", f"hf://{bad}" if not bad.startswith("hf://") else bad, env=env)
+            assert shown.returncode == 2 and len(shown.stderr.strip().splitlines()) == 1, shown.stderr
+        assert hub.requests == []

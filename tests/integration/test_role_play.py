@@ -23,8 +23,21 @@ from tests.persona_scripts import PersonaScript
 from tests.recipes import small_recipe, write_recipe
 
 USP = Path(__file__).resolve().parents[2] / "factory" / "data" / "usp"
-# words many persona statements share, so that the persona memory has something to recall
-COMMON_WORDS = "my family, work, music, friends, dogs, food, travel, books, school and weekends"
+# a different line for each turn of a dialogue (a model that plays along does not parrot the other
+# speaker), made of words many persona statements share, so that the persona memory has something to recall
+TOPIC_LINES = [
+    "My family bakes bread together every Sunday morning.",
+    "Work has been busy lately, so music keeps me going.",
+    "Friends of mine took the night train down to the coast.",
+    "Our dogs need long walks before and after school.",
+    "Food from the street market beats any restaurant I know.",
+    "Travel books pile up beside my bed on weekends.",
+]
+
+
+def turn_of(messages: list[dict[str, Any]]) -> int:
+    """Which turn of the dialogue an agent is asked for (its history, from its side)."""
+    return 0 if "Start the conversation." in messages[-1]["content"] else len(messages) - 1
 SCENARIOS = ["They share a table at a busy cafe.", "They wait together for a delayed train."]
 
 
@@ -60,7 +73,7 @@ class RolePlayScript:
             me = re.match(r"You are (.+?), in a conversation", system)
             said = sum(m["role"] == "assistant" for m in messages)
             label = me.group(1) if me else "Someone"
-            return f"{label}: Line {said + 1} from {label}, about bread and trains, {COMMON_WORDS}."
+            return f"{label}: Line {said + 1} from {label}. {TOPIC_LINES[turn_of(messages) % len(TOPIC_LINES)]}"
         return ScriptedReply(status=400, content=f"unexpected prompt: {system[:60]}")
 
 
@@ -94,7 +107,7 @@ def test_role_play_writes_turn_records_and_a_messages_config(tmp_path):
         assert [turn["speaker"] for turn in row["turns"]] == [ids[n % 2] for n in range(6)]
         # each line is the agent's own, label cleaned off, and counts that agent's turns
         assert [turn["text"] for turn in row["turns"]] == [
-            f"Line {n // 2 + 1} from {names[n % 2]}, about bread and trains, {COMMON_WORDS}." for n in range(6)
+            f"Line {n // 2 + 1} from {names[n % 2]}. {TOPIC_LINES[n % len(TOPIC_LINES)]}" for n in range(6)
         ]
         assert not any(turn["closing"] for turn in row["turns"])
         assert generation["usage"]["completion_tokens"] > 0

@@ -188,3 +188,41 @@ def test_seeding_from_a_revision_the_bank_does_not_have(tmp_path):
     with pytest.raises(PersonaFileError, match=r"no revision 'v9.0.0' \(versions: v1.0.0\)") as error:
         plan_casts(parse_recipe(recipe))
     assert error.value.field == "revision"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_byte_that_is_not_utf8_is_one_line_naming_file_row_and_field(tmp_path, suffix):
+    personas = tmp_path / f"personas{suffix}"
+    if suffix == ".csv":
+        personas.write_bytes(b'user 1 personas,user 2 personas\n"I like tea.","I run."\n"I swim.","I \xff run."\n')
+        where = "row 2, field 'user 2 personas'"
+    else:
+        good = json.dumps({"User 1 Personas": ["I like tea."], "User 2 Personas": ["I run."]}).encode()
+        personas.write_bytes(good + b'\n{"User 1 Personas": ["I \xfe swim."], "User 2 Personas": ["x"]}\n')
+        where = "row 2, field 'User 1 Personas[0]'"
+    path = write_recipe(tmp_path, small_recipe(personas=[{"source": "statements", "path": personas.name}]))
+    out = tmp_path / "out"
+    result = run_cli("run", str(path), "--out", str(out), "--base-url", "http://127.0.0.1:9/v1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {personas}, {where}: not UTF-8 text (the byte 0x{'ff' if suffix == '.csv' else 'fe'}); save the file as UTF-8"]
+    assert not out.exists()
+
+
+def test_a_runaway_statement_is_refused_by_row_and_field(tmp_path):
+    personas = tmp_path / "personas.csv"
+    personas.write_text('user 1 personas,user 2 personas\n"I like tea.","I run."\n"I swim.","' + "x" * 1_000_000 + '"\n')
+    with pytest.raises(PersonaFileError, match="a statement of 1,000,000 characters") as error:
+        load_spc_rows(personas)
+    assert (error.value.row, error.value.field) == (2, "user 2 personas")
+    many = tmp_path / "many.jsonl"
+    many.write_text(json.dumps({"User 1 Personas": ["I like tea."] * 400, "User 2 Personas": ["I run."]}) + "\n")
+    with pytest.raises(PersonaFileError, match="a profile of 4,400 characters") as error:
+        load_spc_rows(many)
+    assert (error.value.row, error.value.field) == (1, "user 1 personas")
+
+
+def test_a_plan_too_large_to_hold_is_refused_with_its_estimate(tmp_path):
+    recipe = small_recipe(dialogues=10_000_000)
+    with pytest.raises(RecipeError) as error:
+        load_recipe(write_recipe(tmp_path, recipe))
+    assert error.value.field == "casting.dialogues" and "GB" in str(error.value) and "1,000,000" in str(error.value)

@@ -158,9 +158,16 @@ def test_approval_needs_every_box_and_an_approving_sign_off():
     card = write_state("---\nlicense: mit\n---\n# Card\n", ReviewState(samples={"accepted": ["a", "b"]}, seed=3))
     state = read_state(card)
     assert state.status == "in_review" and state.samples == {"accepted": ["a", "b"]} and state.missing == list(state.checklist)
+    with pytest.raises(ReviewError, match="incomplete"):
+        approvable(state)
     sign(state, "ana", "reject", "found a real name", ["coverage", "samples_read", "no_harm", "critics"])
-    with pytest.raises(ReviewError, match="no reviewer has signed off with decision approve"):
+    with pytest.raises(ReviewError, match="ana signed off with decision reject"):
         approvable(read_state(write_state(card, state)))
+    sign(state, "ben", "approve", "fine by me", [])
+    with pytest.raises(ReviewError, match="ana signed off with decision reject"):  # ben's approval does not outvote ana
+        approvable(read_state(write_state(card, state)))
+    sign(state, "ana", "approve", "the name was removed", [])
+    approvable(read_state(write_state(card, state)))
     ticked = read_state(write_state(card, state).replace("- [x]", "- [ ]", 1))
     with pytest.raises(ReviewError, match="incomplete: coverage"):
         approvable(ticked)

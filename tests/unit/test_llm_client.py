@@ -92,3 +92,76 @@ def test_backoff_grows_exponentially_within_jitter_and_cap():
     for attempt, delay in enumerate(delays):
         step = min(8.0, 2**attempt)
         assert step / 2 <= delay <= step
+
+
+NOT_A_MODEL = {
+    "html": ScriptedReply(raw=b"<!DOCTYPE html><html><body>Welcome to nginx!</body></html>", content_type="text/html"),
+    "plain text": ScriptedReply(raw=b"Service temporarily moved", content_type="text/plain"),
+    "no choices": ScriptedReply(raw=b'{"id": "x", "object": "chat.completion", "choices": []}'),
+    "cut-off JSON": ScriptedReply(raw=b'{"id": "x", "choices": [{"message": {"content": "Hel'),
+}
+
+
+@pytest.mark.parametrize("answer", list(NOT_A_MODEL), ids=list(NOT_A_MODEL))
+def test_an_endpoint_that_is_not_a_model_fails_its_row_then_stops_the_run(answer):
+    from factory.llm.client import PROTOCOL_FAILURES_TO_STOP, NotAChatCompletion
+
+    async def calls(spec: EndpointSpec, n: int) -> list[BaseException | None]:
+        client = ChatClient(spec, api_key=None)
+        outcomes: list[BaseException | None] = []
+        try:
+            for _ in range(n):
+                try:
+                    await client.chat([{"role": "user", "content": "hi"}], temperature=0, max_tokens=8)
+                    outcomes.append(None)
+                except (LLMCallError, EndpointError) as exc:
+                    outcomes.append(exc)
+        finally:
+            await client.aclose()
+        return outcomes
+
+    with ScriptedOpenAIServer(lambda request: NOT_A_MODEL[answer]) as server:
+        outcomes = asyncio.run(calls(spec_for(server.base_url), PROTOCOL_FAILURES_TO_STOP))
+        assert server.chat_calls == PROTOCOL_FAILURES_TO_STOP  # a reply that came is not retried
+    assert all(isinstance(o, NotAChatCompletion) for o in outcomes[:-1])
+    last = outcomes[-1]
+    assert isinstance(last, EndpointError) and server.base_url in str(last) and "not answering as an OpenAI-compatible server" in str(last)
+    shown = {"html": "an HTML page", "plain text": "plain text", "no choices": "JSON without choices", "cut-off JSON": "not JSON"}
+    assert shown[answer] in str(last)
+
+
+def test_html_from_models_is_caught_at_the_endpoint_check():
+    with ScriptedOpenAIServer() as server:
+        server.models_reply = ScriptedReply(raw=b"<html><body>Login required</body></html>", content_type="text/html")
+        with pytest.raises(EndpointError, match="answered /models with an HTML page"):
+            check_endpoint(spec_for(server.base_url), api_key=None)
+
+
+def test_a_server_that_refuses_json_schema_is_asked_with_json_object_from_then_on():
+    def llama_cpp_python(request):
+        form = (request.get("response_format") or {}).get("type")
+        if form == "json_schema":
+            return ScriptedReply(status=500, content="'json_schema' is not supported")
+        return '{"ok": true}' if form == "json_object" else "plain"
+
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+    async def calls(spec: EndpointSpec):
+        client = ChatClient(spec, api_key=None)
+        try:
+            texts = [
+                (await client.chat([{"role": "user", "content": f"q{n}"}], temperature=0, max_tokens=8,
+                                   response_format=spec.response_format("answer", schema))).text
+                for n in range(3)
+            ]
+            return texts, client.report()
+        finally:
+            await client.aclose()
+
+    with ScriptedOpenAIServer(llama_cpp_python) as server:
+        texts, report = asyncio.run(calls(spec_for(server.base_url)))
+        forms = [r["response_format"]["type"] for r in server.requests]
+    assert texts == ['{"ok": true}'] * 3
+    assert forms == ["json_schema", "json_object", "json_object", "json_object"]  # refused once, then never asked again
+    assert server.requests[1]["response_format"]["schema"] == schema
+    assert report[server.base_url]["json_schema_refused"] == 1 and report[server.base_url]["failures"] == 0
