@@ -88,3 +88,29 @@ def test_folder_with_foreign_content_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(OutputError, match="not a persona-factory dataset folder"):
         DatasetFolder(tmp_path).prepare()
+
+
+def test_a_wrong_ray_address_fails_in_bounded_time_and_leaves_nothing_behind(tmp_path, scripted_server):
+    from factory.llm.embedded import free_loopback_port
+
+    path = write_recipe(tmp_path, small_recipe(dialogues=4))
+    out = tmp_path / "out"
+    http_port = scripted_server.base_url.split(":")[2].split("/")[0]
+    cases = {
+        f"127.0.0.1:{free_loopback_port()}": "cannot reach the Ray cluster at",  # nothing listens
+        f"127.0.0.1:{http_port}": "answers, but not as a Ray cluster",  # something that is not Ray
+        "no-port-here": "is not host:port",
+    }
+    for address, said in cases.items():
+        result = subprocess.run(
+            [sys.executable, "-m", "factory.cli", "run", str(path), "--out", str(out), "--base-url", scripted_server.base_url,
+             "--ray-address", address, "--no-progress"],
+            capture_output=True, text=True, env=subprocess_env(), timeout=120,  # Ray alone retries for minutes
+        )
+        assert result.returncode == 1, result.stderr[-2000:]
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and said in lines[0], lines
+        assert not (out / ".persona-factory" / "run").exists()
+    calls = scripted_server.chat_calls
+    done = run_recipe(apply_overrides(load_recipe(path), base_url=scripted_server.base_url), out, show_progress=False)
+    assert done.version == "v1.0.0" and scripted_server.chat_calls > calls  # a plain run is not blocked

@@ -158,3 +158,70 @@ def test_restart_discards_the_interrupted_run(tmp_path, scripted_server):
     assert result.stats.generated == DIALOGUES
     with pytest.raises(OutputError, match="no interrupted run to resume"):
         run_recipe(recipe, out, show_progress=False, resume=True)
+
+
+def test_edited_inputs_cannot_resume_and_say_which(tmp_path, scripted_server):
+    personas = tmp_path / "personas.csv"
+    personas.write_text("user 1 personas,user 2 personas\n" + "".join(
+        f'"I am person {n}a.\nI like tea.","I am person {n}b.\nI run."\n' for n in range(6)))
+    recipe = small_recipe(dialogues=DIALOGUES, generation={"chunk_size": 2}, ray={"enabled": False}, llm={"max_concurrency": 2},
+                          personas=[{"source": "statements", "path": personas.name}])
+    recipe_path = write_recipe(tmp_path, recipe)
+    out = tmp_path / "out"
+    killed_run(recipe_path, out, scripted_server.base_url, "journaled:1")
+    personas.write_text(personas.read_text().replace("I like tea.", "I like coffee."))
+    loaded = apply_overrides(load_recipe(recipe_path), base_url=scripted_server.base_url)
+    with pytest.raises(RecipeError, match=r"the content of personas\[0\] changed since it started.*--restart"):
+        run_recipe(loaded, out, show_progress=False, resume=True)
+
+
+def test_resume_with_nothing_to_resume_says_so_before_starting_a_model(tmp_path, monkeypatch):
+    from factory.llm.embedded import EmbeddedServer
+
+    def no_model(self):  # noqa: ANN001
+        raise AssertionError("the embedded model was started for a run that cannot resume")
+
+    monkeypatch.setattr(EmbeddedServer, "start", no_model)
+    recipe = load_recipe(resumable_recipe(tmp_path))
+    assert recipe.llm.base_url is None  # the embedded model would serve it
+    with pytest.raises(OutputError, match="has no interrupted run to resume"):
+        run_recipe(recipe, tmp_path / "out", show_progress=False, resume=True)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_second_run_cannot_touch_a_version_being_written(tmp_path, scripted_server, monkeypatch):
+    import threading
+
+    import factory.run
+
+    writing, release = threading.Event(), threading.Event()
+
+    def pause_while_writing(name: str) -> None:
+        if name == "writing" and not writing.is_set():
+            writing.set()
+            release.wait(60)
+
+    monkeypatch.setattr(factory.run, "failpoint", pause_while_writing)
+    recipe = apply_overrides(load_recipe(resumable_recipe(tmp_path)), base_url=scripted_server.base_url)
+    out = tmp_path / "out"
+    outcome: dict = {}
+
+    def first() -> None:
+        try:
+            outcome["result"] = run_recipe(recipe, out, show_progress=False)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=first)
+    runner.start()
+    try:
+        assert writing.wait(120), "the first run never reached the writing of its version"
+        staging = list((out / ".persona-factory" / "staging").iterdir())
+        with pytest.raises(OutputError, match="another persona-factory command is using"):
+            run_recipe(recipe, out, show_progress=False)
+        assert list((out / ".persona-factory" / "staging").iterdir()) == staging  # untouched
+    finally:
+        release.set()
+        runner.join(120)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["result"].version == "v1.0.0" and outcome["result"].stats.generated == DIALOGUES
