@@ -273,3 +273,36 @@ def test_an_impossible_turn_order_is_a_recipe_error_before_anything_runs(tmp_pat
     )
     with pytest.raises(RecipeError, match=r"turn_order 'alternate' needs exactly two speakers.*group_size is 3"):
         load_recipe(write_recipe(tmp_path, recipe))
+
+
+def test_the_shipped_role_play_recipes_accept_what_their_stop_rules_produce(tmp_path, project_root):
+    import subprocess
+    import sys
+
+    from tests.conftest import subprocess_env
+
+    with ScriptedOpenAIServer(PersonaScript()) as server:
+        bank_recipe = parse_recipe(
+            {"name": "users", "seed": 4, "sources": [{"source": "implicit", "path": str(USP)}],
+             "llm": {"base_url": server.base_url, "max_retries": 1}, "embeddings": {"backend": "endpoint", "model": "bow"}},
+            model=PersonaBankRecipe,
+        )
+        build_bank(bank_recipe, tmp_path / "out" / "implicit_users", show_progress=False)  # where user_simulator.yaml looks
+    # a model that plays along: the seeker is happy, the user's goal is met after four lines
+    script = RolePlayScript(sentiment="5", goal_after=4)
+    with ScriptedOpenAIServer(script) as server:
+        for name, stop in (("role_play", "sentiment"), ("user_simulator", "goal")):
+            recipe = project_root / "pipelines" / f"{name}.yaml"
+            out = tmp_path / "out" / name
+            result = subprocess.run(
+                [sys.executable, "-m", "factory.cli", "run", str(recipe), "--out", str(out), "--base-url", server.base_url,
+                 "--no-ray", "--no-progress"], capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path, timeout=300,
+            )
+            assert result.returncode == 0, result.stderr[-2000:]
+            rows = rows_of(out)
+            loaded = load_recipe(recipe).generation
+            assert all(loaded.min_turns <= len(row["turns"]) <= loaded.max_turns for row in rows)
+            ended = [row for row in rows if row["generation"]["ended_by"] == stop]
+            assert ended and all(row["turns"][-1]["closing"] for row in ended), f"{name}: the stop rule never fired"
+            rejected = {v["critic"]: v["reason"] for row in rows if not row["accepted"] for v in row["verdicts"] if not v["passed"]}
+            assert all(row["accepted"] for row in rows), f"{name}: {rejected}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import json
+
 import pytest
 
 from factory.config import CriticsConfig, GenerationConfig
@@ -188,3 +190,23 @@ def test_quality_says_when_a_comparison_gave_no_answer(context):
     runner.gather([quality.select_best([first, second], CRITICS.quality, judge_context)])
     assert first.verdicts[-1].passed  # no votes either way: the tie goes to the earlier candidate
     assert "1 comparison(s) gave no usable answer" in first.verdicts[-1].reason
+
+
+def judged_by_reply(answer: dict) -> Verdict:
+    """The faithfulness verdict on GOOD when the judge answers ``answer``."""
+    with ScriptedOpenAIServer(lambda request: json.dumps(answer)) as server:
+        spec = EndpointSpec(base_urls=(server.base_url,), model="scripted-model", kind="scripted", max_retries=0)
+        with JsonTaskRunner(spec, None) as runner:
+            judge_context = JudgeContext(runner.client, spec, GenerationConfig(min_turns=2, max_turns=20))
+            return run((judge_context, runner), faithfulness.judge, GOOD, CRITICS.faithfulness)
+
+
+def test_a_faithfulness_reply_that_copies_the_worked_example_is_unusable():
+    copied = judged_by_reply(
+        {"reason": "User 1 says 'I grilled a huge steak for dinner' but is vegetarian.", "speaker": "User 1", "contradiction": False}
+    )
+    assert not copied.passed and not copied.answered and "quotes the prompt's worked example" in copied.reason
+    own = judged_by_reply(
+        {"reason": "User 2 says 'I was up early to bake bread', in line with the profile.", "speaker": "none", "contradiction": False}
+    )
+    assert own.passed and own.answered
