@@ -66,6 +66,9 @@ def ray_session(address: str | None) -> Iterator[str]:
         return
     if address:
         check_reachable(address)
+    # A new local Ray turns token authentication on and says so on every start, in the middle of
+    # the progress bar; it is the safe setting, and nothing the user has to act on.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         ray.init(
             address=address or "local",

@@ -34,6 +34,7 @@ from factory.errors import OutputError, PipelineError, RecipeError
 from factory.failpoints import failpoint
 from factory.generation.role_play import chat_example
 from factory.journal import RunJournal
+from factory.llm.client import EndpointSpec
 from factory.llm.endpoint import agent_endpoints, endpoint_provenance, open_endpoint, package_versions
 from factory.personas import plan
 from factory.pipeline import execute, planned_dialogues, prompt_preview
@@ -259,6 +260,7 @@ def run_recipe(
             "resumed_with": carried,
             "ray": {"address": ray_where, "nodes_by_step": execution.nodes_by_step},
             "execution": execution.report,
+            "structured_output": structured_output_used(spec, execution.report),
             "rounds": execution.rounds,
             "packages": package_versions(),
         }
@@ -296,6 +298,13 @@ def run_recipe(
         path=folder.path, version=version, previous_version=previous, stats=stats, manifest=manifest,
         seconds=time.monotonic() - started,
     )
+
+
+def structured_output_used(spec: EndpointSpec, report: dict[str, Any]) -> dict[str, str]:
+    """How the critics' JSON was asked for: as configured, or json_object where the endpoint refused json_schema."""
+    refused = [url for url, numbers in (report.get("endpoints") or {}).items() if numbers.get("json_schema_refused")]
+    used = "json_object" if refused else spec.structured_output
+    return {"configured": spec.structured_output, "used": used, **({"refused_by": ", ".join(refused)} if refused else {})}
 
 
 def published_bank(provenance: dict[str, Any], out: Path) -> dict[str, Any]:

@@ -262,7 +262,10 @@ class ChatClient:
                 body["response_format"] = json_object_form(response_format)
         kind = _request_kind(response_format)
         last_error: Exception | None = None
-        for attempt in range(self.spec.max_retries + 1):
+        attempt = 0
+        while attempt <= self.spec.max_retries:
+            if self.json_schema_accepted is False and _is_json_schema(body):
+                body = {**body, "response_format": json_object_form(body["response_format"])}
             endpoint = await self._acquire()
             started = time.monotonic()
             asked_json_schema = _is_json_schema(body)
@@ -277,9 +280,9 @@ class ChatClient:
                 last_error = exc
                 await self._release(endpoint, "overloaded", 0.0, kind)
             except (openai.APIStatusError, *RETRYABLE) as exc:
-                if asked_json_schema and self.json_schema_accepted is None and _may_refuse_schemas(exc):
-                    # Ask again at once in the form llama.cpp-style servers take; if that is
-                    # answered, the endpoint refuses json_schema and is asked the other way.
+                if asked_json_schema and self.json_schema_accepted is not True and _may_refuse_schemas(exc):
+                    # Ask again at once, in the form llama.cpp-style servers take (not an attempt
+                    # of its own); if that is answered, the endpoint is asked that way from now on.
                     await self._release(endpoint, "refused", 0.0, kind)
                     body = {**body, "response_format": json_object_form(body["response_format"])}
                     last_error = exc
@@ -310,6 +313,7 @@ class ChatClient:
             if attempt < self.spec.max_retries:
                 delay = _retry_after(last_error) or backoff_delay(attempt, self.spec.backoff_base, self.spec.backoff_max)
                 await asyncio.sleep(min(delay, self.spec.backoff_max))
+            attempt += 1
         raise LLMCallError(
             f"gave up after {self.spec.max_retries + 1} attempts: {type(last_error).__name__}: {_short(last_error)}"
         )

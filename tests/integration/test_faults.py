@@ -123,3 +123,20 @@ def test_an_endpoint_that_answers_html_stops_the_run_with_one_line_and_no_versio
     assert "an HTML page: '<html><body>502 Bad Gateway</body></html>'" in lines[0]
     assert not (out / "data").exists() and "v1.0.0" not in subprocess.run(
         ["git", "-C", str(out), "tag"], capture_output=True, text=True).stdout
+
+
+def test_an_endpoint_that_refuses_json_schema_gets_json_object_and_the_manifest_says_so(tmp_path, scripted_server):
+    script = scripted_server.script
+
+    def refuses_json_schema(request):
+        if (request.get("response_format") or {}).get("type") == "json_schema":
+            return ScriptedReply(status=500, content="Internal Server Error")  # llama-cpp-python's own server
+        return script(request)
+
+    scripted_server.script = refuses_json_schema
+    recipe, result = run_with(tmp_path, scripted_server)
+    judged = [v for row in all_rows(tmp_path) for v in row["verdicts"] if v["critic"] == "faithfulness"]
+    assert judged and all(v["answered"] for v in judged), [v["reason"] for v in judged if not v["answered"]]
+    assert any(v["passed"] for v in judged) and any(not v["passed"] for v in judged)  # the scripted judge's own answers
+    assert result.manifest["structured_output"] == {"configured": "json_schema", "used": "json_object", "refused_by": scripted_server.base_url}
+    assert failures_of(result) == 0
