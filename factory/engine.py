@@ -91,6 +91,8 @@ class ChunkProcessor:
         self.agent_clients = {key: ChatClient(spec, api_key) for key, spec in settings.agents.items()}
         self.context = JudgeContext(self.client, settings.endpoint, settings.generation)
         self.placement = where_am_i()
+        self.finished = 0  # dialogues judged by this processor, reported chunks or not (for progress)
+        self.on_finished: Callable[[], None] | None = None
 
     def _agents(self, record: DialogueRecord) -> Agents:
         role_play = self.settings.generation.role_play
@@ -124,6 +126,9 @@ class ChunkProcessor:
         await judge(record, self.settings.critics, self.context)
         stages = ["generate", *(name for name, _ in self.settings.critics.cascade())]
         record.generation.placements.extend(StepPlacement(step=stage, node_id=self.placement) for stage in stages)
+        self.finished += 1
+        if self.on_finished is not None:
+            self.on_finished()
         return record
 
     async def process(self, chunk: Chunk) -> list[DialogueRecord]:
@@ -185,6 +190,8 @@ class LocalRunner:
         report = RunnerReport()
         started = time.monotonic()
         processor = ChunkProcessor(self.settings, self.api_key)
+        if progress:
+            processor.on_finished = lambda: progress(1)
         window = chunks_in_flight(self.settings, 1)
         pending: set[asyncio.Task[list[DialogueRecord]]] = set()
         try:
@@ -207,8 +214,6 @@ class LocalRunner:
                     done(records)
                     report.chunks += 1
                     report.dialogues += len(records)
-                    if progress:
-                        progress(len(records))
         finally:
             for task in pending:
                 task.cancel()
@@ -250,6 +255,9 @@ def _worker_class() -> Any:
 
         async def report(self) -> dict[str, Any]:
             return self.processor.report() if self.processor else {}
+
+        async def finished(self) -> int:
+            return self.processor.finished if self.processor else 0
 
         def pid(self) -> int:
             return os.getpid()
@@ -302,6 +310,7 @@ class RayRunner:
         chunks = iter(chunks)
         window = chunks_in_flight(self.settings, 1)  # settings are already one worker's share
         workers = {index: self._start_worker(index) for index in range(self.workers)}
+        shown = WorkerProgress(progress)
         next_index = self.workers
         pending: dict[Any, tuple[int, Chunk]] = {}
         retry: list[Chunk] = []
@@ -327,7 +336,10 @@ class RayRunner:
                         submit(slot, chunk)
                 if not pending:
                     break
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_POLL_SECONDS)
+                if not ready:
+                    shown.poll(workers)
+                    continue
                 ref = ready[0]
                 slot, chunk = pending.pop(ref)
                 if slot in load:  # not a worker already replaced
@@ -356,8 +368,7 @@ class RayRunner:
                 done(records)
                 report.chunks += 1
                 report.dialogues += len(records)
-                if progress:
-                    progress(len(records))
+                shown.returned(slot, len(records))
             report.endpoints = merge_endpoint_reports(
                 [ray.get(worker.report.remote()) for worker in workers.values()], levels="sum"
             )
@@ -366,6 +377,43 @@ class RayRunner:
                 ray.kill(worker)
         report.seconds = time.monotonic() - started
         return report
+
+
+PROGRESS_POLL_SECONDS = 0.5
+
+
+class WorkerProgress:
+    """Progress per finished dialogue on Ray: chunks come back whole, so while they are out the
+    workers are asked how many dialogues they have finished. Never moves back (a worker that dies
+    takes its count with it; its dialogues count again when they are redone)."""
+
+    def __init__(self, progress: Callable[[int], None] | None) -> None:
+        self.progress = progress
+        self.shown = 0
+        self.total_returned = 0
+        self.returned_by: dict[int, int] = {}
+
+    def returned(self, slot: int, dialogues: int) -> None:
+        self.returned_by[slot] = self.returned_by.get(slot, 0) + dialogues
+        self.total_returned += dialogues
+        self._show(self.total_returned)
+
+    def poll(self, workers: dict[int, Any]) -> None:
+        if self.progress is None:
+            return
+        import ray
+
+        try:
+            counts = ray.get([worker.finished.remote() for worker in workers.values()], timeout=PROGRESS_POLL_SECONDS)
+        except Exception:  # noqa: BLE001 - a worker that cannot answer now is counted when its chunks return
+            return
+        in_flight = sum(max(0, count - self.returned_by.get(slot, 0)) for slot, count in zip(workers, counts))
+        self._show(self.total_returned + in_flight)
+
+    def _show(self, total: int) -> None:
+        if self.progress is not None and total > self.shown:
+            self.progress(total - self.shown)
+            self.shown = total
 
 
 def _alive(worker: Any) -> bool:
