@@ -239,12 +239,12 @@ def _review_target(target: str, version: Optional[str]):  # noqa: ANN202
 @review_app.command("show")
 def review_show(target: str = typer.Argument(..., help=TARGET_HELP), version: Optional[str] = typer.Option(None, help=VERSION_HELP)) -> None:
     """The review state: status, checklist, samples to read, sign-offs."""
-    from factory.review import CHECKLIST, read_state
+    from factory.review import read_state
 
     opened, version = _review_target(target, version)
     state = read_state(opened.card(version))
     lines = [f"{opened.name} {version}: {state.status}"]
-    lines += [f"  [{'x' if state.checklist[key] else ' '}] {key}: {text}" for key, text in CHECKLIST.items()]
+    lines += [f"  [{'x' if state.checklist[key] else ' '}] {key}: {text}" for key, text in state.items.items()]
     lines += [f"  read ({split}): {', '.join(ids)}" for split, ids in state.samples.items()]
     lines += [f"  signed: {s['reviewer']} {s['decision']} ({s['date']}) {s.get('notes', '')}".rstrip() for s in state.signoffs]
     typer.echo("\n".join(lines))
@@ -265,7 +265,7 @@ def review_sign(
     reviewer: str = typer.Option(..., help="Who signs."),
     decision: str = typer.Option(..., help="approve or reject."),
     notes: str = typer.Option("", help="What the reviewer found."),
-    check: list[str] = typer.Option([], help="Checklist items confirmed: coverage, samples_read, no_harm, critics."),
+    check: list[str] = typer.Option([], help="Checklist items confirmed: coverage, samples_read, no_harm, and critics (dialogues) or dropped (persona banks)."),
     version: Optional[str] = typer.Option(None, help=VERSION_HELP),
 ) -> None:
     """Record a reviewer's decision, notes and ticked checklist items in the card."""

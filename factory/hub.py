@@ -106,7 +106,10 @@ def push_version(path: str | Path, repo: str, *, version: str | None = None, pri
     files = version_files(folder, version)
     if "README.md" not in files:
         raise OutputError(f"{version} of {folder.path} has no dataset card")
-    files["README.md"] = with_review_status(files["README.md"], "in_review")
+    from factory.dataset.card import with_use_section
+
+    card = with_review_status(files["README.md"], "in_review").decode("utf-8")
+    files["README.md"] = with_use_section(card, repo).encode("utf-8")
 
     api = hub_api()
     with hub_errors(f"the push of {version} to", repo):

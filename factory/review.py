@@ -22,12 +22,22 @@ import yaml
 
 from factory.errors import FactoryError, InputError
 
-CHECKLIST = {
-    "coverage": "Coverage is balanced across the persona cells (see the pass rates by persona cell).",
-    "samples_read": "I read every sampled dialogue listed below.",
-    "no_harm": "None of them is toxic or holds identifying information about a real person.",
-    "critics": "Critic agreement is acceptable for this data (see the critics' pass rates and report).",
+# What a reviewer confirms, by what the version holds: a dialogue dataset or a persona bank.
+CHECKLISTS = {
+    "dialogues": {
+        "coverage": "Coverage is balanced across the persona cells (see the pass rates by persona cell).",
+        "samples_read": "I read every sampled dialogue listed below.",
+        "no_harm": "None of them is toxic or holds identifying information about a real person.",
+        "critics": "Critic agreement is acceptable for this data (see the critics' pass rates and report).",
+    },
+    "personas": {
+        "coverage": "Coverage is balanced across kinds, MBTI types, Big Five bands and genders (see the coverage tables).",
+        "samples_read": "I read every sampled persona listed below.",
+        "no_harm": "No persona is a real, identifiable person, holds personal data, or is a demeaning stereotype.",
+        "dropped": "The personas that were dropped, and why, are acceptable (see Dropped).",
+    },
 }
+CHECKLIST = CHECKLISTS["dialogues"]
 SECTION_START = "<!-- review:start -->"
 SECTION_END = "<!-- review:end -->"
 _BOX = re.compile(r"^- \[([ xX])\] .*<!-- review:(\w+) -->\s*$", re.M)
@@ -40,15 +50,27 @@ class ReviewError(FactoryError):
 @dataclass
 class ReviewState:
     status: str = "in_review"
-    checklist: dict[str, bool] = field(default_factory=lambda: {key: False for key in CHECKLIST})
+    kind: str = "dialogues"  # which checklist: dialogues or personas
+    checklist: dict[str, bool] = field(default_factory=dict)
     samples: dict[str, list[str]] = field(default_factory=dict)  # split -> dialogue ids to read
     seed: int = 0
     signoffs: list[dict[str, str]] = field(default_factory=list)
     reasons: str = ""
 
+    def __post_init__(self) -> None:
+        self.checklist = {key: self.checklist.get(key, False) for key in CHECKLISTS[self.kind]}
+
+    @property
+    def items(self) -> dict[str, str]:
+        return CHECKLISTS[self.kind]
+
     @property
     def missing(self) -> list[str]:
         return [key for key, done in self.checklist.items() if not done]
+
+
+def card_kind(metadata: dict[str, Any]) -> str:
+    return "personas" if (metadata.get("persona_factory") or {}).get("kind") == "persona_bank" else "dialogues"
 
 
 def pick_samples(ids_by_split: dict[str, list[str]], seed: int, per_split: dict[str, int]) -> dict[str, list[str]]:
@@ -62,7 +84,7 @@ def pick_samples(ids_by_split: dict[str, list[str]], seed: int, per_split: dict[
 
 def render_section(state: ReviewState) -> str:
     lines = [SECTION_START, "## Review", "", f"Status: **{state.status}**", ""]
-    lines += [f"- [{'x' if state.checklist.get(key) else ' '}] {text} <!-- review:{key} -->" for key, text in CHECKLIST.items()]
+    lines += [f"- [{'x' if state.checklist.get(key) else ' '}] {text} <!-- review:{key} -->" for key, text in state.items.items()]
     lines += ["", f"Dialogues to read (drawn with seed {state.seed}; `persona-factory review sample` prints them):", ""]
     for split, ids in state.samples.items():
         lines.append(f"- {split}: " + ", ".join(f"`{i}`" for i in ids))
@@ -88,6 +110,7 @@ def read_state(text: str) -> ReviewState:
     review = ours.get("review") or {}
     state = ReviewState(
         status=ours.get("review_status", "in_review"),
+        kind=card_kind(metadata),
         samples=review.get("samples") or {},
         seed=review.get("seed", 0),
         signoffs=review.get("signoffs") or [],
@@ -102,6 +125,8 @@ def read_state(text: str) -> ReviewState:
 def write_state(text: str, state: ReviewState) -> str:
     """The card with this review state in its YAML and its Review section (added if missing)."""
     metadata, body = _split_card(text)
+    if state.kind != card_kind(metadata):  # a fresh state for this card: its checklist is the card's kind
+        state = ReviewState(**{**state.__dict__, "kind": card_kind(metadata), "checklist": state.checklist})
     ours = metadata.setdefault("persona_factory", {})
     ours["review_status"] = state.status
     ours["review"] = {
@@ -117,9 +142,9 @@ def write_state(text: str, state: ReviewState) -> str:
 
 
 def sign(state: ReviewState, reviewer: str, decision: str, notes: str, checks: list[str]) -> ReviewState:
-    unknown = [c for c in checks if c not in CHECKLIST]
+    unknown = [c for c in checks if c not in state.checklist]
     if unknown:
-        raise ReviewError(f"unknown checklist item(s) {', '.join(unknown)}; the items are {', '.join(CHECKLIST)}")
+        raise ReviewError(f"unknown checklist item(s) {', '.join(unknown)}; the items are {', '.join(state.checklist)}")
     if state.status != "in_review":
         raise ReviewError(f"this version is {state.status}, not in review")
     for check in checks:

@@ -27,7 +27,7 @@ from factory.config import Recipe, environment_overrides
 from factory.critics.base import passed_so_far
 from factory.critics.dedup import dedup_verdict, near_duplicates
 from factory.dataset.arrow import arrow_schema, records_to_table
-from factory.dataset.card import CardContext, dataset_info, render_card
+from factory.dataset.card import CardContext, dataset_info, published_folder_name, render_card
 from factory.dataset.folder import DatasetFolder
 from factory.dataset.stats import RunStats, StatsAccumulator
 from factory.distributed import ray_session
@@ -169,15 +169,30 @@ class ShardWriter:
             self._writer.close()
 
 
+def enabled_critics(recipe: Recipe) -> list[str]:
+    """Every critic the recipe turned on, in the order they judge: the card lists each, reached or not."""
+    critics = recipe.critics
+    return ["format", *(name for name, _ in critics.cascade()), *(n for n in ("quality", "dedup") if getattr(critics, n).enabled)]
+
+
 def load_critic_report(recipe: Recipe) -> dict | None:
-    """The `critics eval` report the recipe points at, to show in the card."""
+    """The `critics eval` report the recipe points at, to show in the card; checked, so that a
+    file that is not such a report is an error here and not a broken table in the card."""
     if recipe.critics.report is None:
         return None
     path = recipe.resolve_path(recipe.critics.report)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RecipeError(f"cannot read the critics report {path}: {exc}", field="critics.report") from exc
+    experts = report.get("experts") if isinstance(report, dict) else None
+    needed = ("expert", "examples", "accuracy", "measure")
+    if not isinstance(experts, list) or not experts or not all(isinstance(e, dict) and all(k in e for k in needed) for e in experts):
+        raise RecipeError(
+            f"{path} is not a `persona-factory critics eval` report (it needs experts with {', '.join(needed)}); "
+            "write one with `critics eval --out`", field="critics.report",
+        )
+    return report
 
 
 def run_recipe(
@@ -279,6 +294,8 @@ def run_recipe(
             rounds=execution.rounds,
             critic_report=critic_report,
             persona_banks=banks,
+            critics=enabled_critics(recipe),
+            load_as=published_folder_name(out),
         )
         # the changelog compares with the last released version, or the previous one before any release
         release = folder.current_release() or previous

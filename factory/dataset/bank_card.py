@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 from huggingface_hub import DatasetCard
 
-from factory.dataset.card import factory_card_data, markdown_table
+from factory.dataset.card import factory_card_data, markdown_table, use_section
 from factory.personas.dropped import Dropped
 from factory.personas.mbti import MBTI_TYPES
 from factory.records import BIG_FIVE_TRAITS, SCHEMA_VERSION, PersonaProfile
@@ -109,6 +109,7 @@ class BankCardContext:
     attributions: list[str]
     dropped: list[Dropped]
     reports: dict[str, Any]  # per-source reports: implicit agreement, expansion statistics
+    load_as: str = "PATH"  # the bank folder as the build named it (the Hub repo once pushed)
 
 
 def coverage_tables(coverage: Coverage) -> list[str]:
@@ -214,10 +215,7 @@ def render_bank_card(context: BankCardContext, coverage: Coverage, info: dict) -
     body += [
         "## Use as a seed",
         "",
-        "```yaml",
-        "personas:",
-        f"  - {{source: bank, path: PATH_TO_THIS_FOLDER, revision: {context.version}}}",
-        "```",
+        use_section(context.load_as, bank_version=context.version),
         "",
         f"Records follow the `persona_profile` JSON Schema {SCHEMA_VERSION} of persona-factory.",
         "",

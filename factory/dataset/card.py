@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from factory.dataset.stats import RunStats
@@ -74,6 +75,8 @@ class CardContext:
     changelog: dict | None = None
     persona_banks: list[dict] = field(default_factory=list)
     chat_config: bool = False  # accepted role-plays also as chat messages, the `messages` config
+    critics: list[str] = field(default_factory=list)  # every critic the recipe enabled, in cascade order
+    load_as: str = "PATH"  # what `load_dataset` is given: the folder as the run named it, the Hub repo once pushed
 
 
 def factory_card_data(
@@ -194,11 +197,47 @@ def changelog_section(changelog: dict | None) -> list[str]:
     ]
 
 
+USE_START, USE_END = "<!-- use:start -->", "<!-- use:end -->"
+
+
+def published_folder_name(out: str | Path) -> str:
+    """The folder as a card may name it: as the user typed it when relative, its name when
+    absolute (an absolute path names this machine's layout, and means nothing elsewhere)."""
+    path = Path(out)
+    return path.name if path.is_absolute() else str(path)
+
+
+def use_section(load_as: str, *, bank_version: str | None = None, on_hub: bool = False) -> str:
+    """How to load the data (a dialogue dataset) or seed a run from it (a persona bank, at its
+    version): the folder as the run named it, rewritten with the repository's id on push."""
+    if bank_version is None:
+        lines = ["```python", "import datasets", f"ds = datasets.load_dataset({load_as!r})", "```"]
+    else:
+        where = f"repo: {load_as}" if on_hub else f"path: {load_as}"
+        lines = ["```yaml", "personas:", f"  - {{source: bank, {where}, revision: {bank_version}}}", "```"]
+    return "\n".join([USE_START, *lines, USE_END])
+
+
+def with_use_section(card: str, repo: str) -> str:
+    """The card with its Use section naming the Hub repository ``repo``."""
+    if USE_START not in card or USE_END not in card:
+        return card
+    metadata = yaml.safe_load(card.split("---\n", 2)[1]) or {}
+    ours = metadata.get("persona_factory") or {}
+    version = ours.get("version") if ours.get("kind") == "persona_bank" else None
+    section = use_section(repo, bank_version=version, on_hub=True)
+    return card[: card.index(USE_START)] + section + card[card.index(USE_END) + len(USE_END) :]
+
+
+def _figure(value: object) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def critic_report_section(report: dict | None) -> list[str]:
     if not report:
         return []
     rows = [
-        [e["expert"], e["examples"], f"{e['accuracy']:.2f}", "n/a" if e.get("auroc") is None else f"{e['auroc']:.2f}", e["measure"]]
+        [e["expert"], e["examples"], _figure(e.get("accuracy")), _figure(e.get("auroc")), e["measure"]]
         for e in report.get("experts", [])
     ]
     return [
@@ -233,6 +272,10 @@ def render_card(
         [c.critic, c.judged, c.passed, f"{c.pass_rate:.0%}", stats.rejected_by.get(c.critic, 0), c.tokens]
         for c in stats.critics
     ]
+    # a critic that judged nothing (every dialogue failed a gate before it) is listed, not left out
+    seen = {c.critic for c in stats.critics}
+    critic_rows += [[name, 0, 0, "not reached", 0, 0] for name in context.critics if name not in seen]
+    mean_turns = f"{stats.mean_turns_accepted:g}" if stats.accepted else "n/a"
     per_accepted = f"{stats.tokens_per_accepted:,.0f}" if stats.tokens_per_accepted is not None else "n/a"
     accepted = [r for r in records if r.accepted][: context.samples]
     rejected = [r for r in records if not r.accepted][: max(1, context.samples // 2) if context.samples else 0]
@@ -250,7 +293,7 @@ def render_card(
         "",
         markdown_table(
             ["generated", "accepted", "rejected", "acceptance rate", "mean turns (accepted)"],
-            [[stats.generated, stats.accepted, stats.rejected, f"{stats.acceptance_rate:.0%}", stats.mean_turns_accepted]],
+            [[stats.generated, stats.accepted, stats.rejected, f"{stats.acceptance_rate:.0%}", mean_turns]],
         ),
         "",
         *modes_section(stats, context.chat_config),
@@ -293,10 +336,7 @@ def render_card(
     body += [
         "## Use",
         "",
-        "```python",
-        "import datasets",
-        'ds = datasets.load_dataset("PATH_OR_REPO")',
-        "```",
+        use_section(context.load_as),
         "",
         f"Splits: {', '.join(f'`{split}`' for split in splits)} (a split with no rows is left out).",
         "",

@@ -30,7 +30,7 @@ from factory.config import (
 )
 from factory.dataset.arrow import records_to_table
 from factory.dataset.bank_card import LICENCE_ORDER, SOURCE_ATTRIBUTION, BankCardContext, Coverage, compute_coverage, render_bank_card
-from factory.dataset.card import dataset_info
+from factory.dataset.card import dataset_info, published_folder_name
 from factory.dataset.folder import DatasetFolder
 from factory.embeddings import Embedder, open_embedder
 from factory.errors import PipelineError
@@ -206,6 +206,7 @@ def build_bank(
                 attributions=attributions,
                 dropped=dropped,
                 reports=reports,
+                load_as=published_folder_name(out),
             )
             info = dataset_info(staging, {"personas": [BANK_FILE]}, {"personas": len(personas)})
             card = str(render_bank_card(context, coverage, info))

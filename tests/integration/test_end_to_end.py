@@ -112,3 +112,25 @@ def test_run_writes_a_loadable_versioned_dataset_with_every_verdict(tmp_path, sc
 
     assert DatasetFolder(out).versions() == ["v1.0.0", "v1.1.0"]
     assert DatasetFolder(out).read_manifest("v1.0.0")["version"] == "v1.0.0"
+
+
+def test_the_card_lists_critics_not_reached_and_says_how_to_load_the_folder(tmp_path, scripted_server, monkeypatch):
+    from factory.errors import RecipeError
+
+    scripted_server.script = lambda request: "User 1: Hi.\nUser 2: Hello."  # two turns: the heuristic rejects them all
+    monkeypatch.chdir(tmp_path)
+    recipe = apply_overrides(load_recipe(write_recipe(tmp_path, small_recipe(dialogues=4, ray={"enabled": False}))),
+                             base_url=scripted_server.base_url)
+    result = run_recipe(recipe, "out", show_progress=False)
+    assert result.stats.accepted == 0
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| faithfulness | 0 | 0 | not reached | 0 | 0 |" in card
+    assert "| 4 | 0 | 4 | 0% | n/a |" in card  # no mean turns of nothing
+    assert "ds = datasets.load_dataset('out')" in card and "PATH_OR_REPO" not in card
+    assert datasets.load_dataset("out")["rejected"].num_rows == 4  # the snippet works as written
+
+    (tmp_path / "not-a-report.json").write_text(json.dumps({"hello": "world"}))
+    with pytest.raises(RecipeError, match="is not a `persona-factory critics eval` report") as error:
+        run_recipe(apply_overrides(load_recipe(write_recipe(tmp_path, small_recipe(critics={"report": "not-a-report.json"}))),
+                                   base_url=scripted_server.base_url), "out", show_progress=False)
+    assert error.value.field == "critics.report"

@@ -58,6 +58,9 @@ def test_push_opens_a_review_pull_request_readable_by_datasets(tmp_path, hub, ba
     files = repo.commits[repo.pulls[1].head].files
     assert set(files) == {"README.md", "recipe.yaml", "manifest.json", "data/personas-00000-of-00001.parquet"}
     assert "review_status: in_review" in files["README.md"].decode()
+    # the card says how to use what it describes: the folder locally, the repository on the Hub
+    assert "{source: bank, path: bank, revision: v1.0.0}" in (bank / "README.md").read_text()
+    assert "{source: bank, repo: org/types, revision: v1.0.0}" in files["README.md"].decode()
     assert files["data/personas-00000-of-00001.parquet"] == (bank / "data/personas-00000-of-00001.parquet").read_bytes()
 
     rows = python(env, "import datasets; d = datasets.load_dataset('org/types', revision='refs/pr/1', split='personas'); "

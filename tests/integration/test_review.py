@@ -22,6 +22,7 @@ from tests.recipes import small_recipe, write_recipe
 
 TOKEN = "hf_review_token_4c1d"
 ALL_CHECKS = ["--decision", "approve", "--check", "coverage", "--check", "samples_read", "--check", "no_harm", "--check", "critics"]
+BANK_CHECKS = ["--check", "coverage", "--check", "samples_read", "--check", "no_harm", "--check", "dropped"]
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -48,9 +49,10 @@ def test_local_folder_review_sign_approve_reject(tmp_path):
     assert len(state.samples["personas"]) == 5 and all(f"== {i} (mbti)" in sampled.stdout for i in state.samples["personas"])
 
     refused = cli("review", "approve", str(bank))
-    assert refused.returncode == 1 and "the checklist is incomplete: coverage, samples_read, no_harm, critics" in refused.stderr
+    assert refused.returncode == 1 and "the checklist is incomplete: coverage, samples_read, no_harm, dropped" in refused.stderr
+    assert "I read every sampled persona" in shown.stdout and "critics" not in shown.stdout  # a bank's own checklist
     partly = cli("review", "sign", str(bank), "--reviewer", "ana", "--decision", "approve", "--check", "coverage", "--notes", "types balanced")
-    assert partly.returncode == 0 and "items left: samples_read, no_harm, critics" in partly.stdout
+    assert partly.returncode == 0 and "items left: samples_read, no_harm, dropped" in partly.stdout
     assert cli("review", "approve", str(bank)).returncode == 1
 
     # a reviewer ticks the remaining boxes in the card itself, as on the Hub's editor
@@ -62,7 +64,7 @@ def test_local_folder_review_sign_approve_reject(tmp_path):
     assert folder.released_versions() == ["v1.0.0"] and folder.branch() == "main"
     released = read_state((bank / "README.md").read_text())
     assert released.status == "approved" and [s["reviewer"] for s in released.signoffs] == ["ana"]
-    assert released.checklist == {"coverage": True, "samples_read": True, "no_harm": True, "critics": True}
+    assert released.checklist == {"coverage": True, "samples_read": True, "no_harm": True, "dropped": True}
 
     build(bank, 2)  # v1.1.0 goes to review; main still holds v1.0.0
     assert folder.git("show", "main:manifest.json").count('"version": "v1.0.0"') == 1
@@ -147,8 +149,8 @@ def test_hub_reject_closes_the_pull_request_with_the_reasons_in_the_card(tmp_pat
 
 
 def sign_all(target: str, reviewer: str, decision: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    checks = [part for part in ALL_CHECKS if part not in ("--decision", "approve")]
-    return cli("review", "sign", target, "--reviewer", reviewer, "--decision", decision, *checks, env=env)
+    """Every box of a persona bank's checklist ticked, and the decision."""
+    return cli("review", "sign", target, "--reviewer", reviewer, "--decision", decision, *BANK_CHECKS, env=env)
 
 
 def test_a_standing_reject_blocks_approval_until_that_reviewer_signs_again(tmp_path):
