@@ -36,6 +36,7 @@ from factory.failpoints import failpoint
 from factory.generation.role_play import chat_example
 from factory.journal import RunJournal
 from factory.llm.client import EndpointSpec
+from factory.llm.embedded import check_running_servers
 from factory.llm.endpoint import agent_endpoints, endpoint_provenance, open_endpoint, package_versions
 from factory.personas import plan
 from factory.pipeline import execute, planned_dialogues, prompt_preview
@@ -246,6 +247,7 @@ def run_recipe(
             if bar is not None:
                 bar.close()
             journal.close()
+        check_running_servers()
         if journal.rows != planned:
             raise PipelineError(f"planned {planned} dialogues but the journal holds {journal.rows}; resume with --resume")
         duplicates = near_duplicates(journal.batches(), recipe.critics.dedup.threshold) if recipe.critics.dedup.enabled else None

@@ -50,6 +50,17 @@ def free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
+# The servers this process started and has not stopped: a run checks them before it publishes.
+_RUNNING: list[EmbeddedServer] = []
+
+
+def check_running_servers() -> None:
+    """Fail when an embedded server died under a run: its requests all failed, and a version of
+    nothing but failed dialogues must not be published as if the run had worked."""
+    for server in list(_RUNNING):
+        server.check_alive()
+
+
 class EmbeddedServer:
     """``with EmbeddedServer() as server: server.base_url`` -> ``http://127.0.0.1:PORT/v1``."""
 
@@ -109,7 +120,17 @@ class EmbeddedServer:
         except BaseException:
             self.stop()
             raise
+        _RUNNING.append(self)
         return self
+
+    def check_alive(self) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            code = self._process.returncode
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            raise EmbeddedServerError(
+                f"the embedded llama.cpp server {how} during the run, so its requests failed; run again with "
+                f"--restart. The end of its log: {self._log_tail()}"
+            )
 
     def _wait_until_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -142,6 +163,8 @@ class EmbeddedServer:
         return " | ".join(line.strip() for line in tail if line.strip()) or "(empty)"
 
     def stop(self) -> None:
+        if self in _RUNNING:
+            _RUNNING.remove(self)
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()

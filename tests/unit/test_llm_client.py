@@ -165,3 +165,29 @@ def test_a_server_that_refuses_json_schema_is_asked_with_json_object_from_then_o
     assert forms == ["json_schema", "json_object", "json_object", "json_object"]  # refused once, then never asked again
     assert server.requests[1]["response_format"]["schema"] == schema
     assert report[server.base_url]["json_schema_refused"] == 1 and report[server.base_url]["failures"] == 0
+
+
+def test_an_embedded_server_that_dies_under_a_run_is_an_error_not_a_version():
+    import sys
+
+    from factory.errors import EmbeddedServerError
+    from factory.llm.embedded import EmbeddedServer, check_running_servers
+
+    answers_once = (
+        "import http.server, sys\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(b'{}')\n"
+        "    def log_message(self, *a): print('served /v1/models', flush=True)\n"
+        "s = http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H); s.handle_request(); sys.exit(3)\n"
+    )
+
+    class DiesAfterStarting(EmbeddedServer):
+        def command(self) -> list[str]:
+            return [sys.executable, "-c", answers_once, str(self.port)]
+
+    with DiesAfterStarting() as server:
+        server._process.wait(timeout=30)
+        with pytest.raises(EmbeddedServerError, match=r"exited with code 3 during the run.*served /v1/models"):
+            check_running_servers()
+    check_running_servers()  # a stopped server is no longer checked
