@@ -4,13 +4,30 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
+# llama-cpp-python compiles from source (10 minutes or so on 2 cores). Built for the machine it runs
+# on, llama.cpp's AVX-512 kernels crash on some CPUs on any prompt of more than one token (a
+# segmentation fault in decode, seen on SmolLM2's Q4_1 weights); so it is built without them, once
+# per machine, into a wheel kept outside the work tree, and installed from there.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
+WHEELS ?= $(HOME)/.cache/persona-factory/wheels
+LLAMA_WHEEL_STAMP := $(WHEELS)/llama-cpp-python-$(LLAMA_CPP_VERSION)-no-avx512.built
+
 .PHONY: install demo test test-fast bench schemas clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# llama-cpp-python compiles from source the first time (about 5 minutes on 2 cores); pip caches the wheel
-	$(BIN)/python -m pip install --quiet -e '.[embedded,test,bench]'
+
+$(LLAMA_WHEEL_STAMP): | $(BIN)/python
+	mkdir -p $(WHEELS)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-cache-dir --no-deps \
+		'llama-cpp-python==$(LLAMA_CPP_VERSION)' -w $(WHEELS)
+	touch $@
+
+$(STAMP): pyproject.toml Makefile $(LLAMA_WHEEL_STAMP) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	$(BIN)/python -m pip install --quiet --find-links $(WHEELS) 'llama-cpp-python==$(LLAMA_CPP_VERSION)' -e '.[embedded,test,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
