@@ -118,10 +118,15 @@ def _shingles(text: str) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
 
 
-# What only the prompt's examples say: their profiles and lines, and the example in the instructions.
+# What only the prompt's examples say: their profiles and lines, and the example in the instructions
+# (four words in a row); and the facts their personas are made of (single words: a small judge
+# copies "... but is vegetarian" onto a dialogue where nobody is).
 _EXAMPLE_SHINGLES = set().union(
     *(_shingles(" ".join([*first, *second, *lines])) for first, second, lines, _ in FEW_SHOT),
     _shingles(JUDGE_SYSTEM.split("Talking about", 1)[0]),
+)
+EXAMPLE_FACT_WORDS = frozenset(
+    {"nurse", "cats", "hiking", "student", "hospital", "vegetarian", "oslo", "violin", "brothers", "steak", "grilled"}
 )
 
 
@@ -129,9 +134,12 @@ def copied_from_examples(reason: str, record: DialogueRecord) -> str | None:
     """The words of ``reason`` that come from the prompt's worked examples and not from this
     dialogue or its profiles: a judge that copies the example's reason (a small model does) has
     not judged this dialogue, whatever its decision says."""
-    own = _shingles(" ".join([*(s for p in record.speakers for s in p.statements), *(t.text for t in record.turns)]))
-    borrowed = (_shingles(reason) & _EXAMPLE_SHINGLES) - own
-    return " ".join(sorted(borrowed)[0]) if borrowed else None
+    own_text = " ".join([*(s for p in record.speakers for s in p.statements), *(t.text for t in record.turns)])
+    borrowed = (_shingles(reason) & _EXAMPLE_SHINGLES) - _shingles(own_text)
+    if borrowed:
+        return " ".join(sorted(borrowed)[0])
+    facts = (set(_WORDS.findall(reason.lower())) & EXAMPLE_FACT_WORDS) - set(_WORDS.findall(own_text.lower()))
+    return sorted(facts)[0] if facts else None
 
 
 def faithfulness_verdict(reply: str, tokens: int) -> Verdict:

@@ -49,3 +49,18 @@ def test_embedded_model_end_to_end(tmp_path):
     assert all("unparsable judge reply" not in v["reason"] for v in judged)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["endpoint"] == "embedded llama.cpp server"
+
+
+def test_the_demo_shows_the_whole_path_on_the_embedded_model(tmp_path, project_root):
+    """`make demo`: the shipped quickstart on the 135M model. Most dialogues reach every critic and
+    some pass them all (the critics are as the recipe ships them, not loosened for a small model)."""
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "factory.cli", "run", str(project_root / "pipelines" / "quickstart.yaml"), "--out", str(out),
+         "--no-progress"], capture_output=True, text=True, env=subprocess_env(), timeout=1800,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [row for split in datasets.load_dataset(str(out)).values() for row in split]
+    reached = [row for row in rows if any(v["critic"] == "faithfulness" for v in row["verdicts"])]
+    assert len(reached) * 2 > len(rows), [[(v["critic"], v["reason"][:80]) for v in row["verdicts"]] for row in rows]
+    assert any(row["accepted"] for row in rows)

@@ -210,3 +210,11 @@ def test_a_faithfulness_reply_that_copies_the_worked_example_is_unusable():
         {"reason": "User 2 says 'I was up early to bake bread', in line with the profile.", "speaker": "none", "contradiction": False}
     )
     assert own.passed and own.answered
+
+
+def test_the_example_fact_words_are_the_worked_examples_own():
+    example_text = " ".join(" ".join([*a, *b, *lines]) for a, b, lines, _ in faithfulness.FEW_SHOT).lower()
+    assert all(word in example_text for word in faithfulness.EXAMPLE_FACT_WORDS)
+    borrowed = judged_by_reply({"reason": "User 1 says 'I prefer variety to routine' but is vegetarian.", "speaker": "none",
+                                "contradiction": False})
+    assert not borrowed.answered and "'vegetarian'" in borrowed.reason
