@@ -38,7 +38,9 @@ def recipe_for(dialogues: int, max_tokens: int, concurrency: int) -> dict:
     }
 
 
-async def direct(base_url: str, model: str, rows: list, temperature: float, max_tokens: int, concurrency: int) -> tuple[int, float]:
+async def direct(
+    base_url: str, model: str, rows: list, temperature: float, max_tokens: int, concurrency: int
+) -> tuple[int, float]:
     """(completion tokens, seconds) of a plain ``openai.AsyncOpenAI`` loop over the same prompts."""
     import openai
 
@@ -50,7 +52,11 @@ async def direct(base_url: str, model: str, rows: list, temperature: float, max_
         nonlocal tokens
         async with semaphore:
             response = await client.chat.completions.create(
-                model=model, messages=messages, temperature=temperature, max_tokens=max_tokens, seed=record.generation.seed
+                model=model,
+                messages=messages,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                seed=record.generation.seed,
             )
             tokens += response.usage.completion_tokens
 
@@ -77,11 +83,20 @@ def main() -> None:
     with EmbeddedServer() as server, tempfile.TemporaryDirectory() as tmp:
         spec = endpoint_spec(recipe.llm, server.base_url, server.model, "embedded")
         rows = plan_rows(recipe, casts, spec)
-        print(f"embedded {server.model}; {args.dialogues} dialogues of at most {args.max_tokens} tokens; "
-              f"at most {args.concurrency} requests in flight; {args.repeats} runs each, medians")
+        print(
+            f"embedded {server.model}; {args.dialogues} dialogues of at most {args.max_tokens} tokens; "
+            f"at most {args.concurrency} requests in flight; {args.repeats} runs each, medians"
+        )
         for repeat in range(args.repeats):
             tokens, seconds = asyncio.run(
-                direct(server.base_url, server.model, rows, recipe.generation.temperature, args.max_tokens, args.concurrency)
+                direct(
+                    server.base_url,
+                    server.model,
+                    rows,
+                    recipe.generation.temperature,
+                    args.max_tokens,
+                    args.concurrency,
+                )
             )
             direct_rates.append(tokens / seconds)
 
@@ -92,7 +107,9 @@ def main() -> None:
             tokens = sum(r.generation.usage.completion_tokens for batch in journal.batches() for r in batch)
             journal.close()
             factory_rates.append(tokens / seconds)
-            print(f"run {repeat + 1}: direct {direct_rates[-1]:6.1f} tokens/s, factory {factory_rates[-1]:6.1f} tokens/s")
+            print(
+                f"run {repeat + 1}: direct {direct_rates[-1]:6.1f} tokens/s, factory {factory_rates[-1]:6.1f} tokens/s"
+            )
 
     direct_rate, factory_rate = statistics.median(direct_rates), statistics.median(factory_rates)
     print(f"direct client:  {direct_rate:6.1f} tokens/s")

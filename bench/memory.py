@@ -20,7 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from factory.testing import ScriptedOpenAIServer
+import _project  # noqa: F401 - the project root on sys.path, for tests.openai_server
+
+from tests.openai_server import ScriptedOpenAIServer
 
 DIALOGUE = "\n".join(f"User {1 + i % 2}: line {i} about gardening, the weather and a long walk today" for i in range(8))
 
@@ -69,15 +71,29 @@ def main() -> None:
     with ScriptedOpenAIServer(lambda request: DIALOGUE, keep_requests=False) as server:
         for size in (args.small, args.large):
             completed = subprocess.run(
-                [sys.executable, __file__, "--one", str(size), "--base-url", server.base_url, "--concurrency", str(args.concurrency)],
-                capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}, check=False,
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    str(size),
+                    "--base-url",
+                    server.base_url,
+                    "--concurrency",
+                    str(args.concurrency),
+                ],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                check=False,
             )
             if completed.returncode != 0:
                 sys.exit(f"the run of {size} dialogues failed:\n{completed.stderr[-3000:]}")
             figures = json.loads(completed.stdout.strip().splitlines()[-1])
             peaks[size] = figures["peak_mib"]
-            print(f"{figures['dialogues']:>7} dialogues: peak {figures['peak_mib']:7.1f} MiB, {figures['seconds']:6.1f} s "
-                  f"({figures['dialogues'] / figures['seconds']:.0f} dialogues/s)")
+            print(
+                f"{figures['dialogues']:>7} dialogues: peak {figures['peak_mib']:7.1f} MiB, {figures['seconds']:6.1f} s "
+                f"({figures['dialogues'] / figures['seconds']:.0f} dialogues/s)"
+            )
     print(f"ratio peak {args.large // 1000}k/{args.small // 1000}k: {peaks[args.large] / peaks[args.small]:.2f}")
 
 

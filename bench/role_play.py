@@ -16,12 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import _project  # noqa: F401 - the project root on sys.path, for tests.openai_server
+
 from factory.config import parse_recipe
 from factory.journal import RunJournal
 from factory.llm.endpoint import endpoint_spec
 from factory.personas import plan_casts
 from factory.pipeline import execute
-from factory.testing import ScriptedOpenAIServer
+from tests.openai_server import ScriptedOpenAIServer
 
 DIALOGUE = "\n".join(f"User {1 + i % 2}: line {i} about gardening and the weather today" for i in range(6))
 
@@ -39,8 +41,14 @@ def recipe_for(dialogues: int, turns: int, concurrency: int, mode: str) -> dict:
         "seed": 1,
         "personas": [{"source": "mbti", "count": 16}, {"source": "big_five", "count": 16}],
         "casting": {"dialogues": dialogues},
-        "generation": {"mode": mode, "min_turns": turns, "max_turns": turns, "few_shot": 1, "max_tokens": 300,
-                       "role_play": {"turn_order": "alternate", "scenarios": ["They meet in a community garden."]}},
+        "generation": {
+            "mode": mode,
+            "min_turns": turns,
+            "max_turns": turns,
+            "few_shot": 1,
+            "max_tokens": 300,
+            "role_play": {"turn_order": "alternate", "scenarios": ["They meet in a community garden."]},
+        },
         "critics": {"heuristic": {"enabled": False}, "faithfulness": {"enabled": False}},
         "llm": {"max_concurrency": concurrency, "max_retries": 3},
         "ray": {"enabled": False},
@@ -52,7 +60,10 @@ async def plain_asyncio(base_url: str, model: str, calls: int, concurrency: int)
 
     client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
     semaphore = asyncio.Semaphore(concurrency)
-    messages = [{"role": "system", "content": "You are Ana, in a conversation with Ben."}, {"role": "user", "content": "Hi."}]
+    messages = [
+        {"role": "system", "content": "You are Ana, in a conversation with Ben."},
+        {"role": "user", "content": "Hi."},
+    ]
 
     async def one() -> None:
         async with semaphore:
@@ -75,13 +86,21 @@ def main() -> None:
     args = parser.parse_args()
 
     rates: dict[str, list[float]] = {"limit": [], "spc": [], "role_play": []}
-    with ScriptedOpenAIServer(reply, delay=args.delay, keep_requests=False) as server, tempfile.TemporaryDirectory() as tmp:
-        recipes = {mode: parse_recipe(recipe_for(args.dialogues, args.turns, args.concurrency, mode)) for mode in ("spc", "role_play")}
+    with (
+        ScriptedOpenAIServer(reply, delay=args.delay, keep_requests=False) as server,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        recipes = {
+            mode: parse_recipe(recipe_for(args.dialogues, args.turns, args.concurrency, mode))
+            for mode in ("spc", "role_play")
+        }
         spec = endpoint_spec(recipes["spc"].llm, server.base_url, server.model, "scripted")
         casts = plan_casts(recipes["spc"])
         calls = args.dialogues * args.turns
-        print(f"server: {args.delay * 1000:.0f} ms per request; {args.dialogues} dialogues of {args.turns} turns; "
-              f"concurrency {args.concurrency}; {args.repeats} runs each, medians")
+        print(
+            f"server: {args.delay * 1000:.0f} ms per request; {args.dialogues} dialogues of {args.turns} turns; "
+            f"concurrency {args.concurrency}; {args.repeats} runs each, medians"
+        )
         for repeat in range(args.repeats):
             before = server.chat_calls
             seconds = asyncio.run(plain_asyncio(server.base_url, server.model, calls, args.concurrency))

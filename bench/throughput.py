@@ -34,13 +34,15 @@ from pathlib import Path
 
 os.environ.setdefault("DISTILABEL_LOG_LEVEL", "ERROR")
 
-from factory.config import parse_recipe  # noqa: E402
-from factory.distributed import ray_session  # noqa: E402
-from factory.journal import RunJournal  # noqa: E402
-from factory.llm.endpoint import endpoint_spec  # noqa: E402
-from factory.personas import plan_casts  # noqa: E402
-from factory.pipeline import execute, plan_rows  # noqa: E402
-from factory.testing import ScriptedOpenAIServer  # noqa: E402
+import _project  # noqa: F401 - the project root on sys.path, for tests.openai_server
+
+from factory.config import parse_recipe
+from factory.distributed import ray_session
+from factory.journal import RunJournal
+from factory.llm.endpoint import endpoint_spec
+from factory.personas import plan_casts
+from factory.pipeline import execute, plan_rows
+from tests.openai_server import ScriptedOpenAIServer
 
 DIALOGUE = "\n".join(f"User {1 + i % 2}: line {i} about gardening and the weather today" for i in range(8))
 VERDICT = '{"contradiction": false, "speaker": "none", "reason": "consistent"}'
@@ -135,18 +137,24 @@ def main() -> None:
     logging.getLogger("distilabel").setLevel(logging.ERROR)
     median = statistics.median
 
-    with ScriptedOpenAIServer(reply, delay=args.delay, keep_requests=False) as server, tempfile.TemporaryDirectory() as tmp:
+    with (
+        ScriptedOpenAIServer(reply, delay=args.delay, keep_requests=False) as server,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         work = Path(tmp)
         recipes = {
             (critics, on_ray): parse_recipe(recipe_for(args.calls, args.concurrency, critics, on_ray))
-            for critics in (False, True) for on_ray in (False, True)
+            for critics in (False, True)
+            for on_ray in (False, True)
         }
         base = recipes[(False, False)]
         spec = endpoint_spec(base.llm, server.base_url, server.model, "scripted")
         casts = plan_casts(base)
         prompts = [messages for _, messages in plan_rows(base, casts, spec)]
-        print(f"server: {args.delay * 1000:.0f} ms per request; {args.calls} dialogues; concurrency {args.concurrency}; "
-              f"{args.repeats} runs each, medians")
+        print(
+            f"server: {args.delay * 1000:.0f} ms per request; {args.calls} dialogues; concurrency {args.concurrency}; "
+            f"{args.repeats} runs each, medians"
+        )
         runs = iter(range(1_000_000))
 
         def factory(critics: bool, on_ray: bool) -> Callable[[Callable[[int], None]], None]:
@@ -170,7 +178,9 @@ def main() -> None:
         rates = []
         for repeat in range(args.repeats):
             before = server.chat_calls
-            seconds = plain_distilabel(server.base_url, server.model, prompts, args.batch, work / f"distilabel-{repeat}")
+            seconds = plain_distilabel(
+                server.base_url, server.model, prompts, args.batch, work / f"distilabel-{repeat}"
+            )
             rates.append((server.chat_calls - before) / seconds)
         distilabel_rate = median(rates)
         print(f"plain distilabel (batch {args.batch}):        {distilabel_rate:8.1f} calls/s")
@@ -185,7 +195,9 @@ def main() -> None:
         if not args.no_ray:
             ray_started = time.perf_counter()
             with ray_session(None):
-                print(f"ray start:                          {time.perf_counter() - ray_started:8.1f} s (not in any rate)")
+                print(
+                    f"ray start:                          {time.perf_counter() - ray_started:8.1f} s (not in any rate)"
+                )
                 for critics in (False, True):
                     results = [Timed(server).run(factory(critics, on_ray=True)) for _ in range(args.repeats)]
                     label = "on " if critics else "off"

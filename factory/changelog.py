@@ -32,7 +32,9 @@ def changelog(against: str, old_manifest: dict, old_recipe: str, stats: dict, re
         "against": against,
         "generated": [old_stats.get("generated"), stats.get("generated")],
         "accepted": [old_stats.get("accepted"), stats.get("accepted")],
-        "critics": {k: [old_critics.get(k), new_critics.get(k)] for k in sorted(old_critics.keys() | new_critics.keys())},
+        "critics": {
+            k: [old_critics.get(k), new_critics.get(k)] for k in sorted(old_critics.keys() | new_critics.keys())
+        },
         "cells": {k: [old_cells.get(k), new_cells.get(k)] for k in sorted(old_cells.keys() | new_cells.keys())},
         "recipe_changes": recipe_changes(old_recipe, recipe_text),
     }

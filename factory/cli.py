@@ -10,20 +10,26 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from factory.errors import FactoryError, InputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="Synthetic persona dialogue dataset factory.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="Synthetic persona dialogue dataset factory.",
+)
 schemas_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of the published records.")
 app.add_typer(schemas_app, name="schemas")
 personas_app = typer.Typer(no_args_is_help=True, help="Persona banks: build them, then seed dialogue runs from them.")
 app.add_typer(personas_app, name="personas")
 critics_app = typer.Typer(no_args_is_help=True, help="The expert critics: measure them against labelled data.")
 app.add_typer(critics_app, name="critics")
-review_app = typer.Typer(no_args_is_help=True, help="Review a version from its dataset card, then release or reject it.")
+review_app = typer.Typer(
+    no_args_is_help=True, help="Review a version from its dataset card, then release or reject it."
+)
 app.add_typer(review_app, name="review")
 
 TARGET_HELP = "A dataset or bank folder, or a Hub repository written hf://org/name."
@@ -45,10 +51,12 @@ def resolve_recipe_path(recipe: str) -> Path:
 def run(
     recipe: str = typer.Argument(..., help="Recipe YAML (or the name of a packaged recipe, e.g. quickstart)."),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset folder; each run adds the next version."),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint; none starts the embedded model."),
-    model: Optional[str] = typer.Option(None, help="Model name at that endpoint."),
-    ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join (or RAY_ADDRESS); none starts local Ray."),
-    ray: Optional[bool] = typer.Option(None, "--ray/--no-ray", help="Run on Ray workers, or in this process (default: the recipe's ray.enabled)."),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint; none starts the embedded model."),
+    model: str | None = typer.Option(None, help="Model name at that endpoint."),
+    ray_address: str | None = typer.Option(None, help="Ray cluster to join (or RAY_ADDRESS); none starts local Ray."),
+    ray: bool | None = typer.Option(
+        None, "--ray/--no-ray", help="Run on Ray workers, or in this process (default: the recipe's ray.enabled)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out (same recipe)."),
     restart: bool = typer.Option(False, "--restart", help="Discard the interrupted run in --out and start over."),
     progress: bool = typer.Option(True, help="Show progress bars."),
@@ -69,7 +77,12 @@ def run(
         loaded = loaded.model_copy(update={"ray": loaded.ray.model_copy(update={"enabled": ray})})
     try:
         result = run_recipe(
-            loaded, out, recipe_text=path.read_text(encoding="utf-8"), show_progress=progress, resume=resume, restart=restart
+            loaded,
+            out,
+            recipe_text=path.read_text(encoding="utf-8"),
+            show_progress=progress,
+            resume=resume,
+            restart=restart,
         )
     except (KeyboardInterrupt, Interrupted) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
@@ -80,13 +93,18 @@ def run(
     typer.echo(
         "\n".join(
             [
-                f"version     {result.version}" + (f" (after {result.previous_version})" if result.previous_version else ""),
+                f"version     {result.version}"
+                + (f" (after {result.previous_version})" if result.previous_version else ""),
                 f"dialogues   {stats.generated} generated, {stats.accepted} accepted, {stats.rejected} rejected",
                 f"rejected by {rejected}",
                 f"tokens      {stats.total_tokens:,} ({stats.generation_tokens:,} generation, "
                 f"{stats.critic_tokens:,} critics; {per_accepted} per accepted dialogue)",
                 f"time        {result.seconds:.1f}s"
-                + (f" (resumed: {result.manifest['resumed_with']['dialogues']} dialogues were already finished)" if result.manifest.get("resumed_with") else ""),
+                + (
+                    f" (resumed: {result.manifest['resumed_with']['dialogues']} dialogues were already finished)"
+                    if result.manifest.get("resumed_with")
+                    else ""
+                ),
                 str(result.path),
             ]
         )
@@ -96,9 +114,9 @@ def run(
 @personas_app.command("build")
 def personas_build(
     recipe: str = typer.Argument(..., help="Bank recipe YAML (or a packaged one, e.g. mbti_bank)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Bank folder; default out/<recipe name>."),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint; none starts the embedded model."),
-    model: Optional[str] = typer.Option(None, help="Model name at that endpoint."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Bank folder; default out/<recipe name>."),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint; none starts the embedded model."),
+    model: str | None = typer.Option(None, help="Model name at that endpoint."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Build a persona bank and publish it as the next version of the bank folder."""
@@ -135,14 +153,20 @@ def critics_eval(
         "builtin:synthetic_persona_chat",
         help="SPC conversations (CSV/JSONL: originals vs persona-swapped) or JSONL of rated dialogues.",
     ),
-    experts: str = typer.Option(",".join(("faithfulness", "apc", "quality")), help="Comma-separated experts to measure."),
+    experts: str = typer.Option(
+        ",".join(("faithfulness", "apc", "quality")), help="Comma-separated experts to measure."
+    ),
     count: int = typer.Option(20, min=1, help="SPC conversations to use (each also swapped and shuffled)."),
     seed: int = typer.Option(0, help="Which conversations, and which personas are swapped in."),
-    out: Optional[Path] = typer.Option(None, help="Write the report as JSON (a recipe's critics.report can show it in the card)."),
-    recipe: Optional[Path] = typer.Option(None, help="Take the experts' settings from this recipe's `critics`."),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint; none starts the embedded model."),
-    model: Optional[str] = typer.Option(None, help="Model name at that endpoint."),
-    per_item: Optional[Path] = typer.Option(None, "--per-item", help="Write each item's verdict as JSONL, to read the disagreements."),
+    out: Path | None = typer.Option(
+        None, help="Write the report as JSON (a recipe's critics.report can show it in the card)."
+    ),
+    recipe: Path | None = typer.Option(None, help="Take the experts' settings from this recipe's `critics`."),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint; none starts the embedded model."),
+    model: str | None = typer.Option(None, help="Model name at that endpoint."),
+    per_item: Path | None = typer.Option(
+        None, "--per-item", help="Write each item's verdict as JSONL, to read the disagreements."
+    ),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Measure the critics, each against the label of what it judges: accuracy and AUROC on faithful
@@ -154,7 +178,14 @@ def critics_eval(
 
     from factory.config import LLMConfig, apply_overrides, environment_overrides, load_recipe, resolve_data_path
     from factory.critics.evaluate import (
-        LLM_FREE, PER_DIALOGUE, check_answered, evaluate, load_rated_jsonl, measurable, rated_pairs, spc_eval_set,
+        LLM_FREE,
+        PER_DIALOGUE,
+        check_answered,
+        evaluate,
+        load_rated_jsonl,
+        measurable,
+        rated_pairs,
+        spc_eval_set,
     )
     from factory.errors import RecipeError
     from factory.llm.endpoint import endpoint_provenance, open_endpoint
@@ -162,14 +193,21 @@ def critics_eval(
     names = [name.strip() for name in experts.split(",") if name.strip()]
     unknown = [name for name in names if name not in (*PER_DIALOGUE, "quality")]
     if unknown or not names:
-        raise RecipeError(f"unknown expert(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join((*PER_DIALOGUE, 'quality'))}", field="--experts")
+        raise RecipeError(
+            f"unknown expert(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join((*PER_DIALOGUE, 'quality'))}",
+            field="--experts",
+        )
     loaded = load_recipe(recipe) if recipe else None
     llm = apply_overrides(loaded, base_url=base_url, model=model).llm if loaded else LLMConfig()
     if not loaded:
         env = environment_overrides()
         llm = llm.model_copy(update={"base_url": base_url or env["base_url"], "model": model or env["model"]})
     path = resolve_data_path(data, Path.cwd())
-    rated = path.suffix == ".jsonl" and path.is_file() and '"personas"' in path.read_text(encoding="utf-8").split("\n", 1)[0]
+    rated = (
+        path.suffix == ".jsonl"
+        and path.is_file()
+        and '"personas"' in path.read_text(encoding="utf-8").split("\n", 1)[0]
+    )
     rng = random.Random(seed)
     if rated:
         labelled = load_rated_jsonl(path)
@@ -181,13 +219,23 @@ def critics_eval(
     needs_model = any(name not in LLM_FREE for name in names)
     with open_endpoint(llm) if needs_model else nullcontext(None) as spec:
         evaluation = evaluate(
-            spec, environment_overrides()["api_key"], names, labelled, pairs,
-            critics=loaded.critics if loaded else None, show_progress=progress, spc=not rated,
+            spec,
+            environment_overrides()["api_key"],
+            names,
+            labelled,
+            pairs,
+            critics=loaded.critics if loaded else None,
+            show_progress=progress,
+            spc=not rated,
         )
         figures = evaluation.figures
         report = {
-            "data": data, "seed": seed, "dialogues": len(labelled), "pairs": len(pairs),
-            **endpoint_provenance(spec), "experts": figures,
+            "data": data,
+            "seed": seed,
+            "dialogues": len(labelled),
+            "pairs": len(pairs),
+            **endpoint_provenance(spec),
+            "experts": figures,
         }
     if per_item:
         per_item.write_text("".join(json_module.dumps(row) + "\n" for row in evaluation.items), encoding="utf-8")
@@ -196,7 +244,9 @@ def critics_eval(
     def show(value: object, digits: str = ".2f") -> str:
         return "n/a" if value is None else format(value, digits)
 
-    lines = [f"{'expert':<14}{'examples':>9}{'answered':>9}{'accuracy':>10}{'AUROC':>8}{'spearman':>10}{'tokens':>9}  measured on"]
+    lines = [
+        f"{'expert':<14}{'examples':>9}{'answered':>9}{'accuracy':>10}{'AUROC':>8}{'spearman':>10}{'tokens':>9}  measured on"
+    ]
     for f in figures:
         lines.append(
             f"{f['expert']:<14}{f['examples']:>9}{f['answered']:>9}{show(f['accuracy']):>10}{show(f['auroc']):>8}"
@@ -214,7 +264,7 @@ def critics_eval(
 def push(
     folder: Path = typer.Argument(..., help="A dataset or persona bank folder."),
     repo: str = typer.Option(..., "--repo", help="Hub dataset repository, org/name."),
-    version: Optional[str] = typer.Option(None, help="The version to push; the latest when unset."),
+    version: str | None = typer.Option(None, help="The version to push; the latest when unset."),
     private: bool = typer.Option(False, help="Create the repository as private."),
 ) -> None:
     """Push a version to the Hub as a pull request for review (HF_ENDPOINT and HF_TOKEN are honoured)."""
@@ -229,7 +279,7 @@ def push(
     typer.echo(messages[result.state])
 
 
-def _review_target(target: str, version: Optional[str]):  # noqa: ANN202
+def _review_target(target: str, version: str | None):
     from factory.review import open_target
 
     opened = open_target(target)
@@ -237,7 +287,9 @@ def _review_target(target: str, version: Optional[str]):  # noqa: ANN202
 
 
 @review_app.command("show")
-def review_show(target: str = typer.Argument(..., help=TARGET_HELP), version: Optional[str] = typer.Option(None, help=VERSION_HELP)) -> None:
+def review_show(
+    target: str = typer.Argument(..., help=TARGET_HELP), version: str | None = typer.Option(None, help=VERSION_HELP)
+) -> None:
     """The review state: status, checklist, samples to read, sign-offs."""
     from factory.review import read_state
 
@@ -246,12 +298,16 @@ def review_show(target: str = typer.Argument(..., help=TARGET_HELP), version: Op
     lines = [f"{opened.name} {version}: {state.status}"]
     lines += [f"  [{'x' if state.checklist[key] else ' '}] {key}: {text}" for key, text in state.items.items()]
     lines += [f"  read ({split}): {', '.join(ids)}" for split, ids in state.samples.items()]
-    lines += [f"  signed: {s['reviewer']} {s['decision']} ({s['date']}) {s.get('notes', '')}".rstrip() for s in state.signoffs]
+    lines += [
+        f"  signed: {s['reviewer']} {s['decision']} ({s['date']}) {s.get('notes', '')}".rstrip() for s in state.signoffs
+    ]
     typer.echo("\n".join(lines))
 
 
 @review_app.command("sample")
-def review_sample(target: str = typer.Argument(..., help=TARGET_HELP), version: Optional[str] = typer.Option(None, help=VERSION_HELP)) -> None:
+def review_sample(
+    target: str = typer.Argument(..., help=TARGET_HELP), version: str | None = typer.Option(None, help=VERSION_HELP)
+) -> None:
     """Print the dialogues the card asks the reviewer to read."""
     from factory.review import format_dialogue, sample_dialogues
 
@@ -265,8 +321,11 @@ def review_sign(
     reviewer: str = typer.Option(..., help="Who signs."),
     decision: str = typer.Option(..., help="approve or reject."),
     notes: str = typer.Option("", help="What the reviewer found."),
-    check: list[str] = typer.Option([], help="Checklist items confirmed: coverage, samples_read, no_harm, and critics (dialogues) or dropped (persona banks)."),
-    version: Optional[str] = typer.Option(None, help=VERSION_HELP),
+    check: list[str] = typer.Option(
+        [],
+        help="Checklist items confirmed: coverage, samples_read, no_harm, and critics (dialogues) or dropped (persona banks).",
+    ),
+    version: str | None = typer.Option(None, help=VERSION_HELP),
 ) -> None:
     """Record a reviewer's decision, notes and ticked checklist items in the card."""
     from factory.review import read_state, sign, write_state
@@ -282,7 +341,9 @@ def review_sign(
 
 
 @review_app.command("approve")
-def review_approve(target: str = typer.Argument(..., help=TARGET_HELP), version: Optional[str] = typer.Option(None, help=VERSION_HELP)) -> None:
+def review_approve(
+    target: str = typer.Argument(..., help=TARGET_HELP), version: str | None = typer.Option(None, help=VERSION_HELP)
+) -> None:
     """Release a reviewed version: refused while the checklist is incomplete."""
     from factory.review import approvable, read_state, write_state
 
@@ -299,7 +360,7 @@ def review_approve(target: str = typer.Argument(..., help=TARGET_HELP), version:
 def review_reject(
     target: str = typer.Argument(..., help=TARGET_HELP),
     reason: str = typer.Option(..., help="Why the version is rejected (written into the card)."),
-    version: Optional[str] = typer.Option(None, help=VERSION_HELP),
+    version: str | None = typer.Option(None, help=VERSION_HELP),
 ) -> None:
     """Close a review without releasing the version; the reasons go into the card."""
     from factory.review import ReviewError, read_state, write_state
@@ -316,9 +377,9 @@ def review_reject(
 
 @app.command()
 def serve(
-    port: Optional[int] = typer.Option(None, help="Port on 127.0.0.1 (default: a free one)."),
+    port: int | None = typer.Option(None, help="Port on 127.0.0.1 (default: a free one)."),
     n_ctx: int = typer.Option(4096, help="Context window."),
-    log: Optional[Path] = typer.Option(None, help="Keep the server's log in this file (default: none is kept)."),
+    log: Path | None = typer.Option(None, help="Keep the server's log in this file (default: none is kept)."),
 ) -> None:
     """Start the embedded llama.cpp server (SmolLM2-135M-Instruct) for other tools; Ctrl-C stops it."""
     import time
@@ -333,7 +394,9 @@ def serve(
 
 
 @schemas_app.command("export")
-def schemas_export(directory: Path = typer.Argument(Path("schemas"), help="Where to write the *.schema.json files.")) -> None:
+def schemas_export(
+    directory: Path = typer.Argument(Path("schemas"), help="Where to write the *.schema.json files."),
+) -> None:
     """Write the JSON Schema of every published record, generated from the pydantic models."""
     from factory.records import export_json_schemas
 
@@ -353,7 +416,9 @@ def schemas_check(directory: Path = typer.Argument(Path("schemas"))) -> None:
         or (directory / f"{stem}.schema.json").read_text(encoding="utf-8") != render_schema(schema)
     ]
     if stale:
-        raise InputError(f"out of date: {', '.join(stale)}; run `persona-factory schemas export {directory}`", path=directory)
+        raise InputError(
+            f"out of date: {', '.join(stale)}; run `persona-factory schemas export {directory}`", path=directory
+        )
     typer.echo("schemas are up to date")
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import os
+import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -85,7 +85,6 @@ class LLMConfig(_Config):
         description="How critics ask for JSON: OpenAI's json_schema, or json_object with a schema "
         "(llama-cpp-python's server). Unset: json_object for the embedded model, json_schema otherwise.",
     )
-
 
     @field_validator("base_url")
     @classmethod
@@ -183,17 +182,13 @@ class BankSource(_Config):
         return self
 
 
-PersonaSource = Annotated[
-    Union[MBTISource, BigFiveSource, StatementsSource, BankSource], Field(discriminator="source")
-]
+PersonaSource = Annotated[MBTISource | BigFiveSource | StatementsSource | BankSource, Field(discriminator="source")]
 
 
 class QuotaCell(_Config):
     """A dimension of persona cells that casting must cover, and which of its values."""
 
-    by: str = Field(
-        description="mbti, kind, source, or big_five.<trait> (bands low/mid/high)."
-    )
+    by: str = Field(description="mbti, kind, source, or big_five.<trait> (bands low/mid/high).")
     values: list[str] | None = Field(default=None, description="The cells to cover; all 16 types / 3 bands when unset.")
 
     @model_validator(mode="after")
@@ -252,7 +247,9 @@ class PersonaMemoryConfig(_Config):
     utterance is put in front of the agent."""
 
     enabled: bool = True
-    recent: int = Field(default=2, ge=0, le=20, description="An aspect the agent recalled in its last N turns is left out.")
+    recent: int = Field(
+        default=2, ge=0, le=20, description="An aspect the agent recalled in its last N turns is left out."
+    )
     min_overlap: float = Field(
         default=0.15, gt=0, le=1, description="Share of an aspect's content words the utterance must contain."
     )
@@ -268,7 +265,9 @@ class StopConfig(_Config):
     )
     threshold: int = Field(default=4, ge=1, le=5, description="Sentiment on 1-5 that counts as high.")
     patience: int = Field(default=2, ge=1, le=20)
-    goal: str = Field(default="", description="What the chat is for, e.g. 'the user gets a recipe they can cook tonight'.")
+    goal: str = Field(
+        default="", description="What the chat is for, e.g. 'the user gets a recipe they can cook tonight'."
+    )
 
     @model_validator(mode="after")
     def _goal_named(self) -> StopConfig:
@@ -304,7 +303,8 @@ class RolePlayConfig(_Config):
     closing_turns: int = Field(default=2, ge=0, le=4, description="Turns that close a dialogue a stop rule ended.")
     max_tokens_per_turn: int = Field(default=120, ge=8, le=4096)
     user_simulator: bool = Field(
-        default=False, description="Speakers cast as `user` follow USP's simulator prompt (their profile, then free talk)."
+        default=False,
+        description="Speakers cast as `user` follow USP's simulator prompt (their profile, then free talk).",
     )
     assistant_persona: bool = Field(
         default=True, description="false: speakers cast as `assistant` are a plain assistant, without their persona."
@@ -320,7 +320,9 @@ class RolePlayConfig(_Config):
     def _agent_keys(cls, value: dict[str, AgentLLMConfig]) -> dict[str, AgentLLMConfig]:
         for key in value:
             if key not in ("user", "assistant") and not re.fullmatch(r"speaker[1-8]", key):
-                raise ValueError(f"agents are keyed by role (user, assistant) or position (speaker1..speaker8), not {key!r}")
+                raise ValueError(
+                    f"agents are keyed by role (user, assistant) or position (speaker1..speaker8), not {key!r}"
+                )
         return value
 
 
@@ -338,12 +340,16 @@ class GenerationConfig(_Config):
     temperature: float = Field(default=0.8, ge=0, le=2)
     max_tokens: int = Field(default=700, ge=16)
     chunk_size: int = Field(
-        default=8, ge=1, le=4096,
+        default=8,
+        ge=1,
+        le=4096,
         description="Dialogues per unit of work: what a worker takes at a time and the journal records at once.",
     )
     candidates: int = Field(default=1, ge=1, le=16, description="Dialogues written per cast; quality keeps the best.")
     rounds: int = Field(
-        default=1, ge=1, le=100,
+        default=1,
+        ge=1,
+        le=100,
         description="Generator-Critic rounds; the casts are shared out among them, and each round's best "
         "accepted dialogues become the next round's few-shot examples.",
     )
@@ -377,9 +383,14 @@ class HeuristicCriticConfig(ExpertConfig):
     )
     max_ngram_repeats: int = Field(default=4, ge=2, description="Times one 4-gram may recur in a turn.")
     copy_min_words: int = Field(default=6, ge=2, description="Shortest persona statement counted as pasted.")
-    copy_max_per_turn: int = Field(default=3, ge=1, description="Persona statements pasted verbatim into one turn that fail it.")
+    copy_max_per_turn: int = Field(
+        default=3, ge=1, description="Persona statements pasted verbatim into one turn that fail it."
+    )
     copy_max_share: float = Field(
-        default=0.5, gt=0, le=1, description="Share of one persona's statements that may be said verbatim in the dialogue."
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of one persona's statements that may be said verbatim in the dialogue.",
     )
 
 
@@ -429,7 +440,12 @@ class QualityCriticConfig(LLMExpertConfig):
 
 class DedupCriticConfig(ExpertConfig):
     enabled: bool = False
-    threshold: float = Field(default=0.7, gt=0, le=1, description="Jaccard similarity of word 3-grams above which a dialogue is a near-duplicate.")
+    threshold: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="Jaccard similarity of word 3-grams above which a dialogue is a near-duplicate.",
+    )
 
 
 EXPERT_NAMES = ("heuristic", "faithfulness", "apc", "toxicity", "portrayal", "attribution")
@@ -471,7 +487,9 @@ class RayConfig(_Config):
     )
     address: str | None = Field(default=None, description="Existing cluster; none starts local Ray.")
     workers: int = Field(
-        default=1, ge=1, le=1024,
+        default=1,
+        ge=1,
+        le=1024,
         description="Engine workers (async Ray actors), spread over the nodes; they share the endpoint's concurrency.",
     )
     cpus_per_worker: float | None = Field(default=None, gt=0, description="CPUs reserved per worker.")
@@ -510,10 +528,12 @@ class Recipe(_Config):
                 f"{self.casting.group_size}; use round_robin or moderator"
             )
         positions = [key for key in role_play.agents if key.startswith("speaker")]
-        beyond = [key for key in positions if int(key[len("speaker"):]) > self.casting.group_size]
+        beyond = [key for key in positions if int(key[len("speaker") :]) > self.casting.group_size]
         if beyond:
-            raise ValueError(f"generation.role_play.agents names {', '.join(beyond)}, but dialogues have "
-                             f"{self.casting.group_size} speakers")
+            raise ValueError(
+                f"generation.role_play.agents names {', '.join(beyond)}, but dialogues have "
+                f"{self.casting.group_size} speakers"
+            )
         return self
 
     def resolve_path(self, value: str) -> Path:
@@ -591,13 +611,15 @@ class SPCExpansionSource(_Config):
     redundancy_threshold: float = Field(
         default=0.8, gt=0, le=1, description="Similarity above which a statement repeats one already in the profile."
     )
-    check_contradictions: bool = Field(default=True, description="Ask the LLM whether a statement contradicts the profile.")
+    check_contradictions: bool = Field(
+        default=True, description="Ask the LLM whether a statement contradicts the profile."
+    )
     temperature: float = Field(default=0.9, ge=0, le=2)
     max_tokens: int = Field(default=300, ge=32)
 
 
 BankBuildSource = Annotated[
-    Union[MBTIBankSource, ImplicitSource, SPCExpansionSource, MBTISource, BigFiveSource, StatementsSource],
+    MBTIBankSource | ImplicitSource | SPCExpansionSource | MBTISource | BigFiveSource | StatementsSource,
     Field(discriminator="source"),
 ]
 
@@ -659,7 +681,10 @@ def load_recipe(path: str | Path, model: type[RecipeModel] = Recipe) -> RecipeMo
 
 
 def parse_recipe(
-    raw: dict[str, Any], *, path: str | Path | None = None, model: type[RecipeModel] = Recipe  # type: ignore[assignment]
+    raw: dict[str, Any],
+    *,
+    path: str | Path | None = None,
+    model: type[RecipeModel] = Recipe,  # type: ignore[assignment]
 ) -> RecipeModel:
     try:
         recipe = model.model_validate(raw)

@@ -38,7 +38,9 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> N
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
     except OSError as exc:
-        raise PipelineError(f"cannot reach the Ray cluster at {address} ({exc.strerror or type(exc).__name__}); {hint}") from None
+        raise PipelineError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or type(exc).__name__}); {hint}"
+        ) from None
     # Something listens; a Ray head's GCS is a gRPC server, which an HTTP or other server is not.
     import grpc
 
@@ -46,7 +48,9 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> N
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout)
     except grpc.FutureTimeoutError:
-        raise PipelineError(f"{address} answers, but not as a Ray cluster (no GCS there within {timeout:.0f} s); {hint}") from None
+        raise PipelineError(
+            f"{address} answers, but not as a Ray cluster (no GCS there within {timeout:.0f} s); {hint}"
+        ) from None
     finally:
         channel.close()
 
@@ -79,7 +83,9 @@ def ray_session(address: str | None) -> Iterator[str]:
             configure_logging=True,
         )
     except (ConnectionError, TimeoutError, RuntimeError) as exc:
-        raise PipelineError(f"cannot join the Ray cluster at {address or 'local'}: {str(exc).splitlines()[0]}") from None
+        raise PipelineError(
+            f"cannot join the Ray cluster at {address or 'local'}: {str(exc).splitlines()[0]}"
+        ) from None
     try:
         yield address or "local"
     finally:

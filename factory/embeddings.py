@@ -31,7 +31,9 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 class EndpointEmbedder:
-    def __init__(self, base_url: str, model: str, api_key: str | None, batch_size: int = 64, max_retries: int = 5) -> None:
+    def __init__(
+        self, base_url: str, model: str, api_key: str | None, batch_size: int = 64, max_retries: int = 5
+    ) -> None:
         import openai
 
         from factory.llm.client import public

@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 from factory.config import CriticsConfig, GenerationConfig
 from factory.critics.base import JudgeContext, blocked_by, hard_gates, passed_so_far
-from factory.critics.quality import select_best
 from factory.critics.experts import JUDGES
+from factory.critics.quality import select_best
 from factory.errors import FactoryError, PipelineError
 from factory.failpoints import failpoint
 from factory.generation.parse import parse_dialogue
@@ -58,7 +58,9 @@ def where_am_i() -> str:
     return ray.get_runtime_context().get_node_id() if ray is not None and ray.is_initialized() else "local"
 
 
-async def write_dialogue(record: DialogueRecord, messages: list[dict[str, str]], client: ChatClient, generation: GenerationConfig) -> None:
+async def write_dialogue(
+    record: DialogueRecord, messages: list[dict[str, str]], client: ChatClient, generation: GenerationConfig
+) -> None:
     """The generator's call and the parse; a failed call is a failed ``format`` verdict."""
     try:
         result = await client.chat(
@@ -117,7 +119,10 @@ class ChunkProcessor:
         generation = self.settings.generation
         if record.generation.mode == "role_play":
             await role_play(
-                record, generation.role_play, self._agents(record), min_turns=generation.min_turns,
+                record,
+                generation.role_play,
+                self._agents(record),
+                min_turns=generation.min_turns,
                 max_turns=generation.max_turns,
             )
         else:
@@ -162,8 +167,11 @@ class RunnerReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "chunks": self.chunks, "dialogues": self.dialogues, "worker_restarts": self.worker_restarts,
-            "seconds": round(self.seconds, 2), "endpoints": self.endpoints or {},
+            "chunks": self.chunks,
+            "dialogues": self.dialogues,
+            "worker_restarts": self.worker_restarts,
+            "seconds": round(self.seconds, 2),
+            "endpoints": self.endpoints or {},
         }
 
 
@@ -283,12 +291,18 @@ class RayRunner:
     WORKER_NAME = "persona-factory-worker"
 
     def __init__(
-        self, settings: EngineSettings, workers: int, cpus_per_worker: float | None, api_key: str | None = None,
+        self,
+        settings: EngineSettings,
+        workers: int,
+        cpus_per_worker: float | None,
+        api_key: str | None = None,
         max_restarts: int | None = None,
     ) -> None:
         self.api_key = Secret(api_key)
         self.settings = EngineSettings(
-            split_limits(settings.endpoint, workers), settings.generation, settings.critics,
+            split_limits(settings.endpoint, workers),
+            settings.generation,
+            settings.critics,
             {key: split_limits(spec, workers) for key, spec in settings.agents.items()},
         )
         self.workers = workers
@@ -350,7 +364,9 @@ class RayRunner:
                     # a run-level failure inside a worker (every endpoint out too long): the same
                     # error as in process, not Ray's wrapper of it
                     cause = getattr(exc, "cause", None)
-                    raise (cause if isinstance(cause, FactoryError) else PipelineError(f"a worker failed: {exc}")) from None
+                    raise (
+                        cause if isinstance(cause, FactoryError) else PipelineError(f"a worker failed: {exc}")
+                    ) from None
                 except RayActorError:
                     # The worker is gone; its unfinished chunks come back here one by one.
                     retry.append(chunk)
@@ -405,7 +421,7 @@ class WorkerProgress:
 
         try:
             counts = ray.get([worker.finished.remote() for worker in workers.values()], timeout=PROGRESS_POLL_SECONDS)
-        except Exception:  # noqa: BLE001 - a worker that cannot answer now is counted when its chunks return
+        except Exception:
             return
         in_flight = sum(max(0, count - self.returned_by.get(slot, 0)) for slot, count in zip(workers, counts))
         self._show(self.total_returned + in_flight)
@@ -422,7 +438,7 @@ def _alive(worker: Any) -> bool:
     try:
         ray.get(worker.pid.remote(), timeout=30)
         return True
-    except Exception:  # noqa: BLE001 - any failure to answer means the actor is gone
+    except Exception:
         return False
 
 

@@ -35,7 +35,9 @@ def repo_id(text: str, *, field: str = "--repo") -> str:
     line and no request is made."""
     repo = text[len(HUB_PREFIX) :] if text.startswith(HUB_PREFIX) else text
     if not looks_like_repo_id(repo) or len(repo) > 96:
-        raise InputError(f"{text!r} is not a Hub repository id; write org/name (letters, digits, '-', '_', '.')", field=field)
+        raise InputError(
+            f"{text!r} is not a Hub repository id; write org/name (letters, digits, '-', '_', '.')", field=field
+        )
     return repo
 
 
@@ -86,7 +88,7 @@ def _title(version: str) -> str:
     return f"{version}: review"
 
 
-def hub_api():  # noqa: ANN201 - HfApi is imported lazily
+def hub_api():
     from huggingface_hub import HfApi
 
     env = environment_overrides()
@@ -122,9 +124,15 @@ def push_version(path: str | Path, repo: str, *, version: str | None = None, pri
             details = api.get_discussion_details(repo, number, repo_type="dataset")
             if details.title == _title(version) and details.status == "open":
                 return PushResult(repo, version, "in_review", number, pull.target_commit)
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=content) for name, content in sorted(files.items())]
+        operations = [
+            CommitOperationAdd(path_in_repo=name, path_or_fileobj=content) for name, content in sorted(files.items())
+        ]
         info = api.create_commit(
-            repo, operations, commit_message=_title(version), repo_type="dataset", create_pr=True,
+            repo,
+            operations,
+            commit_message=_title(version),
+            repo_type="dataset",
+            create_pr=True,
             commit_description=f"persona-factory {version}, for review before release.",
         )
     return PushResult(repo, version, "opened", info.pr_num, info.oid)

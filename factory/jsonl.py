@@ -37,7 +37,9 @@ def check_utf8(value: Any, *, path: Path, row: int, field: str | None = None) ->
     found = undecodable(value, field or "")
     if found:
         where, byte = found
-        raise PersonaFileError(f"not UTF-8 text (the byte {byte}); save the file as UTF-8", path=path, row=row, field=where or None)
+        raise PersonaFileError(
+            f"not UTF-8 text (the byte {byte}); save the file as UTF-8", path=path, row=row, field=where or None
+        )
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:

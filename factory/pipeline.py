@@ -17,8 +17,8 @@ from typing import Any
 
 from factory.config import Recipe
 from factory.critics.base import passed_so_far
-from factory.failpoints import failpoint
 from factory.engine import Chunk, EngineSettings, LocalRunner, RayRunner, RunnerReport, merge_endpoint_reports
+from factory.failpoints import failpoint
 from factory.generation.prompts import FewShotExample, generator_messages, pick_few_shot
 from factory.journal import RunJournal
 from factory.llm.client import EndpointSpec, prompt_hash
@@ -47,21 +47,33 @@ def plan_rows(
         if mode_of(cast) == "role_play":
             scenarios = generation.role_play.scenarios
             meta = {"mode": "role_play", "scenario": rng.choice(scenarios) if scenarios else "", "prompt_hash": ""}
-            rows.extend((_planned(recipe, cast, spec, candidate, iteration, meta), []) for candidate in range(generation.candidates))
+            rows.extend(
+                (_planned(recipe, cast, spec, candidate, iteration, meta), [])
+                for candidate in range(generation.candidates)
+            )
             continue
         if fed_back:
             examples = rng.sample(fed_back, min(generation.few_shot, len(fed_back)))
         else:
             examples = pick_few_shot(few_shot_path, generation.few_shot, generation.max_turns, rng)
         messages = generator_messages(
-            list(cast.speakers), examples, min_turns=generation.min_turns, max_turns=generation.max_turns, roles=cast.roles
+            list(cast.speakers),
+            examples,
+            min_turns=generation.min_turns,
+            max_turns=generation.max_turns,
+            roles=cast.roles,
         )
         meta = {"prompt_hash": prompt_hash(messages), "few_shot_ids": [example.id for example in examples]}
-        rows.extend((_planned(recipe, cast, spec, candidate, iteration, meta), messages) for candidate in range(generation.candidates))
+        rows.extend(
+            (_planned(recipe, cast, spec, candidate, iteration, meta), messages)
+            for candidate in range(generation.candidates)
+        )
     return rows
 
 
-def _planned(recipe: Recipe, cast: Cast, spec: EndpointSpec, candidate: int, iteration: int, meta: dict[str, Any]) -> DialogueRecord:
+def _planned(
+    recipe: Recipe, cast: Cast, spec: EndpointSpec, candidate: int, iteration: int, meta: dict[str, Any]
+) -> DialogueRecord:
     """The empty record of one candidate dialogue of ``cast``."""
     return DialogueRecord(
         id=candidate_id(cast, candidate, recipe.generation.candidates),
@@ -70,8 +82,13 @@ def _planned(recipe: Recipe, cast: Cast, spec: EndpointSpec, candidate: int, ite
         roles=list(cast.roles),
         turns=[],
         generation=GenerationMeta(
-            model=spec.model, endpoint_kind=spec.kind, seed=cast.seed + candidate, iteration=iteration,
-            cast_id=cast.dialogue_id, candidate=candidate, **meta,
+            model=spec.model,
+            endpoint_kind=spec.kind,
+            seed=cast.seed + candidate,
+            iteration=iteration,
+            cast_id=cast.dialogue_id,
+            candidate=candidate,
+            **meta,
         ),
     )
 
@@ -95,7 +112,12 @@ def round_shares(casts: list[Cast], rounds: int) -> list[list[Cast]]:
 
 
 def chunks_of(
-    recipe: Recipe, casts: list[Cast], spec: EndpointSpec, iteration: int, fed_back: list[FewShotExample], done: set[str],
+    recipe: Recipe,
+    casts: list[Cast],
+    spec: EndpointSpec,
+    iteration: int,
+    fed_back: list[FewShotExample],
+    done: set[str],
     mode_of: Callable[[Cast], str],
 ) -> Iterator[Chunk]:
     """Whole casts, ``chunk_size`` dialogues or so at a time, leaving out casts already in the journal."""
@@ -136,8 +158,12 @@ class RoundSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "round": self.round, "casts": self.casts, "dialogues": self.dialogues, "accepted": self.accepted,
-            "tokens": self.tokens, "few_shot_from": sorted(self.few_shot_from),
+            "round": self.round,
+            "casts": self.casts,
+            "dialogues": self.dialogues,
+            "accepted": self.accepted,
+            "tokens": self.tokens,
+            "few_shot_from": sorted(self.few_shot_from),
         }
 
 
@@ -202,7 +228,9 @@ def execute(
             for record in records:
                 count(record)
 
-        reports.append(runner.run(chunks_of(recipe, share, spec, iteration, fed_back, done, mode_of), finished, progress))
+        reports.append(
+            runner.run(chunks_of(recipe, share, spec, iteration, fed_back, done, mode_of), finished, progress)
+        )
         if summary.accepted and generation.few_shot:
             fed_back = [FewShotExample.from_record(r, generation.max_turns) for r in summary.best()]
     return Execution(

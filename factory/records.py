@@ -81,7 +81,9 @@ class Turn(_Record):
     memory: str | None = Field(
         default=None, description="Role-play: the profile aspect put in front of the agent before this turn, if any."
     )
-    closing: bool = Field(default=False, description="Role-play: a turn that closes the conversation after a stop rule.")
+    closing: bool = Field(
+        default=False, description="Role-play: a turn that closes the conversation after a stop rule."
+    )
 
 
 class Verdict(_Record):
@@ -122,7 +124,7 @@ class StepPlacement(_Record):
 
 class GenerationMeta(_Record):
     model: str
-    endpoint_kind: Literal["embedded", "openai-compatible", "scripted"] = "openai-compatible"
+    endpoint_kind: Literal["embedded", "openai-compatible"] = "openai-compatible"
     prompt_hash: str = Field(description="sha256 of the generator's messages, to find identical prompts.")
     seed: int
     iteration: int = Field(default=0, description="Round of the Generator-Critic loop that made it.")
@@ -136,7 +138,8 @@ class GenerationMeta(_Record):
     )
     scenario: str = Field(default="", description="Role-play: the situation the dialogue opened with.")
     ended_by: str = Field(
-        default="", description="Role-play: why it ended: max_turns, sentiment or goal (closing turns followed the last two)."
+        default="",
+        description="Role-play: why it ended: max_turns, sentiment or goal (closing turns followed the last two).",
     )
 
 

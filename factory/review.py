@@ -84,12 +84,18 @@ def pick_samples(ids_by_split: dict[str, list[str]], seed: int, per_split: dict[
 
 def render_section(state: ReviewState) -> str:
     lines = [SECTION_START, "## Review", "", f"Status: **{state.status}**", ""]
-    lines += [f"- [{'x' if state.checklist.get(key) else ' '}] {text} <!-- review:{key} -->" for key, text in state.items.items()]
+    lines += [
+        f"- [{'x' if state.checklist.get(key) else ' '}] {text} <!-- review:{key} -->"
+        for key, text in state.items.items()
+    ]
     lines += ["", f"Dialogues to read (drawn with seed {state.seed}; `persona-factory review sample` prints them):", ""]
     for split, ids in state.samples.items():
         lines.append(f"- {split}: " + ", ".join(f"`{i}`" for i in ids))
     lines += ["", "Sign-offs:", ""]
-    lines += [f"- {s['reviewer']}: {s['decision']} ({s['date']}){' - ' + s['notes'] if s.get('notes') else ''}" for s in state.signoffs] or ["- none yet"]
+    lines += [
+        f"- {s['reviewer']}: {s['decision']} ({s['date']}){' - ' + s['notes'] if s.get('notes') else ''}"
+        for s in state.signoffs
+    ] or ["- none yet"]
     if state.reasons:
         lines += ["", f"Rejected because: {state.reasons}"]
     lines += ["", SECTION_END]
@@ -100,7 +106,7 @@ def _split_card(text: str) -> tuple[dict[str, Any], str]:
     match = re.match(r"^---\n(.*?)\n---\n", text, re.S)
     if not match:
         raise ReviewError("the card has no YAML metadata block")
-    return yaml.safe_load(match.group(1)) or {}, text[match.end():]
+    return yaml.safe_load(match.group(1)) or {}, text[match.end() :]
 
 
 def read_state(text: str) -> ReviewState:
@@ -130,7 +136,10 @@ def write_state(text: str, state: ReviewState) -> str:
     ours = metadata.setdefault("persona_factory", {})
     ours["review_status"] = state.status
     ours["review"] = {
-        "seed": state.seed, "samples": state.samples, "checklist": state.checklist, "signoffs": state.signoffs,
+        "seed": state.seed,
+        "samples": state.samples,
+        "checklist": state.checklist,
+        "signoffs": state.signoffs,
         **({"reasons": state.reasons} if state.reasons else {}),
     }
     section = render_section(state)
@@ -149,10 +158,14 @@ def sign(state: ReviewState, reviewer: str, decision: str, notes: str, checks: l
         raise ReviewError(f"this version is {state.status}, not in review")
     for check in checks:
         state.checklist[check] = True
-    state.signoffs.append({
-        "reviewer": reviewer, "decision": decision, "notes": notes,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    })
+    state.signoffs.append(
+        {
+            "reviewer": reviewer,
+            "decision": decision,
+            "notes": notes,
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        }
+    )
     return state
 
 
@@ -165,7 +178,11 @@ def approvable(state: ReviewState) -> None:
     if state.status != "in_review":
         raise ReviewError(f"this version is {state.status}, not in review")
     if state.missing:
-        raise ReviewError("the checklist is incomplete: " + ", ".join(state.missing) + " (tick them with `review sign --check ...` or in the card)")
+        raise ReviewError(
+            "the checklist is incomplete: "
+            + ", ".join(state.missing)
+            + " (tick them with `review sign --check ...` or in the card)"
+        )
     decisions = standing_decisions(state)
     objecting = sorted(reviewer for reviewer, decision in decisions.items() if decision != "approve")
     if objecting:
@@ -267,7 +284,9 @@ class HubTarget:
         from factory.hub import hub_errors
 
         with hub_errors(f"{name} of {version} from", self.name):
-            path = hf_hub_download(self.name, name, repo_type="dataset", revision=self._revision(version), token=self.api.token)
+            path = hf_hub_download(
+                self.name, name, repo_type="dataset", revision=self._revision(version), token=self.api.token
+            )
         with open(path, "rb") as handle:
             return handle.read()
 
@@ -281,8 +300,11 @@ class HubTarget:
 
         with hub_errors(f"the card of {version} for", self.name):
             self.api.create_commit(
-                self.name, [CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8"))],
-                commit_message=message, repo_type="dataset", revision=self._revision(version),
+                self.name,
+                [CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8"))],
+                commit_message=message,
+                repo_type="dataset",
+                revision=self._revision(version),
             )
 
     def approve(self, version: str, card: str, message: str) -> None:
@@ -350,4 +372,4 @@ def format_dialogue(row: dict[str, Any]) -> str:
     lines += [f"   {names.get(t['speaker'], t['speaker'])}: {t['text']}" for t in row["turns"]]
     lines.append("")
     lines += [f"   [{'pass' if v['passed'] else 'FAIL'}] {v['critic']}: {v['reason']}" for v in row["verdicts"]]
-    return "\n".join(lines + [""])
+    return "\n".join([*lines, ""])

@@ -56,8 +56,6 @@ class RunResult:
     seconds: float
 
 
-
-
 def write_version(
     staging: Path,
     batches: Callable[[], Iterable[list[DialogueRecord]]],
@@ -127,9 +125,19 @@ def write_version(
     if chat_rows:
         context.chat_config = True
         info = [info, dataset_info(staging, {"train": chat_files}, {"train": chat_rows}, config_name="messages")]
-    card = str(render_card(context, stats, [*samples["accepted"], *samples["rejected"]], splits=[s for s in counts if files[s]], info=info))
+    card = str(
+        render_card(
+            context,
+            stats,
+            [*samples["accepted"], *samples["rejected"]],
+            splits=[s for s in counts if files[s]],
+            info=info,
+        )
+    )
     picked = pick_samples(ids, review_seed, {"accepted": review_samples, "rejected": -(-review_samples // 2)})
-    (staging / "README.md").write_text(write_state(card, ReviewState(samples=picked, seed=review_seed)), encoding="utf-8")
+    (staging / "README.md").write_text(
+        write_state(card, ReviewState(samples=picked, seed=review_seed)), encoding="utf-8"
+    )
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return stats
 
@@ -173,7 +181,11 @@ class ShardWriter:
 def enabled_critics(recipe: Recipe) -> list[str]:
     """Every critic the recipe turned on, in the order they judge: the card lists each, reached or not."""
     critics = recipe.critics
-    return ["format", *(name for name, _ in critics.cascade()), *(n for n in ("quality", "dedup") if getattr(critics, n).enabled)]
+    return [
+        "format",
+        *(name for name, _ in critics.cascade()),
+        *(n for n in ("quality", "dedup") if getattr(critics, n).enabled),
+    ]
 
 
 def load_critic_report(recipe: Recipe) -> dict | None:
@@ -188,10 +200,15 @@ def load_critic_report(recipe: Recipe) -> dict | None:
         raise RecipeError(f"cannot read the critics report {path}: {exc}", field="critics.report") from exc
     experts = report.get("experts") if isinstance(report, dict) else None
     needed = ("expert", "examples", "accuracy", "measure")
-    if not isinstance(experts, list) or not experts or not all(isinstance(e, dict) and all(k in e for k in needed) for e in experts):
+    if (
+        not isinstance(experts, list)
+        or not experts
+        or not all(isinstance(e, dict) and all(k in e for k in needed) for e in experts)
+    ):
         raise RecipeError(
             f"{path} is not a `persona-factory critics eval` report (it needs experts with {', '.join(needed)}); "
-            "write one with `critics eval --out`", field="critics.report",
+            "write one with `critics eval --out`",
+            field="critics.report",
         )
     return report
 
@@ -240,8 +257,14 @@ def run_recipe(
         bar = _progress(planned, journal.rows, show_progress)
         try:
             execution = execute(
-                recipe, casts, spec, journal, on_ray=recipe.ray.enabled, api_key=api_key,
-                progress=bar.update if bar else None, agents=agents,
+                recipe,
+                casts,
+                spec,
+                journal,
+                on_ray=recipe.ray.enabled,
+                api_key=api_key,
+                progress=bar.update if bar else None,
+                agents=agents,
             )
         finally:
             if bar is not None:
@@ -249,8 +272,12 @@ def run_recipe(
             journal.close()
         check_running_servers()
         if journal.rows != planned:
-            raise PipelineError(f"planned {planned} dialogues but the journal holds {journal.rows}; resume with --resume")
-        duplicates = near_duplicates(journal.batches(), recipe.critics.dedup.threshold) if recipe.critics.dedup.enabled else None
+            raise PipelineError(
+                f"planned {planned} dialogues but the journal holds {journal.rows}; resume with --resume"
+            )
+        duplicates = (
+            near_duplicates(journal.batches(), recipe.critics.dedup.threshold) if recipe.critics.dedup.enabled else None
+        )
 
         def finish(record: DialogueRecord) -> None:
             if duplicates is not None and passed_so_far(record):
@@ -307,15 +334,26 @@ def run_recipe(
             old_recipe = folder.read_bytes(folder.resolve(release), "recipe.yaml").decode("utf-8")
             released = (release, old_manifest, old_recipe)
         stats = write_version(
-            staging, journal.batches, recipe_text=recipe_text, context=context, manifest=manifest, released=released,
-            review_seed=recipe.seed, review_samples=recipe.output.review_samples, finish=finish,
+            staging,
+            journal.batches,
+            recipe_text=recipe_text,
+            context=context,
+            manifest=manifest,
+            released=released,
+            review_seed=recipe.seed,
+            review_samples=recipe.output.review_samples,
+            finish=finish,
             chat_example=lambda record: chat_example(record, recipe.generation.role_play),
         )
         interrupted.publishing(version)
         folder.publish(staging, version, f"{version}: {recipe.name}, {stats.accepted} accepted of {stats.generated}")
         interrupted.discard()
     return RunResult(
-        path=folder.path, version=version, previous_version=previous, stats=stats, manifest=manifest,
+        path=folder.path,
+        version=version,
+        previous_version=previous,
+        stats=stats,
+        manifest=manifest,
         seconds=time.monotonic() - started,
     )
 
@@ -324,7 +362,11 @@ def structured_output_used(spec: EndpointSpec, report: dict[str, Any]) -> dict[s
     """How the critics' JSON was asked for: as configured, or json_object where the endpoint refused json_schema."""
     refused = [url for url, numbers in (report.get("endpoints") or {}).items() if numbers.get("json_schema_refused")]
     used = "json_object" if refused else spec.structured_output
-    return {"configured": spec.structured_output, "used": used, **({"refused_by": ", ".join(refused)} if refused else {})}
+    return {
+        "configured": spec.structured_output,
+        "used": used,
+        **({"refused_by": ", ".join(refused)} if refused else {}),
+    }
 
 
 def published_bank(provenance: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -352,7 +394,11 @@ class LogProgress:
     def _say(self) -> None:
         self.last = time.monotonic()
         share = self.n / self.total if self.total else 1.0
-        print(f"dialogues: {self.n}/{self.total} ({share:.0%}) after {self.last - self.started:.0f} s", file=sys.stderr, flush=True)
+        print(
+            f"dialogues: {self.n}/{self.total} ({share:.0%}) after {self.last - self.started:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def close(self) -> None:
         self._say()
@@ -372,9 +418,21 @@ def _progress(total: int, done: int, show: bool) -> Any:
 # What may change between a run and its resumption: where the work runs and how hard the endpoint
 # is pushed, never what shapes a dialogue.
 RESUMABLE_CHANGES = {
-    "llm": {"base_url", "max_concurrency", "min_concurrency", "initial_concurrency", "adaptive_concurrency",
-            "latency_tolerance", "eject_after", "eject_seconds", "outage_seconds", "timeout", "max_retries",
-            "backoff_base", "backoff_max"},
+    "llm": {
+        "base_url",
+        "max_concurrency",
+        "min_concurrency",
+        "initial_concurrency",
+        "adaptive_concurrency",
+        "latency_tolerance",
+        "eject_after",
+        "eject_seconds",
+        "outage_seconds",
+        "timeout",
+        "max_retries",
+        "backoff_base",
+        "backoff_max",
+    },
     "ray": True,
     "generation": {"chunk_size"},
     "output": True,
@@ -446,15 +504,25 @@ class InterruptedRun:
         )
 
     def begin(
-        self, recipe: Recipe, model: str, planned: int, inputs: dict[str, str], started_at: datetime,
-        folder: DatasetFolder, *, resume: bool, restart: bool,
+        self,
+        recipe: Recipe,
+        model: str,
+        planned: int,
+        inputs: dict[str, str],
+        started_at: datetime,
+        folder: DatasetFolder,
+        *,
+        resume: bool,
+        restart: bool,
     ) -> dict[str, Any] | None:
         """Start a new run, or take up the interrupted one; for a resumed run, what it carries over."""
         state = self.check(folder, resume=resume, restart=restart)
         if state is not None and resume:
             why = self._why_not(state, recipe, model, planned, inputs)
             if why:
-                raise RecipeError(f"cannot resume {self._summary(state)}: {why}. Run it again with --restart to start over")
+                raise RecipeError(
+                    f"cannot resume {self._summary(state)}: {why}. Run it again with --restart to start over"
+                )
             self.started_at = datetime.fromisoformat(state["started_at"])
             with RunJournal(self.path / "journal") as journal:
                 return {"dialogues": journal.rows, "started_at": state["started_at"]}
@@ -462,8 +530,12 @@ class InterruptedRun:
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True)
         state = {
-            "recipe": recipe.name, "model": model, "planned": planned, "started_at": started_at.isoformat(),
-            "fields": shaping_fields(recipe), "inputs": inputs,
+            "recipe": recipe.name,
+            "model": model,
+            "planned": planned,
+            "started_at": started_at.isoformat(),
+            "fields": shaping_fields(recipe),
+            "inputs": inputs,
         }
         temporary = self.state_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
@@ -481,7 +553,9 @@ class InterruptedRun:
         held = state.get("inputs", {})
         edited = sorted(key for key in set(inputs) | set(held) if inputs.get(key) != held.get(key))
         if edited:
-            return f"the content of {', '.join(edited)} changed since it started (a persona file, bank or few-shot file)"
+            return (
+                f"the content of {', '.join(edited)} changed since it started (a persona file, bank or few-shot file)"
+            )
         if state.get("model") != model:
             return f"it was made with the model {state.get('model')!r}, and the endpoint now serves {model!r}"
         if state.get("planned") != planned:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.testing import ScriptedOpenAIServer
+from tests.openai_server import ScriptedOpenAIServer
 from tests.scripts import DialogueScript
 
 ISOLATED_UNSET = (

@@ -167,7 +167,9 @@ class HubServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _reply(self, status: int, body: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
+            def _reply(
+                self, status: int, body: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None
+            ) -> None:
                 payload = raw if raw is not None else json.dumps(body if body is not None else {}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/octet-stream" if raw is not None else "application/json")
@@ -218,7 +220,13 @@ class HubServer:
                         data = json.loads(body)
                         repo_id = f"{data['organization']}/{data['name']}" if data.get("organization") else data["name"]
                         if repo_id in hub.repos:
-                            self._reply(409, {"error": "You already created this dataset repo", "url": f"{hub.endpoint}/datasets/{repo_id}"})
+                            self._reply(
+                                409,
+                                {
+                                    "error": "You already created this dataset repo",
+                                    "url": f"{hub.endpoint}/datasets/{repo_id}",
+                                },
+                            )
                             return
                         private = data.get("visibility") == "private" or bool(data.get("private"))
                         hub.repos[repo_id] = Repo(repo_id, private)
@@ -226,7 +234,9 @@ class HubServer:
                         return
                     if path == "/api/validate-yaml":
                         errors = validate_card(json.loads(body)["content"])
-                        self._reply(400 if errors else 200, {"errors": [{"message": e} for e in errors], "warnings": []})
+                        self._reply(
+                            400 if errors else 200, {"errors": [{"message": e} for e in errors], "warnings": []}
+                        )
                         return
                     match = re.match(r"^/api/datasets/([^/]+/[^/]+)(?:/(.*))?$", path)
                     if match:
@@ -254,13 +264,28 @@ class HubServer:
                     if oid is None:
                         raise KeyError(f"Revision Not Found: {revision}")
                     files = repo.commits[oid].files
-                    self._reply(200, {"id": repo.repo_id, "_id": repo.repo_id, "sha": oid, "private": repo.private,
-                                      "siblings": [{"rfilename": p} for p in sorted(files)], "tags": [], "downloads": 0,
-                                      "lastModified": "2026-01-01T00:00:00.000Z", "disabled": False, "gated": False})
+                    self._reply(
+                        200,
+                        {
+                            "id": repo.repo_id,
+                            "_id": repo.repo_id,
+                            "sha": oid,
+                            "private": repo.private,
+                            "siblings": [{"rfilename": p} for p in sorted(files)],
+                            "tags": [],
+                            "downloads": 0,
+                            "lastModified": "2026-01-01T00:00:00.000Z",
+                            "disabled": False,
+                            "gated": False,
+                        },
+                    )
                     return
                 if action.startswith("preupload/"):
                     files = json.loads(body)["files"]
-                    self._reply(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+                    self._reply(
+                        200,
+                        {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]},
+                    )
                     return
                 if action.startswith("commit/"):
                     revision = action[len("commit/") :]
@@ -268,16 +293,23 @@ class HubServer:
                     self._reply(200, hub._commit(repo, revision, lines, query.get("create_pr") == ["1"]))
                     return
                 if action == "refs":
+
                     def ref(name: str, full: str, oid: str) -> dict[str, str]:
                         return {"name": name, "ref": full, "targetCommit": oid}
 
-                    self._reply(200, {
-                        "branches": [ref(n, f"refs/heads/{n}", o) for n, o in repo.branches.items()],
-                        "tags": [ref(n, f"refs/tags/{n}", o) for n, o in repo.tags.items()],
-                        "converts": [],
-                        "pullRequests": [ref(f"refs/pr/{p.num}", f"refs/pr/{p.num}", p.head) for p in repo.pulls.values()]
-                        if query.get("include_prs") else [],
-                    })
+                    self._reply(
+                        200,
+                        {
+                            "branches": [ref(n, f"refs/heads/{n}", o) for n, o in repo.branches.items()],
+                            "tags": [ref(n, f"refs/tags/{n}", o) for n, o in repo.tags.items()],
+                            "converts": [],
+                            "pullRequests": [
+                                ref(f"refs/pr/{p.num}", f"refs/pr/{p.num}", p.head) for p in repo.pulls.values()
+                            ]
+                            if query.get("include_prs")
+                            else [],
+                        },
+                    )
                     return
                 if action.startswith("tag/"):
                     data = json.loads(body or b"{}")
@@ -309,10 +341,15 @@ class HubServer:
                     elif match.group(2) == "status":
                         data = json.loads(body or b"{}")
                         pull.status = data["status"]
-                        pull.events.append({
-                            "id": f"event-{len(pull.events) + 1}", "type": "status-change", "createdAt": "2026-01-01T00:00:00.000Z",
-                            "author": {"name": "reviewer"}, "data": {"status": data["status"]},
-                        })
+                        pull.events.append(
+                            {
+                                "id": f"event-{len(pull.events) + 1}",
+                                "type": "status-change",
+                                "createdAt": "2026-01-01T00:00:00.000Z",
+                                "author": {"name": "reviewer"},
+                                "data": {"status": data["status"]},
+                            }
+                        )
                         pull.comments.append(data.get("comment") or "")
                         self._reply(200, {"newStatus": pull.events[-1]})
                         return
@@ -323,7 +360,12 @@ class HubServer:
                     oid = repo.resolve(revision)
                     if oid is None:
                         raise KeyError(f"Revision Not Found: {revision}")
-                    self._reply(200, self._entries(repo.commits[oid].files, prefix, query.get("recursive") in (["1"], ["true"], ["True"])))
+                    self._reply(
+                        200,
+                        self._entries(
+                            repo.commits[oid].files, prefix, query.get("recursive") in (["1"], ["true"], ["True"])
+                        ),
+                    )
                     return
                 if action.startswith("paths-info/"):
                     revision, _ = self._split_revision(action[len("paths-info/") :])
@@ -341,7 +383,9 @@ class HubServer:
                         if wanted in files:
                             entries.append(self._file_entry(wanted, files[wanted]))
                         elif any(p.startswith(wanted + "/") for p in files):
-                            entries.append({"type": "directory", "path": wanted, "oid": hashlib.sha1(wanted.encode()).hexdigest()})
+                            entries.append(
+                                {"type": "directory", "path": wanted, "oid": hashlib.sha1(wanted.encode()).hexdigest()}
+                            )
                     self._reply(200, entries)
                     return
                 raise KeyError(f"no API route {action}")
@@ -364,14 +408,25 @@ class HubServer:
                         for depth in range(1, len(parts) + 1):
                             folders.add((prefix + "/" if prefix else "") + "/".join(parts[:depth]))
                     entries.append(self._file_entry(path, files[path]))
-                return [{"type": "directory", "path": f, "oid": hashlib.sha1(f.encode()).hexdigest()} for f in sorted(folders)] + entries
+                return [
+                    {"type": "directory", "path": f, "oid": hashlib.sha1(f.encode()).hexdigest()}
+                    for f in sorted(folders)
+                ] + entries
 
             def _discussion(self, repo: Repo, pull: PullRequest) -> dict[str, Any]:
                 return {
-                    "num": pull.num, "title": pull.title, "status": pull.status, "isPullRequest": True,
-                    "createdAt": "2026-01-01T00:00:00.000Z", "author": {"name": "persona-factory"},
-                    "repo": {"name": repo.repo_id, "type": "dataset"}, "pinned": False,
-                    "events": pull.events, "filesWithConflicts": [], "changes": {"base": pull.base}, "diff": "",
+                    "num": pull.num,
+                    "title": pull.title,
+                    "status": pull.status,
+                    "isPullRequest": True,
+                    "createdAt": "2026-01-01T00:00:00.000Z",
+                    "author": {"name": "persona-factory"},
+                    "repo": {"name": repo.repo_id, "type": "dataset"},
+                    "pinned": False,
+                    "events": pull.events,
+                    "filesWithConflicts": [],
+                    "changes": {"base": pull.base},
+                    "diff": "",
                 }
 
             def _resolve(self, repo: Repo, rest: str) -> None:
@@ -383,10 +438,16 @@ class HubServer:
                 files = repo.commits[oid].files
                 file_path = unquote(file_path)
                 if file_path not in files:
-                    self._reply(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": oid})
+                    self._reply(
+                        404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": oid}
+                    )
                     return
                 content = files[file_path]
-                headers = {"X-Repo-Commit": oid, "ETag": f'"{hashlib.sha1(content).hexdigest()}"', "Accept-Ranges": "bytes"}
+                headers = {
+                    "X-Repo-Commit": oid,
+                    "ETag": f'"{hashlib.sha1(content).hexdigest()}"',
+                    "Accept-Ranges": "bytes",
+                }
                 byte_range = self.headers.get("Range")
                 if byte_range:
                     start_text, _, end_text = byte_range.removeprefix("bytes=").partition("-")

@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from factory.testing import ScriptedReply
+from tests.openai_server import ScriptedReply
 from tests.scripts import DialogueScript
 
 # Characters of these types are invalid on the first attempt only (regenerated), or always (dropped).
@@ -23,14 +23,68 @@ BROKEN_TYPES = {"ESTP"}
 NEW_QUERIES = ["What is your favourite season of the year?", "What do you do on a quiet weekend?"]
 CONTRADICTION_WORD = "never"
 STOPWORDS = {
-    "i", "a", "an", "the", "and", "to", "of", "my", "in", "is", "am", "have", "for", "on", "with", "it", "me",
-    "at", "like", "love", "that", "are", "be", "was", "but", "do", "so", "as", "from", "this", "all", "who",
-    "when", "i'm", "not", "very", "just", "also", "our", "or", "one", "two", "get",
+    "i",
+    "a",
+    "an",
+    "the",
+    "and",
+    "to",
+    "of",
+    "my",
+    "in",
+    "is",
+    "am",
+    "have",
+    "for",
+    "on",
+    "with",
+    "it",
+    "me",
+    "at",
+    "like",
+    "love",
+    "that",
+    "are",
+    "be",
+    "was",
+    "but",
+    "do",
+    "so",
+    "as",
+    "from",
+    "this",
+    "all",
+    "who",
+    "when",
+    "i'm",
+    "not",
+    "very",
+    "just",
+    "also",
+    "our",
+    "or",
+    "one",
+    "two",
+    "get",
 }
 VERBS = ["collect", "repair", "paint", "grow", "study", "photograph", "sketch", "restore", "cook", "sell"]
 NOUNS = [
-    "lighthouses", "violins", "orchids", "meteorites", "kayaks", "teapots", "glaciers", "tapestries",
-    "fossils", "lanterns", "accordions", "bonsai", "typewriters", "compasses", "marionettes", "quilts",
+    "lighthouses",
+    "violins",
+    "orchids",
+    "meteorites",
+    "kayaks",
+    "teapots",
+    "glaciers",
+    "tapestries",
+    "fossils",
+    "lanterns",
+    "accordions",
+    "bonsai",
+    "typewriters",
+    "compasses",
+    "marionettes",
+    "quilts",
 ]
 
 
@@ -62,7 +116,7 @@ def _character(prompt: str, attempt: int) -> str:
         "living_conditions": "I live in a small flat with a balcony full of herbs.",
         "recent_worry": "I worry that my landlord will sell the building.",
         "behaviour_examples": [
-            f"When the other party praises you, you say \"Thanks, though it was mostly luck ({n}).\""
+            f'When the other party praises you, you say "Thanks, though it was mostly luck ({n})."'
             for n in range(examples)
         ],
     }
@@ -73,7 +127,10 @@ def _character(prompt: str, attempt: int) -> str:
 
 def _content_word(lines: list[str]) -> str:
     words = Counter(
-        word for line in lines for word in re.findall(r"[a-z']+", line.lower()) if word not in STOPWORDS and len(word) > 3
+        word
+        for line in lines
+        for word in re.findall(r"[a-z']+", line.lower())
+        if word not in STOPWORDS and len(word) > 3
     )
     return words.most_common(1)[0][0] if words else "life"
 
@@ -137,10 +194,17 @@ class PersonaScript:
                 "education": "university",
                 "location": "unknown",
                 "goals": ["get information"],
-                "big_five": {"openness": 6, "conscientiousness": 6, "extraversion": 2, "agreeableness": 4, "neuroticism": 3},
+                "big_five": {
+                    "openness": 6,
+                    "conscientiousness": 6,
+                    "extraversion": 2,
+                    "agreeableness": 4,
+                    "neuroticism": 3,
+                },
                 "speaking_style": subjective[:300] or "plain",
                 "tone": "neutral",
-                "statements": [sentence[:300] for sentence in re.split(r"(?<=\.)\s+", objective) if sentence][:6] or ["I ask questions."],
+                "statements": [sentence[:300] for sentence in re.split(r"(?<=\.)\s+", objective) if sentence][:6]
+                or ["I ask questions."],
             }
         )
 

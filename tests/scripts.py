@@ -14,7 +14,7 @@ import re
 import threading
 from typing import Any
 
-from factory.testing import ScriptedReply
+from tests.openai_server import ScriptedReply
 
 GOOD = "good"
 SAME_SPEAKER_TWICE = "same-speaker-twice"
@@ -92,7 +92,9 @@ def _apc(prompt: str) -> str:
     judgements = []
     for statement in statements:
         shared = set(_CONTENT_WORD.findall(statement.lower())) & set(_CONTENT_WORD.findall(said))
-        relation = "contradiction" if CONTRADICTION_MARK.lower() in said else ("entailment" if len(shared) >= 1 else "neutral")
+        relation = (
+            "contradiction" if CONTRADICTION_MARK.lower() in said else ("entailment" if len(shared) >= 1 else "neutral")
+        )
         judgements.append({"relevant": bool(shared), "relation": relation})
     return json.dumps({"judgements": judgements})
 
@@ -105,7 +107,14 @@ def _toxicity(prompt: str) -> str:
 def _portrayal(prompt: str) -> str:
     if "MBTI type" in prompt:
         return json.dumps({"reason": "plans ahead, quiet", "estimate": "INTJ"})
-    return json.dumps({"reason": "average", "estimate": {t: 4 for t in ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")}})
+    return json.dumps(
+        {
+            "reason": "average",
+            "estimate": {
+                t: 4 for t in ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
+            },
+        }
+    )
 
 
 def _attribution(prompt: str) -> str:
@@ -141,6 +150,8 @@ EXPERT_REPLIES = {
     "You check whether what a person says in a conversation fits statements about them": _guarded(_apc),
     "You are a content moderator": _guarded(_toxicity),
     "You are a personality psychologist": _guarded(_portrayal),
-    "You read a conversation whose speaker names are hidden, and the profiles of the people in it": _guarded(_attribution),
+    "You read a conversation whose speaker names are hidden, and the profiles of the people in it": _guarded(
+        _attribution
+    ),
     "You compare two conversations between the same people": _guarded(_quality),
 }

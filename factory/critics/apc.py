@@ -76,7 +76,11 @@ def messages_for(statements: list[str], lines: list[str]) -> list[dict[str, str]
 
 
 def _judgement(item: Any) -> StatementJudgement | None:
-    if not isinstance(item, dict) or not isinstance(item.get("relevant"), bool) or item.get("relation") not in RELATIONS:
+    if (
+        not isinstance(item, dict)
+        or not isinstance(item.get("relevant"), bool)
+        or item.get("relation") not in RELATIONS
+    ):
         return None
     relation = item["relation"]
     return StatementJudgement(
@@ -101,7 +105,10 @@ async def judge(record: DialogueRecord, config: APCCriticConfig, context: JudgeC
             judgements.extend(StatementJudgement(0.0, 0.0, 0.0) for _ in persona.statements)
             continue
         data, error, spent = await context.ask(
-            messages_for(persona.statements, said), "apc_judgements", answer_schema(len(persona.statements)), config,
+            messages_for(persona.statements, said),
+            "apc_judgements",
+            answer_schema(len(persona.statements)),
+            config,
             record.generation.seed,
         )
         tokens += spent
@@ -114,7 +121,9 @@ async def judge(record: DialogueRecord, config: APCCriticConfig, context: JudgeC
         if contradicted:
             notes.append(f"User {index} contradicts {contradicted[0]!r}")
     if not judgements:
-        return Verdict(critic=CRITIC_NAME, passed=True, score=None, reason="no persona statements to check", tokens=tokens)
+        return Verdict(
+            critic=CRITIC_NAME, passed=True, score=None, reason="no persona statements to check", tokens=tokens
+        )
     score = apc_score(judgements) / len(judgements)
     passed = score >= config.threshold
     reason = f"APC {score:.2f} over {len(judgements)} statements (threshold {config.threshold:.2f})"

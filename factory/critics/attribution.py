@@ -43,7 +43,11 @@ async def judge(record: DialogueRecord, config: AttributionCriticConfig, context
     if not record.turns:
         return no_turns(CRITIC_NAME)
     data, error, tokens = await context.ask(
-        messages_for(record), "attribution", answer_schema(len(record.turns), len(record.speakers)), config, record.generation.seed
+        messages_for(record),
+        "attribution",
+        answer_schema(len(record.turns), len(record.speakers)),
+        config,
+        record.generation.seed,
     )
     guesses = (data or {}).get("speakers")
     if data is None or not isinstance(guesses, list) or len(guesses) != len(record.turns):
@@ -52,7 +56,9 @@ async def judge(record: DialogueRecord, config: AttributionCriticConfig, context
     right = sum(guess == label.get(turn.speaker) for guess, turn in zip(guesses, record.turns))
     accuracy = right / len(record.turns)
     return Verdict(
-        critic=CRITIC_NAME, passed=accuracy >= config.threshold, score=round(accuracy, 4),
+        critic=CRITIC_NAME,
+        passed=accuracy >= config.threshold,
+        score=round(accuracy, 4),
         reason=f"{right} of {len(record.turns)} turns attributed to the right speaker (threshold {config.threshold:.0%})",
         tokens=tokens,
     )

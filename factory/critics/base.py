@@ -27,7 +27,12 @@ class JudgeContext:
     generation: GenerationConfig
 
     async def ask(
-        self, messages: list[dict[str, str]], name: str, schema: dict[str, Any], config: LLMExpertConfig, seed: int | None
+        self,
+        messages: list[dict[str, str]],
+        name: str,
+        schema: dict[str, Any],
+        config: LLMExpertConfig,
+        seed: int | None,
     ) -> tuple[dict[str, Any] | None, str | None, int]:
         """(answer, None, tokens), or (None, why not, tokens)."""
         assert self.client is not None and self.endpoint is not None, "this expert needs the LLM"

@@ -81,8 +81,12 @@ def near_duplicates(batches: Iterable[list[DialogueRecord]], threshold: float) -
 def dedup_verdict(found: dict[str, tuple[str, float]], record_id: str) -> Verdict:
     if record_id in found:
         original, similarity = found[record_id]
-        return Verdict(critic=CRITIC_NAME, passed=False, score=round(1 - similarity, 4),
-                       reason=f"near-duplicate of {original} (estimated Jaccard {similarity:.2f})")
+        return Verdict(
+            critic=CRITIC_NAME,
+            passed=False,
+            score=round(1 - similarity, 4),
+            reason=f"near-duplicate of {original} (estimated Jaccard {similarity:.2f})",
+        )
     return Verdict(critic=CRITIC_NAME, passed=True, score=1.0, reason="no near-duplicate in the run")
 
 

@@ -78,7 +78,9 @@ def _record(id_: str, profiles: list[list[str]], lines: list[tuple[int, str]], s
     )
 
 
-def spc_eval_set(path: Path, count: int, rng: random.Random) -> tuple[list[Labelled], list[tuple[DialogueRecord, DialogueRecord]]]:
+def spc_eval_set(
+    path: Path, count: int, rng: random.Random
+) -> tuple[list[Labelled], list[tuple[DialogueRecord, DialogueRecord]]]:
     """Originals (faithful), persona-swapped copies (unfaithful), and (original, shuffled) pairs."""
     rows = [row for row in load_spc_rows(path) if row.conversation and len(row.conversation) >= 4]
     if len(rows) < 2:
@@ -93,7 +95,8 @@ def spc_eval_set(path: Path, count: int, rng: random.Random) -> tuple[list[Label
         donor = rng.choice([other for other in rows if other.row != row.row])
         swapped = _record(f"{row.id}-swapped", [list(donor.personas[0]), profiles[1]], lines, row.row)
         labelled += [
-            Labelled(original, {"faithful": True, "well_formed": True}), Labelled(swapped, {"faithful": False}),
+            Labelled(original, {"faithful": True, "well_formed": True}),
+            Labelled(swapped, {"faithful": False}),
         ]
         shuffled_lines = list(lines)
         while shuffled_lines == lines:
@@ -104,16 +107,23 @@ def spc_eval_set(path: Path, count: int, rng: random.Random) -> tuple[list[Label
 
 def _rated(item: Any, path: Path, number: int) -> Labelled:
     personas = item.get("personas") if isinstance(item, dict) else None
-    if not isinstance(personas, list) or len(personas) < 2 or not all(
-        isinstance(p, list) and p and all(isinstance(s, str) for s in p) for p in personas
+    if (
+        not isinstance(personas, list)
+        or len(personas) < 2
+        or not all(isinstance(p, list) and p and all(isinstance(s, str) for s in p) for p in personas)
     ):
-        raise PersonaFileError("expected two or more lists of persona statements", path=path, row=number, field="personas")
+        raise PersonaFileError(
+            "expected two or more lists of persona statements", path=path, row=number, field="personas"
+        )
     lines = []
     for index, turn in enumerate(item.get("turns") or []):
         speaker, text = (turn.get("speaker"), turn.get("text")) if isinstance(turn, dict) else (None, None)
         if not isinstance(speaker, int) or not 1 <= speaker <= len(personas) or not isinstance(text, str):
             raise PersonaFileError(
-                f"a turn is {{speaker: 1..{len(personas)}, text: string}}", path=path, row=number, field=f"turns[{index}]"
+                f"a turn is {{speaker: 1..{len(personas)}, text: string}}",
+                path=path,
+                row=number,
+                field=f"turns[{index}]",
             )
         lines.append((speaker - 1, text))
     if not lines:
@@ -131,7 +141,9 @@ def _rated(item: Any, path: Path, number: int) -> Labelled:
     return Labelled(_record(f"{path.stem}-r{number}", personas, lines, number), labels, rating)
 
 
-def rated_pairs(labelled: list[Labelled], count: int, rng: random.Random) -> list[tuple[DialogueRecord, DialogueRecord]]:
+def rated_pairs(
+    labelled: list[Labelled], count: int, rng: random.Random
+) -> list[tuple[DialogueRecord, DialogueRecord]]:
     """(higher rated, lower rated) pairs of dialogues, for the pairwise quality expert."""
     rated = [item for item in labelled if item.rating is not None]
     pairs = [(a.record, b.record) for a in rated for b in rated if (a.rating or 0) > (b.rating or 0)]
@@ -185,20 +197,28 @@ def verdict_score(verdict: Verdict) -> float:
     return verdict.score if verdict.score is not None else (1.0 if verdict.passed else 0.0)
 
 
-def measurable(expert: str, labelled: list[Labelled], pairs: list[tuple[DialogueRecord, DialogueRecord]], where: str) -> None:
+def measurable(
+    expert: str, labelled: list[Labelled], pairs: list[tuple[DialogueRecord, DialogueRecord]], where: str
+) -> None:
     """Refuse an expert the data cannot measure, rather than print a figure that means nothing."""
     if expert == "quality":
         if not pairs:
-            raise InputError(f"quality cannot be measured on {where}: it needs pairs of dialogues of different quality "
-                             "(SPC conversations, or rated dialogues with different ratings)", field="--experts")
+            raise InputError(
+                f"quality cannot be measured on {where}: it needs pairs of dialogues of different quality "
+                "(SPC conversations, or rated dialogues with different ratings)",
+                field="--experts",
+            )
         return
     if expert == "portrayal" and not any(p.mbti or p.big_five for item in labelled for p in item.record.speakers):
-        raise InputError(f"portrayal cannot be measured on {where}: its personas have no MBTI type or Big Five levels "
-                         "to infer back", field="--experts")
+        raise InputError(
+            f"portrayal cannot be measured on {where}: its personas have no MBTI type or Big Five levels to infer back",
+            field="--experts",
+        )
     label = EXPERT_LABELS[expert][0]
     if not any(item.should_pass(expert) is not None or item.rating is not None for item in labelled):
-        raise InputError(f"{expert} cannot be measured on {where}: no item has a {label!r} label or a rating",
-                         field="--experts")
+        raise InputError(
+            f"{expert} cannot be measured on {where}: no item has a {label!r} label or a rating", field="--experts"
+        )
 
 
 def measure_of(expert: str, labelled: list[Labelled], spc: bool) -> str:
@@ -207,11 +227,15 @@ def measure_of(expert: str, labelled: list[Labelled], spc: bool) -> str:
     if not labelled_items:
         return "human ratings"
     if spc:
-        return {"faithful": "faithful vs persona-swapped", "well_formed": "pass rate on SPC originals"}.get(label, label)
+        return {"faithful": "faithful vs persona-swapped", "well_formed": "pass rate on SPC originals"}.get(
+            label, label
+        )
     return f"{label!r} labels" + (" and ratings" if any(item.rating is not None for item in labelled) else "")
 
 
-def expert_figures(name: str, labelled: list[Labelled], verdicts: list[Verdict], *, spc: bool = False) -> dict[str, Any]:
+def expert_figures(
+    name: str, labelled: list[Labelled], verdicts: list[Verdict], *, spc: bool = False
+) -> dict[str, Any]:
     answered = [(item, verdict) for item, verdict in zip(labelled, verdicts) if verdict.answered]
     known = [(item.should_pass(name), verdict) for item, verdict in answered if item.should_pass(name) is not None]
     rated = [(item.rating, verdict) for item, verdict in answered if item.rating is not None]
@@ -247,9 +271,15 @@ def check_answered(figures: list[dict[str, Any]]) -> None:
 def per_item_rows(name: str, labelled: list[Labelled], verdicts: list[Verdict]) -> list[dict[str, Any]]:
     return [
         {
-            "expert": name, "id": item.record.id, "labels": item.labels, "rating": item.rating,
-            "should_pass": item.should_pass(name), "passed": verdict.passed, "score": verdict.score,
-            "answered": verdict.answered, "reason": verdict.reason,
+            "expert": name,
+            "id": item.record.id,
+            "labels": item.labels,
+            "rating": item.rating,
+            "should_pass": item.should_pass(name),
+            "passed": verdict.passed,
+            "score": verdict.score,
+            "answered": verdict.answered,
+            "reason": verdict.reason,
         }
         for item, verdict in zip(labelled, verdicts)
     ]
@@ -283,19 +313,32 @@ def evaluate(
             if name == "quality":
                 outcomes = runner.gather(
                     (compare((0, a), (1, b), critics.quality, context, seed) for seed, (a, b) in enumerate(pairs)),
-                    desc=name, show_progress=show_progress,
+                    desc=name,
+                    show_progress=show_progress,
                 )
                 answered = [winners for winners, _ in outcomes if winners is not None]
                 right = sum(sum(w == 0 for w in winners.values()) > len(POLICIES) / 2 for winners in answered)
-                figures.append({
-                    "expert": "quality", "examples": len(pairs), "answered": len(answered),
-                    "measure": "original vs turn-shuffled pairs" if spc else "higher- vs lower-rated pairs",
-                    "accuracy": right / len(answered) if answered else None, "auroc": None, "spearman": None,
-                    "unanswered": len(pairs) - len(answered), "first_unanswered": None,
-                    "tokens": sum(tokens for _, tokens in outcomes),
-                })
+                figures.append(
+                    {
+                        "expert": "quality",
+                        "examples": len(pairs),
+                        "answered": len(answered),
+                        "measure": "original vs turn-shuffled pairs" if spc else "higher- vs lower-rated pairs",
+                        "accuracy": right / len(answered) if answered else None,
+                        "auroc": None,
+                        "spearman": None,
+                        "unanswered": len(pairs) - len(answered),
+                        "first_unanswered": None,
+                        "tokens": sum(tokens for _, tokens in outcomes),
+                    }
+                )
                 items += [
-                    {"expert": "quality", "id": f"{a.id} vs {b.id}", "winners": winners, "answered": winners is not None}
+                    {
+                        "expert": "quality",
+                        "id": f"{a.id} vs {b.id}",
+                        "winners": winners,
+                        "answered": winners is not None,
+                    }
                     for (a, b), (winners, _) in zip(pairs, outcomes)
                 ]
                 continue

@@ -54,16 +54,30 @@ FEW_SHOT: list[tuple[list[str], list[str], list[str], dict[str, Any]]] = [
     (
         ["I am a nurse.", "I have two cats."],
         ["I love hiking.", "I am a student."],
-        ["User 1: Long shift at the hospital today.", "User 2: Sounds tiring! I just got back from a hike.",
-         "User 1: Lucky you. My cats will want dinner the moment I get home."],
-        {"reason": "Both users talk about their work, cats and hiking in line with their profiles.", "speaker": "none", "contradiction": False},
+        [
+            "User 1: Long shift at the hospital today.",
+            "User 2: Sounds tiring! I just got back from a hike.",
+            "User 1: Lucky you. My cats will want dinner the moment I get home.",
+        ],
+        {
+            "reason": "Both users talk about their work, cats and hiking in line with their profiles.",
+            "speaker": "none",
+            "contradiction": False,
+        },
     ),
     (
         ["I am vegetarian.", "I live in Oslo."],
         ["I play the violin.", "I have three brothers."],
-        ["User 1: I grilled a huge steak for dinner.", "User 2: Nice, I practised violin all evening.",
-         "User 1: Oslo is so cold this week."],
-        {"reason": "User 1 says 'I grilled a huge steak for dinner' but is vegetarian.", "speaker": "User 1", "contradiction": True},
+        [
+            "User 1: I grilled a huge steak for dinner.",
+            "User 2: Nice, I practised violin all evening.",
+            "User 1: Oslo is so cold this week.",
+        ],
+        {
+            "reason": "User 1 says 'I grilled a huge steak for dinner' but is vegetarian.",
+            "speaker": "User 1",
+            "contradiction": True,
+        },
     ),
 ]
 
@@ -79,7 +93,9 @@ def _question(profiles: list[list[str]], lines: list[str]) -> str:
     return "\n".join(blocks)
 
 
-def judge_messages(speakers: list[PersonaProfile], turns: list[Turn], *, few_shot: bool = False) -> list[dict[str, str]]:
+def judge_messages(
+    speakers: list[PersonaProfile], turns: list[Turn], *, few_shot: bool = False
+) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": JUDGE_SYSTEM}]
     if few_shot:
         for first, second, lines, answer in FEW_SHOT:
@@ -105,7 +121,11 @@ async def judge(record: DialogueRecord, config: FaithfulnessCriticConfig, contex
         return answer_error(CRITIC_NAME, error or "no answer", tokens)
     copied = copied_from_examples(str(data.get("reason", "")), record)
     if copied:
-        return answer_error(CRITIC_NAME, f"unusable judge reply: its reason quotes the prompt's worked example ({copied!r}), not this dialogue", tokens)
+        return answer_error(
+            CRITIC_NAME,
+            f"unusable judge reply: its reason quotes the prompt's worked example ({copied!r}), not this dialogue",
+            tokens,
+        )
     return faithfulness_verdict(json.dumps(data), tokens)
 
 
@@ -157,8 +177,16 @@ def faithfulness_verdict(reply: str, tokens: int) -> Verdict:
         )
     if answer.contradiction:
         who = f"{answer.speaker} " if answer.speaker != "none" else ""
-        return Verdict(critic=CRITIC_NAME, passed=False, score=0.0, reason=f"{who}contradicts the profile: {answer.reason}", tokens=tokens)
-    return Verdict(critic=CRITIC_NAME, passed=True, score=1.0, reason=answer.reason or "no contradiction found", tokens=tokens)
+        return Verdict(
+            critic=CRITIC_NAME,
+            passed=False,
+            score=0.0,
+            reason=f"{who}contradicts the profile: {answer.reason}",
+            tokens=tokens,
+        )
+    return Verdict(
+        critic=CRITIC_NAME, passed=True, score=1.0, reason=answer.reason or "no contradiction found", tokens=tokens
+    )
 
 
 def _strip_fences(reply: str) -> str:

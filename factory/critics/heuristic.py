@@ -72,9 +72,14 @@ def repetition_problem(turns: list[Turn], config: HeuristicCriticConfig) -> str 
     echoed = [
         number
         for number, text in enumerate(normalised, start=1)
-        if text and (
+        if text
+        and (
             text in normalised[: number - 1]
-            or any(echoes(text, earlier, config.echo_similarity) for earlier in normalised[max(0, number - 3) : number - 1] if earlier)
+            or any(
+                echoes(text, earlier, config.echo_similarity)
+                for earlier in normalised[max(0, number - 3) : number - 1]
+                if earlier
+            )
         )
     ]
     if turns and len(echoed) / len(turns) > config.max_duplicate_turn_ratio:
@@ -82,7 +87,9 @@ def repetition_problem(turns: list[Turn], config: HeuristicCriticConfig) -> str 
         return f"{len(echoed)} of {len(turns)} turns echo an earlier turn nearly word for word (turns {shown})"
     for number, turn in enumerate(turns, start=1):
         said = Counter(_sentences(turn.text))
-        again = [(sentence, times) for sentence, times in said.items() if times > (1 if len(sentence.split()) >= 4 else 2)]
+        again = [
+            (sentence, times) for sentence, times in said.items() if times > (1 if len(sentence.split()) >= 4 else 2)
+        ]
         if again:
             sentence, times = again[0]
             return f"turn {number} says '{sentence}' {times} times"

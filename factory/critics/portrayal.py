@@ -45,12 +45,16 @@ def answer_schema(kind: str) -> dict[str, Any]:
 
 def messages_for(record: DialogueRecord, index: int, kind: str) -> list[dict[str, str]]:
     task = (
-        "their MBTI type (four letters)" if kind == "mbti"
+        "their MBTI type (four letters)"
+        if kind == "mbti"
         else "their Big Five levels (openness, conscientiousness, extraversion, agreeableness, neuroticism; 1 = very low, 7 = very high)"
     )
     prompt = "\n".join(
-        ["Conversation:", *labelled_transcript(record.speakers, record.turns),
-         f"Judging only by what User {index} says and how, estimate {task}. Give a short reason first."]
+        [
+            "Conversation:",
+            *labelled_transcript(record.speakers, record.turns),
+            f"Judging only by what User {index} says and how, estimate {task}. Give a short reason first.",
+        ]
     )
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
 
@@ -90,5 +94,12 @@ async def judge(record: DialogueRecord, config: PortrayalCriticConfig, context: 
         matched, units, passed = matched + hit, units + total, passed and ok
         notes.append(f"User {index}: {note}")
     if not units:
-        return Verdict(critic=CRITIC_NAME, passed=True, score=None, reason="no speaker has an MBTI type or Big Five levels to check")
-    return Verdict(critic=CRITIC_NAME, passed=passed, score=round(matched / units, 4), reason="; ".join(notes), tokens=tokens)
+        return Verdict(
+            critic=CRITIC_NAME,
+            passed=True,
+            score=None,
+            reason="no speaker has an MBTI type or Big Five levels to check",
+        )
+    return Verdict(
+        critic=CRITIC_NAME, passed=passed, score=round(matched / units, 4), reason="; ".join(notes), tokens=tokens
+    )

@@ -36,9 +36,15 @@ ANSWER_SCHEMA: dict[str, Any] = {
 
 
 def messages_for(first: DialogueRecord, second: DialogueRecord) -> list[dict[str, str]]:
-    blocks = ["Conversation A:", *labelled_transcript(first.speakers, first.turns), "",
-              "Conversation B:", *labelled_transcript(second.speakers, second.turns), "",
-              "For each question, answer A or B:"]
+    blocks = [
+        "Conversation A:",
+        *labelled_transcript(first.speakers, first.turns),
+        "",
+        "Conversation B:",
+        *labelled_transcript(second.speakers, second.turns),
+        "",
+        "For each question, answer A or B:",
+    ]
     blocks += [f"- {policy}: {POLICY_QUESTIONS[policy]}" for policy in POLICIES]
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(blocks)}]
 
@@ -55,7 +61,11 @@ def majority_vote(count: int, outcomes: dict[tuple[int, int], dict[str, int]]) -
 
 
 async def compare(
-    first: tuple[int, DialogueRecord], second: tuple[int, DialogueRecord], config: QualityCriticConfig, context: JudgeContext, seed: int
+    first: tuple[int, DialogueRecord],
+    second: tuple[int, DialogueRecord],
+    config: QualityCriticConfig,
+    context: JudgeContext,
+    seed: int,
 ) -> tuple[dict[str, int] | None, int]:
     """Each policy's winning index; the pair is shown in a seeded random order against position bias."""
     shown = [first, second]
@@ -79,7 +89,9 @@ async def select_best(candidates: list[DialogueRecord], config: QualityCriticCon
     tokens = [0] * len(candidates)
     failed_pairs = 0
     for i, j in itertools.combinations(range(len(candidates)), 2):
-        winners, spent = await compare((i, candidates[i]), (j, candidates[j]), config, context, candidates[i].generation.seed + j)
+        winners, spent = await compare(
+            (i, candidates[i]), (j, candidates[j]), config, context, candidates[i].generation.seed + j
+        )
         tokens[i] += spent // 2
         tokens[j] += spent - spent // 2
         if winners is None:
@@ -92,9 +104,16 @@ async def select_best(candidates: list[DialogueRecord], config: QualityCriticCon
     for index, record in enumerate(candidates):
         won = index == best
         reason = (
-            f"best of {len(candidates)} candidates: {votes[index]} of {possible} policy votes{note}" if won
+            f"best of {len(candidates)} candidates: {votes[index]} of {possible} policy votes{note}"
+            if won
             else f"not the best of {len(candidates)}: {votes[index]} of {possible} votes, {candidates[best].id} had {votes[best]}{note}"
         )
         record.verdicts.append(
-            Verdict(critic=CRITIC_NAME, passed=won, score=round(votes[index] / possible, 4), reason=reason, tokens=tokens[index])
+            Verdict(
+                critic=CRITIC_NAME,
+                passed=won,
+                score=round(votes[index] / possible, 4),
+                reason=reason,
+                tokens=tokens[index],
+            )
         )

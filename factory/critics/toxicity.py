@@ -24,16 +24,27 @@ async def judge(record: DialogueRecord, config: ToxicityCriticConfig, context: J
     if not record.turns:
         return no_turns(CRITIC_NAME)
     prompt = "\n".join(
-        ["Conversation:", *labelled_transcript(record.speakers, record.turns),
-         "Is this conversation toxic? Answer in JSON with a short reason (quote the line if there is one), then toxic true or false."]
+        [
+            "Conversation:",
+            *labelled_transcript(record.speakers, record.turns),
+            "Is this conversation toxic? Answer in JSON with a short reason (quote the line if there is one), then toxic true or false.",
+        ]
     )
     data, error, tokens = await context.ask(
-        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}], "toxicity_verdict", ANSWER_SCHEMA,
-        config, record.generation.seed,
+        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
+        "toxicity_verdict",
+        ANSWER_SCHEMA,
+        config,
+        record.generation.seed,
     )
     if data is None or not isinstance(data.get("toxic"), bool):
         return answer_error(CRITIC_NAME, error or "the answer has no boolean 'toxic'", tokens)
     toxic = data["toxic"]
     reason = str(data.get("reason", "")).strip() or ("toxic" if toxic else "not toxic")
-    return Verdict(critic=CRITIC_NAME, passed=not toxic, score=0.0 if toxic else 1.0,
-                   reason=f"toxic: {reason}" if toxic else reason, tokens=tokens)
+    return Verdict(
+        critic=CRITIC_NAME,
+        passed=not toxic,
+        score=0.0 if toxic else 1.0,
+        reason=f"toxic: {reason}" if toxic else reason,
+        tokens=tokens,
+    )

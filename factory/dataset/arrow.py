@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import types
 import typing
-from functools import lru_cache
+from functools import cache
 
 import pyarrow as pa
 from pydantic import BaseModel
@@ -40,7 +40,7 @@ def _fields(model: type[BaseModel]) -> list[pa.Field]:
     return [pa.field(name, _arrow_type(hints[name])) for name in model.model_fields]
 
 
-@lru_cache(maxsize=None)
+@cache
 def arrow_schema(model: type[BaseModel]) -> pa.Schema:
     return pa.schema(_fields(model))
 

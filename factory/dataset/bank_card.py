@@ -67,24 +67,37 @@ def compute_coverage(personas: list[PersonaProfile] | list[dict[str, Any]]) -> C
             "mbti": [row.get("mbti") for row in rows],
             "gender": [(row.get("demographics") or {}).get("gender") for row in rows],
             "topics": [len(row.get("topics") or []) for row in rows],
-            **{
-                trait: [((row.get("big_five") or {}) or {}).get(trait) for row in rows]
-                for trait in BIG_FIVE_TRAITS
-            },
+            **{trait: [((row.get("big_five") or {}) or {}).get(trait) for row in rows] for trait in BIG_FIVE_TRAITS},
         },
-        schema={"kind": pl.String, "source": pl.String, "mbti": pl.String, "gender": pl.String, "topics": pl.Int64,
-                **{trait: pl.Int64 for trait in BIG_FIVE_TRAITS}},
+        schema={
+            "kind": pl.String,
+            "source": pl.String,
+            "mbti": pl.String,
+            "gender": pl.String,
+            "topics": pl.Int64,
+            **{trait: pl.Int64 for trait in BIG_FIVE_TRAITS},
+        },
     )
-    coverage = Coverage(personas=len(rows), by_kind=_counts(frame, "kind"), by_source=_counts(frame, "source"),
-                        by_gender=_counts(frame, "gender"))
+    coverage = Coverage(
+        personas=len(rows),
+        by_kind=_counts(frame, "kind"),
+        by_source=_counts(frame, "source"),
+        by_gender=_counts(frame, "gender"),
+    )
     coverage.with_topics = int((frame["topics"] > 0).sum()) if rows else 0
     mbti = _counts(frame, "mbti")
     if mbti:
         coverage.by_mbti = {code: mbti.get(code, 0) for code in MBTI_TYPES}
     banded = frame.select(
         [
-            pl.when(pl.col(t) <= 2).then(pl.lit("low")).when(pl.col(t) <= 5).then(pl.lit("mid"))
-            .when(pl.col(t).is_not_null()).then(pl.lit("high")).otherwise(None).alias(t)
+            pl.when(pl.col(t) <= 2)
+            .then(pl.lit("low"))
+            .when(pl.col(t) <= 5)
+            .then(pl.lit("mid"))
+            .when(pl.col(t).is_not_null())
+            .then(pl.lit("high"))
+            .otherwise(None)
+            .alias(t)
             for t in BIG_FIVE_TRAITS
         ]
     )
@@ -113,20 +126,43 @@ class BankCardContext:
 
 
 def coverage_tables(coverage: Coverage) -> list[str]:
-    body = ["## Coverage", "", f"{coverage.personas} personas.", "", "### By kind", "",
-            markdown_table(["kind", "personas"], [[k, n] for k, n in coverage.by_kind.items()]), "",
-            "### By source", "", markdown_table(["source", "personas"], [[k, n] for k, n in coverage.by_source.items()]), ""]
+    body = [
+        "## Coverage",
+        "",
+        f"{coverage.personas} personas.",
+        "",
+        "### By kind",
+        "",
+        markdown_table(["kind", "personas"], [[k, n] for k, n in coverage.by_kind.items()]),
+        "",
+        "### By source",
+        "",
+        markdown_table(["source", "personas"], [[k, n] for k, n in coverage.by_source.items()]),
+        "",
+    ]
     if coverage.by_mbti:
-        body += ["### By MBTI type", "", markdown_table(["type", "personas"], [[k, n] for k, n in coverage.by_mbti.items()]), ""]
+        body += [
+            "### By MBTI type",
+            "",
+            markdown_table(["type", "personas"], [[k, n] for k, n in coverage.by_mbti.items()]),
+            "",
+        ]
     if coverage.by_big_five:
         body += [
             "### By Big Five band (low 1-2, mid 3-5, high 6-7)",
             "",
-            markdown_table(["trait", *BANDS], [[t, *(bands[b] for b in BANDS)] for t, bands in coverage.by_big_five.items()]),
+            markdown_table(
+                ["trait", *BANDS], [[t, *(bands[b] for b in BANDS)] for t, bands in coverage.by_big_five.items()]
+            ),
             "",
         ]
     if coverage.by_gender:
-        body += ["### By gender", "", markdown_table(["gender", "personas"], [[k, n] for k, n in coverage.by_gender.items()]), ""]
+        body += [
+            "### By gender",
+            "",
+            markdown_table(["gender", "personas"], [[k, n] for k, n in coverage.by_gender.items()]),
+            "",
+        ]
     if coverage.with_topics:
         body += [f"{coverage.with_topics} personas carry topics (the query each statement answers).", ""]
     return body
@@ -149,8 +185,18 @@ def _reports(reports: dict[str, Any]) -> list[str]:
             markdown_table(
                 ["part", "own", "others", "top-1"],
                 [
-                    ["objective facts", f"{agreement['objective_own']:.3f}", f"{agreement['objective_others']:.3f}", f"{agreement['objective_top1']:.2f}"],
-                    ["subjective traits", f"{agreement['subjective_own']:.3f}", f"{agreement['subjective_others']:.3f}", f"{agreement['subjective_top1']:.2f}"],
+                    [
+                        "objective facts",
+                        f"{agreement['objective_own']:.3f}",
+                        f"{agreement['objective_others']:.3f}",
+                        f"{agreement['objective_top1']:.2f}",
+                    ],
+                    [
+                        "subjective traits",
+                        f"{agreement['subjective_own']:.3f}",
+                        f"{agreement['subjective_others']:.3f}",
+                        f"{agreement['subjective_top1']:.2f}",
+                    ],
                 ],
             ),
             "",
@@ -208,7 +254,10 @@ def render_bank_card(context: BankCardContext, coverage: Coverage, info: dict) -
             "",
             f"{len(context.dropped)} persona(s) could not be made; the manifest lists every reason.",
             "",
-            markdown_table(["source", "item", "reason"], [[d.source, d.item, d.reason.replace("|", "/")[:200]] for d in context.dropped[:20]]),
+            markdown_table(
+                ["source", "item", "reason"],
+                [[d.source, d.item, d.reason.replace("|", "/")[:200]] for d in context.dropped[:20]],
+            ),
             "",
         ]
     body += _reports(context.reports)

@@ -80,7 +80,14 @@ class CardContext:
 
 
 def factory_card_data(
-    *, license: str, rows: int, tag: str, pretty_name: str, splits: list[str], info: dict | list[dict], persona_factory: dict,
+    *,
+    license: str,
+    rows: int,
+    tag: str,
+    pretty_name: str,
+    splits: list[str],
+    info: dict | list[dict],
+    persona_factory: dict,
     chat_config: bool = False,
 ) -> DatasetCardData:
     """The Hub metadata every persona-factory card has; ``persona_factory`` holds our own."""
@@ -97,8 +104,11 @@ def factory_card_data(
                 "config_name": "default",
                 "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in splits],
             },
-            *([{"config_name": "messages", "data_files": [{"split": "train", "path": "data/messages-*.parquet"}]}]
-              if chat_config else []),
+            *(
+                [{"config_name": "messages", "data_files": [{"split": "train", "path": "data/messages-*.parquet"}]}]
+                if chat_config
+                else []
+            ),
         ],
         persona_factory=persona_factory,
     )
@@ -148,8 +158,10 @@ def modes_section(stats: RunStats, chat_config: bool) -> list[str]:
     made = ", ".join(f"`{m['mode']}` ({MODE_NOTES.get(m['mode'], m['mode'])})" for m in stats.modes)
     lines = ["## Generation modes", "", f"The `default` config holds every dialogue, made by {made}."]
     if chat_config:
-        lines.append("The `messages` config holds the accepted `role_play` dialogues as chat messages (OpenAI format, "
-                     "the persona's agent prompt as the system message), for chat fine-tuning.")
+        lines.append(
+            "The `messages` config holds the accepted `role_play` dialogues as chat messages (OpenAI format, "
+            "the persona's agent prompt as the system message), for chat fine-tuning."
+        )
     lines.append("")
     if len(stats.modes) > 1:
         lines += [
@@ -160,7 +172,12 @@ def modes_section(stats: RunStats, chat_config: bool) -> list[str]:
             "",
         ]
     if stats.ended_by:
-        lines += ["Why the role-plays ended:", "", markdown_table(["ended by", "dialogues"], [[k, v] for k, v in stats.ended_by.items()]), ""]
+        lines += [
+            "Why the role-plays ended:",
+            "",
+            markdown_table(["ended by", "dialogues"], [[k, v] for k, v in stats.ended_by.items()]),
+            "",
+        ]
     return lines
 
 
@@ -174,7 +191,17 @@ def rounds_section(rounds: list[dict]) -> list[str]:
         "",
         markdown_table(
             ["round", "casts", "dialogues", "accepted", "tokens", "few-shot examples from"],
-            [[r["round"], r["casts"], r["dialogues"], r["accepted"], r["tokens"], ", ".join(r["few_shot_from"][:4]) + (" ..." if len(r["few_shot_from"]) > 4 else "")] for r in rounds],
+            [
+                [
+                    r["round"],
+                    r["casts"],
+                    r["dialogues"],
+                    r["accepted"],
+                    r["tokens"],
+                    ", ".join(r["few_shot_from"][:4]) + (" ..." if len(r["few_shot_from"]) > 4 else ""),
+                ]
+                for r in rounds
+            ],
         ),
         "",
     ]
@@ -184,8 +211,14 @@ def changelog_section(changelog: dict | None) -> list[str]:
     if not changelog:
         return []
     rows = [["dialogues", *changelog["generated"]], ["accepted", *changelog["accepted"]]]
-    rows += [[f"pass rate: {critic}", *(("-" if v is None else f"{v:.0%}") for v in values)] for critic, values in changelog["critics"].items()]
-    rows += [[f"pass rate: {cell}", *(("-" if v is None else f"{v:.0%}") for v in values)] for cell, values in changelog["cells"].items()]
+    rows += [
+        [f"pass rate: {critic}", *(("-" if v is None else f"{v:.0%}") for v in values)]
+        for critic, values in changelog["critics"].items()
+    ]
+    rows += [
+        [f"pass rate: {cell}", *(("-" if v is None else f"{v:.0%}") for v in values)]
+        for cell, values in changelog["cells"].items()
+    ]
     recipe = ", ".join(f"`{key}`" for key in changelog["recipe_changes"]) or "nothing"
     return [
         f"## Changes since {changelog['against']}",

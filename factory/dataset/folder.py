@@ -228,7 +228,10 @@ class DatasetFolder:
         for candidate in (revision, f"{REVIEW_PREFIX}{revision}"):
             completed = subprocess.run(
                 ["git", "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"],
-                cwd=self.path, capture_output=True, text=True, check=False,
+                cwd=self.path,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if completed.returncode == 0:
                 return completed.stdout.strip()
@@ -237,7 +240,9 @@ class DatasetFolder:
 
     def read_bytes(self, revision: str, name: str) -> bytes:
         """A published file as it was at ``revision``."""
-        completed = subprocess.run(["git", "show", f"{revision}:{name}"], cwd=self.path, capture_output=True, check=False)
+        completed = subprocess.run(
+            ["git", "show", f"{revision}:{name}"], cwd=self.path, capture_output=True, check=False
+        )
         if completed.returncode != 0:
             raise OutputError(f"{self.path} has no {name} at {revision}: {completed.stderr.decode().strip()}")
         return completed.stdout

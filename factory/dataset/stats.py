@@ -59,12 +59,12 @@ class RunStats:
 
     def as_dict(self) -> dict:
         data = asdict(self)
-        data["critics"] = [
-            {**asdict(critic), "pass_rate": round(critic.pass_rate, 4)} for critic in self.critics
-        ]
+        data["critics"] = [{**asdict(critic), "pass_rate": round(critic.pass_rate, 4)} for critic in self.critics]
         data["acceptance_rate"] = round(self.acceptance_rate, 4)
         data["total_tokens"] = self.total_tokens
-        data["tokens_per_accepted"] = round(self.tokens_per_accepted, 1) if self.tokens_per_accepted is not None else None
+        data["tokens_per_accepted"] = (
+            round(self.tokens_per_accepted, 1) if self.tokens_per_accepted is not None else None
+        )
         return data
 
 
@@ -115,14 +115,20 @@ class StatsAccumulator:
         verdicts = _verdict_frame(records)
         for row in (
             verdicts.group_by("critic", maintain_order=True)
-            .agg(pl.len().alias("judged"), pl.col("passed").sum().alias("passed"), pl.col("tokens").sum().alias("tokens"))
+            .agg(
+                pl.len().alias("judged"), pl.col("passed").sum().alias("passed"), pl.col("tokens").sum().alias("tokens")
+            )
             .iter_rows(named=True)
         ):
             totals = self.critics.setdefault(row["critic"], [0, 0, 0])
             totals[0] += row["judged"]
             totals[1] += int(row["passed"])
             totals[2] += int(row["tokens"])
-        failed = verdicts.filter(~pl.col("passed")).group_by("critic", maintain_order=True).agg(pl.col("dialogue").n_unique())
+        failed = (
+            verdicts.filter(~pl.col("passed"))
+            .group_by("critic", maintain_order=True)
+            .agg(pl.col("dialogue").n_unique())
+        )
         for critic, dialogues in failed.iter_rows():
             self.rejected_by[critic] = self.rejected_by.get(critic, 0) + dialogues
         for record in records:
@@ -153,12 +159,22 @@ class StatsAccumulator:
             speakers_by_kind=dict(sorted(self.kinds.items())),
             mean_turns_accepted=round(self.accepted_turns / self.accepted, 2) if self.accepted else 0.0,
             cells=[
-                {"dimension": dimension, "cell": cell, "speakers": speakers, "accepted": passed,
-                 "pass_rate": round(passed / speakers, 4)}
+                {
+                    "dimension": dimension,
+                    "cell": cell,
+                    "speakers": speakers,
+                    "accepted": passed,
+                    "pass_rate": round(passed / speakers, 4),
+                }
                 for (dimension, cell), (speakers, passed) in sorted(self.cells.items())
             ],
             modes=[
-                {"mode": mode, "dialogues": dialogues, "accepted": passed, "acceptance_rate": round(passed / dialogues, 4)}
+                {
+                    "mode": mode,
+                    "dialogues": dialogues,
+                    "accepted": passed,
+                    "acceptance_rate": round(passed / dialogues, 4),
+                }
                 for mode, (dialogues, passed) in sorted(self.modes.items())
             ],
             ended_by=dict(sorted(self.ended_by.items())),

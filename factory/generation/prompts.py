@@ -130,7 +130,9 @@ def generator_messages(
     if len(speakers) == 2:
         order = "alternating User 1 and User 2, starting with User 1"
     else:
-        order = f"taking turns among {_labels(len(speakers))} (never the same speaker twice in a row), starting with User 1"
+        order = (
+            f"taking turns among {_labels(len(speakers))} (never the same speaker twice in a row), starting with User 1"
+        )
     blocks.append(f"Write their conversation: between {min_turns} and {max_turns} utterances, {order}.")
     blocks.append("Conversation:")
     return [

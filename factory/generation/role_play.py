@@ -31,10 +31,103 @@ USP_SIMULATOR = (
 PLAIN_ASSISTANT = "You are a helpful AI assistant."
 _WORD = re.compile(r"[a-z']+")
 STOPWORDS = frozenset(
-    "a an the and or but if of to in on at for with from by about as is am are was were be been being i me my "
-    "mine we our you your he she it its they them their this that these those do does did have has had not no "
-    "so very just really can will would should could what which who how when where why there here all any some "
-    "more most much many too also than then out up down over into like get got one im i'm you're it's".split()
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "for",
+        "with",
+        "from",
+        "by",
+        "about",
+        "as",
+        "is",
+        "am",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "i",
+        "me",
+        "my",
+        "mine",
+        "we",
+        "our",
+        "you",
+        "your",
+        "he",
+        "she",
+        "it",
+        "its",
+        "they",
+        "them",
+        "their",
+        "this",
+        "that",
+        "these",
+        "those",
+        "do",
+        "does",
+        "did",
+        "have",
+        "has",
+        "had",
+        "not",
+        "no",
+        "so",
+        "very",
+        "just",
+        "really",
+        "can",
+        "will",
+        "would",
+        "should",
+        "could",
+        "what",
+        "which",
+        "who",
+        "how",
+        "when",
+        "where",
+        "why",
+        "there",
+        "here",
+        "all",
+        "any",
+        "some",
+        "more",
+        "most",
+        "much",
+        "many",
+        "too",
+        "also",
+        "than",
+        "then",
+        "out",
+        "up",
+        "down",
+        "over",
+        "into",
+        "like",
+        "get",
+        "got",
+        "one",
+        "im",
+        "i'm",
+        "you're",
+        "it's",
+    ]
 )
 
 
@@ -112,16 +205,25 @@ def next_speaker(rule: str, turn: int, speakers: int, previous: int | None) -> i
 MODERATOR_SYSTEM = "You moderate a group conversation. Answer only with the JSON object asked for."
 
 
-def moderator_messages(names: list[str], history: list[tuple[int, str]], previous: int) -> tuple[list[dict[str, str]], dict]:
+def moderator_messages(
+    names: list[str], history: list[tuple[int, str]], previous: int
+) -> tuple[list[dict[str, str]], dict]:
     lines = [f"{names[speaker]}: {text}" for speaker, text in history[-8:]]
     choices = [name for index, name in enumerate(names) if index != previous]
-    prompt = "\n".join([
-        f"People in the conversation: {', '.join(names)}.", "The conversation so far:", *lines, "",
-        f"Who should speak next, so that the conversation flows naturally? Choose one of: {', '.join(choices)}.",
-    ])
+    prompt = "\n".join(
+        [
+            f"People in the conversation: {', '.join(names)}.",
+            "The conversation so far:",
+            *lines,
+            "",
+            f"Who should speak next, so that the conversation flows naturally? Choose one of: {', '.join(choices)}.",
+        ]
+    )
     schema = {
-        "type": "object", "properties": {"next": {"type": "string", "enum": choices}},
-        "required": ["next"], "additionalProperties": False,
+        "type": "object",
+        "properties": {"next": {"type": "string", "enum": choices}},
+        "required": ["next"],
+        "additionalProperties": False,
     }
     return [{"role": "system", "content": MODERATOR_SYSTEM}, {"role": "user", "content": prompt}], schema
 
@@ -151,7 +253,13 @@ def portrayal_guidance(persona: PersonaProfile) -> list[str]:
 
 
 def agent_system_prompt(
-    persona: PersonaProfile, index: int, names: list[str], role: str | None, scenario: str, *, simulator: bool,
+    persona: PersonaProfile,
+    index: int,
+    names: list[str],
+    role: str | None,
+    scenario: str,
+    *,
+    simulator: bool,
     plain_assistant: bool,
 ) -> str:
     """The agent's standing instructions: the same for every turn of the dialogue."""
@@ -166,8 +274,16 @@ def agent_system_prompt(
         lines.append(ROLE_GUIDANCE[role])
     lines += ["Who you are:", *(f"- {statement}" for statement in persona.statements)]
     demo = persona.demographics
-    facts = [f"{name}: {value}" for name, value in (("age", demo.age), ("gender", demo.gender),
-             ("occupation", demo.occupation), ("location", demo.location)) if value]
+    facts = [
+        f"{name}: {value}"
+        for name, value in (
+            ("age", demo.age),
+            ("gender", demo.gender),
+            ("occupation", demo.occupation),
+            ("location", demo.location),
+        )
+        if value
+    ]
     facts += [f"{attribute.name}: {attribute.value}" for attribute in persona.attributes]
     if facts:
         lines += ["Your circumstances:", *(f"- {fact}" for fact in facts)]
@@ -176,7 +292,9 @@ def agent_system_prompt(
         lines += ["Examples of your tone:", *(f"- {example}" for example in persona.behaviour_examples[:4])]
     if scenario:
         lines.append(f"The situation: {scenario}")
-    lines.append("Stay in character. Reply with your next line only: one to three sentences, no name label, no narration.")
+    lines.append(
+        "Stay in character. Reply with your next line only: one to three sentences, no name label, no narration."
+    )
     return "\n".join(lines)
 
 
@@ -220,7 +338,7 @@ def clean_line(text: str, names: list[str]) -> str:
         if match and (match.group(1) in names or match.group(1).lower().startswith("user")):
             if position > 0:
                 break  # the model went on to write another speaker's line
-            line = line[match.end():]
+            line = line[match.end() :]
         if line.strip():
             kept.append(line.strip())
         elif kept:
@@ -233,29 +351,47 @@ def clean_line(text: str, names: list[str]) -> str:
 SENTIMENT_SCHEMA = {
     "type": "object",
     "properties": {"reason": {"type": "string"}, "sentiment": {"type": "string", "enum": ["1", "2", "3", "4", "5"]}},
-    "required": ["reason", "sentiment"], "additionalProperties": False,
+    "required": ["reason", "sentiment"],
+    "additionalProperties": False,
 }
 GOAL_SCHEMA = {
     "type": "object",
     "properties": {"reason": {"type": "string"}, "met": {"type": "string", "enum": ["yes", "no"]}},
-    "required": ["reason", "met"], "additionalProperties": False,
+    "required": ["reason", "met"],
+    "additionalProperties": False,
 }
 
 
 def sentiment_messages(name: str, line: str) -> list[dict[str, str]]:
     return [
         {"role": "system", "content": "You rate the mood of a message. Answer only with the JSON object asked for."},
-        {"role": "user", "content": f"{name} said: {line!r}\nHow does {name} feel, from 1 (very negative) to 5 (very "
-                                    "positive)? Give a short reason, then the number."},
+        {
+            "role": "user",
+            "content": f"{name} said: {line!r}\nHow does {name} feel, from 1 (very negative) to 5 (very "
+            "positive)? Give a short reason, then the number.",
+        },
     ]
 
 
 def goal_messages(goal: str, names: list[str], history: list[tuple[int, str]]) -> list[dict[str, str]]:
     lines = [f"{names[speaker]}: {text}" for speaker, text in history]
     return [
-        {"role": "system", "content": "You judge whether a conversation has reached its goal. Answer only with the JSON object asked for."},
-        {"role": "user", "content": "\n".join(["Goal of the conversation: " + goal, "Conversation:", *lines, "",
-                                               "Has the goal been met? Give a short reason, then yes or no."])},
+        {
+            "role": "system",
+            "content": "You judge whether a conversation has reached its goal. Answer only with the JSON object asked for.",
+        },
+        {
+            "role": "user",
+            "content": "\n".join(
+                [
+                    "Goal of the conversation: " + goal,
+                    "Conversation:",
+                    *lines,
+                    "",
+                    "Has the goal been met? Give a short reason, then yes or no.",
+                ]
+            ),
+        },
     ]
 
 
@@ -272,7 +408,9 @@ class Agents:
     judge: ChatClient
 
 
-async def _ask_json(agents: Agents, messages: list[dict[str, str]], name: str, schema: dict, seed: int) -> tuple[dict | None, TokenUsage]:
+async def _ask_json(
+    agents: Agents, messages: list[dict[str, str]], name: str, schema: dict, seed: int
+) -> tuple[dict | None, TokenUsage]:
     """The judge's JSON answer (None when it cannot be read) and what it cost."""
     form = agents.judge.spec.response_format(name, schema)
     result = await agents.judge.chat(messages, temperature=0.0, max_tokens=200, seed=seed, response_format=form)
@@ -286,8 +424,17 @@ def scenario_messages(speakers: list[PersonaProfile], names: list[str]) -> list[
     people = [f"{name}: {' '.join(persona.statements[:2])}" for name, persona in zip(names, speakers)]
     return [
         {"role": "system", "content": "You set scenes for conversations. Reply with one sentence only."},
-        {"role": "user", "content": "\n".join(["These people are about to talk:", *people, "",
-                                               "In one sentence: where do they meet, and what do they start talking about?"])},
+        {
+            "role": "user",
+            "content": "\n".join(
+                [
+                    "These people are about to talk:",
+                    *people,
+                    "",
+                    "In one sentence: where do they meet, and what do they start talking about?",
+                ]
+            ),
+        },
     ]
 
 
@@ -295,7 +442,9 @@ def plan_hash(systems: list[str]) -> str:
     return hashlib.sha256(json.dumps(systems).encode()).hexdigest()
 
 
-async def role_play(record: DialogueRecord, config: RolePlayConfig, agents: Agents, *, min_turns: int, max_turns: int) -> None:
+async def role_play(
+    record: DialogueRecord, config: RolePlayConfig, agents: Agents, *, min_turns: int, max_turns: int
+) -> None:
     """Play the dialogue of ``record``'s cast into its turns; a failed call fails ``format``."""
     speakers = record.speakers
     names, roles = names_and_roles(record)
@@ -304,16 +453,24 @@ async def role_play(record: DialogueRecord, config: RolePlayConfig, agents: Agen
     scenario = record.generation.scenario
     if not scenario and config.generate_scenario:
         try:
-            result = await agents.judge.chat(scenario_messages(speakers, names), temperature=0.9, max_tokens=80,
-                                             seed=record.generation.seed)
+            result = await agents.judge.chat(
+                scenario_messages(speakers, names), temperature=0.9, max_tokens=80, seed=record.generation.seed
+            )
         except LLMCallError as exc:
             record.verdicts.append(Verdict(critic="format", passed=False, score=0.0, reason=f"no scenario: {exc}"))
             return
         usage = usage + result.usage
         scenario = record.generation.scenario = " ".join(result.text.split())[:400]
     systems = [
-        agent_system_prompt(persona, index, names, roles[index], scenario, simulator=simulator[index],
-                            plain_assistant=not config.assistant_persona)
+        agent_system_prompt(
+            persona,
+            index,
+            names,
+            roles[index],
+            scenario,
+            simulator=simulator[index],
+            plain_assistant=not config.assistant_persona,
+        )
         for index, persona in enumerate(speakers)
     ]
     record.generation.prompt_hash = plan_hash(systems)
@@ -358,8 +515,13 @@ async def role_play(record: DialogueRecord, config: RolePlayConfig, agents: Agen
             if turn + 1 < min_turns or config.stop.rule == "none" or not room_to_close:
                 continue
             if config.stop.rule == "sentiment" and speaker == seeker:
-                answer, spent = await _ask_json(agents, sentiment_messages(names[speaker], history[-1][1]),
-                                                "sentiment", SENTIMENT_SCHEMA, seed + turn)
+                answer, spent = await _ask_json(
+                    agents,
+                    sentiment_messages(names[speaker], history[-1][1]),
+                    "sentiment",
+                    SENTIMENT_SCHEMA,
+                    seed + turn,
+                )
                 usage = usage + spent
                 level = int(answer["sentiment"]) if answer and str(answer.get("sentiment")) in "12345" else 0
                 high_streak = high_streak + 1 if level >= config.stop.threshold else 0
@@ -367,21 +529,25 @@ async def role_play(record: DialogueRecord, config: RolePlayConfig, agents: Agen
                     ended_by = "sentiment"
                     break
             elif config.stop.rule == "goal" and (turn + 1) % len(speakers) == 0:
-                answer, spent = await _ask_json(agents, goal_messages(config.stop.goal, names, history),
-                                                "goal_met", GOAL_SCHEMA, seed + turn)
+                answer, spent = await _ask_json(
+                    agents, goal_messages(config.stop.goal, names, history), "goal_met", GOAL_SCHEMA, seed + turn
+                )
                 usage = usage + spent
                 if answer and answer.get("met") == "yes":
                     ended_by = "goal"
                     break
         if ended_by != "max_turns":
-            for closing in range(config.closing_turns):
+            for _closing in range(config.closing_turns):
                 speaker = (previous + 1) % len(speakers) if previous is not None else 0
                 await speak(speaker, len(turns), closing=True)
                 previous = speaker
     except LLMCallError as exc:
         record.turns, record.generation.usage = turns, usage
-        record.verdicts.append(Verdict(critic="format", passed=False, score=0.0,
-                                       reason=f"generation failed at turn {len(turns) + 1}: {exc}"))
+        record.verdicts.append(
+            Verdict(
+                critic="format", passed=False, score=0.0, reason=f"generation failed at turn {len(turns) + 1}: {exc}"
+            )
+        )
         return
     record.turns = turns
     record.generation.usage = usage
@@ -409,7 +575,12 @@ def chat_example(record: DialogueRecord, config: RolePlayConfig) -> ChatExample:
     simulated = config.user_simulator and "user" in roles
     focus = roles.index("user") if simulated else (roles.index("assistant") if "assistant" in roles else 0)
     system = agent_system_prompt(
-        speakers[focus], focus, names, roles[focus], record.generation.scenario, simulator=simulated,
+        speakers[focus],
+        focus,
+        names,
+        roles[focus],
+        record.generation.scenario,
+        simulator=simulated,
         plain_assistant=not config.assistant_persona,
     )
     index_of = {persona.id: index for index, persona in enumerate(speakers)}
@@ -420,7 +591,9 @@ def chat_example(record: DialogueRecord, config: RolePlayConfig) -> ChatExample:
             role = "user" if speaker == focus else "assistant"
         else:
             role = "assistant" if speaker == focus else "user"
-        content = f"{names[speaker]}: {turn.text}" if role == "user" and len(speakers) > 2 and not simulated else turn.text
+        content = (
+            f"{names[speaker]}: {turn.text}" if role == "user" and len(speakers) > 2 and not simulated else turn.text
+        )
         if messages[-1].role == role:
             messages[-1] = ChatMessage(role=role, content=f"{messages[-1].content}\n{content}")
         else:

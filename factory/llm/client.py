@@ -14,14 +14,15 @@ again with the ``json_object`` + ``schema`` form, and from then on only with tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
 import threading
 import time
+from collections.abc import Coroutine, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from collections.abc import Coroutine, Iterable
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,7 +51,7 @@ class EndpointSpec(BaseModel):
 
     base_urls: tuple[str, ...]
     model: str
-    kind: Literal["embedded", "openai-compatible", "scripted"] = "openai-compatible"
+    kind: Literal["embedded", "openai-compatible"] = "openai-compatible"
     max_concurrency: int = 16
     min_concurrency: int = 1
     initial_concurrency: int = 8
@@ -137,9 +138,13 @@ class EndpointHealth:
 
     def report(self) -> dict[str, Any]:
         return {
-            "calls": self.calls, "failures": self.failures, "ejections": self.ejections,
-            "concurrency_limit": round(self.limiter.limit, 1), "concurrency_decreases": self.limiter.decreases,
-            "not_chat_completions": self.protocol_failures, "json_schema_refused": self.json_object_fallbacks,
+            "calls": self.calls,
+            "failures": self.failures,
+            "ejections": self.ejections,
+            "concurrency_limit": round(self.limiter.limit, 1),
+            "concurrency_decreases": self.limiter.decreases,
+            "not_chat_completions": self.protocol_failures,
+            "json_schema_refused": self.json_object_fallbacks,
         }
 
 
@@ -210,10 +215,8 @@ class ChatClient:
                             f"({', '.join(public(e.url) for e in self.endpoints)}); the run can be resumed with --resume"
                         )
                     wait = min(e.down_until for e in self.endpoints) - now
-                try:
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), wait)
-                except asyncio.TimeoutError:
-                    pass
 
     async def _release(self, endpoint: EndpointHealth, outcome: str, latency: float, kind: str) -> None:
         async with self._changed:
@@ -252,7 +255,10 @@ class ChatClient:
         response_format: dict[str, Any] | None = None,
     ) -> ChatResult:
         body: dict[str, Any] = {
-            "model": self.spec.model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens,
+            "model": self.spec.model,
+            "messages": messages,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
         }
         if seed is not None:
             body["seed"] = seed
@@ -295,8 +301,10 @@ class ChatClient:
                     raise LLMCallError(f"endpoint refused the request ({exc.status_code}): {_short(exc)}") from exc
             except (NotAChatCompletion, ValueError) as exc:  # ValueError: a body cut off mid-JSON
                 await self._release(endpoint, "refused", 0.0, kind)
-                failure = exc if isinstance(exc, NotAChatCompletion) else NotAChatCompletion(
-                    f"the endpoint's answer is not JSON ({_short(exc, 120)})"
+                failure = (
+                    exc
+                    if isinstance(exc, NotAChatCompletion)
+                    else NotAChatCompletion(f"the endpoint's answer is not JSON ({_short(exc, 120)})")
                 )
                 self._not_a_chat_completion(endpoint, failure)
                 raise failure from exc
@@ -311,7 +319,9 @@ class ChatClient:
                 await self._release(endpoint, "ok", time.monotonic() - started, kind)
                 return result
             if attempt < self.spec.max_retries:
-                delay = _retry_after(last_error) or backoff_delay(attempt, self.spec.backoff_base, self.spec.backoff_max)
+                delay = _retry_after(last_error) or backoff_delay(
+                    attempt, self.spec.backoff_base, self.spec.backoff_max
+                )
                 await asyncio.sleep(min(delay, self.spec.backoff_max))
             attempt += 1
         raise LLMCallError(

@@ -92,14 +92,25 @@ class EmbeddedServer:
         # The child arms its death signal, checks that its parent is still the one that started
         # it (the parent may have died before the signal was armed), then becomes the server.
         return [
-            sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()),
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(embedded_model_path()),
-            "--model_alias", EMBEDDED_MODEL_ALIAS,
-            "--host", self.host,
-            "--port", str(self.port),
-            "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(self.n_threads),
+            sys.executable,
+            "-c",
+            _DIE_WITH_PARENT,
+            str(os.getpid()),
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(embedded_model_path()),
+            "--model_alias",
+            EMBEDDED_MODEL_ALIAS,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(self.n_ctx),
+            "--n_threads",
+            str(self.n_threads),
         ]
 
     def start(self) -> EmbeddedServer:
@@ -110,7 +121,7 @@ class EmbeddedServer:
                 "the embedded model needs llama-cpp-python's server: pip install 'persona-factory[embedded]' "
                 "(or give --base-url and --model to use another endpoint)"
             ) from exc
-        self._log = self.log_path.open("w+b") if self.log_path else tempfile.TemporaryFile()
+        self._log = self.log_path.open("w+b") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115 - held open for the server's life, closed in stop()
         self._process = subprocess.Popen(
             self.command(), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )

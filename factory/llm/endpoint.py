@@ -4,7 +4,7 @@ and what a manifest records of it (never a credential)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import metadata
 
 from factory.config import LLMConfig, Recipe, environment_overrides
@@ -86,10 +86,14 @@ def endpoint_provenance(spec: EndpointSpec | None) -> dict[str, str | None]:
 def package_versions() -> dict[str, str]:
     versions = {}
     for package in (
-        "persona-factory", "ray", "datasets", "openai", "huggingface-hub", "polars", "sentence-transformers",
+        "persona-factory",
+        "ray",
+        "datasets",
+        "openai",
+        "huggingface-hub",
+        "polars",
+        "sentence-transformers",
     ):
-        try:
+        with suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
     return versions

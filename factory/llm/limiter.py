@@ -25,7 +25,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-
 LATENCY_SLACK = 0.25  # seconds
 
 
@@ -47,7 +46,9 @@ class AdaptiveLimiter:
 
     def __post_init__(self) -> None:
         if not 1 <= self.minimum <= self.maximum:
-            raise ValueError(f"concurrency bounds must satisfy 1 <= minimum <= maximum, got {self.minimum}, {self.maximum}")
+            raise ValueError(
+                f"concurrency bounds must satisfy 1 <= minimum <= maximum, got {self.minimum}, {self.maximum}"
+            )
         self.limit = float(self.maximum if not self.adaptive else min(max(self.initial, self.minimum), self.maximum))
 
     @property

@@ -98,7 +98,9 @@ class JsonTaskRunner:
 
     async def ask(self, request: JsonRequest) -> JsonReply:
         """One request; never raises for a bad reply or a failed call (the reply says why)."""
-        assert self._client is not None and self.spec is not None, "use JsonTaskRunner, with an endpoint, as a context manager"
+        assert self._client is not None and self.spec is not None, (
+            "use JsonTaskRunner, with an endpoint, as a context manager"
+        )
         self.calls += 1
         try:
             result = await self._client.chat(
@@ -118,7 +120,9 @@ class JsonTaskRunner:
             return JsonReply(data=None, error=reason, text=result.text, usage=result.usage)
         return JsonReply(data=data, error=None, text=result.text, usage=result.usage)
 
-    def gather(self, coroutines: Iterable[Coroutine[Any, Any, T]], *, desc: str = "", show_progress: bool = True) -> list[T]:
+    def gather(
+        self, coroutines: Iterable[Coroutine[Any, Any, T]], *, desc: str = "", show_progress: bool = True
+    ) -> list[T]:
         """Run coroutines concurrently (the client bounds the requests in flight), with a bar."""
         assert self._loop is not None, "use JsonTaskRunner as a context manager"
         pending = list(coroutines)

@@ -18,7 +18,16 @@ from factory.personas.mbti import sample_mbti
 from factory.personas.statements import statement_personas
 from factory.records import PersonaProfile
 
-__all__ = ["Cast", "CastPlan", "PersonaPool", "build_persona_pool", "cast_dialogues", "plan", "plan_casts", "sampled_personas"]
+__all__ = [
+    "Cast",
+    "CastPlan",
+    "PersonaPool",
+    "build_persona_pool",
+    "cast_dialogues",
+    "plan",
+    "plan_casts",
+    "sampled_personas",
+]
 
 
 @dataclass
@@ -49,7 +58,9 @@ def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def sampled_personas(source: Any, resolve_path: Callable[[str], Path], rng: random.Random) -> list[PersonaProfile] | None:
+def sampled_personas(
+    source: Any, resolve_path: Callable[[str], Path], rng: random.Random
+) -> list[PersonaProfile] | None:
     """The personas of a sampler source (MBTI, Big Five, statement file), which need neither a
     model nor a bank; None for any other source."""
     if isinstance(source, MBTISource):

@@ -31,7 +31,9 @@ def _profiles(table_bytes: bytes, *, where: str) -> list[PersonaProfile]:
             profiles.append(PersonaProfile.model_validate(row))
         except ValidationError as exc:
             error = exc.errors()[0]
-            raise PersonaFileError(error["msg"], path=where, row=number, field=".".join(map(str, error["loc"]))) from exc
+            raise PersonaFileError(
+                error["msg"], path=where, row=number, field=".".join(map(str, error["loc"]))
+            ) from exc
     return profiles
 
 
@@ -56,7 +58,12 @@ def load_local_bank(path: Path, revision: str | None) -> tuple[list[PersonaProfi
     personas: list[PersonaProfile] = []
     for name in _split_files(manifest, str(path)):
         personas.extend(_profiles(folder.read_bytes(commit, name), where=f"{path}/{name}@{version}"))
-    return personas, {"path": str(folder.path), "revision": version, "commit": commit, "bank_version": manifest.get("version")}
+    return personas, {
+        "path": str(folder.path),
+        "revision": version,
+        "commit": commit,
+        "bank_version": manifest.get("version"),
+    }
 
 
 def load_hub_bank(repo: str, revision: str | None) -> tuple[list[PersonaProfile], dict[str, Any]]:
@@ -80,7 +87,12 @@ def load_hub_bank(repo: str, revision: str | None) -> tuple[list[PersonaProfile]
     personas: list[PersonaProfile] = []
     for name in _split_files(manifest, f"hub:{repo}"):
         personas.extend(_profiles(fetch(name), where=f"{where}/{name}"))
-    return personas, {"repo": repo, "revision": revision or "main", "commit": commit, "bank_version": manifest.get("version")}
+    return personas, {
+        "repo": repo,
+        "revision": revision or "main",
+        "commit": commit,
+        "bank_version": manifest.get("version"),
+    }
 
 
 def load_bank(source: BankSource) -> tuple[list[PersonaProfile], dict[str, Any]]:

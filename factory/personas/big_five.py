@@ -91,10 +91,19 @@ def describe_scores(scores: BigFiveScores, rng: random.Random, per_trait: int) -
 
 
 SPEAKING_STYLE = {
-    "extraversion": ("talks readily and at length, with energy and exclamations", "speaks briefly and quietly, rarely starting a topic"),
+    "extraversion": (
+        "talks readily and at length, with energy and exclamations",
+        "speaks briefly and quietly, rarely starting a topic",
+    ),
     "agreeableness": ("is warm, polite and quick to agree or reassure", "is blunt, sceptical and ready to argue"),
-    "conscientiousness": ("is precise and orderly, with plans and details", "is casual and loose, wandering between topics"),
-    "neuroticism": ("sounds anxious and self-doubting, often mentions worries", "sounds calm and even, unbothered by setbacks"),
+    "conscientiousness": (
+        "is precise and orderly, with plans and details",
+        "is casual and loose, wandering between topics",
+    ),
+    "neuroticism": (
+        "sounds anxious and self-doubting, often mentions worries",
+        "sounds calm and even, unbothered by setbacks",
+    ),
     "openness": ("uses vivid, curious language and abstract ideas", "keeps to plain, concrete, familiar things"),
 }
 
@@ -115,11 +124,15 @@ def big_five_persona(
     index: int, scores: BigFiveScores, rng: random.Random, per_trait: int = 1, demographics: bool = True
 ) -> PersonaProfile:
     name, demo = sample_demographics(rng) if demographics else (None, Demographics())
-    profile = ", ".join(f"{trait} {level_band(getattr(scores, trait))} ({getattr(scores, trait)}/7)" for trait in BIG_FIVE_TRAITS)
+    profile = ", ".join(
+        f"{trait} {level_band(getattr(scores, trait))} ({getattr(scores, trait)}/7)" for trait in BIG_FIVE_TRAITS
+    )
     who = f"{name}'s" if name else "This person's"
     statements = describe_scores(scores, rng, per_trait)
     # A digest of the content keeps ids distinct across sources and banks.
-    digest = hashlib.sha256(f"{scores.model_dump_json()}|{name}|{demo.model_dump_json()}|{statements}".encode()).hexdigest()[:8]
+    digest = hashlib.sha256(
+        f"{scores.model_dump_json()}|{name}|{demo.model_dump_json()}|{statements}".encode()
+    ).hexdigest()[:8]
     return PersonaProfile(
         id=f"big_five-{index:05d}-{digest}",
         kind="big_five",

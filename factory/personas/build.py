@@ -29,7 +29,14 @@ from factory.config import (
     environment_overrides,
 )
 from factory.dataset.arrow import records_to_table
-from factory.dataset.bank_card import LICENCE_ORDER, SOURCE_ATTRIBUTION, BankCardContext, Coverage, compute_coverage, render_bank_card
+from factory.dataset.bank_card import (
+    LICENCE_ORDER,
+    SOURCE_ATTRIBUTION,
+    BankCardContext,
+    Coverage,
+    compute_coverage,
+    render_bank_card,
+)
 from factory.dataset.card import dataset_info, published_folder_name
 from factory.dataset.folder import DatasetFolder
 from factory.embeddings import Embedder, open_embedder
@@ -93,7 +100,9 @@ def check_inputs(recipe: PersonaBankRecipe) -> dict[int, list[Conversation]]:
             plan_slots(source, random.Random(0))  # unknown types fail here
         elif isinstance(source, ImplicitSource):
             if source.path is not None:
-                conversations[index] = load_conversations(recipe.resolve_path(source.path), source.messages_field, source.count)
+                conversations[index] = load_conversations(
+                    recipe.resolve_path(source.path), source.messages_field, source.count
+                )
             else:
                 conversations[index] = load_hub_conversations(source)
         elif isinstance(source, (SPCExpansionSource, StatementsSource)):
@@ -127,7 +136,9 @@ def make_personas(
             if isinstance(source, MBTIBankSource):
                 made, lost = build_mbti_bank(runner, source, rng, show_progress=show_progress)
             elif isinstance(source, ImplicitSource):
-                made, lost, agreement = build_implicit(runner, source, conversations[index], embedder, show_progress=show_progress)
+                made, lost, agreement = build_implicit(
+                    runner, source, conversations[index], embedder, show_progress=show_progress
+                )
                 if agreement is not None:
                     reports["implicit_agreement"] = agreement.as_dict()
             else:
@@ -161,7 +172,9 @@ def build_bank(
         folder.prepare()
         with folder.locked():
             previous, version = folder.current_version(), folder.next_version()
-            personas, dropped, reports = make_personas(recipe, conversations, runner, embedder, show_progress=show_progress)
+            personas, dropped, reports = make_personas(
+                recipe, conversations, runner, embedder, show_progress=show_progress
+            )
             if not personas:
                 first = f"; the first: {dropped[0].item}: {dropped[0].reason}" if dropped else ""
                 raise PipelineError(f"no persona was made ({len(dropped)} dropped{first}); no version was written")
@@ -211,11 +224,20 @@ def build_bank(
             info = dataset_info(staging, {"personas": [BANK_FILE]}, {"personas": len(personas)})
             card = str(render_bank_card(context, coverage, info))
             samples = pick_samples({"personas": [p.id for p in personas]}, recipe.seed, {"personas": 5})
-            (staging / "README.md").write_text(write_state(card, ReviewState(samples=samples, seed=recipe.seed)), encoding="utf-8")
+            (staging / "README.md").write_text(
+                write_state(card, ReviewState(samples=samples, seed=recipe.seed)), encoding="utf-8"
+            )
             (staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
-            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            (staging / "manifest.json").write_text(
+                json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+            )
             folder.publish(staging, version, f"{version}: persona bank {recipe.name}, {len(personas)} personas")
     return BankResult(
-        path=folder.path, version=version, previous_version=previous, coverage=coverage, dropped=dropped,
-        manifest=manifest, seconds=time.monotonic() - started,
+        path=folder.path,
+        version=version,
+        previous_version=previous,
+        coverage=coverage,
+        dropped=dropped,
+        manifest=manifest,
+        seconds=time.monotonic() - started,
     )

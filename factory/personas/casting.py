@@ -42,7 +42,9 @@ class Deck:
         self.rng = rng
         self._cards: list[PersonaProfile] = []
 
-    def draw(self, exclude: set[str], accept: Callable[[PersonaProfile], bool] = lambda _: True) -> PersonaProfile | None:
+    def draw(
+        self, exclude: set[str], accept: Callable[[PersonaProfile], bool] = lambda _: True
+    ) -> PersonaProfile | None:
         """The next persona not in ``exclude`` that ``accept`` takes; None when there is none."""
         eligible = [p for p in self.personas if p.id not in exclude and accept(p)]
         if not eligible:
@@ -95,13 +97,17 @@ def quota_cells(quota: list[QuotaCell]) -> list[tuple[str, str]]:
     return cells
 
 
-def _new_cast(casts: list[Cast], speakers: list[PersonaProfile], rng: random.Random, prefix: str, roles: tuple[str, ...] = ()) -> None:
+def _new_cast(
+    casts: list[Cast], speakers: list[PersonaProfile], rng: random.Random, prefix: str, roles: tuple[str, ...] = ()
+) -> None:
     casts.append(
         Cast(dialogue_id=f"{prefix}-{len(casts):06d}", speakers=tuple(speakers), seed=rng.randrange(2**31), roles=roles)
     )
 
 
-def _fill(deck: Deck, speakers: list[PersonaProfile], size: int, accept: Callable[[PersonaProfile], bool] = lambda _: True) -> bool:
+def _fill(
+    deck: Deck, speakers: list[PersonaProfile], size: int, accept: Callable[[PersonaProfile], bool] = lambda _: True
+) -> bool:
     while len(speakers) < size:
         persona = deck.draw({p.id for p in speakers}, accept)
         if persona is None:
@@ -150,14 +156,16 @@ def _partnered(
     are skipped."""
     leads = [p for p in pool if sum(fits(p, q) for q in pool if q.id != p.id) >= casting.group_size - 1]
     if not leads:
-        raise RecipeError(f"no persona in the pool has {casting.group_size - 1} partner(s) that {rule}", field="casting.strategy")
+        raise RecipeError(
+            f"no persona in the pool has {casting.group_size - 1} partner(s) that {rule}", field="casting.strategy"
+        )
     lead_deck, partner_deck = Deck(leads, rng), Deck(pool, rng)
     casts: list[Cast] = []
     for _ in range(casting.dialogues):
         lead = lead_deck.draw(set())
         assert lead is not None
         speakers = [lead]
-        _fill(partner_deck, speakers, casting.group_size, lambda candidate: fits(lead, candidate))
+        _fill(partner_deck, speakers, casting.group_size, lambda candidate, lead=lead: fits(lead, candidate))
         _new_cast(casts, speakers, rng, prefix)
     return casts
 
@@ -170,7 +178,9 @@ def _compatible(pool: list[PersonaProfile], casting: CastingConfig, rng: random.
             field="casting.strategy",
         )
     need = casting.min_shared_topics
-    return _partnered(pool, casting, rng, prefix, lambda a, b: shared_topics(a, b) >= need, f"share {need} topics with it")
+    return _partnered(
+        pool, casting, rng, prefix, lambda a, b: shared_topics(a, b) >= need, f"share {need} topics with it"
+    )
 
 
 def _contrasting(pool: list[PersonaProfile], casting: CastingConfig, rng: random.Random, prefix: str) -> list[Cast]:

@@ -98,7 +98,14 @@ def spherical_kmeans(vectors: np.ndarray, k: int, seed: int, iterations: int = 2
     return labels
 
 
-def _request(prompt: str, schema: dict[str, Any], name: str, source: SPCExpansionSource, seed: int, temperature: float | None = None) -> JsonRequest:
+def _request(
+    prompt: str,
+    schema: dict[str, Any],
+    name: str,
+    source: SPCExpansionSource,
+    seed: int,
+    temperature: float | None = None,
+) -> JsonRequest:
     return JsonRequest(
         messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
         schema=schema,
@@ -198,7 +205,15 @@ def _keep_novel(
 
 
 class Expansion:
-    def __init__(self, runner: JsonTaskRunner, embedder: Embedder, source: SPCExpansionSource, seed_path: Path, rng: random.Random, show_progress: bool) -> None:
+    def __init__(
+        self,
+        runner: JsonTaskRunner,
+        embedder: Embedder,
+        source: SPCExpansionSource,
+        seed_path: Path,
+        rng: random.Random,
+        show_progress: bool,
+    ) -> None:
         self.runner = runner
         self.embedder = embedder
         self.source = source
@@ -227,7 +242,14 @@ class Expansion:
 
         induced = self.runner.map(
             [
-                _request(induce_query_prompt(members[:12]), QUERY_SCHEMA, "induced_query", source, self.rng.randrange(2**31), 0.0)
+                _request(
+                    induce_query_prompt(members[:12]),
+                    QUERY_SCHEMA,
+                    "induced_query",
+                    source,
+                    self.rng.randrange(2**31),
+                    0.0,
+                )
                 for members in clusters
             ],
             desc="induce queries",
@@ -250,19 +272,31 @@ class Expansion:
             statements.extend(Statement(text, query, "seed") for text in members)
         stats.induced_queries = len(queries)
         if not queries:
-            raise RecipeError("the LLM induced no query from any cluster (see the bank's manifest for the replies)", field="sources")
+            raise RecipeError(
+                "the LLM induced no query from any cluster (see the bank's manifest for the replies)", field="sources"
+            )
 
         query_vectors = self.embedder.embed(queries)
         if source.new_queries:
             reply = self.runner.map(
-                [_request(new_queries_prompt(queries, source.new_queries), _list_schema("queries", source.new_queries), "new_queries", source, self.rng.randrange(2**31))],
+                [
+                    _request(
+                        new_queries_prompt(queries, source.new_queries),
+                        _list_schema("queries", source.new_queries),
+                        "new_queries",
+                        source,
+                        self.rng.randrange(2**31),
+                    )
+                ],
                 desc="bootstrap queries",
                 show_progress=self.show_progress,
             )[0]
             proposed = _clean_strings((reply.data or {}).get("queries"))
             if reply.data is None:
                 self._fail("bootstrap queries", reply.error)
-            novel, query_vectors, duplicates = _keep_novel(proposed, query_vectors, self.embedder, source.duplicate_threshold)
+            novel, query_vectors, duplicates = _keep_novel(
+                proposed, query_vectors, self.embedder, source.duplicate_threshold
+            )
             stats.bootstrapped_queries, stats.duplicate_queries = len(novel), duplicates
             for query in novel:
                 queries.append(query)
@@ -297,7 +331,9 @@ class Expansion:
 
     async def contradicts(self, profile: list[str], candidate: str, seed: int) -> bool:
         reply = await self.runner.ask(
-            _request(contradiction_prompt(profile, candidate), CONTRADICTION_SCHEMA, "contradiction", self.source, seed, 0.0)
+            _request(
+                contradiction_prompt(profile, candidate), CONTRADICTION_SCHEMA, "contradiction", self.source, seed, 0.0
+            )
         )
         if reply.data is None or not isinstance(reply.data.get("contradicts"), bool):
             # No verdict: keep the profile safe and leave the statement out.
@@ -305,7 +341,9 @@ class Expansion:
             return True
         return reply.data["contradicts"]
 
-    async def compose(self, number: int, bank: list[Statement], vectors: np.ndarray, seed: int) -> PersonaProfile | Dropped:
+    async def compose(
+        self, number: int, bank: list[Statement], vectors: np.ndarray, seed: int
+    ) -> PersonaProfile | Dropped:
         source = self.source
         rng = random.Random(seed)
         order = list(range(len(bank)))
@@ -322,8 +360,10 @@ class Expansion:
             if chosen and float(np.max(vectors[chosen] @ vectors[index])) > source.redundancy_threshold:
                 self.stats.rejected_redundant += 1
                 continue
-            if chosen and source.check_contradictions and await self.contradicts(
-                [bank[i].text for i in chosen], candidate.text, rng.randrange(2**31)
+            if (
+                chosen
+                and source.check_contradictions
+                and await self.contradicts([bank[i].text for i in chosen], candidate.text, rng.randrange(2**31))
             ):
                 self.stats.rejected_contradicting += 1
                 continue
@@ -368,7 +408,9 @@ class Expansion:
             if isinstance(result, Dropped):
                 dropped.append(result)
             elif result.id in personas:
-                dropped.append(Dropped("spc_expansion", result.source, f"the same statements as {personas[result.id].source}"))
+                dropped.append(
+                    Dropped("spc_expansion", result.source, f"the same statements as {personas[result.id].source}")
+                )
             else:
                 personas[result.id] = result
         self.stats.profiles = len(personas)

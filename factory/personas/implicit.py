@@ -48,14 +48,18 @@ def _messages_of(value: Any, messages_field: str) -> Any:
     return value
 
 
-def parse_conversation(value: Any, *, path: str, row: int, messages_field: str, label: str | None = None) -> Conversation:
+def parse_conversation(
+    value: Any, *, path: str, row: int, messages_field: str, label: str | None = None
+) -> Conversation:
     """One conversation; errors name ``path``, while the profile's source says ``label`` (the file
     name, so that published data carries no machine path)."""
     messages = _messages_of(value, messages_field)
     if not isinstance(messages, list) or not messages:
         raise PersonaFileError(
             f"expected a non-empty list of {{role, content}} messages (or an object with `{messages_field}`)",
-            path=path, row=row, field=messages_field,
+            path=path,
+            row=row,
+            field=messages_field,
         )
     turns: list[tuple[str, str]] = []
     reference = None
@@ -65,7 +69,9 @@ def parse_conversation(value: Any, *, path: str, row: int, messages_field: str, 
             raise PersonaFileError("a message must be an object with role and content", path=path, row=row, field=where)
         role, content = message.get("role"), message.get("content")
         if role not in (*ROLES, "system"):
-            raise PersonaFileError(f"role must be user, assistant or system, got {role!r}", path=path, row=row, field=f"{where}.role")
+            raise PersonaFileError(
+                f"role must be user, assistant or system, got {role!r}", path=path, row=row, field=f"{where}.role"
+            )
         if not isinstance(content, str):
             raise PersonaFileError("content must be text", path=path, row=row, field=f"{where}.content")
         if role == "system":
@@ -73,7 +79,9 @@ def parse_conversation(value: Any, *, path: str, row: int, messages_field: str, 
         elif content.strip():
             turns.append((role, content.strip()))
     digest = hashlib.sha256(json.dumps(turns).encode()).hexdigest()[:10]
-    return Conversation(id=f"implicit-{digest}", source=f"{label or path} row {row}", turns=tuple(turns), reference=reference)
+    return Conversation(
+        id=f"implicit-{digest}", source=f"{label or path} row {row}", turns=tuple(turns), reference=reference
+    )
 
 
 def _jsonl_files(path: Path) -> list[Path]:
@@ -91,7 +99,9 @@ def load_conversations(path: Path, messages_field: str = "messages", count: int 
     conversations: list[Conversation] = []
     for file in _jsonl_files(path):
         for number, value in read_jsonl(file):
-            conversations.append(parse_conversation(value, path=str(file), row=number, messages_field=messages_field, label=file.name))
+            conversations.append(
+                parse_conversation(value, path=str(file), row=number, messages_field=messages_field, label=file.name)
+            )
             if count is not None and len(conversations) >= count:
                 return conversations
     return conversations
@@ -105,11 +115,14 @@ def load_hub_conversations(source: ImplicitSource) -> list[Conversation]:
     if source.messages_field not in dataset.column_names:
         raise PersonaFileError(
             f"no column {source.messages_field!r}; the dataset has {dataset.column_names}",
-            path=source.repo, field="messages_field",
+            path=source.repo,
+            field="messages_field",
         )
     conversations = []
     for row, value in enumerate(dataset[source.messages_field], start=1):
-        conversations.append(parse_conversation(value, path=str(source.repo), row=row, messages_field=source.messages_field))
+        conversations.append(
+            parse_conversation(value, path=str(source.repo), row=row, messages_field=source.messages_field)
+        )
         if source.count is not None and len(conversations) >= source.count:
             break
     return conversations
@@ -145,7 +158,16 @@ PROFILE_SCHEMA: dict[str, Any] = {
         "statements": {"type": "array", "items": _TEXT, "minItems": 2, "maxItems": 6},
     },
     "required": [
-        "age", "gender", "occupation", "education", "location", "goals", "big_five", "speaking_style", "tone", "statements",
+        "age",
+        "gender",
+        "occupation",
+        "education",
+        "location",
+        "goals",
+        "big_five",
+        "speaking_style",
+        "tone",
+        "statements",
     ],
     "additionalProperties": False,
 }
@@ -231,7 +253,9 @@ def profile_from_extraction(conversation: Conversation, data: dict[str, Any]) ->
     )
 
 
-async def extract_profile(runner: JsonTaskRunner, conversation: Conversation, source: ImplicitSource) -> PersonaProfile | Dropped:
+async def extract_profile(
+    runner: JsonTaskRunner, conversation: Conversation, source: ImplicitSource
+) -> PersonaProfile | Dropped:
     reply = await runner.ask(
         JsonRequest(
             messages=extractor_messages(conversation, source.max_chars),
@@ -269,8 +293,11 @@ def objective_text(profile: PersonaProfile) -> str:
     facts = [
         f"{label} {value}"
         for label, value in (
-            ("Age:", demo.age), ("Gender:", demo.gender), ("Occupation:", demo.occupation),
-            ("Education:", demo.education), ("Location:", demo.location),
+            ("Age:", demo.age),
+            ("Gender:", demo.gender),
+            ("Occupation:", demo.occupation),
+            ("Education:", demo.education),
+            ("Location:", demo.location),
         )
         if value
     ]
@@ -331,10 +358,12 @@ def agreement(pairs: list[tuple[PersonaProfile, str]], embedder: Embedder) -> Ag
         return None
     references = [reference_parts(reference) for _, reference in pairs]
     objective = _scores(
-        embedder.embed([objective_text(profile) for profile, _ in pairs]), embedder.embed([ref[0] for ref in references])
+        embedder.embed([objective_text(profile) for profile, _ in pairs]),
+        embedder.embed([ref[0] for ref in references]),
     )
     subjective = _scores(
-        embedder.embed([subjective_text(profile) for profile, _ in pairs]), embedder.embed([ref[1] for ref in references])
+        embedder.embed([subjective_text(profile) for profile, _ in pairs]),
+        embedder.embed([ref[1] for ref in references]),
     )
     return Agreement(len(pairs), embedder.name, *objective, *subjective)
 
@@ -353,7 +382,9 @@ def build_implicit(
         if not conversation.has_user_turn:
             dropped.append(Dropped("implicit", conversation.source, "no user turn to infer a profile from"))
         elif conversation.id in distinct:
-            dropped.append(Dropped("implicit", conversation.source, f"the same conversation as {distinct[conversation.id].source}"))
+            dropped.append(
+                Dropped("implicit", conversation.source, f"the same conversation as {distinct[conversation.id].source}")
+            )
         else:
             distinct[conversation.id] = conversation
     conversations = list(distinct.values())

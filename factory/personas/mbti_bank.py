@@ -174,10 +174,7 @@ def plan_slots(source: MBTIBankSource, rng: random.Random) -> list[CharacterSlot
     ]
 
 
-SYSTEM = (
-    "You create realistic, specific characters for role-play. You answer with one JSON object and "
-    "nothing else."
-)
+SYSTEM = "You create realistic, specific characters for role-play. You answer with one JSON object and nothing else."
 
 
 def character_messages(slot: CharacterSlot, examples: int) -> list[dict[str, str]]:
@@ -254,7 +251,9 @@ def build_mbti_bank(
     runner: JsonTaskRunner, source: MBTIBankSource, rng: random.Random, *, show_progress: bool = True
 ) -> tuple[list[PersonaProfile], list[Dropped]]:
     slots = plan_slots(source, rng)
-    results = runner.gather((write_character(runner, slot, source) for slot in slots), desc="mbti characters", show_progress=show_progress)
+    results = runner.gather(
+        (write_character(runner, slot, source) for slot in slots), desc="mbti characters", show_progress=show_progress
+    )
     personas = [result for result in results if isinstance(result, PersonaProfile)]
     dropped = [result for result in results if isinstance(result, Dropped)]
     return personas, dropped

@@ -14,9 +14,10 @@ import csv
 import hashlib
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from factory.errors import PersonaFileError
 from factory.jsonl import check_utf8, read_jsonl
@@ -50,7 +51,9 @@ def _split_statements(value: Any, *, path: Path, row: int, field: str) -> tuple[
     else:
         raise PersonaFileError(
             f"expected newline-separated text or a list of strings, got {type(value).__name__}",
-            path=path, row=row, field=field,
+            path=path,
+            row=row,
+            field=field,
         )
     statements = tuple(item.strip() for item in items if item.strip())
     if not statements:
@@ -59,11 +62,16 @@ def _split_statements(value: Any, *, path: Path, row: int, field: str) -> tuple[
     if len(longest) > MAX_STATEMENT_CHARS:
         raise PersonaFileError(
             f"a statement of {len(longest):,} characters (at most {MAX_STATEMENT_CHARS}: it is sent in every prompt)",
-            path=path, row=row, field=field,
+            path=path,
+            row=row,
+            field=field,
         )
     if sum(map(len, statements)) > MAX_PROFILE_CHARS:
         raise PersonaFileError(
-            f"a profile of {sum(map(len, statements)):,} characters (at most {MAX_PROFILE_CHARS})", path=path, row=row, field=field
+            f"a profile of {sum(map(len, statements)):,} characters (at most {MAX_PROFILE_CHARS})",
+            path=path,
+            row=row,
+            field=field,
         )
     return statements
 

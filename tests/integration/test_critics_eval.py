@@ -18,15 +18,30 @@ from tests.scripts import CONTRADICTION_MARK, TOXIC_MARK, UNPARSABLE_MARK
 def run_eval(*args: str):
     return subprocess.run(
         [sys.executable, "-m", "factory.cli", "critics", "eval", *args, "--no-progress"],
-        capture_output=True, text=True, env=subprocess_env(), timeout=300,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
     )
 
 
 def write_spc(path):
     rows = [
-        (["I have a dog.", "I like tea."], ["I am a pilot.", "I love rain."], ["User 1: 1 Hello!", "User 2: 2 Hi.", f"User 1: 3 {CONTRADICTION_MARK}.", "User 2: 4 Odd."]),
-        (["I cook pasta.", "I live alone."], ["I run daily.", "I have twins."], ["User 1: 1 Dinner?", "User 2: 2 After my run.", "User 1: 3 Pasta then.", "User 2: 4 Great."]),
-        (["I paint.", "I am retired."], ["I study law.", "I hate mornings."], ["User 1: 1 Morning!", "User 2: 2 Ugh, mornings.", "User 1: 3 Coffee?", "User 2: 4 Please."]),
+        (
+            ["I have a dog.", "I like tea."],
+            ["I am a pilot.", "I love rain."],
+            ["User 1: 1 Hello!", "User 2: 2 Hi.", f"User 1: 3 {CONTRADICTION_MARK}.", "User 2: 4 Odd."],
+        ),
+        (
+            ["I cook pasta.", "I live alone."],
+            ["I run daily.", "I have twins."],
+            ["User 1: 1 Dinner?", "User 2: 2 After my run.", "User 1: 3 Pasta then.", "User 2: 4 Great."],
+        ),
+        (
+            ["I paint.", "I am retired."],
+            ["I study law.", "I hate mornings."],
+            ["User 1: 1 Morning!", "User 2: 2 Ugh, mornings.", "User 1: 3 Coffee?", "User 2: 4 Please."],
+        ),
     ]
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -39,8 +54,17 @@ def test_originals_versus_swapped_and_shuffled(tmp_path, scripted_server):
     data = tmp_path / "spc.csv"
     write_spc(data)
     report_path = tmp_path / "report.json"
-    result = run_eval(str(data), "--experts", "faithfulness,quality", "--count", "3", "--out", str(report_path),
-                      "--base-url", scripted_server.base_url)
+    result = run_eval(
+        str(data),
+        "--experts",
+        "faithfulness,quality",
+        "--count",
+        "3",
+        "--out",
+        str(report_path),
+        "--base-url",
+        scripted_server.base_url,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(report_path.read_text())
     figures = {f["expert"]: f for f in report["experts"]}
@@ -66,12 +90,23 @@ def test_rated_jsonl_agreement_with_human_labels(tmp_path, scripted_server):
         ({"faithful": False, "rating": 2}, "My dog barked."),  # unfaithful, but the judge will miss it
     ]
     path = tmp_path / "rated.jsonl"
-    path.write_text("".join(
-        json.dumps({"personas": [["I sail."], ["I cook."]], "turns": [{"speaker": 1, "text": text}, {"speaker": 2, "text": "Nice."}], **labels}) + "\n"
-        for labels, text in items
-    ))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "personas": [["I sail."], ["I cook."]],
+                    "turns": [{"speaker": 1, "text": text}, {"speaker": 2, "text": "Nice."}],
+                    **labels,
+                }
+            )
+            + "\n"
+            for labels, text in items
+        )
+    )
     report_path = tmp_path / "report.json"
-    result = run_eval(str(path), "--experts", "faithfulness", "--out", str(report_path), "--base-url", scripted_server.base_url)
+    result = run_eval(
+        str(path), "--experts", "faithfulness", "--out", str(report_path), "--base-url", scripted_server.base_url
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     figure = json.loads(report_path.read_text())["experts"][0]
     assert figure["accuracy"] == 0.75  # passes 1, 2 and 4; fails 3
@@ -89,7 +124,9 @@ def test_metric_helpers_by_hand():
 
 def test_a_bad_rated_file_names_row_and_field(tmp_path):
     path = tmp_path / "rated.jsonl"
-    path.write_text(json.dumps({"personas": [["I sail."], ["I cook."]], "turns": [{"speaker": 3, "text": "Hi"}]}) + "\n")
+    path.write_text(
+        json.dumps({"personas": [["I sail."], ["I cook."]], "turns": [{"speaker": 3, "text": "Hi"}]}) + "\n"
+    )
     result = run_eval(str(path), "--experts", "faithfulness", "--base-url", "http://127.0.0.1:9/v1")
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {path}, row 1, field 'turns[0]': a turn is {{speaker: 1..2, text: string}}"
@@ -106,13 +143,35 @@ def test_an_eval_report_goes_into_the_dataset_card(tmp_path, scripted_server):
     data = tmp_path / "spc.csv"
     write_spc(data)
     report_path = tmp_path / "critics.json"
-    assert run_eval(str(data), "--experts", "faithfulness", "--count", "3", "--out", str(report_path),
-                    "--base-url", scripted_server.base_url).returncode == 0
+    assert (
+        run_eval(
+            str(data),
+            "--experts",
+            "faithfulness",
+            "--count",
+            "3",
+            "--out",
+            str(report_path),
+            "--base-url",
+            scripted_server.base_url,
+        ).returncode
+        == 0
+    )
     recipe = parse_recipe(small_recipe(critics={"report": "critics.json"}), path=tmp_path / "recipe.yaml")
     report = load_critic_report(recipe)
-    context = CardContext(recipe_name="r", description="", version="v1.0.0", previous_version=None, recipe_hash="h",
-                          model="m", endpoint_kind="scripted", license="cc-by-4.0", pretty_name=None, samples=0,
-                          critic_report=report)
+    context = CardContext(
+        recipe_name="r",
+        description="",
+        version="v1.0.0",
+        previous_version=None,
+        recipe_hash="h",
+        model="m",
+        endpoint_kind="openai-compatible",
+        license="cc-by-4.0",
+        pretty_name=None,
+        samples=0,
+        critic_report=report,
+    )
     card = str(render_card(context, compute_stats([]), [], splits=[], info={}))
     assert "## How far to trust these critics" in card
     assert "| faithfulness | 6 | 0.50 | 0.50 | faithful vs persona-swapped |" in card
@@ -123,24 +182,45 @@ def test_an_eval_report_goes_into_the_dataset_card(tmp_path, scripted_server):
 
 
 def write_rated(path, items):
-    path.write_text("".join(
-        json.dumps({"personas": [["I sail."], ["I cook."]], "turns": [{"speaker": 1, "text": text}, {"speaker": 2, "text": "Nice."}], **labels}) + "\n"
-        for labels, text in items
-    ))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "personas": [["I sail."], ["I cook."]],
+                    "turns": [{"speaker": 1, "text": text}, {"speaker": 2, "text": "Nice."}],
+                    **labels,
+                }
+            )
+            + "\n"
+            for labels, text in items
+        )
+    )
     return path
 
 
 def test_each_critic_is_scored_against_its_own_label(tmp_path, scripted_server):
-    path = write_rated(tmp_path / "rated.jsonl", [
-        ({"faithful": True, "toxic": False}, "We went sailing."),
-        ({"faithful": True, "toxic": True}, f"Sailing? {TOXIC_MARK}."),  # faithful, but toxic
-        ({"faithful": False, "toxic": False}, f"{CONTRADICTION_MARK}."),
-        ({"faithful": False, "toxic": False}, "I hate boats."),
-    ])
+    path = write_rated(
+        tmp_path / "rated.jsonl",
+        [
+            ({"faithful": True, "toxic": False}, "We went sailing."),
+            ({"faithful": True, "toxic": True}, f"Sailing? {TOXIC_MARK}."),  # faithful, but toxic
+            ({"faithful": False, "toxic": False}, f"{CONTRADICTION_MARK}."),
+            ({"faithful": False, "toxic": False}, "I hate boats."),
+        ],
+    )
     report_path = tmp_path / "report.json"
     per_item = tmp_path / "items.jsonl"
-    result = run_eval(str(path), "--experts", "faithfulness,toxicity", "--out", str(report_path), "--per-item", str(per_item),
-                      "--base-url", scripted_server.base_url)
+    result = run_eval(
+        str(path),
+        "--experts",
+        "faithfulness,toxicity",
+        "--out",
+        str(report_path),
+        "--per-item",
+        str(per_item),
+        "--base-url",
+        scripted_server.base_url,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     figures = {f["expert"]: f for f in json.loads(report_path.read_text())["experts"]}
     assert figures["toxicity"]["measure"] == "'toxic' labels" and figures["toxicity"]["accuracy"] == 1.0
@@ -152,17 +232,27 @@ def test_each_critic_is_scored_against_its_own_label(tmp_path, scripted_server):
 
 
 def test_unanswered_judge_calls_are_counted_apart_and_most_unanswered_fails(tmp_path, scripted_server):
-    few = write_rated(tmp_path / "few.jsonl", [
-        ({"faithful": True}, "We went sailing."), ({"faithful": False}, f"{CONTRADICTION_MARK}."),
-        ({"faithful": True}, "I made soup."), ({"faithful": True}, f"Hm, {UNPARSABLE_MARK}."),
-    ])
+    few = write_rated(
+        tmp_path / "few.jsonl",
+        [
+            ({"faithful": True}, "We went sailing."),
+            ({"faithful": False}, f"{CONTRADICTION_MARK}."),
+            ({"faithful": True}, "I made soup."),
+            ({"faithful": True}, f"Hm, {UNPARSABLE_MARK}."),
+        ],
+    )
     report_path = tmp_path / "report.json"
-    result = run_eval(str(few), "--experts", "faithfulness", "--out", str(report_path), "--base-url", scripted_server.base_url)
+    result = run_eval(
+        str(few), "--experts", "faithfulness", "--out", str(report_path), "--base-url", scripted_server.base_url
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     figure = json.loads(report_path.read_text())["experts"][0]
     assert (figure["answered"], figure["unanswered"], figure["accuracy"]) == (3, 1, 1.0)  # scored on the answered three
 
-    most = write_rated(tmp_path / "most.jsonl", [({"faithful": True}, f"{UNPARSABLE_MARK} {n}") for n in range(3)] + [({"faithful": True}, "Hi.")])
+    most = write_rated(
+        tmp_path / "most.jsonl",
+        [({"faithful": True}, f"{UNPARSABLE_MARK} {n}") for n in range(3)] + [({"faithful": True}, "Hi.")],
+    )
     failed = run_eval(str(most), "--experts", "faithfulness", "--base-url", scripted_server.base_url)
     assert failed.returncode == 1
     assert failed.stderr.strip().startswith("error: faithfulness: the judge left 3 of 4 items unanswered")
@@ -170,10 +260,14 @@ def test_unanswered_judge_calls_are_counted_apart_and_most_unanswered_fails(tmp_
 
 
 def test_what_the_data_cannot_measure_is_refused_and_quality_takes_rated_pairs(tmp_path, scripted_server):
-    path = write_rated(tmp_path / "rated.jsonl", [
-        ({"faithful": True, "rating": 5}, "We went sailing."), ({"faithful": True, "rating": 2}, "I made soup."),
-        ({"faithful": False, "rating": 1}, "I hate boats."),
-    ])
+    path = write_rated(
+        tmp_path / "rated.jsonl",
+        [
+            ({"faithful": True, "rating": 5}, "We went sailing."),
+            ({"faithful": True, "rating": 2}, "I made soup."),
+            ({"faithful": False, "rating": 1}, "I hate boats."),
+        ],
+    )
     refused = run_eval(str(path), "--experts", "portrayal", "--base-url", scripted_server.base_url)
     assert refused.returncode == 2 and "portrayal cannot be measured" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
@@ -181,7 +275,9 @@ def test_what_the_data_cannot_measure_is_refused_and_quality_takes_rated_pairs(t
     refused = run_eval(str(unlabelled), "--experts", "toxicity", "--base-url", scripted_server.base_url)
     assert refused.returncode == 2 and "no item has a 'toxic' label or a rating" in refused.stderr
     report_path = tmp_path / "report.json"
-    rated = run_eval(str(path), "--experts", "quality", "--out", str(report_path), "--base-url", scripted_server.base_url)
+    rated = run_eval(
+        str(path), "--experts", "quality", "--out", str(report_path), "--base-url", scripted_server.base_url
+    )
     assert rated.returncode == 0, rated.stderr[-2000:]
     figure = json.loads(report_path.read_text())["experts"][0]
     assert figure["measure"] == "higher- vs lower-rated pairs" and figure["examples"] == 3 and figure["answered"] == 3

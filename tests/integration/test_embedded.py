@@ -26,7 +26,10 @@ def test_embedded_model_end_to_end(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "factory.cli", "run", str(path), "--out", str(out), "--no-progress"],
-        capture_output=True, text=True, env=subprocess_env(), timeout=1200,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == str(out.resolve())
@@ -56,8 +59,20 @@ def test_the_demo_shows_the_whole_path_on_the_embedded_model(tmp_path, project_r
     some pass them all (the critics are as the recipe ships them, not loosened for a small model)."""
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "factory.cli", "run", str(project_root / "pipelines" / "quickstart.yaml"), "--out", str(out),
-         "--no-progress"], capture_output=True, text=True, env=subprocess_env(), timeout=1800,
+        [
+            sys.executable,
+            "-m",
+            "factory.cli",
+            "run",
+            str(project_root / "pipelines" / "quickstart.yaml"),
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [row for split in datasets.load_dataset(str(out)).values() for row in split]

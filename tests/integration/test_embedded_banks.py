@@ -23,7 +23,9 @@ pytestmark = [pytest.mark.embedded, pytest.mark.slow]
 
 def test_packaged_minilm_embeds_offline_and_ranks_paraphrases_first():
     embedder = open_embedder(EmbeddingsConfig(backend="minilm"), None, None)
-    vectors = embedder.embed(["I love my two dogs.", "I adore my pair of puppies.", "The bond market fell sharply today."])
+    vectors = embedder.embed(
+        ["I love my two dogs.", "I adore my pair of puppies.", "The bond market fell sharply today."]
+    )
     assert vectors.shape == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
     similarity = vectors @ vectors.T
@@ -36,7 +38,10 @@ def _build(tmp_path, text: str):
     out = tmp_path / "bank"
     result = subprocess.run(
         [sys.executable, "-m", "factory.cli", "personas", "build", str(recipe), "--out", str(out), "--no-progress"],
-        capture_output=True, text=True, env=subprocess_env(), timeout=1200,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == str(out.resolve())
@@ -58,7 +63,9 @@ def test_mbti_characters_from_the_embedded_model(tmp_path):
 
 
 def test_implicit_profiles_from_usp_with_minilm_agreement(tmp_path):
-    rows, manifest, metadata = _build(tmp_path, "name: usp-users\nsources:\n  - {source: implicit, path: 'builtin:usp'}\n")
+    rows, manifest, metadata = _build(
+        tmp_path, "name: usp-users\nsources:\n  - {source: implicit, path: 'builtin:usp'}\n"
+    )
     # The schema-constrained extractor always answers in shape, so both distinct chats that have a
     # user turn become profiles; the other 9 lines are a chat without one and repeats.
     assert len(rows) == 2 and {row["kind"] for row in rows} == {"implicit"}

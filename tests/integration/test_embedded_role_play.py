@@ -21,7 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def cli(*args: str, cwd: Path) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "factory.cli", *args, "--no-progress"],
-        capture_output=True, text=True, env=subprocess_env(), timeout=1800, cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=1800,
+        cwd=cwd,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -59,7 +63,14 @@ def test_role_play_recipe_on_the_embedded_model(tmp_path):
 
 def test_user_simulator_recipe_on_the_embedded_model(tmp_path):
     # the recipe casts from the bank its comment says to build first, at out/implicit_users
-    cli("personas", "build", str(ROOT / "pipelines" / "implicit_users.yaml"), "--out", "out/implicit_users", cwd=tmp_path)
+    cli(
+        "personas",
+        "build",
+        str(ROOT / "pipelines" / "implicit_users.yaml"),
+        "--out",
+        "out/implicit_users",
+        cwd=tmp_path,
+    )
     out = tmp_path / "user_simulator"
     cli("run", str(ROOT / "pipelines" / "user_simulator.yaml"), "--out", str(out), "--no-ray", cwd=tmp_path)
     rows = check_role_play_dataset(out, (2, 6 + 1))

@@ -87,11 +87,16 @@ def test_run_writes_a_loadable_versioned_dataset_with_every_verdict(tmp_path, sc
     judged["faithfulness"] = sum(1 for row in rows if expected_failure(row["raw_generation"]) in (None, "faithfulness"))
     for critic in stats["critics"]:
         passed = sum(
-            1 for row in rows for verdict in row["verdicts"] if verdict["critic"] == critic["critic"] and verdict["passed"]
+            1
+            for row in rows
+            for verdict in row["verdicts"]
+            if verdict["critic"] == critic["critic"] and verdict["passed"]
         )
         assert critic["passed"] == passed
         assert critic["judged"] == judged[critic["critic"]]
-    generation_tokens = sum(row["generation"]["usage"]["prompt_tokens"] + row["generation"]["usage"]["completion_tokens"] for row in rows)
+    generation_tokens = sum(
+        row["generation"]["usage"]["prompt_tokens"] + row["generation"]["usage"]["completion_tokens"] for row in rows
+    )
     assert stats["generation_tokens"] == generation_tokens > 0
     body = (out / "README.md").read_text()
     assert f"| 12 | {accepted} | {12 - accepted} |" in body
@@ -119,8 +124,10 @@ def test_the_card_lists_critics_not_reached_and_says_how_to_load_the_folder(tmp_
 
     scripted_server.script = lambda request: "User 1: Hi.\nUser 2: Hello."  # two turns: the heuristic rejects them all
     monkeypatch.chdir(tmp_path)
-    recipe = apply_overrides(load_recipe(write_recipe(tmp_path, small_recipe(dialogues=4, ray={"enabled": False}))),
-                             base_url=scripted_server.base_url)
+    recipe = apply_overrides(
+        load_recipe(write_recipe(tmp_path, small_recipe(dialogues=4, ray={"enabled": False}))),
+        base_url=scripted_server.base_url,
+    )
     result = run_recipe(recipe, "out", show_progress=False)
     assert result.stats.accepted == 0
     card = (tmp_path / "out" / "README.md").read_text()
@@ -131,6 +138,12 @@ def test_the_card_lists_critics_not_reached_and_says_how_to_load_the_folder(tmp_
 
     (tmp_path / "not-a-report.json").write_text(json.dumps({"hello": "world"}))
     with pytest.raises(RecipeError, match="is not a `persona-factory critics eval` report") as error:
-        run_recipe(apply_overrides(load_recipe(write_recipe(tmp_path, small_recipe(critics={"report": "not-a-report.json"}))),
-                                   base_url=scripted_server.base_url), "out", show_progress=False)
+        run_recipe(
+            apply_overrides(
+                load_recipe(write_recipe(tmp_path, small_recipe(critics={"report": "not-a-report.json"}))),
+                base_url=scripted_server.base_url,
+            ),
+            "out",
+            show_progress=False,
+        )
     assert error.value.field == "critics.report"

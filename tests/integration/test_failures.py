@@ -41,9 +41,22 @@ def test_killed_run_leaves_previous_version_unchanged(tmp_path, scripted_server)
     scripted_server.delay = 120  # requests hang, so the run is surely mid-generation when killed
     calls = scripted_server.chat_calls
     process = subprocess.Popen(
-        [sys.executable, "-m", "factory.cli", "run", str(recipe_path), "--out", str(out),
-         "--base-url", scripted_server.base_url, "--no-progress"],
-        env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "factory.cli",
+            "run",
+            str(recipe_path),
+            "--out",
+            str(out),
+            "--base-url",
+            scripted_server.base_url,
+            "--no-progress",
+        ],
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 180
@@ -68,7 +81,9 @@ def test_killed_run_leaves_previous_version_unchanged(tmp_path, scripted_server)
 
 
 def test_folder_recovers_from_a_publish_cut_short(tmp_path, scripted_server):
-    recipe = apply_overrides(load_recipe(write_recipe(tmp_path, small_recipe(dialogues=2))), base_url=scripted_server.base_url)
+    recipe = apply_overrides(
+        load_recipe(write_recipe(tmp_path, small_recipe(dialogues=2))), base_url=scripted_server.base_url
+    )
     out = tmp_path / "out"
     run_recipe(recipe, out, show_progress=False)
     before = snapshot(out)
@@ -103,9 +118,24 @@ def test_a_wrong_ray_address_fails_in_bounded_time_and_leaves_nothing_behind(tmp
     }
     for address, said in cases.items():
         result = subprocess.run(
-            [sys.executable, "-m", "factory.cli", "run", str(path), "--out", str(out), "--base-url", scripted_server.base_url,
-             "--ray-address", address, "--no-progress"],
-            capture_output=True, text=True, env=subprocess_env(), timeout=120,  # Ray alone retries for minutes
+            [
+                sys.executable,
+                "-m",
+                "factory.cli",
+                "run",
+                str(path),
+                "--out",
+                str(out),
+                "--base-url",
+                scripted_server.base_url,
+                "--ray-address",
+                address,
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+            timeout=120,  # Ray alone retries for minutes
         )
         assert result.returncode == 1, result.stderr[-2000:]
         lines = result.stderr.strip().splitlines()

@@ -8,12 +8,12 @@ import datasets
 import pytest
 
 from factory.config import apply_overrides, load_recipe
+from factory.errors import EndpointError
+from factory.llm.endpoint import endpoint_spec
 from factory.personas import plan
 from factory.pipeline import plan_rows
-from factory.llm.endpoint import endpoint_spec
 from factory.run import run_recipe
-from factory.errors import EndpointError
-from factory.testing import HANG, RESET, ScriptedReply
+from tests.openai_server import HANG, RESET, ScriptedReply
 from tests.recipes import small_recipe, write_recipe
 
 DIALOGUES = 10
@@ -58,9 +58,11 @@ def test_a_run_rides_out_requests_that_time_out(tmp_path, scripted_server):
 
 def test_a_prompt_too_long_for_the_model_rejects_only_its_row(tmp_path, scripted_server):
     # the generator prompts of this recipe, measured the way the server counts: the longest are too long
-    recipe_dict = small_recipe(dialogues=DIALOGUES, ray={"enabled": False}, critics={"faithfulness": {"enabled": False}})
+    recipe_dict = small_recipe(
+        dialogues=DIALOGUES, ray={"enabled": False}, critics={"faithfulness": {"enabled": False}}
+    )
     recipe = load_recipe(write_recipe(tmp_path, recipe_dict, "probe.yaml"))
-    spec = endpoint_spec(recipe.llm, scripted_server.base_url, scripted_server.model, "scripted")
+    spec = endpoint_spec(recipe.llm, scripted_server.base_url, scripted_server.model, "openai-compatible")
     lengths = {
         record.id: sum(len(message["content"].split()) for message in messages)
         for record, messages in plan_rows(recipe, plan(recipe).casts, spec)
@@ -74,7 +76,8 @@ def test_a_prompt_too_long_for_the_model_rejects_only_its_row(tmp_path, scripted
     rows = {row["id"]: row for row in all_rows(tmp_path)}
     assert len(rows) == DIALOGUES
     failed_generation = {
-        dialogue for dialogue, row in rows.items()
+        dialogue
+        for dialogue, row in rows.items()
         if any(v["critic"] == "format" and "maximum context length" in v["reason"] for v in row["verdicts"])
     }
     assert failed_generation == too_long
@@ -110,19 +113,41 @@ def test_an_endpoint_that_answers_html_stops_the_run_with_one_line_and_no_versio
 
     from tests.conftest import subprocess_env
 
-    scripted_server.script = lambda request: ScriptedReply(raw=b"<html><body>502 Bad Gateway</body></html>", content_type="text/html")
-    path = write_recipe(tmp_path, small_recipe(dialogues=DIALOGUES, ray={"enabled": on_ray}, generation={"chunk_size": 2}))
+    scripted_server.script = lambda request: ScriptedReply(
+        raw=b"<html><body>502 Bad Gateway</body></html>", content_type="text/html"
+    )
+    path = write_recipe(
+        tmp_path, small_recipe(dialogues=DIALOGUES, ray={"enabled": on_ray}, generation={"chunk_size": 2})
+    )
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "factory.cli", "run", str(path), "--out", str(out), "--base-url", scripted_server.base_url,
-         "--no-progress"], capture_output=True, text=True, env=subprocess_env(), timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "factory.cli",
+            "run",
+            str(path),
+            "--out",
+            str(out),
+            "--base-url",
+            scripted_server.base_url,
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
     )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: the endpoint at {scripted_server.base_url} is not answering"), lines
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: the endpoint at {scripted_server.base_url} is not answering"
+    ), lines
     assert "an HTML page: '<html><body>502 Bad Gateway</body></html>'" in lines[0]
-    assert not (out / "data").exists() and "v1.0.0" not in subprocess.run(
-        ["git", "-C", str(out), "tag"], capture_output=True, text=True).stdout
+    assert (
+        not (out / "data").exists()
+        and "v1.0.0" not in subprocess.run(["git", "-C", str(out), "tag"], capture_output=True, text=True).stdout
+    )
 
 
 def test_an_endpoint_that_refuses_json_schema_gets_json_object_and_the_manifest_says_so(tmp_path, scripted_server):
@@ -134,9 +159,13 @@ def test_an_endpoint_that_refuses_json_schema_gets_json_object_and_the_manifest_
         return script(request)
 
     scripted_server.script = refuses_json_schema
-    recipe, result = run_with(tmp_path, scripted_server)
+    _recipe, result = run_with(tmp_path, scripted_server)
     judged = [v for row in all_rows(tmp_path) for v in row["verdicts"] if v["critic"] == "faithfulness"]
     assert judged and all(v["answered"] for v in judged), [v["reason"] for v in judged if not v["answered"]]
     assert any(v["passed"] for v in judged) and any(not v["passed"] for v in judged)  # the scripted judge's own answers
-    assert result.manifest["structured_output"] == {"configured": "json_schema", "used": "json_object", "refused_by": scripted_server.base_url}
+    assert result.manifest["structured_output"] == {
+        "configured": "json_schema",
+        "used": "json_object",
+        "refused_by": scripted_server.base_url,
+    }
     assert failures_of(result) == 0

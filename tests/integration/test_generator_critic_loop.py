@@ -56,11 +56,15 @@ def test_rounds_candidates_cascade_quality_and_dedup(tmp_path, scripted_server):
     by_cast = defaultdict(list)
     for row in rows:
         by_cast[row["generation"]["cast_id"]].append(row)
-    for cast, candidates in by_cast.items():
+    for _cast, candidates in by_cast.items():
         assert sorted(c["generation"]["candidate"] for c in candidates) == [0, 1]
         quality = [v for c in candidates for v in c["verdicts"] if v["critic"] == "quality"]
-        contenders = [c for c in candidates if [v["critic"] for v in c["verdicts"]][:7] == ["format", *EXPERTS]
-                      and all(v["passed"] for v in c["verdicts"][:7])]
+        contenders = [
+            c
+            for c in candidates
+            if [v["critic"] for v in c["verdicts"]][:7] == ["format", *EXPERTS]
+            and all(v["passed"] for v in c["verdicts"][:7])
+        ]
         assert len(quality) == len(contenders)
         if contenders:
             assert sum(v["passed"] for v in quality) == 1
@@ -70,16 +74,24 @@ def test_rounds_candidates_cascade_quality_and_dedup(tmp_path, scripted_server):
     rounds = manifest["rounds"]
     assert [(r["round"], r["casts"], r["dialogues"]) for r in rounds] == [(0, 4, 8), (1, 4, 8)]
     round0_accepted = {
-        row["id"] for row in rows if row["generation"]["iteration"] == 0
-        and all(v["passed"] for v in row["verdicts"] if v["critic"] != "dedup")
+        row["id"]
+        for row in rows
+        if row["generation"]["iteration"] == 0 and all(v["passed"] for v in row["verdicts"] if v["critic"] != "dedup")
     }
     assert round0_accepted, "the script should let some round-0 dialogue through"
     round1 = [row for row in rows if row["generation"]["iteration"] == 1]
-    assert all(row["generation"]["few_shot_ids"] and set(row["generation"]["few_shot_ids"]) <= round0_accepted for row in round1)
+    assert all(
+        row["generation"]["few_shot_ids"] and set(row["generation"]["few_shot_ids"]) <= round0_accepted
+        for row in round1
+    )
     assert set(rounds[1]["few_shot_from"]) <= round0_accepted
     assert all(i.startswith("spc-") for i in rounds[0]["few_shot_from"])
     fed = next(row for row in rows if row["id"] == round1[0]["generation"]["few_shot_ids"][0])
-    prompts = [r["messages"][-1]["content"] for r in scripted_server.requests if r["messages"][0]["content"].startswith("You write natural")]
+    prompts = [
+        r["messages"][-1]["content"]
+        for r in scripted_server.requests
+        if r["messages"][0]["content"].startswith("You write natural")
+    ]
     assert any(f"Example 1:\nUser 1 Profile:\n- {fed['speakers'][0]['statements'][0]}" in p for p in prompts)
 
     # dedup: the scripted good dialogue is the same text every time, so one copy survives
@@ -96,7 +108,12 @@ def test_rounds_candidates_cascade_quality_and_dedup(tmp_path, scripted_server):
     judged = {c["critic"]: c["judged"] for c in stats["critics"]}
     assert set(judged) == {"format", *EXPERTS, "quality", "dedup"}
     assert judged["format"] == 16 and judged["heuristic"] < 16  # the cascade spared later experts
-    total = sum(row["generation"]["usage"]["prompt_tokens"] + row["generation"]["usage"]["completion_tokens"] + sum(v["tokens"] for v in row["verdicts"]) for row in rows)
+    total = sum(
+        row["generation"]["usage"]["prompt_tokens"]
+        + row["generation"]["usage"]["completion_tokens"]
+        + sum(v["tokens"] for v in row["verdicts"])
+        for row in rows
+    )
     assert stats["total_tokens"] == total and stats["tokens_per_accepted"] == total
     speakers_by_kind = defaultdict(lambda: [0, 0])
     for row in rows:

@@ -13,9 +13,9 @@ import pytest
 from factory.config import PersonaBankRecipe, parse_recipe
 from factory.personas import plan
 from factory.personas.build import build_bank
-from tests.recipes import small_recipe
 from tests.conftest import subprocess_env
 from tests.hub import HubServer
+from tests.recipes import small_recipe
 
 TOKEN = "hf_test_token_do_not_leak_7f3a9"
 
@@ -27,11 +27,15 @@ def hub():
 
 
 def hub_env(hub: HubServer, tmp_path: Path) -> dict[str, str]:
-    return subprocess_env(HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf-home"))
+    return subprocess_env(
+        HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf-home")
+    )
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "factory.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "factory.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def python(env: dict[str, str], code: str) -> str:
@@ -63,8 +67,11 @@ def test_push_opens_a_review_pull_request_readable_by_datasets(tmp_path, hub, ba
     assert "{source: bank, repo: org/types, revision: v1.0.0}" in files["README.md"].decode()
     assert files["data/personas-00000-of-00001.parquet"] == (bank / "data/personas-00000-of-00001.parquet").read_bytes()
 
-    rows = python(env, "import datasets; d = datasets.load_dataset('org/types', revision='refs/pr/1', split='personas'); "
-                       "print(sorted(d['mbti']))")
+    rows = python(
+        env,
+        "import datasets; d = datasets.load_dataset('org/types', revision='refs/pr/1', split='personas'); "
+        "print(sorted(d['mbti']))",
+    )
     assert len(eval(rows)) == 16
 
     # pushing again is idempotent: no new commit, no new pull request
@@ -95,7 +102,9 @@ def test_a_bad_token_is_refused_and_never_written(tmp_path, hub, bank):
     assert ok.returncode == 0
     assert TOKEN not in ok.stdout + ok.stderr
     written = [p for p in bank.rglob("*") if p.is_file()]
-    stored = [content for repo in hub.repos.values() for commit in repo.commits.values() for content in commit.files.values()]
+    stored = [
+        content for repo in hub.repos.values() for commit in repo.commits.values() for content in commit.files.values()
+    ]
     assert written and stored
     assert all(TOKEN.encode() not in p.read_bytes() for p in written)
     assert all(TOKEN.encode() not in content for content in stored)
@@ -113,10 +122,14 @@ def test_a_dialogue_run_can_seed_from_a_bank_on_the_hub(tmp_path, hub, bank, mon
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     for name in ("HF_ENDPOINT", "HF_TOKEN", "HF_HOME"):
         monkeypatch.setenv(name, env[name])
-    recipe = parse_recipe(small_recipe(
-        personas=[{"source": "bank", "repo": "org/types", "revision": "refs/pr/1"}],
-        casting={"dialogues": 8, "strategy": "quota", "quota": [{"by": "mbti"}]},
-    ))
+    recipe = parse_recipe(
+        small_recipe(
+            personas=[{"source": "bank", "repo": "org/types", "revision": "refs/pr/1"}],
+            casting={"dialogues": 8, "strategy": "quota", "quota": [{"by": "mbti"}]},
+        )
+    )
     cast_plan = plan(recipe)
-    assert cast_plan.banks == [{"repo": "org/types", "revision": "refs/pr/1", "commit": head, "bank_version": "v1.0.0", "personas": 16}]
+    assert cast_plan.banks == [
+        {"repo": "org/types", "revision": "refs/pr/1", "commit": head, "bank_version": "v1.0.0", "personas": 16}
+    ]
     assert len({s.mbti for c in cast_plan.casts for s in c.speakers}) == 16

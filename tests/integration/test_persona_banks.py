@@ -19,7 +19,7 @@ from factory.personas.implicit import load_conversations, reference_parts
 from factory.personas.mbti import MBTI_TYPES
 from factory.personas.mbti_bank import BEHAVIOUR
 from factory.run import run_recipe
-from factory.testing import ScriptedOpenAIServer
+from tests.openai_server import ScriptedOpenAIServer
 from tests.persona_scripts import NEW_QUERIES, PersonaScript
 from tests.recipes import small_recipe, write_recipe
 
@@ -66,7 +66,9 @@ def assert_card_matches_data(folder: Path) -> dict:
 def test_mbti_bank_regenerates_invalid_characters_and_drops_hopeless_ones(tmp_path):
     script = PersonaScript()
     with ScriptedOpenAIServer(script) as server:
-        recipe = bank_recipe(server, {"source": "mbti_bank", "types": ["INTJ", "intp", "ESTP", "ENFP"], "per_type": 2, "max_attempts": 2})
+        recipe = bank_recipe(
+            server, {"source": "mbti_bank", "types": ["INTJ", "intp", "ESTP", "ENFP"], "per_type": 2, "max_attempts": 2}
+        )
         result = build_bank(recipe, tmp_path / "bank", show_progress=False)
         calls = server.chat_calls
 
@@ -106,7 +108,9 @@ def test_implicit_profiles_from_usp_chats_are_scored_against_the_hidden_referenc
         references = {turn: swap[reference] for turn, reference in references.items()}
     script = PersonaScript(references)
     with ScriptedOpenAIServer(script) as server:
-        result = build_bank(bank_recipe(server, {"source": "implicit", "path": str(USP)}), tmp_path / "bank", show_progress=False)
+        result = build_bank(
+            bank_recipe(server, {"source": "implicit", "path": str(USP)}), tmp_path / "bank", show_progress=False
+        )
 
     # 11 lines: 3 distinct chats, each several times; one chat has no user turn (3 lines), the
     # other two were extracted once each and their 6 repeats skipped.
@@ -132,15 +136,23 @@ def test_implicit_profiles_from_usp_chats_are_scored_against_the_hidden_referenc
     assert (agreement["objective_own"] > agreement["objective_others"]) is faithful
     metadata, body = card_of(tmp_path / "bank")
     assert metadata["persona_factory"]["implicit_agreement"] == agreement
-    assert f"| objective facts | {agreement['objective_own']:.3f} | {agreement['objective_others']:.3f} | {expected_top1:.2f} |" in body
+    assert (
+        f"| objective facts | {agreement['objective_own']:.3f} | {agreement['objective_others']:.3f} | {expected_top1:.2f} |"
+        in body
+    )
     assert "MIT licence" in body and metadata["license"] == "mit"
 
 
 def test_spc_expansion_composes_profiles_on_induced_and_bootstrapped_queries(tmp_path):
     script = PersonaScript()
     source = {
-        "source": "spc_expansion", "seed_statements": 60, "clusters": 6, "new_queries": 3,
-        "statements_per_query": 4, "profiles": 12, "statements_per_profile": 4,
+        "source": "spc_expansion",
+        "seed_statements": 60,
+        "clusters": 6,
+        "new_queries": 3,
+        "statements_per_query": 4,
+        "profiles": 12,
+        "statements_per_profile": 4,
     }
     with ScriptedOpenAIServer(script) as server:
         result = build_bank(bank_recipe(server, source), tmp_path / "bank", show_progress=False)
@@ -169,7 +181,14 @@ def test_spc_expansion_composes_profiles_on_induced_and_bootstrapped_queries(tmp
 @pytest.mark.slow
 def test_a_bank_revision_seeds_a_dialogue_run_with_every_mbti_type(tmp_path, scripted_server):
     bank = tmp_path / "bank"
-    first = parse_recipe({"name": "types", "seed": 1, "sources": [{"source": "mbti", "count": 16}, {"source": "mbti", "count": 8, "types": ["INTJ"]}]}, model=PersonaBankRecipe)
+    first = parse_recipe(
+        {
+            "name": "types",
+            "seed": 1,
+            "sources": [{"source": "mbti", "count": 16}, {"source": "mbti", "count": 8, "types": ["INTJ"]}],
+        },
+        model=PersonaBankRecipe,
+    )
     assert build_bank(first, bank, show_progress=False).version == "v1.0.0"
     v1_ids = {row["id"] for row in loaded_rows(bank)}
     second = first.model_copy(update={"seed": 2})
@@ -182,7 +201,9 @@ def test_a_bank_revision_seeds_a_dialogue_run_with_every_mbti_type(tmp_path, scr
         casting={"dialogues": 8, "strategy": "quota", "quota": [{"by": "mbti"}]},
     )
     path = write_recipe(tmp_path, recipe)
-    result = run_recipe(apply_overrides(load_recipe(path), base_url=scripted_server.base_url), tmp_path / "out", show_progress=False)
+    result = run_recipe(
+        apply_overrides(load_recipe(path), base_url=scripted_server.base_url), tmp_path / "out", show_progress=False
+    )
 
     rows = [row for split in datasets.load_dataset(str(tmp_path / "out")).values() for row in split]
     speakers = [speaker for row in rows for speaker in row["speakers"]]
@@ -196,7 +217,9 @@ def test_a_bank_revision_seeds_a_dialogue_run_with_every_mbti_type(tmp_path, scr
     # nothing published names this machine: not its paths, not its host name
     import socket
 
-    published = [(tmp_path / "out" / name).read_text() for name in ("README.md", "manifest.json")] + [json.dumps(rows, default=str)]
+    published = [(tmp_path / "out" / name).read_text() for name in ("README.md", "manifest.json")] + [
+        json.dumps(rows, default=str)
+    ]
     host = socket.gethostname()
     for text in published:
         assert str(tmp_path) not in text

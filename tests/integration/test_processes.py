@@ -25,7 +25,10 @@ from tests.recipes import small_recipe, write_recipe
 def start_run(recipe: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "factory.cli", "run", str(recipe), "--out", str(out), "--no-progress", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
     )
 
 
@@ -47,25 +50,47 @@ def journaled(out: Path) -> int:
         return journal.rows
 
 
-@pytest.mark.parametrize("signum, code, name", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize(
+    "signum, code, name", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")], ids=["ctrl-c", "sigterm"]
+)
 def test_an_interrupted_run_says_so_exits_non_zero_and_resumes(tmp_path, scripted_server, signum, code, name):
     scripted_server.delay = 0.2
-    recipe = write_recipe(tmp_path, small_recipe(dialogues=24, ray={"enabled": False}, generation={"chunk_size": 2},
-                                                 llm={"max_concurrency": 2}))
+    recipe = write_recipe(
+        tmp_path,
+        small_recipe(dialogues=24, ray={"enabled": False}, generation={"chunk_size": 2}, llm={"max_concurrency": 2}),
+    )
     out = tmp_path / "out"
     run = start_run(recipe, out, "--base-url", scripted_server.base_url)
     wait_for(lambda: journaled(out) >= 2, 120, "the first dialogues in the journal")
     run.send_signal(signum)
-    stdout, stderr = run.communicate(timeout=60)
+    _stdout, stderr = run.communicate(timeout=60)
     assert run.returncode == code, stderr[-2000:]
-    assert stderr.strip().splitlines()[-1] == f"interrupted ({name}); the finished dialogues are kept: continue with --resume --out {out}"
+    assert (
+        stderr.strip().splitlines()[-1]
+        == f"interrupted ({name}); the finished dialogues are kept: continue with --resume --out {out}"
+    )
     assert "Traceback" not in stderr and DatasetFolder(out).versions() == []
     kept = journaled(out)
     assert 2 <= kept < 24
     scripted_server.delay = 0.0
     resumed = subprocess.run(
-        [sys.executable, "-m", "factory.cli", "run", str(recipe), "--out", str(out), "--no-progress", "--resume",
-         "--base-url", scripted_server.base_url], capture_output=True, text=True, env=subprocess_env(), timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "factory.cli",
+            "run",
+            str(recipe),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--resume",
+            "--base-url",
+            scripted_server.base_url,
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed: {kept} dialogues were already finished" in resumed.stdout
@@ -94,8 +119,11 @@ def test_the_embedded_server_dies_with_its_run(tmp_path, signum):
     recipe = write_recipe(tmp_path, small_recipe(dialogues=4, ray={"enabled": False}))
     run = start_run(recipe, tmp_path / "out")
     server = wait_for(lambda: llama_servers_of(run.pid), 120, "the embedded server to start")[0]
-    port = wait_for(lambda: [c.laddr.port for c in server.net_connections() if c.status == psutil.CONN_LISTEN], 120,
-                    "the embedded server to listen")[0]
+    port = wait_for(
+        lambda: [c.laddr.port for c in server.net_connections() if c.status == psutil.CONN_LISTEN],
+        120,
+        "the embedded server to listen",
+    )[0]
     run.send_signal(signum)
     run.communicate(timeout=60)
     assert run.returncode == (-signal.SIGKILL if signum == signal.SIGKILL else 143)

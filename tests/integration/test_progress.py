@@ -49,10 +49,23 @@ def run_on_a_terminal(command: list[str], timeout: float = 300) -> tuple[int, st
 def test_the_bar_advances_per_dialogue_on_ray_with_one_chunk(tmp_path, scripted_server):
     scripted_server.delay = 0.15
     # one chunk holds all eight dialogues: before, the bar sat at 0/8 and jumped at the end
-    recipe = write_recipe(tmp_path, small_recipe(dialogues=8, generation={"chunk_size": 8},
-                                                 llm={"max_concurrency": 1, "initial_concurrency": 1}))
-    code, shown = run_on_a_terminal([sys.executable, "-m", "factory.cli", "run", str(recipe), "--out", str(tmp_path / "out"),
-                                     "--base-url", scripted_server.base_url])
+    recipe = write_recipe(
+        tmp_path,
+        small_recipe(dialogues=8, generation={"chunk_size": 8}, llm={"max_concurrency": 1, "initial_concurrency": 1}),
+    )
+    code, shown = run_on_a_terminal(
+        [
+            sys.executable,
+            "-m",
+            "factory.cli",
+            "run",
+            str(recipe),
+            "--out",
+            str(tmp_path / "out"),
+            "--base-url",
+            scripted_server.base_url,
+        ]
+    )
     assert code == 0, shown[-2000:]
     counts = [int(n) for n in re.findall(r"dialogues:\s+\d+%\|[^|]*\|\s*(\d+)/8", shown)]
     assert counts and counts == sorted(counts) and counts[-1] == 8
@@ -63,8 +76,21 @@ def test_the_bar_advances_per_dialogue_on_ray_with_one_chunk(tmp_path, scripted_
 def test_a_log_gets_progress_lines_not_a_redrawn_bar(tmp_path, scripted_server):
     recipe = write_recipe(tmp_path, small_recipe(dialogues=8, ray={"enabled": False}))
     result = subprocess.run(
-        [sys.executable, "-m", "factory.cli", "run", str(recipe), "--out", str(tmp_path / "out"), "--base-url",
-         scripted_server.base_url], capture_output=True, text=True, env=subprocess_env(), timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "factory.cli",
+            "run",
+            str(recipe),
+            "--out",
+            str(tmp_path / "out"),
+            "--base-url",
+            scripted_server.base_url,
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("dialogues:")]

@@ -54,7 +54,9 @@ def test_workers_run_on_both_nodes(tmp_path, scripted_server, two_node_cluster):
     assert result.stats.generated == 8
 
 
-def test_a_worker_killed_midway_is_replaced_and_every_dialogue_is_accounted_for(tmp_path, scripted_server, two_node_cluster):
+def test_a_worker_killed_midway_is_replaced_and_every_dialogue_is_accounted_for(
+    tmp_path, scripted_server, two_node_cluster
+):
     import ray
 
     cluster, _ = two_node_cluster
@@ -62,7 +64,9 @@ def test_a_worker_killed_midway_is_replaced_and_every_dialogue_is_accounted_for(
     recipe_path = write_recipe(
         tmp_path,
         small_recipe(
-            dialogues=dialogues, ray={"workers": 2, "cpus_per_worker": 2}, generation={"chunk_size": 2},
+            dialogues=dialogues,
+            ray={"workers": 2, "cpus_per_worker": 2},
+            generation={"chunk_size": 2},
             llm={"max_concurrency": 2, "initial_concurrency": 1},
         ),
     )
@@ -73,7 +77,7 @@ def test_a_worker_killed_midway_is_replaced_and_every_dialogue_is_accounted_for(
     def run() -> None:
         try:
             outcome["result"] = run_recipe(recipe, tmp_path / "out", show_progress=False)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:
             outcome["error"] = exc
 
     runner = threading.Thread(target=run)

@@ -4,6 +4,7 @@ no finished dialogue was generated or judged again."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,24 +32,37 @@ DIALOGUES = 12
 
 def resumable_recipe(tmp_path: Path, on_ray: bool = False) -> Path:
     # two requests at a time keep two chunks in flight, so kills land between chunks finishing
-    recipe = small_recipe(dialogues=DIALOGUES, generation={"chunk_size": 2}, ray={"enabled": on_ray}, llm={"max_concurrency": 2})
+    recipe = small_recipe(
+        dialogues=DIALOGUES, generation={"chunk_size": 2}, ray={"enabled": on_ray}, llm={"max_concurrency": 2}
+    )
     return write_recipe(tmp_path, recipe)
 
 
 def killed_run(recipe_path: Path, out: Path, base_url: str, failpoint: str) -> None:
     """The CLI, killed with SIGKILL at the failpoint; Ray's processes go with its process group."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "factory.cli", "run", str(recipe_path), "--out", str(out), "--base-url", base_url, "--no-progress"],
-        env=subprocess_env(**{FAILPOINT: failpoint}), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "factory.cli",
+            "run",
+            str(recipe_path),
+            "--out",
+            str(out),
+            "--base-url",
+            base_url,
+            "--no-progress",
+        ],
+        env=subprocess_env(**{FAILPOINT: failpoint}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         start_new_session=True,
     )
     try:
         _, stderr = process.communicate(timeout=300)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     assert process.returncode == -signal.SIGKILL, f"the run was not killed at {failpoint}: {stderr.decode()[-2000:]}"
 
 
@@ -130,7 +144,9 @@ def test_a_changed_recipe_cannot_resume_and_says_why(tmp_path, scripted_server):
     killed_run(recipe_path, out, scripted_server.base_url, "journaled:1")
 
     changed = small_recipe(dialogues=DIALOGUES, generation={"chunk_size": 2, "max_turns": 6}, ray={"enabled": False})
-    recipe = apply_overrides(load_recipe(write_recipe(tmp_path, changed, "changed.yaml")), base_url=scripted_server.base_url)
+    recipe = apply_overrides(
+        load_recipe(write_recipe(tmp_path, changed, "changed.yaml")), base_url=scripted_server.base_url
+    )
     with pytest.raises(RecipeError, match=r"the recipe changed since it started \(generation\.max_turns\).*--restart"):
         run_recipe(recipe, out, show_progress=False, resume=True)
     with pytest.raises(OutputError, match=r"interrupted run .*\(2 of 12 dialogues finished\).*--resume.*--restart"):
@@ -138,9 +154,14 @@ def test_a_changed_recipe_cannot_resume_and_says_why(tmp_path, scripted_server):
 
     # where the work runs and how hard the endpoint is pushed may change between attempts
     pushed = small_recipe(
-        dialogues=DIALOGUES, generation={"chunk_size": 3}, ray={"enabled": False}, llm={"max_concurrency": 3, "max_retries": 4}
+        dialogues=DIALOGUES,
+        generation={"chunk_size": 3},
+        ray={"enabled": False},
+        llm={"max_concurrency": 3, "max_retries": 4},
     )
-    same = apply_overrides(load_recipe(write_recipe(tmp_path, pushed, "pushed.yaml")), base_url=scripted_server.base_url)
+    same = apply_overrides(
+        load_recipe(write_recipe(tmp_path, pushed, "pushed.yaml")), base_url=scripted_server.base_url
+    )
     before = scripted_server.chat_calls
     result = run_recipe(same, out, show_progress=False, resume=True)
     assert result.manifest["resumed_with"]["dialogues"] == 2
@@ -162,10 +183,17 @@ def test_restart_discards_the_interrupted_run(tmp_path, scripted_server):
 
 def test_edited_inputs_cannot_resume_and_say_which(tmp_path, scripted_server):
     personas = tmp_path / "personas.csv"
-    personas.write_text("user 1 personas,user 2 personas\n" + "".join(
-        f'"I am person {n}a.\nI like tea.","I am person {n}b.\nI run."\n' for n in range(6)))
-    recipe = small_recipe(dialogues=DIALOGUES, generation={"chunk_size": 2}, ray={"enabled": False}, llm={"max_concurrency": 2},
-                          personas=[{"source": "statements", "path": personas.name}])
+    personas.write_text(
+        "user 1 personas,user 2 personas\n"
+        + "".join(f'"I am person {n}a.\nI like tea.","I am person {n}b.\nI run."\n' for n in range(6))
+    )
+    recipe = small_recipe(
+        dialogues=DIALOGUES,
+        generation={"chunk_size": 2},
+        ray={"enabled": False},
+        llm={"max_concurrency": 2},
+        personas=[{"source": "statements", "path": personas.name}],
+    )
     recipe_path = write_recipe(tmp_path, recipe)
     out = tmp_path / "out"
     killed_run(recipe_path, out, scripted_server.base_url, "journaled:1")
@@ -178,7 +206,7 @@ def test_edited_inputs_cannot_resume_and_say_which(tmp_path, scripted_server):
 def test_resume_with_nothing_to_resume_says_so_before_starting_a_model(tmp_path, monkeypatch):
     from factory.llm.embedded import EmbeddedServer
 
-    def no_model(self):  # noqa: ANN001
+    def no_model(self):
         raise AssertionError("the embedded model was started for a run that cannot resume")
 
     monkeypatch.setattr(EmbeddedServer, "start", no_model)
@@ -209,7 +237,7 @@ def test_a_second_run_cannot_touch_a_version_being_written(tmp_path, scripted_se
     def first() -> None:
         try:
             outcome["result"] = run_recipe(recipe, out, show_progress=False)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:
             outcome["error"] = exc
 
     runner = threading.Thread(target=first)

@@ -21,18 +21,35 @@ from tests.hub import HubServer
 from tests.recipes import small_recipe, write_recipe
 
 TOKEN = "hf_review_token_4c1d"
-ALL_CHECKS = ["--decision", "approve", "--check", "coverage", "--check", "samples_read", "--check", "no_harm", "--check", "critics"]
+ALL_CHECKS = [
+    "--decision",
+    "approve",
+    "--check",
+    "coverage",
+    "--check",
+    "samples_read",
+    "--check",
+    "no_harm",
+    "--check",
+    "critics",
+]
 BANK_CHECKS = ["--check", "coverage", "--check", "samples_read", "--check", "no_harm", "--check", "dropped"]
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "factory.cli", *args], capture_output=True, text=True, env=env or subprocess_env(), timeout=300
+        [sys.executable, "-m", "factory.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env or subprocess_env(),
+        timeout=300,
     )
 
 
 def build(bank: Path, seed: int) -> None:
-    recipe = parse_recipe({"name": "types", "seed": seed, "sources": [{"source": "mbti", "count": 16}]}, model=PersonaBankRecipe)
+    recipe = parse_recipe(
+        {"name": "types", "seed": seed, "sources": [{"source": "mbti", "count": 16}]}, model=PersonaBankRecipe
+    )
     build_bank(recipe, bank, show_progress=False)
 
 
@@ -46,12 +63,29 @@ def test_local_folder_review_sign_approve_reject(tmp_path):
     assert shown.returncode == 0 and shown.stdout.startswith(f"{folder.path} v1.0.0: in_review")
     sampled = cli("review", "sample", str(bank))
     state = read_state((bank / "README.md").read_text())
-    assert len(state.samples["personas"]) == 5 and all(f"== {i} (mbti)" in sampled.stdout for i in state.samples["personas"])
+    assert len(state.samples["personas"]) == 5 and all(
+        f"== {i} (mbti)" in sampled.stdout for i in state.samples["personas"]
+    )
 
     refused = cli("review", "approve", str(bank))
-    assert refused.returncode == 1 and "the checklist is incomplete: coverage, samples_read, no_harm, dropped" in refused.stderr
+    assert (
+        refused.returncode == 1
+        and "the checklist is incomplete: coverage, samples_read, no_harm, dropped" in refused.stderr
+    )
     assert "I read every sampled persona" in shown.stdout and "critics" not in shown.stdout  # a bank's own checklist
-    partly = cli("review", "sign", str(bank), "--reviewer", "ana", "--decision", "approve", "--check", "coverage", "--notes", "types balanced")
+    partly = cli(
+        "review",
+        "sign",
+        str(bank),
+        "--reviewer",
+        "ana",
+        "--decision",
+        "approve",
+        "--check",
+        "coverage",
+        "--notes",
+        "types balanced",
+    )
     assert partly.returncode == 0 and "items left: samples_read, no_harm, dropped" in partly.stdout
     assert cli("review", "approve", str(bank)).returncode == 1
 
@@ -148,7 +182,9 @@ def test_hub_reject_closes_the_pull_request_with_the_reasons_in_the_card(tmp_pat
         assert cli("review", "show", "hf://org/bank", env=env).returncode == 1  # nothing left in review
 
 
-def sign_all(target: str, reviewer: str, decision: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def sign_all(
+    target: str, reviewer: str, decision: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Every box of a persona bank's checklist ticked, and the decision."""
     return cli("review", "sign", target, "--reviewer", reviewer, "--decision", decision, *BANK_CHECKS, env=env)
 
@@ -197,7 +233,9 @@ def test_a_target_that_is_neither_a_folder_nor_hf_is_refused_before_any_request(
         assert typo.returncode == 2 and len(typo.stderr.strip().splitlines()) == 1, typo.stderr
         assert "no such dataset folder" in typo.stderr
         bare = cli("review", "show", "org/quickstart", env=env)
-        assert bare.returncode == 2 and "hf://org/quickstart" in bare.stderr and len(bare.stderr.strip().splitlines()) == 1
+        assert (
+            bare.returncode == 2 and "hf://org/quickstart" in bare.stderr and len(bare.stderr.strip().splitlines()) == 1
+        )
         for bad in ("../../etc/passwd", "a/b/c", "hf://../x"):
             pushed = cli("push", str(bank), "--repo", bad, env=env)
             assert pushed.returncode == 2 and len(pushed.stderr.strip().splitlines()) == 1, pushed.stderr

@@ -18,7 +18,7 @@ from factory.config import PersonaBankRecipe, apply_overrides, load_recipe, pars
 from factory.errors import RecipeError
 from factory.personas.build import build_bank
 from factory.run import run_recipe
-from factory.testing import ScriptedOpenAIServer, ScriptedReply
+from tests.openai_server import ScriptedOpenAIServer, ScriptedReply
 from tests.persona_scripts import PersonaScript
 from tests.recipes import small_recipe, write_recipe
 
@@ -38,6 +38,8 @@ TOPIC_LINES = [
 def turn_of(messages: list[dict[str, Any]]) -> int:
     """Which turn of the dialogue an agent is asked for (its history, from its side)."""
     return 0 if "Start the conversation." in messages[-1]["content"] else len(messages) - 1
+
+
 SCENARIOS = ["They share a table at a busy cafe.", "They wait together for a delayed train."]
 
 
@@ -81,8 +83,13 @@ def role_play_recipe(tmp_path: Path, server: ScriptedOpenAIServer, name: str = "
     recipe = small_recipe(
         dialogues=4,
         personas=[{"source": "mbti", "count": 4}, {"source": "statements", "count": 4}],
-        generation={"mode": "role_play", "min_turns": 4, "max_turns": 6, "chunk_size": 2,
-                    "role_play": {"scenarios": SCENARIOS, **role_play}},
+        generation={
+            "mode": "role_play",
+            "min_turns": 4,
+            "max_turns": 6,
+            "chunk_size": 2,
+            "role_play": {"scenarios": SCENARIOS, **role_play},
+        },
         ray={"enabled": False},
     )
     return apply_overrides(load_recipe(write_recipe(tmp_path, recipe, name)), base_url=server.base_url)
@@ -113,8 +120,14 @@ def test_role_play_writes_turn_records_and_a_messages_config(tmp_path):
         assert generation["usage"]["completion_tokens"] > 0
     # one call per turn, and the judge's
     assert len(script.agent_requests) == 4 * 6
-    assert result.stats.modes == [{"mode": "role_play", "dialogues": 4, "accepted": result.stats.accepted,
-                                   "acceptance_rate": round(result.stats.accepted / 4, 4)}]
+    assert result.stats.modes == [
+        {
+            "mode": "role_play",
+            "dialogues": 4,
+            "accepted": result.stats.accepted,
+            "acceptance_rate": round(result.stats.accepted / 4, 4),
+        }
+    ]
 
     accepted = {row["id"]: row for row in rows if row["accepted"]}
     assert accepted, "the scripted lines should pass the critics"
@@ -125,7 +138,10 @@ def test_role_play_writes_turn_records_and_a_messages_config(tmp_path):
         first = row["speakers"][0]
         assert chat["persona"] == first["id"]
         assert chat["messages"][0]["role"] == "system" and first["statements"][0] in chat["messages"][0]["content"]
-        expected = [{"role": "assistant" if turn["speaker"] == first["id"] else "user", "content": turn["text"]} for turn in row["turns"]]
+        expected = [
+            {"role": "assistant" if turn["speaker"] == first["id"] else "user", "content": turn["text"]}
+            for turn in row["turns"]
+        ]
         assert chat["messages"][1:] == expected
     card = (tmp_path / "out" / "README.md").read_text()
     metadata = yaml.safe_load(card.split("---")[1])
@@ -136,7 +152,11 @@ def test_role_play_writes_turn_records_and_a_messages_config(tmp_path):
 def test_memory_is_recorded_on_the_turns_and_shown_to_the_agent(tmp_path):
     script = RolePlayScript()
     with ScriptedOpenAIServer(script) as server:
-        run_recipe(role_play_recipe(tmp_path, server, memory={"min_overlap": 0.01, "recent": 0}), tmp_path / "out", show_progress=False)
+        run_recipe(
+            role_play_recipe(tmp_path, server, memory={"min_overlap": 0.01, "recent": 0}),
+            tmp_path / "out",
+            show_progress=False,
+        )
     rows = rows_of(tmp_path / "out")
     recalled = [turn for row in rows for turn in row["turns"] if turn["memory"]]
     assert recalled, "some aspect of these personas shares a word with the scripted lines"
@@ -157,13 +177,17 @@ def test_without_scenarios_the_llm_writes_one_per_cast(tmp_path):
         run_recipe(recipe, tmp_path / "out", show_progress=False)
     for row in rows_of(tmp_path / "out"):
         assert row["generation"]["scenario"] == "They meet at a night market and talk about street food."
-    assert all("The situation: They meet at a night market" in r["messages"][0]["content"] for r in script.agent_requests)
+    assert all(
+        "The situation: They meet at a night market" in r["messages"][0]["content"] for r in script.agent_requests
+    )
 
 
 def test_a_sentiment_stop_ends_early_with_closing_turns(tmp_path):
     script = RolePlayScript(sentiment="5")
     with ScriptedOpenAIServer(script) as server:
-        recipe = role_play_recipe(tmp_path, server, stop={"rule": "sentiment", "threshold": 4, "patience": 2}, closing_turns=2)
+        recipe = role_play_recipe(
+            tmp_path, server, stop={"rule": "sentiment", "threshold": 4, "patience": 2}, closing_turns=2
+        )
         recipe = recipe.model_copy(update={"generation": recipe.generation.model_copy(update={"max_turns": 12})})
         run_recipe(recipe, tmp_path / "out", show_progress=False)
     for row in rows_of(tmp_path / "out"):
@@ -177,7 +201,9 @@ def test_a_sentiment_stop_ends_early_with_closing_turns(tmp_path):
 def test_a_goal_stop_ends_when_the_judge_finds_the_goal_met(tmp_path):
     script = RolePlayScript(goal_after=4)
     with ScriptedOpenAIServer(script) as server:
-        recipe = role_play_recipe(tmp_path, server, stop={"rule": "goal", "goal": "they agree to meet again"}, closing_turns=1)
+        recipe = role_play_recipe(
+            tmp_path, server, stop={"rule": "goal", "goal": "they agree to meet again"}, closing_turns=1
+        )
         recipe = recipe.model_copy(update={"generation": recipe.generation.model_copy(update={"max_turns": 12})})
         run_recipe(recipe, tmp_path / "out", show_progress=False)
     for row in rows_of(tmp_path / "out"):
@@ -208,16 +234,25 @@ def test_each_speaker_can_talk_through_its_own_endpoint(tmp_path):
     first_names = {row["speakers"][0]["name"] or "User 1" for row in rows}
     assert len(second.agent_requests) == len(main.agent_requests) == 4 * 3
     assert all(r["model"] == "cheap-model" for r in second.agent_requests)
-    assert {re.match(r"You are (.+?), in a", r["messages"][0]["content"]).group(1) for r in second.agent_requests} <= second_names
-    assert {re.match(r"You are (.+?), in a", r["messages"][0]["content"]).group(1) for r in main.agent_requests} <= first_names
+    assert {
+        re.match(r"You are (.+?), in a", r["messages"][0]["content"]).group(1) for r in second.agent_requests
+    } <= second_names
+    assert {
+        re.match(r"You are (.+?), in a", r["messages"][0]["content"]).group(1) for r in main.agent_requests
+    } <= first_names
     assert result.manifest["agents"]["speaker2"]["model"] == "cheap-model"
 
 
 def test_a_user_simulator_talks_to_an_assistant_in_usp_format(tmp_path):
     with ScriptedOpenAIServer(PersonaScript()) as server:
         bank_recipe = parse_recipe(
-            {"name": "users", "seed": 4, "sources": [{"source": "implicit", "path": str(USP)}, {"source": "mbti", "count": 4}],
-             "llm": {"base_url": server.base_url, "max_retries": 1}, "embeddings": {"backend": "endpoint", "model": "bow"}},
+            {
+                "name": "users",
+                "seed": 4,
+                "sources": [{"source": "implicit", "path": str(USP)}, {"source": "mbti", "count": 4}],
+                "llm": {"base_url": server.base_url, "max_retries": 1},
+                "embeddings": {"backend": "endpoint", "model": "bow"},
+            },
             model=PersonaBankRecipe,
         )
         build_bank(bank_recipe, tmp_path / "bank", show_progress=False)
@@ -227,8 +262,12 @@ def test_a_user_simulator_talks_to_an_assistant_in_usp_format(tmp_path):
             dialogues=2,
             personas=[{"source": "bank", "path": str(tmp_path / "bank")}],
             casting={"strategy": "user_assistant", "dialogues": 2},
-            generation={"mode": "role_play", "min_turns": 4, "max_turns": 4,
-                        "role_play": {"user_simulator": True, "turn_order": "alternate"}},
+            generation={
+                "mode": "role_play",
+                "min_turns": 4,
+                "max_turns": 4,
+                "role_play": {"user_simulator": True, "turn_order": "alternate"},
+            },
             ray={"enabled": False},
         )
         recipe = apply_overrides(load_recipe(write_recipe(tmp_path, recipe)), base_url=server.base_url)
@@ -269,7 +308,8 @@ def test_a_recipe_using_both_modes_compares_them_in_the_card(tmp_path):
 
 def test_an_impossible_turn_order_is_a_recipe_error_before_anything_runs(tmp_path):
     recipe = small_recipe(
-        casting={"dialogues": 2, "group_size": 3}, generation={"mode": "role_play", "role_play": {"turn_order": "alternate"}}
+        casting={"dialogues": 2, "group_size": 3},
+        generation={"mode": "role_play", "role_play": {"turn_order": "alternate"}},
     )
     with pytest.raises(RecipeError, match=r"turn_order 'alternate' needs exactly two speakers.*group_size is 3"):
         load_recipe(write_recipe(tmp_path, recipe))
@@ -283,11 +323,18 @@ def test_the_shipped_role_play_recipes_accept_what_their_stop_rules_produce(tmp_
 
     with ScriptedOpenAIServer(PersonaScript()) as server:
         bank_recipe = parse_recipe(
-            {"name": "users", "seed": 4, "sources": [{"source": "implicit", "path": str(USP)}],
-             "llm": {"base_url": server.base_url, "max_retries": 1}, "embeddings": {"backend": "endpoint", "model": "bow"}},
+            {
+                "name": "users",
+                "seed": 4,
+                "sources": [{"source": "implicit", "path": str(USP)}],
+                "llm": {"base_url": server.base_url, "max_retries": 1},
+                "embeddings": {"backend": "endpoint", "model": "bow"},
+            },
             model=PersonaBankRecipe,
         )
-        build_bank(bank_recipe, tmp_path / "out" / "implicit_users", show_progress=False)  # where user_simulator.yaml looks
+        build_bank(
+            bank_recipe, tmp_path / "out" / "implicit_users", show_progress=False
+        )  # where user_simulator.yaml looks
     # a model that plays along: the seeker is happy, the user's goal is met after four lines
     script = RolePlayScript(sentiment="5", goal_after=4)
     with ScriptedOpenAIServer(script) as server:
@@ -295,8 +342,24 @@ def test_the_shipped_role_play_recipes_accept_what_their_stop_rules_produce(tmp_
             recipe = project_root / "pipelines" / f"{name}.yaml"
             out = tmp_path / "out" / name
             result = subprocess.run(
-                [sys.executable, "-m", "factory.cli", "run", str(recipe), "--out", str(out), "--base-url", server.base_url,
-                 "--no-ray", "--no-progress"], capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path, timeout=300,
+                [
+                    sys.executable,
+                    "-m",
+                    "factory.cli",
+                    "run",
+                    str(recipe),
+                    "--out",
+                    str(out),
+                    "--base-url",
+                    server.base_url,
+                    "--no-ray",
+                    "--no-progress",
+                ],
+                capture_output=True,
+                text=True,
+                env=subprocess_env(),
+                cwd=tmp_path,
+                timeout=300,
             )
             assert result.returncode == 0, result.stderr[-2000:]
             rows = rows_of(out)
@@ -304,5 +367,11 @@ def test_the_shipped_role_play_recipes_accept_what_their_stop_rules_produce(tmp_
             assert all(loaded.min_turns <= len(row["turns"]) <= loaded.max_turns for row in rows)
             ended = [row for row in rows if row["generation"]["ended_by"] == stop]
             assert ended and all(row["turns"][-1]["closing"] for row in ended), f"{name}: the stop rule never fired"
-            rejected = {v["critic"]: v["reason"] for row in rows if not row["accepted"] for v in row["verdicts"] if not v["passed"]}
+            rejected = {
+                v["critic"]: v["reason"]
+                for row in rows
+                if not row["accepted"]
+                for v in row["verdicts"]
+                if not v["passed"]
+            }
             assert all(row["accepted"] for row in rows), f"{name}: {rejected}"

@@ -19,11 +19,17 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def files_holding(root: Path, secret: bytes) -> list[str]:
-    return [str(path) for path in root.rglob("*") if path.is_file() and not path.is_symlink() and secret in path.read_bytes()]
+    return [
+        str(path)
+        for path in root.rglob("*")
+        if path.is_file() and not path.is_symlink() and secret in path.read_bytes()
+    ]
 
 
 def git_history(folder: Path) -> str:
-    return subprocess.run(["git", "-C", str(folder), "log", "--all", "-p"], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(folder), "log", "--all", "-p"], capture_output=True, text=True, check=True
+    ).stdout
 
 
 @pytest.fixture
@@ -39,9 +45,23 @@ def run_with_key(tmp_path: Path, server, key: str, ray_temp: Path, *extra: str) 
     path = write_recipe(tmp_path, recipe)
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "factory.cli", "run", str(path), "--out", str(out), "--base-url", server.base_url,
-         "--no-progress", *extra],
-        capture_output=True, text=True, env=subprocess_env(OPENAI_API_KEY=key, RAY_TMPDIR=str(ray_temp)), timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "factory.cli",
+            "run",
+            str(path),
+            "--out",
+            str(out),
+            "--base-url",
+            server.base_url,
+            "--no-progress",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(OPENAI_API_KEY=key, RAY_TMPDIR=str(ray_temp)),
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert key not in result.stdout + result.stderr
@@ -62,7 +82,9 @@ def test_the_key_is_in_no_file_of_a_two_node_run(tmp_path, scripted_server, ray_
     from ray.cluster_utils import Cluster
 
     # the cluster is started without the key in its environment: the workers get it from the run alone
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False, "temp_dir": str(ray_temp)})
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False, "temp_dir": str(ray_temp)}
+    )
     cluster.add_node(num_cpus=2, temp_dir=str(ray_temp))
     cluster.wait_for_nodes()
     try:

@@ -66,7 +66,9 @@ def test_cli_prints_one_line_and_writes_nothing(tmp_path):
     result = run_cli("run", str(path), "--out", str(out), "--base-url", "http://127.0.0.1:9/v1")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines == [f"error: {path}, field 'critics.faithfulnes': unknown key (check its spelling; unknown keys are errors)"]
+    assert lines == [
+        f"error: {path}, field 'critics.faithfulnes': unknown key (check its spelling; unknown keys are errors)"
+    ]
     assert not out.exists()
 
 
@@ -138,7 +140,10 @@ def test_conversation_file_errors_name_file_row_and_field(tmp_path):
     cases = {
         "not valid JSON": ('[{"role": "user"', None),
         "role must be user, assistant or system": (json.dumps([{"role": "bot", "content": "x"}]), "messages[0].role"),
-        "content must be text": (json.dumps([{"role": "user", "content": "x"}, {"role": "assistant"}]), "messages[1].content"),
+        "content must be text": (
+            json.dumps([{"role": "user", "content": "x"}, {"role": "assistant"}]),
+            "messages[1].content",
+        ),
         "non-empty list": (json.dumps({"turns": []}), "messages"),
     }
     for message, (bad_line, field) in cases.items():
@@ -183,7 +188,11 @@ def test_seeding_from_something_that_is_not_a_bank(tmp_path):
 
 def test_seeding_from_a_revision_the_bank_does_not_have(tmp_path):
     bank = tmp_path / "bank"
-    build_bank(parse_recipe({"name": "b", "sources": [{"source": "mbti", "count": 4}]}, model=PersonaBankRecipe), bank, show_progress=False)
+    build_bank(
+        parse_recipe({"name": "b", "sources": [{"source": "mbti", "count": 4}]}, model=PersonaBankRecipe),
+        bank,
+        show_progress=False,
+    )
     recipe = small_recipe(personas=[{"source": "bank", "path": str(bank), "revision": "v9.0.0"}])
     with pytest.raises(PersonaFileError, match=r"no revision 'v9.0.0' \(versions: v1.0.0\)") as error:
         plan_casts(parse_recipe(recipe))
@@ -204,13 +213,17 @@ def test_a_byte_that_is_not_utf8_is_one_line_naming_file_row_and_field(tmp_path,
     out = tmp_path / "out"
     result = run_cli("run", str(path), "--out", str(out), "--base-url", "http://127.0.0.1:9/v1")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: {personas}, {where}: not UTF-8 text (the byte 0x{'ff' if suffix == '.csv' else 'fe'}); save the file as UTF-8"]
+    assert result.stderr.strip().splitlines() == [
+        f"error: {personas}, {where}: not UTF-8 text (the byte 0x{'ff' if suffix == '.csv' else 'fe'}); save the file as UTF-8"
+    ]
     assert not out.exists()
 
 
 def test_a_runaway_statement_is_refused_by_row_and_field(tmp_path):
     personas = tmp_path / "personas.csv"
-    personas.write_text('user 1 personas,user 2 personas\n"I like tea.","I run."\n"I swim.","' + "x" * 1_000_000 + '"\n')
+    personas.write_text(
+        'user 1 personas,user 2 personas\n"I like tea.","I run."\n"I swim.","' + "x" * 1_000_000 + '"\n'
+    )
     with pytest.raises(PersonaFileError, match="a statement of 1,000,000 characters") as error:
         load_spc_rows(personas)
     assert (error.value.row, error.value.field) == (2, "user 2 personas")

@@ -29,7 +29,9 @@ def _topical(index: int, topics: list[str]) -> PersonaProfile:
 def test_quota_over_all_sixteen_types_gives_every_type_a_speaker():
     # Twice as many personas as types, and skewed: most of the pool is one type.
     pool = sample_mbti(16, random.Random(1)) + sample_mbti(40, random.Random(2), types=["INTJ"])
-    casts = cast_dialogues(pool, _casting(strategy="quota", quota=[{"by": "mbti"}], dialogues=8), random.Random(3), id_prefix="q")
+    casts = cast_dialogues(
+        pool, _casting(strategy="quota", quota=[{"by": "mbti"}], dialogues=8), random.Random(3), id_prefix="q"
+    )
     speakers = [p for cast in casts for p in cast.speakers]
     assert sorted(p.mbti for p in speakers) == sorted(MBTI_TYPES)  # 16 slots, 16 cells: each exactly once
     assert all(len({p.id for p in cast.speakers}) == 2 for cast in casts)
@@ -37,7 +39,9 @@ def test_quota_over_all_sixteen_types_gives_every_type_a_speaker():
 
 def test_quota_over_big_five_bands_shares_slots_evenly():
     pool = sample_big_five(BigFiveSource(source="big_five", count=60), random.Random(4))
-    casting = _casting(strategy="quota", quota=[{"by": "big_five.extraversion", "values": ["low", "high"]}], dialogues=20)
+    casting = _casting(
+        strategy="quota", quota=[{"by": "big_five.extraversion", "values": ["low", "high"]}], dialogues=20
+    )
     casts = cast_dialogues(pool, casting, random.Random(5), id_prefix="q")
     bands = Counter(coarse_band(p.big_five.extraversion) for cast in casts for p in cast.speakers)
     assert bands == {"low": 20, "high": 20}
@@ -46,14 +50,21 @@ def test_quota_over_big_five_bands_shares_slots_evenly():
 def test_quota_names_a_cell_nobody_fills():
     pool = sample_mbti(4, random.Random(1), types=["INTJ", "ENFP"])
     with pytest.raises(RecipeError, match=r"ESTP") as error:
-        cast_dialogues(pool, _casting(strategy="quota", quota=[{"by": "mbti", "values": ["INTJ", "ESTP"]}], dialogues=4), random.Random(0), id_prefix="q")
+        cast_dialogues(
+            pool,
+            _casting(strategy="quota", quota=[{"by": "mbti", "values": ["INTJ", "ESTP"]}], dialogues=4),
+            random.Random(0),
+            id_prefix="q",
+        )
     assert error.value.field == "casting.quota"
 
 
 def test_quota_with_fewer_slots_than_cells_is_refused():
     pool = sample_mbti(16, random.Random(1))
     with pytest.raises(RecipeError, match="16 cells") as error:
-        cast_dialogues(pool, _casting(strategy="quota", quota=[{"by": "mbti"}], dialogues=3), random.Random(0), id_prefix="q")
+        cast_dialogues(
+            pool, _casting(strategy="quota", quota=[{"by": "mbti"}], dialogues=3), random.Random(0), id_prefix="q"
+        )
     assert error.value.field == "casting.dialogues"
 
 
@@ -62,7 +73,9 @@ def test_compatible_pairs_share_at_least_the_minimum_topics():
     rng = random.Random(9)
     pool = [_topical(i, rng.sample(topics, 4)) for i in range(30)]
     pool.append(_topical(99, ["astronomy", "chess", "opera", "knitting"]))  # shares nothing with anyone
-    casts = cast_dialogues(pool, _casting(strategy="compatible", min_shared_topics=3, dialogues=40), random.Random(1), id_prefix="c")
+    casts = cast_dialogues(
+        pool, _casting(strategy="compatible", min_shared_topics=3, dialogues=40), random.Random(1), id_prefix="c"
+    )
     assert len(casts) == 40
     for cast in casts:
         lead, partner = cast.speakers
@@ -72,12 +85,19 @@ def test_compatible_pairs_share_at_least_the_minimum_topics():
 
 def test_compatible_without_topics_says_how_to_get_them():
     with pytest.raises(RecipeError, match="spc_expansion"):
-        cast_dialogues(sample_mbti(4, random.Random(1)), _casting(strategy="compatible", dialogues=2), random.Random(0), id_prefix="c")
+        cast_dialogues(
+            sample_mbti(4, random.Random(1)),
+            _casting(strategy="compatible", dialogues=2),
+            random.Random(0),
+            id_prefix="c",
+        )
 
 
 def test_contrasting_pairs_differ_on_enough_axes():
     pool = sample_mbti(32, random.Random(2))
-    casts = cast_dialogues(pool, _casting(strategy="contrasting", min_contrast=3, dialogues=30), random.Random(4), id_prefix="x")
+    casts = cast_dialogues(
+        pool, _casting(strategy="contrasting", min_contrast=3, dialogues=30), random.Random(4), id_prefix="x"
+    )
     assert all(contrast(*cast.speakers) >= 3 for cast in casts)
 
 
@@ -92,7 +112,9 @@ def test_user_assistant_casts_an_implicit_user_with_an_assistant_persona():
 
 
 def test_groups_of_four_never_repeat_a_speaker():
-    casts = cast_dialogues(sample_mbti(9, random.Random(3)), _casting(group_size=4, dialogues=20), random.Random(5), id_prefix="g")
+    casts = cast_dialogues(
+        sample_mbti(9, random.Random(3)), _casting(group_size=4, dialogues=20), random.Random(5), id_prefix="g"
+    )
     assert all(len({p.id for p in cast.speakers}) == 4 for cast in casts)
 
 

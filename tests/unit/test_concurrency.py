@@ -9,7 +9,7 @@ import pytest
 from factory.errors import EndpointError
 from factory.llm.client import ChatClient, EndpointSpec
 from factory.llm.limiter import AdaptiveLimiter
-from factory.testing import ScriptedOpenAIServer, ScriptedReply
+from tests.openai_server import ScriptedOpenAIServer, ScriptedReply
 
 
 def test_slow_start_doubles_then_grows_by_one_per_round_trip():
@@ -77,9 +77,16 @@ def test_fixed_concurrency_when_not_adaptive():
 
 
 def spec_for(*urls: str, **overrides) -> EndpointSpec:
-    settings = {"max_concurrency": 16, "initial_concurrency": 2, "max_retries": 8, "backoff_base": 0.01,
-                "backoff_max": 0.2, "eject_seconds": 0.2, "timeout": 5.0}
-    return EndpointSpec(base_urls=urls, model="scripted-model", kind="scripted", **{**settings, **overrides})
+    settings = {
+        "max_concurrency": 16,
+        "initial_concurrency": 2,
+        "max_retries": 8,
+        "backoff_base": 0.01,
+        "backoff_max": 0.2,
+        "eject_seconds": 0.2,
+        "timeout": 5.0,
+    }
+    return EndpointSpec(base_urls=urls, model="scripted-model", kind="openai-compatible", **{**settings, **overrides})
 
 
 async def _calls(client: ChatClient, count: int, samples: list[float] | None = None) -> list[str]:
@@ -91,7 +98,10 @@ async def _calls(client: ChatClient, count: int, samples: list[float] | None = N
     sampler = asyncio.create_task(sample()) if samples is not None else None
     try:
         results = await asyncio.gather(
-            *(client.chat([{"role": "user", "content": f"hello {i}"}], temperature=0, max_tokens=8) for i in range(count))
+            *(
+                client.chat([{"role": "user", "content": f"hello {i}"}], temperature=0, max_tokens=8)
+                for i in range(count)
+            )
         )
     finally:
         if sampler:
@@ -124,7 +134,10 @@ def test_backs_off_on_429_and_grows_again():
 
 
 def test_calls_are_spread_over_several_base_urls():
-    with ScriptedOpenAIServer(lambda request: "a", delay=0.01) as first, ScriptedOpenAIServer(lambda request: "b", delay=0.01) as second:
+    with (
+        ScriptedOpenAIServer(lambda request: "a", delay=0.01) as first,
+        ScriptedOpenAIServer(lambda request: "b", delay=0.01) as second,
+    ):
         client = ChatClient(spec_for(first.base_url, second.base_url), None)
         texts = asyncio.run(_calls(client, 200))
     assert len(texts) == 200
@@ -167,6 +180,8 @@ def test_a_base_url_that_comes_back_gets_work_again():
 def test_an_outage_longer_than_allowed_stops_the_run():
     down = lambda request: ScriptedReply(status=502)  # noqa: E731
     with ScriptedOpenAIServer(down) as server:
-        client = ChatClient(spec_for(server.base_url, eject_after=1, eject_seconds=0.05, outage_seconds=0.5, max_retries=1000), None)
-        with pytest.raises(EndpointError, match="no endpoint .* answered for"):
+        client = ChatClient(
+            spec_for(server.base_url, eject_after=1, eject_seconds=0.05, outage_seconds=0.5, max_retries=1000), None
+        )
+        with pytest.raises(EndpointError, match=r"no endpoint .* answered for"):
             asyncio.run(_calls(client, 5))

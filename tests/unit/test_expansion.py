@@ -14,7 +14,7 @@ from factory.llm.client import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.personas.dropped import Dropped
 from factory.personas.expansion import Expansion, Statement, _keep_novel, spherical_kmeans
-from factory.testing import ScriptedOpenAIServer, bag_of_words_embedding
+from tests.openai_server import ScriptedOpenAIServer, bag_of_words_embedding
 from tests.persona_scripts import CONTRADICTION_WORD, PersonaScript
 
 
@@ -28,7 +28,7 @@ class BagOfWords:
 @pytest.fixture
 def runner() -> Iterator[JsonTaskRunner]:
     with ScriptedOpenAIServer(PersonaScript()) as server:
-        spec = EndpointSpec(base_urls=(server.base_url,), model="scripted-model", kind="scripted", max_retries=0)
+        spec = EndpointSpec(base_urls=(server.base_url,), model="scripted-model", kind="openai-compatible", max_retries=0)
         with JsonTaskRunner(spec, None) as task_runner:
             yield task_runner
 
@@ -77,13 +77,18 @@ def test_near_duplicates_are_dropped_against_the_kept_and_each_other():
     embedder = BagOfWords()
     kept = embedder.embed(["I love to bake sourdough bread"])
     novel, _, duplicates = _keep_novel(
-        ["I love to bake sourdough bread!", "I restore vintage motorbikes", "I restore vintage motorbikes"], kept, embedder, 0.9
+        ["I love to bake sourdough bread!", "I restore vintage motorbikes", "I restore vintage motorbikes"],
+        kept,
+        embedder,
+        0.9,
     )
     assert novel == ["I restore vintage motorbikes"] and duplicates == 2
 
 
 def test_kmeans_separates_clearly_distinct_groups():
     embedder = BagOfWords()
-    texts = [f"I have a dog named {n}" for n in ("Rex", "Max", "Bo")] + [f"I drive a red {c} truck" for c in ("Ford", "Volvo", "Fiat")]
+    texts = [f"I have a dog named {n}" for n in ("Rex", "Max", "Bo")] + [
+        f"I drive a red {c} truck" for c in ("Ford", "Volvo", "Fiat")
+    ]
     labels = spherical_kmeans(embedder.embed(texts), 2, seed=3)
     assert len(set(labels[:3])) == 1 and len(set(labels[3:])) == 1 and labels[0] != labels[3]

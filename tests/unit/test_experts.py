@@ -3,9 +3,8 @@ arithmetic by hand, the cascade's hard gates, best-of-N by majority vote, and de
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import json
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,29 +16,43 @@ from factory.critics.dedup import dedup
 from factory.llm.client import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.records import BigFiveScores, DialogueRecord, GenerationMeta, PersonaProfile, Turn, Verdict
-from factory.testing import ScriptedOpenAIServer
+from tests.openai_server import ScriptedOpenAIServer
 from tests.scripts import CONTRADICTION_MARK, TOXIC_MARK, UNPARSABLE_MARK, DialogueScript
 
-NURSE = PersonaProfile(id="a", kind="mbti", mbti="INTJ", statements=["I work night shifts as a nurse.", "I grow tomatoes."])
-BAKER = PersonaProfile(id="b", kind="big_five", big_five=BigFiveScores(openness=4, conscientiousness=5, extraversion=3, agreeableness=4, neuroticism=6), statements=["I bake bread for the market."])
+NURSE = PersonaProfile(
+    id="a", kind="mbti", mbti="INTJ", statements=["I work night shifts as a nurse.", "I grow tomatoes."]
+)
+BAKER = PersonaProfile(
+    id="b",
+    kind="big_five",
+    big_five=BigFiveScores(openness=4, conscientiousness=5, extraversion=3, agreeableness=4, neuroticism=6),
+    statements=["I bake bread for the market."],
+)
 CRITICS = CriticsConfig()
 
 
 def dialogue(*lines: str, speakers=(NURSE, BAKER), id_: str = "d1") -> DialogueRecord:
     return DialogueRecord(
-        id=id_, recipe="t", speakers=list(speakers),
+        id=id_,
+        recipe="t",
+        speakers=list(speakers),
         turns=[Turn(speaker=speakers[n % len(speakers)].id, text=text) for n, text in enumerate(lines)],
         generation=GenerationMeta(model="m", prompt_hash="h", seed=3),
     )
 
 
-GOOD = dialogue("Another night shift at the hospital ward.", "I was up early to bake bread for the market.", "My tomatoes need water.", "Bring some to the market!")
+GOOD = dialogue(
+    "Another night shift at the hospital ward.",
+    "I was up early to bake bread for the market.",
+    "My tomatoes need water.",
+    "Bring some to the market!",
+)
 
 
 @pytest.fixture(scope="module")
 def context() -> Iterator[JudgeContext]:
     with ScriptedOpenAIServer(DialogueScript()) as server:
-        spec = EndpointSpec(base_urls=(server.base_url,), model="scripted-model", kind="scripted", max_retries=0)
+        spec = EndpointSpec(base_urls=(server.base_url,), model="scripted-model", kind="openai-compatible", max_retries=0)
         with JsonTaskRunner(spec, None) as runner:
             yield JudgeContext(runner.client, spec, GenerationConfig(min_turns=2, max_turns=20)), runner  # type: ignore[misc]
 
@@ -69,7 +82,12 @@ def test_expert_passes_fails_and_reports_an_unparsable_reply(context, module, co
 
 def test_apc_score_by_hand():
     # relevant+entailed: 1; irrelevant+uncontradicted: 1; relevant+neutral: 0; irrelevant+contradicted: 0
-    judgements = [StatementJudgement(1, 1, 0), StatementJudgement(0, 0, 0), StatementJudgement(1, 0, 0), StatementJudgement(0, 0, 1)]
+    judgements = [
+        StatementJudgement(1, 1, 0),
+        StatementJudgement(0, 0, 0),
+        StatementJudgement(1, 0, 0),
+        StatementJudgement(0, 0, 1),
+    ]
     assert apc_score(judgements) == 2
     assert StatementJudgement(0.8, 0.5, 0.1).credit == pytest.approx(0.8 * 0.5 + 0.2 * 0.9)
 
@@ -109,7 +127,10 @@ def test_cascade_hard_gates():
     gates = hard_gates(critics)
     assert gates == {"format", "heuristic", "faithfulness", "toxicity"}
     record = dialogue("Hi.", "Hello.")
-    record.verdicts = [Verdict(critic="format", passed=True, reason="ok"), Verdict(critic="apc", passed=False, reason="low")]
+    record.verdicts = [
+        Verdict(critic="format", passed=True, reason="ok"),
+        Verdict(critic="apc", passed=False, reason="low"),
+    ]
     assert blocked_by(record, gates) is None  # a soft expert's failure does not stop the cascade
     record.verdicts.append(Verdict(critic="faithfulness", passed=False, reason="contradiction"))
     assert blocked_by(record, gates) == "faithfulness"
@@ -140,16 +161,30 @@ def test_best_of_n_keeps_the_candidate_the_judge_prefers(context):
 
 
 def test_dedup_rejects_the_later_of_two_near_duplicates():
-    lines = ["I bake sourdough every single morning before dawn.", "That sounds exhausting but delicious.",
-             "It is, and the market crowd loves the rye loaves.", "I should come by on Saturday."]
+    lines = [
+        "I bake sourdough every single morning before dawn.",
+        "That sounds exhausting but delicious.",
+        "It is, and the market crowd loves the rye loaves.",
+        "I should come by on Saturday.",
+    ]
     first, copy = dialogue(*lines, id_="r-1"), dialogue(*lines[:3], "I should come by this Saturday.", id_="r-2")
-    other = dialogue("The train was late again today.", "Mine too, signal failure.", "I will cycle tomorrow.", "Good plan.", id_="r-3")
+    other = dialogue(
+        "The train was late again today.",
+        "Mine too, signal failure.",
+        "I will cycle tomorrow.",
+        "Good plan.",
+        id_="r-3",
+    )
     failed_earlier = dialogue(*lines, id_="r-0")
     for record in (first, copy, other):
         record.verdicts = [Verdict(critic="format", passed=True, reason="ok")]
     failed_earlier.verdicts = [Verdict(critic="format", passed=False, reason="bad")]
     dedup([copy, other, first, failed_earlier], CRITICS.dedup)
-    assert copy.verdicts[-1].critic == "dedup" and not copy.verdicts[-1].passed and "near-duplicate of r-1" in copy.verdicts[-1].reason
+    assert (
+        copy.verdicts[-1].critic == "dedup"
+        and not copy.verdicts[-1].passed
+        and "near-duplicate of r-1" in copy.verdicts[-1].reason
+    )
     assert first.verdicts[-1].passed and other.verdicts[-1].passed
     assert [v.critic for v in failed_earlier.verdicts] == ["format"]  # only contenders are compared
 
@@ -159,7 +194,11 @@ def test_approval_needs_every_box_and_an_approving_sign_off():
 
     card = write_state("---\nlicense: mit\n---\n# Card\n", ReviewState(samples={"accepted": ["a", "b"]}, seed=3))
     state = read_state(card)
-    assert state.status == "in_review" and state.samples == {"accepted": ["a", "b"]} and state.missing == list(state.checklist)
+    assert (
+        state.status == "in_review"
+        and state.samples == {"accepted": ["a", "b"]}
+        and state.missing == list(state.checklist)
+    )
     with pytest.raises(ReviewError, match="incomplete"):
         approvable(state)
     sign(state, "ana", "reject", "found a real name", ["coverage", "samples_read", "no_harm", "critics"])
@@ -177,7 +216,11 @@ def test_approval_needs_every_box_and_an_approving_sign_off():
         sign(state, "ben", "approve", "", ["vibes"])
 
 
-@pytest.mark.parametrize("module, config", [(portrayal, CRITICS.portrayal), (attribution, CRITICS.attribution)], ids=["portrayal", "attribution"])
+@pytest.mark.parametrize(
+    "module, config",
+    [(portrayal, CRITICS.portrayal), (attribution, CRITICS.attribution)],
+    ids=["portrayal", "attribution"],
+)
 def test_portrayal_and_attribution_report_an_unparsable_reply(context, module, config):
     garbage = run(context, module.judge, dialogue(f"{UNPARSABLE_MARK}.", "Hm.", "Ok.", "Bye."), config)
     assert not garbage.passed and garbage.score is None and "unparsable judge reply" in garbage.reason
@@ -195,7 +238,7 @@ def test_quality_says_when_a_comparison_gave_no_answer(context):
 def judged_by_reply(answer: dict) -> Verdict:
     """The faithfulness verdict on GOOD when the judge answers ``answer``."""
     with ScriptedOpenAIServer(lambda request: json.dumps(answer)) as server:
-        spec = EndpointSpec(base_urls=(server.base_url,), model="scripted-model", kind="scripted", max_retries=0)
+        spec = EndpointSpec(base_urls=(server.base_url,), model="scripted-model", kind="openai-compatible", max_retries=0)
         with JsonTaskRunner(spec, None) as runner:
             judge_context = JudgeContext(runner.client, spec, GenerationConfig(min_turns=2, max_turns=20))
             return run((judge_context, runner), faithfulness.judge, GOOD, CRITICS.faithfulness)
@@ -203,11 +246,19 @@ def judged_by_reply(answer: dict) -> Verdict:
 
 def test_a_faithfulness_reply_that_copies_the_worked_example_is_unusable():
     copied = judged_by_reply(
-        {"reason": "User 1 says 'I grilled a huge steak for dinner' but is vegetarian.", "speaker": "User 1", "contradiction": False}
+        {
+            "reason": "User 1 says 'I grilled a huge steak for dinner' but is vegetarian.",
+            "speaker": "User 1",
+            "contradiction": False,
+        }
     )
     assert not copied.passed and not copied.answered and "quotes the prompt's worked example" in copied.reason
     own = judged_by_reply(
-        {"reason": "User 2 says 'I was up early to bake bread', in line with the profile.", "speaker": "none", "contradiction": False}
+        {
+            "reason": "User 2 says 'I was up early to bake bread', in line with the profile.",
+            "speaker": "none",
+            "contradiction": False,
+        }
     )
     assert own.passed and own.answered
 
@@ -215,6 +266,11 @@ def test_a_faithfulness_reply_that_copies_the_worked_example_is_unusable():
 def test_the_example_fact_words_are_the_worked_examples_own():
     example_text = " ".join(" ".join([*a, *b, *lines]) for a, b, lines, _ in faithfulness.FEW_SHOT).lower()
     assert all(word in example_text for word in faithfulness.EXAMPLE_FACT_WORDS)
-    borrowed = judged_by_reply({"reason": "User 1 says 'I prefer variety to routine' but is vegetarian.", "speaker": "none",
-                                "contradiction": False})
+    borrowed = judged_by_reply(
+        {
+            "reason": "User 1 says 'I prefer variety to routine' but is vegetarian.",
+            "speaker": "none",
+            "contradiction": False,
+        }
+    )
     assert not borrowed.answered and "'vegetarian'" in borrowed.reason

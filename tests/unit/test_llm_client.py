@@ -8,11 +8,13 @@ import pytest
 
 from factory.errors import EndpointError
 from factory.llm.client import ChatClient, EndpointSpec, LLMCallError, backoff_delay, check_endpoint
-from factory.testing import ScriptedOpenAIServer, ScriptedReply
+from tests.openai_server import ScriptedOpenAIServer, ScriptedReply
 
 
 def spec_for(base_url: str, retries: int = 3) -> EndpointSpec:
-    return EndpointSpec(base_urls=(base_url,), model="scripted-model", max_retries=retries, backoff_base=0.01, backoff_max=0.05)
+    return EndpointSpec(
+        base_urls=(base_url,), model="scripted-model", max_retries=retries, backoff_base=0.01, backoff_max=0.05
+    )
 
 
 async def one_call(spec: EndpointSpec) -> tuple[str, int]:
@@ -69,7 +71,9 @@ def test_concurrency_is_bounded():
     async def many(spec):
         client = ChatClient(spec, api_key=None)
         try:
-            await asyncio.gather(*(client.chat([{"role": "user", "content": str(i)}], temperature=0, max_tokens=4) for i in range(20)))
+            await asyncio.gather(
+                *(client.chat([{"role": "user", "content": str(i)}], temperature=0, max_tokens=4) for i in range(20))
+            )
         finally:
             await client.aclose()
 
@@ -125,8 +129,17 @@ def test_an_endpoint_that_is_not_a_model_fails_its_row_then_stops_the_run(answer
         assert server.chat_calls == PROTOCOL_FAILURES_TO_STOP  # a reply that came is not retried
     assert all(isinstance(o, NotAChatCompletion) for o in outcomes[:-1])
     last = outcomes[-1]
-    assert isinstance(last, EndpointError) and server.base_url in str(last) and "not answering as an OpenAI-compatible server" in str(last)
-    shown = {"html": "an HTML page", "plain text": "plain text", "no choices": "JSON without choices", "cut-off JSON": "not JSON"}
+    assert (
+        isinstance(last, EndpointError)
+        and server.base_url in str(last)
+        and "not answering as an OpenAI-compatible server" in str(last)
+    )
+    shown = {
+        "html": "an HTML page",
+        "plain text": "plain text",
+        "no choices": "JSON without choices",
+        "cut-off JSON": "not JSON",
+    }
     assert shown[answer] in str(last)
 
 
@@ -150,8 +163,14 @@ def test_a_server_that_refuses_json_schema_is_asked_with_json_object_from_then_o
         client = ChatClient(spec, api_key=None)
         try:
             texts = [
-                (await client.chat([{"role": "user", "content": f"q{n}"}], temperature=0, max_tokens=8,
-                                   response_format=spec.response_format("answer", schema))).text
+                (
+                    await client.chat(
+                        [{"role": "user", "content": f"q{n}"}],
+                        temperature=0,
+                        max_tokens=8,
+                        response_format=spec.response_format("answer", schema),
+                    )
+                ).text
                 for n in range(3)
             ]
             return texts, client.report()

@@ -11,7 +11,8 @@ from factory.records import PersonaProfile, Turn
 ALICE = PersonaProfile(id="a", kind="statements", statements=["I have two dogs named after famous painters."])
 BOB = PersonaProfile(id="b", kind="statements", statements=["I am a night shift nurse."])
 ALICE_TWO = PersonaProfile(
-    id="a", kind="statements",
+    id="a",
+    kind="statements",
     statements=["I have two dogs named after famous painters.", "I work from home as a translator."],
 )
 
@@ -19,7 +20,11 @@ ALICE_TWO = PersonaProfile(
 def test_parse_labels_continuations_and_preamble():
     text = "Sure! Here it is:\nUser 1: Hi there.\nUser 2: Hello!\nHow are you?\n**User 1:** Fine."
     parsed = parse_dialogue(text, [ALICE, BOB], "stop")
-    assert [(t.speaker, t.text) for t in parsed.turns] == [("a", "Hi there."), ("b", "Hello! How are you?"), ("a", "Fine.")]
+    assert [(t.speaker, t.text) for t in parsed.turns] == [
+        ("a", "Hi there."),
+        ("b", "Hello! How are you?"),
+        ("a", "Fine."),
+    ]
     assert parsed.verdict.passed
 
 
@@ -39,7 +44,9 @@ HEUR = HeuristicCriticConfig()
 
 
 def test_heuristic_passes_a_clean_dialogue():
-    verdict = heuristic_verdict(turns(("a", "Hi, long night?"), ("b", "Yes, twelve hours on the ward.")), [ALICE, BOB], GEN, HEUR)
+    verdict = heuristic_verdict(
+        turns(("a", "Hi, long night?"), ("b", "Yes, twelve hours on the ward.")), [ALICE, BOB], GEN, HEUR
+    )
     assert verdict.passed and verdict.score == 1.0
 
 
@@ -55,7 +62,9 @@ def test_heuristic_names_each_problem():
     assert "repetition: 1 of 3 turns echo an earlier turn" in verdict.reason
     assert "copying: 2 of 2 statements of one persona are pasted verbatim" in verdict.reason
     assert verdict.score == 0.25
-    too_long = heuristic_verdict(turns(*[("a" if i % 2 == 0 else "b", f"line {i}") for i in range(8)]), [ALICE, BOB], GEN, HEUR)
+    too_long = heuristic_verdict(
+        turns(*[("a" if i % 2 == 0 else "b", f"line {i}") for i in range(8)]), [ALICE, BOB], GEN, HEUR
+    )
     assert "8 turns, outside the bounds 2-6" in too_long.reason
 
 
@@ -68,7 +77,9 @@ def test_heuristic_catches_a_looping_turn():
 def test_faithfulness_verdicts_from_judge_replies():
     ok = faithfulness_verdict('{"contradiction": false, "speaker": "none", "reason": "consistent"}', 10)
     assert ok.passed and ok.score == 1.0 and ok.tokens == 10
-    bad = faithfulness_verdict('```json\n{"contradiction": true, "speaker": "User 2", "reason": "says no pets"}\n```', 5)
+    bad = faithfulness_verdict(
+        '```json\n{"contradiction": true, "speaker": "User 2", "reason": "says no pets"}\n```', 5
+    )
     assert not bad.passed and bad.reason == "User 2 contradicts the profile: says no pets"
     garbage = faithfulness_verdict("yes it does", 3)
     assert not garbage.passed and garbage.score is None and "unparsable judge reply" in garbage.reason
@@ -77,7 +88,12 @@ def test_faithfulness_verdicts_from_judge_replies():
 def test_parse_accepts_decorated_speaker_labels():
     text = "* * User 1: * * Hi there. * *\n**User 2**: Hello!\n- Speaker 1 : Fine.\n> __User 2__: Good."
     parsed = parse_dialogue(text, [ALICE, BOB], "stop")
-    assert [(t.speaker, t.text) for t in parsed.turns] == [("a", "Hi there."), ("b", "Hello!"), ("a", "Fine."), ("b", "Good.")]
+    assert [(t.speaker, t.text) for t in parsed.turns] == [
+        ("a", "Hi there."),
+        ("b", "Hello!"),
+        ("a", "Fine."),
+        ("b", "Good."),
+    ]
 
 
 def test_heuristic_catches_speakers_echoing_each_other():
@@ -90,8 +106,10 @@ def test_heuristic_catches_speakers_echoing_each_other():
     verdict = heuristic_verdict(echo, [ALICE, BOB], GEN, HEUR)
     assert not verdict.passed and "repetition: 2 of 4 turns echo an earlier turn" in verdict.reason
     talk = turns(
-        ("a", "I painted the garden fence blue this weekend."), ("b", "You painted the fence? I would have picked green."),
-        ("a", "Green was my second choice, honestly."), ("b", "Blue suits a garden though."),
+        ("a", "I painted the garden fence blue this weekend."),
+        ("b", "You painted the fence? I would have picked green."),
+        ("a", "Green was my second choice, honestly."),
+        ("b", "Blue suits a garden though."),
     )
     assert heuristic_verdict(talk, [ALICE, BOB], GEN, HEUR).passed
 
@@ -106,8 +124,10 @@ def test_saying_a_persona_fact_is_talk_and_reciting_the_profile_is_copying():
     natural = turns(("a", "I have two dogs named after famous painters."), ("b", "What are their names?"))
     assert heuristic_verdict(natural, [ALICE_TWO, BOB], GEN, HEUR).passed
     recited = turns(
-        ("a", "I have two dogs named after famous painters."), ("b", "Nice."),
-        ("a", "Also, I work from home as a translator."), ("b", "Cool."),
+        ("a", "I have two dogs named after famous painters."),
+        ("b", "Nice."),
+        ("a", "Also, I work from home as a translator."),
+        ("b", "Cool."),
     )
     verdict = heuristic_verdict(recited, [ALICE_TWO, BOB], GEN, HEUR)
     assert "copying: 2 of 2 statements of one persona are pasted verbatim" in verdict.reason
@@ -117,11 +137,17 @@ def test_the_heuristic_passes_the_spc_conversations_the_generator_is_shown():
     from factory.config import resolve_data_path
     from factory.personas.statements import load_spc_rows
 
-    rows = [row for row in load_spc_rows(resolve_data_path("builtin:synthetic_persona_chat", None)) if len(row.conversation) >= 2]
+    rows = [
+        row
+        for row in load_spc_rows(resolve_data_path("builtin:synthetic_persona_chat", None))
+        if len(row.conversation) >= 2
+    ]
     any_length = GenerationConfig(min_turns=2, max_turns=1000)  # turn bounds are the recipe's business, not the data's
     passed, pasted = 0, 0
     for row in rows:
-        speakers = [PersonaProfile(id=f"u{n}", kind="statements", statements=list(p)) for n, p in enumerate(row.personas)]
+        speakers = [
+            PersonaProfile(id=f"u{n}", kind="statements", statements=list(p)) for n, p in enumerate(row.personas)
+        ]
         conversation = [Turn(speaker=speakers[s].id, text=t) for s, t in row.conversation]
         passed += heuristic_verdict(conversation, speakers, any_length, HEUR).passed
         # the same conversation with User 1's whole profile pasted into their first turn
@@ -131,5 +157,7 @@ def test_the_heuristic_passes_the_spc_conversations_the_generator_is_shown():
         pasted += "copying" in heuristic_verdict(recited, speakers, any_length, HEUR).reason
     assert len(rows) > 900
     assert passed / len(rows) >= 0.95
-    long_profiles = sum(sum(len(s.split()) >= HEUR.copy_min_words for s in row.personas[0]) >= HEUR.copy_max_per_turn for row in rows)
+    long_profiles = sum(
+        sum(len(s.split()) >= HEUR.copy_min_words for s in row.personas[0]) >= HEUR.copy_max_per_turn for row in rows
+    )
     assert pasted >= long_profiles > 0.5 * len(rows)

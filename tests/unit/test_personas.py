@@ -52,7 +52,9 @@ def _big_five(**settings) -> list:
 
 
 def test_big_five_quota_gives_each_named_band_an_equal_share():
-    personas = _big_five(count=60, sampling="quota", quota={"extraversion": ["low", "mid", "high"], "neuroticism": ["high"]})
+    personas = _big_five(
+        count=60, sampling="quota", quota={"extraversion": ["low", "mid", "high"], "neuroticism": ["high"]}
+    )
     extraversion = Counter(coarse_band(p.big_five.extraversion) for p in personas)
     assert extraversion == {"low": 20, "mid": 20, "high": 20}
     assert all(p.big_five.neuroticism >= 6 for p in personas)
@@ -75,15 +77,37 @@ def test_big_five_speaking_style_follows_the_extreme_traits():
 
 def test_big_five_settings_are_checked():
     with pytest.raises(RecipeError, match="seven non-negative weights"):
-        parse_recipe({"name": "r", "personas": [{"source": "big_five", "count": 2, "sampling": "distribution",
-                      "distribution": {"openness": [1, 2]}}], "casting": {"dialogues": 1}})
+        parse_recipe(
+            {
+                "name": "r",
+                "personas": [
+                    {"source": "big_five", "count": 2, "sampling": "distribution", "distribution": {"openness": [1, 2]}}
+                ],
+                "casting": {"dialogues": 1},
+            }
+        )
     with pytest.raises(RecipeError, match="unknown trait 'charm'"):
-        parse_recipe({"name": "r", "personas": [{"source": "big_five", "count": 2, "sampling": "quota",
-                      "quota": {"charm": ["low"]}}], "casting": {"dialogues": 1}})
+        parse_recipe(
+            {
+                "name": "r",
+                "personas": [{"source": "big_five", "count": 2, "sampling": "quota", "quota": {"charm": ["low"]}}],
+                "casting": {"dialogues": 1},
+            }
+        )
 
 
 def test_two_sources_of_one_kind_give_distinct_personas():
-    recipe = parse_recipe({"name": "r", "personas": [{"source": "big_five", "count": 5}, {"source": "big_five", "count": 5},
-                           {"source": "mbti", "count": 3}, {"source": "mbti", "count": 3}], "casting": {"dialogues": 1}})
+    recipe = parse_recipe(
+        {
+            "name": "r",
+            "personas": [
+                {"source": "big_five", "count": 5},
+                {"source": "big_five", "count": 5},
+                {"source": "mbti", "count": 3},
+                {"source": "mbti", "count": 3},
+            ],
+            "casting": {"dialogues": 1},
+        }
+    )
     pool = build_persona_pool(recipe, random.Random(0)).personas
     assert len(pool) == 16 and len({p.id for p in pool}) == 16

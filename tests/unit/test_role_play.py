@@ -17,7 +17,15 @@ from factory.records import Attribute, PersonaProfile
 
 def test_alternate_and_round_robin_turn_orders():
     assert [next_speaker("alternate", turn, 2, None if turn == 0 else 0) for turn in range(5)] == [0, 1, 0, 1, 0]
-    assert [next_speaker("round_robin", turn, 3, None if turn == 0 else 0) for turn in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    assert [next_speaker("round_robin", turn, 3, None if turn == 0 else 0) for turn in range(7)] == [
+        0,
+        1,
+        2,
+        0,
+        1,
+        2,
+        0,
+    ]
     with pytest.raises(ValueError, match="exactly two speakers"):
         next_speaker("alternate", 0, 3, None)
 
@@ -32,7 +40,10 @@ def test_memory_picks_the_aspect_that_fits_the_last_utterance():
     assert memory.pick("Nice weather today.") is None  # nothing fits: nothing is forced in
     assert memory.pick("I found some old radios at the market.") == "hobby: restoring old radios"
     assert memory.picks == [
-        "I bake sourdough bread every morning.", "I train for marathons on weekends.", None, "hobby: restoring old radios",
+        "I bake sourdough bread every morning.",
+        "I train for marathons on weekends.",
+        None,
+        "hobby: restoring old radios",
     ]
 
 
@@ -49,7 +60,9 @@ def test_memory_leaves_out_an_aspect_used_lately():
 
 
 def persona(index: int, **fields) -> PersonaProfile:
-    return PersonaProfile(id=f"p{index}", kind="mbti", name=f"Name{index}", statements=[f"I am person {index}."], **fields)
+    return PersonaProfile(
+        id=f"p{index}", kind="mbti", name=f"Name{index}", statements=[f"I am person {index}."], **fields
+    )
 
 
 def test_each_agent_sees_the_conversation_from_its_own_side():
@@ -69,19 +82,32 @@ def test_each_agent_sees_the_conversation_from_its_own_side():
 
 def test_system_prompts_carry_the_persona_and_follow_usp_for_a_simulator():
     character = persona(
-        0, mbti="INTJ", speaking_style="dry, precise", behaviour_examples=["When the other party jokes, you say: 'Noted.'"],
+        0,
+        mbti="INTJ",
+        speaking_style="dry, precise",
+        behaviour_examples=["When the other party jokes, you say: 'Noted.'"],
         attributes=[Attribute(name="recent worry", value="a deadline")],
     )
-    prompt = agent_system_prompt(character, 0, ["Name0", "Name1"], None, "Two strangers share a bench.", simulator=False,
-                                 plain_assistant=False)
-    for expected in ("You are Name0", "I am person 0.", "INTJ", "dry, precise", "When the other party jokes",
-                     "recent worry: a deadline", "Two strangers share a bench."):
+    prompt = agent_system_prompt(
+        character, 0, ["Name0", "Name1"], None, "Two strangers share a bench.", simulator=False, plain_assistant=False
+    )
+    for expected in (
+        "You are Name0",
+        "I am person 0.",
+        "INTJ",
+        "dry, precise",
+        "When the other party jokes",
+        "recent worry: a deadline",
+        "Two strangers share a bench.",
+    ):
         assert expected in prompt
     user = persona(1, description="You are a retired teacher who loves gardening.")
     simulated = agent_system_prompt(user, 1, ["Name0", "Name1"], "user", "", simulator=True, plain_assistant=False)
     assert simulated.startswith("You are engaging in a conversation with an AI assistant. your profile is: \n")
     assert "retired teacher" in simulated and "You can say anything you want" in simulated
-    plain = agent_system_prompt(character, 0, ["Name0", "Name1"], "assistant", "", simulator=False, plain_assistant=True)
+    plain = agent_system_prompt(
+        character, 0, ["Name0", "Name1"], "assistant", "", simulator=False, plain_assistant=True
+    )
     assert plain == "You are a helpful AI assistant."
 
 

@@ -12,6 +12,7 @@ makes a prompt longer than that a 400, as a model's context limit does. Every re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -137,10 +138,9 @@ class ScriptedOpenAIServer:
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
                 self.end_headers()
-                try:
+                # the client may be gone (killed, or gave up on a timeout): nobody to answer
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client is gone (killed, or gave up on a timeout): nobody to answer
 
             def _embeddings(self, body: dict[str, Any]) -> None:
                 with server._lock:
@@ -172,7 +172,9 @@ class ScriptedOpenAIServer:
                 if self.path.rstrip("/").endswith("/models") and server.models_reply is not None:
                     self._send_raw(server.models_reply)
                 elif self.path.rstrip("/").endswith("/models"):
-                    self._send(200, {"object": "list", "data": [{"id": server.model, "object": "model", "owned_by": "tests"}]})
+                    self._send(
+                        200, {"object": "list", "data": [{"id": server.model, "object": "model", "owned_by": "tests"}]}
+                    )
                 else:
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -204,9 +206,17 @@ class ScriptedOpenAIServer:
                     return
                 words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
                 if server.context_words is not None and words > server.context_words:
-                    self._send(400, {"error": {"message": f"This model's maximum context length is {server.context_words} "
-                                               f"words; the prompt has {words}", "type": "invalid_request_error",
-                                               "code": "context_length_exceeded"}})
+                    self._send(
+                        400,
+                        {
+                            "error": {
+                                "message": f"This model's maximum context length is {server.context_words} "
+                                f"words; the prompt has {words}",
+                                "type": "invalid_request_error",
+                                "code": "context_length_exceeded",
+                            }
+                        },
+                    )
                     return
                 reply = server.script(body)
                 if isinstance(reply, str):
