@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from factory.config import parse_recipe
-from factory.journal import RunJournal
+from factory.engine.journal import RunJournal
+from factory.engine.rounds import execute, plan_rows
 from factory.llm.endpoint import endpoint_spec
 from factory.personas import plan_casts
-from factory.pipeline import execute, plan_rows
+from factory.recipes import parse_recipe
 
 
 def recipe_for(dialogues: int, max_tokens: int, concurrency: int) -> dict:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import _project  # noqa: F401 - the project root on sys.path, for tests.openai_server
 
-from factory.config import parse_recipe
-from factory.journal import RunJournal
+from factory.engine.journal import RunJournal
+from factory.engine.rounds import execute
 from factory.llm.endpoint import endpoint_spec
 from factory.personas import plan_casts
-from factory.pipeline import execute
+from factory.recipes import parse_recipe
 from tests.openai_server import ScriptedOpenAIServer
 
 DIALOGUE = "\n".join(f"User {1 + i % 2}: line {i} about gardening and the weather today" for i in range(6))

@@ -36,12 +36,12 @@ os.environ.setdefault("DISTILABEL_LOG_LEVEL", "ERROR")
 
 import _project  # noqa: F401 - the project root on sys.path, for tests.openai_server
 
-from factory.config import parse_recipe
-from factory.distributed import ray_session
-from factory.journal import RunJournal
+from factory.engine.distributed import ray_session
+from factory.engine.journal import RunJournal
+from factory.engine.rounds import execute, plan_rows
 from factory.llm.endpoint import endpoint_spec
 from factory.personas import plan_casts
-from factory.pipeline import execute, plan_rows
+from factory.recipes import parse_recipe
 from tests.openai_server import ScriptedOpenAIServer
 
 DIALOGUE = "\n".join(f"User {1 + i % 2}: line {i} about gardening and the weather today" for i in range(8))

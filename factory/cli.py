@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from factory.errors import FactoryError, InputError
+from factory.settings import PACKAGED_RECIPES
 
 app = typer.Typer(
     add_completion=False,
@@ -34,8 +35,6 @@ app.add_typer(review_app, name="review")
 
 TARGET_HELP = "A dataset or bank folder, or a Hub repository written hf://org/name."
 VERSION_HELP = "The version; the latest in review when unset."
-
-PACKAGED_RECIPES = Path(__file__).parent / "recipes"
 
 
 def resolve_recipe_path(recipe: str) -> Path:
@@ -66,7 +65,7 @@ def run(
     Finished dialogues are journaled as they finish; a run that is killed leaves no version and can
     be continued with --resume, which generates and judges only what is not finished.
     """
-    from factory.config import apply_overrides, load_recipe
+    from factory.recipes import apply_overrides, load_recipe
     from factory.run import run_recipe
 
     if resume and restart:
@@ -120,8 +119,8 @@ def personas_build(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Build a persona bank and publish it as the next version of the bank folder."""
-    from factory.config import PersonaBankRecipe, apply_overrides, load_recipe
-    from factory.personas.build import build_bank
+    from factory.bank import build_bank
+    from factory.recipes import PersonaBankRecipe, apply_overrides, load_recipe
 
     path = resolve_recipe_path(recipe)
     loaded = apply_overrides(load_recipe(path, PersonaBankRecipe), base_url=base_url, model=model)
@@ -176,7 +175,6 @@ def critics_eval(
     import random
     from contextlib import nullcontext
 
-    from factory.config import LLMConfig, apply_overrides, environment_overrides, load_recipe, resolve_data_path
     from factory.critics.evaluate import (
         LLM_FREE,
         PER_DIALOGUE,
@@ -189,6 +187,9 @@ def critics_eval(
     )
     from factory.errors import RecipeError
     from factory.llm.endpoint import endpoint_provenance, open_endpoint
+    from factory.recipes import apply_overrides, load_recipe
+    from factory.recipes.llm import LLMConfig
+    from factory.settings import environment, resolve_data_path
 
     names = [name.strip() for name in experts.split(",") if name.strip()]
     unknown = [name for name in names if name not in (*PER_DIALOGUE, "quality")]
@@ -200,8 +201,8 @@ def critics_eval(
     loaded = load_recipe(recipe) if recipe else None
     llm = apply_overrides(loaded, base_url=base_url, model=model).llm if loaded else LLMConfig()
     if not loaded:
-        env = environment_overrides()
-        llm = llm.model_copy(update={"base_url": base_url or env["base_url"], "model": model or env["model"]})
+        env = environment()
+        llm = llm.model_copy(update={"base_url": base_url or env.base_url, "model": model or env.model})
     path = resolve_data_path(data, Path.cwd())
     rated = (
         path.suffix == ".jsonl"
@@ -220,7 +221,7 @@ def critics_eval(
     with open_endpoint(llm) if needs_model else nullcontext(None) as spec:
         evaluation = evaluate(
             spec,
-            environment_overrides()["api_key"],
+            environment().api_key,
             names,
             labelled,
             pairs,

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from factory.config import environment_overrides
 from factory.dataset.folder import PUBLISHED_ENTRIES, DatasetFolder
 from factory.errors import HubError, InputError, OutputError
+from factory.settings import environment
 
 # How a command is told that a target is a Hub repository and not a local folder.
 HUB_PREFIX = "hf://"
@@ -91,8 +91,8 @@ def _title(version: str) -> str:
 def hub_api():
     from huggingface_hub import HfApi
 
-    env = environment_overrides()
-    return HfApi(endpoint=env["hf_endpoint"], token=env["hf_token"])
+    env = environment()
+    return HfApi(endpoint=env.hf_endpoint, token=env.hf_token)
 
 
 def push_version(path: str | Path, repo: str, *, version: str | None = None, private: bool = False) -> PushResult:

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 SCHEMA_VERSION = "1.4"
 
 PersonaKind = Literal["mbti", "big_five", "statements", "implicit"]
-BIG_FIVE_TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
 
 
 class _Record(BaseModel):

@@ -22,26 +22,27 @@ import pyarrow.parquet as pq
 import yaml
 from pydantic import BaseModel
 
-from factory.changelog import changelog
-from factory.config import Recipe, environment_overrides
 from factory.critics.base import passed_so_far
 from factory.critics.dedup import dedup_verdict, near_duplicates
 from factory.dataset.arrow import arrow_schema, records_to_table
 from factory.dataset.card import CardContext, dataset_info, published_folder_name, render_card
+from factory.dataset.changelog import changelog
 from factory.dataset.folder import DatasetFolder
 from factory.dataset.stats import RunStats, StatsAccumulator
-from factory.distributed import ray_session
+from factory.engine.distributed import ray_session
+from factory.engine.journal import RunJournal
+from factory.engine.rounds import execute, planned_dialogues, prompt_preview
 from factory.errors import OutputError, PipelineError, RecipeError
 from factory.failpoints import failpoint
 from factory.generation.role_play import chat_example
-from factory.journal import RunJournal
 from factory.llm.client import EndpointSpec
 from factory.llm.embedded import check_running_servers
 from factory.llm.endpoint import agent_endpoints, endpoint_provenance, open_endpoint, package_versions
 from factory.personas import plan
-from factory.pipeline import execute, planned_dialogues, prompt_preview
+from factory.recipes import Recipe
 from factory.records import SCHEMA_VERSION, ChatExample, DialogueRecord
 from factory.review import ReviewState, pick_samples, write_state
+from factory.settings import environment
 
 ROWS_PER_SHARD = 20_000
 
@@ -237,7 +238,7 @@ def run_recipe(
     folder.check_usable()
     interrupted = InterruptedRun(folder.state / "run")
     interrupted.check(folder, resume=resume, restart=restart)  # before an endpoint is started for nothing
-    api_key = environment_overrides()["api_key"]
+    api_key = environment().api_key
     planned = planned_dialogues(recipe, casts)
 
     with ExitStack() as stack:

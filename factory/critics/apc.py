@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from factory.config import APCCriticConfig
 from factory.critics.base import JudgeContext, answer_error, no_turns
+from factory.recipes.critics import APCCriticConfig
 from factory.records import DialogueRecord, Verdict
 
 CRITIC_NAME = "apc"

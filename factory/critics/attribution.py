@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from factory.config import AttributionCriticConfig
 from factory.critics.base import JudgeContext, answer_error, no_turns, profile_lines
+from factory.recipes.critics import AttributionCriticConfig
 from factory.records import DialogueRecord, Verdict
 
 CRITIC_NAME = "attribution"

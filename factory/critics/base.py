@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from factory.config import CriticsConfig, GenerationConfig, LLMExpertConfig
 from factory.llm.client import ChatClient, EndpointSpec, LLMCallError
 from factory.llm.tasks import parse_json_object
+from factory.recipes.critics import CriticsConfig, LLMExpertConfig
+from factory.recipes.generation import GenerationConfig
 from factory.records import DialogueRecord, PersonaProfile, Turn, Verdict
 
 # The generator's own verdict: a dialogue that could not be parsed goes no further.

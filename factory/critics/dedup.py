@@ -11,8 +11,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from factory.config import DedupCriticConfig
 from factory.critics.base import passed_so_far
+from factory.recipes.critics import DedupCriticConfig
 from factory.records import DialogueRecord, Verdict
 
 CRITIC_NAME = "dedup"

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory.config import CriticsConfig, GenerationConfig
 from factory.critics.base import JudgeContext
 from factory.critics.quality import POLICIES, compare
 from factory.errors import EndpointError, InputError, PersonaFileError
@@ -34,6 +33,8 @@ from factory.jsonl import read_jsonl
 from factory.llm.client import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.personas.statements import load_spc_rows
+from factory.recipes.critics import CriticsConfig
+from factory.recipes.generation import GenerationConfig
 from factory.records import DialogueRecord, GenerationMeta, PersonaProfile, Turn, Verdict
 
 PER_DIALOGUE = ("heuristic", "faithfulness", "apc", "toxicity", "portrayal", "attribution")

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from factory.config import FaithfulnessCriticConfig
 from factory.critics.base import JudgeContext, answer_error, labelled_transcript, no_turns, profile_lines
+from factory.recipes.critics import FaithfulnessCriticConfig
 from factory.records import DialogueRecord, PersonaProfile, Turn, Verdict
 
 CRITIC_NAME = "faithfulness"

@@ -16,7 +16,8 @@ import re
 from collections import Counter
 from difflib import SequenceMatcher
 
-from factory.config import GenerationConfig, HeuristicCriticConfig
+from factory.recipes.critics import HeuristicCriticConfig
+from factory.recipes.generation import GenerationConfig
 from factory.records import PersonaProfile, Turn, Verdict
 
 CRITIC_NAME = "heuristic"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from factory.config import PortrayalCriticConfig
 from factory.critics.base import JudgeContext, answer_error, labelled_transcript, no_turns
-from factory.personas.mbti import MBTI_TYPES
-from factory.records import BIG_FIVE_TRAITS, DialogueRecord, PersonaProfile, Verdict
+from factory.recipes.critics import PortrayalCriticConfig
+from factory.records import DialogueRecord, PersonaProfile, Verdict
+from factory.traits import BIG_FIVE_TRAITS, MBTI_TYPES
 
 CRITIC_NAME = "portrayal"
 SYSTEM = (

@@ -13,8 +13,8 @@ import itertools
 import random
 from typing import Any
 
-from factory.config import QualityCriticConfig
 from factory.critics.base import JudgeContext, labelled_transcript
+from factory.recipes.critics import QualityCriticConfig
 from factory.records import DialogueRecord, Verdict
 
 CRITIC_NAME = "quality"

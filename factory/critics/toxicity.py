@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from factory.config import ToxicityCriticConfig
 from factory.critics.base import JudgeContext, answer_error, labelled_transcript, no_turns
+from factory.recipes.critics import ToxicityCriticConfig
 from factory.records import DialogueRecord, Verdict
 
 CRITIC_NAME = "toxicity"

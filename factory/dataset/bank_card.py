@@ -14,8 +14,8 @@ from huggingface_hub import DatasetCard
 
 from factory.dataset.card import factory_card_data, markdown_table, use_section
 from factory.personas.dropped import Dropped
-from factory.personas.mbti import MBTI_TYPES
-from factory.records import BIG_FIVE_TRAITS, SCHEMA_VERSION, PersonaProfile
+from factory.records import SCHEMA_VERSION, PersonaProfile
+from factory.traits import BIG_FIVE_TRAITS, MBTI_TYPES
 
 BANDS = ("low", "mid", "high")
 

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 
 import polars as pl
 
-from factory.personas.big_five import coarse_band
 from factory.records import DialogueRecord
+from factory.traits import coarse_band
 
 
 @dataclass

@@ -19,9 +19,9 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from factory.config import RolePlayConfig
 from factory.llm.client import ChatClient, LLMCallError
 from factory.llm.tasks import parse_json_object
+from factory.recipes.generation import RolePlayConfig
 from factory.records import ChatExample, ChatMessage, DialogueRecord, PersonaProfile, TokenUsage, Turn, Verdict
 
 USP_SIMULATOR = (

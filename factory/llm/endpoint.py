@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from importlib import metadata
 
-from factory.config import LLMConfig, Recipe, environment_overrides
 from factory.errors import EndpointError
 from factory.llm.client import EndpointSpec, check_endpoint, public
+from factory.recipes import Recipe
+from factory.recipes.llm import LLMConfig
+from factory.settings import environment
 
 
 def endpoint_spec(llm: LLMConfig, base_urls: str | list[str], model: str, kind: str) -> EndpointSpec:
@@ -39,7 +41,7 @@ def open_endpoint(llm: LLMConfig) -> Iterator[EndpointSpec]:
     """The configured endpoint, or the embedded llama.cpp server for the duration of the run."""
     if llm.base_url:
         spec = endpoint_spec(llm, llm.base_urls, llm.model or "", "openai-compatible")
-        models = check_endpoint(spec, environment_overrides()["api_key"])
+        models = check_endpoint(spec, environment().api_key)
         if not spec.model:
             if len(models) != 1:
                 raise EndpointError(

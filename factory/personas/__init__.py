@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory.config import BankSource, BigFiveSource, MBTISource, Recipe, StatementsSource
 from factory.personas.bank import load_bank
 from factory.personas.big_five import sample_big_five
 from factory.personas.casting import Cast, cast_dialogues
 from factory.personas.mbti import sample_mbti
 from factory.personas.statements import statement_personas
+from factory.recipes import Recipe
+from factory.recipes.personas import BankSource, BigFiveSource, MBTISource, StatementsSource
 from factory.records import PersonaProfile
 
 __all__ = [

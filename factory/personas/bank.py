@@ -15,9 +15,9 @@ from typing import Any
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from factory.config import BankSource
 from factory.dataset.folder import DatasetFolder
 from factory.errors import OutputError, PersonaFileError
+from factory.recipes.personas import BankSource
 from factory.records import PersonaProfile
 
 BANK_SPLIT = "personas"

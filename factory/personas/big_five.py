@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from factory.config import BUILTIN_DATA, PACKAGE_DATA_DIR, BigFiveSource
 from factory.personas.demographics import sample_demographics
-from factory.records import BIG_FIVE_TRAITS, BigFiveScores, Demographics, PersonaProfile
+from factory.recipes.personas import BigFiveSource
+from factory.records import BigFiveScores, Demographics, PersonaProfile
+from factory.settings import BUILTIN_DATA, PACKAGE_DATA_DIR
+from factory.traits import BAND_LEVELS, BIG_FIVE_TRAITS, level_band
 
 TRAIT_BY_LETTER = dict(zip("OCEAN", BIG_FIVE_TRAITS))
 
@@ -59,22 +61,6 @@ def first_person(item_text: str) -> str:
     if text.lower().startswith("are "):
         text = "am " + text[4:]
     return f"I {text[0].lower()}{text[1:]}."
-
-
-def level_band(level: int) -> str:
-    if level <= 2:
-        return "low"
-    if level <= 5:
-        return "average" if level == 4 else ("somewhat low" if level == 3 else "somewhat high")
-    return "high"
-
-
-def coarse_band(level: int) -> str:
-    """The bands quotas and coverage tables count: low 1-2, mid 3-5, high 6-7."""
-    return "low" if level <= 2 else ("mid" if level <= 5 else "high")
-
-
-BAND_LEVELS = {"low": (1, 2), "mid": (3, 4, 5), "high": (6, 7)}
 
 
 def describe_scores(scores: BigFiveScores, rng: random.Random, per_trait: int) -> list[str]:

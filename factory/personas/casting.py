@@ -19,11 +19,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from factory.config import CastingConfig, QuotaCell
 from factory.errors import RecipeError
-from factory.personas.big_five import coarse_band
-from factory.personas.mbti import MBTI_TYPES
-from factory.records import BIG_FIVE_TRAITS, PersonaProfile
+from factory.recipes.personas import CastingConfig, QuotaCell
+from factory.records import PersonaProfile
+from factory.traits import BIG_FIVE_TRAITS, MBTI_TYPES, coarse_band
 
 
 @dataclass(frozen=True)

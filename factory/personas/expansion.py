@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from factory.config import SPCExpansionSource
-from factory.embeddings import Embedder
 from factory.errors import RecipeError
+from factory.llm.embeddings import Embedder
 from factory.llm.tasks import JsonRequest, JsonTaskRunner, text_pattern
 from factory.personas.dropped import Dropped
 from factory.personas.statements import load_spc_rows
+from factory.recipes.personas import SPCExpansionSource
 from factory.records import PersonaProfile
 
 SYSTEM = "You help build a bank of realistic persona statements. You answer with one JSON object and nothing else."

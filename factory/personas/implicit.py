@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from factory.config import ImplicitSource
-from factory.embeddings import Embedder
 from factory.errors import PersonaFileError
 from factory.jsonl import read_jsonl
+from factory.llm.embeddings import Embedder
 from factory.llm.tasks import JsonRequest, JsonTaskRunner, text_pattern
-from factory.personas.big_five import coarse_band
 from factory.personas.dropped import Dropped
-from factory.records import BIG_FIVE_TRAITS, Attribute, BigFiveScores, Demographics, PersonaProfile
+from factory.recipes.personas import ImplicitSource
+from factory.records import Attribute, BigFiveScores, Demographics, PersonaProfile
+from factory.traits import BIG_FIVE_TRAITS, coarse_band
 
 ROLES = ("user", "assistant")
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from factory.config import MBTIBankSource
 from factory.errors import RecipeError
 from factory.llm.tasks import JsonRequest, JsonTaskRunner, text_pattern
 from factory.personas.demographics import GENDERS, LOCATIONS
 from factory.personas.dropped import Dropped
-from factory.personas.mbti import MBTI_TYPES
+from factory.recipes.personas import MBTIBankSource
 from factory.records import Attribute, Demographics, PersonaProfile
+from factory.traits import MBTI_TYPES
 
 # Fields written as first-person sentences; they become the persona's statements, in this order.
 SENTENCE_FIELDS = (

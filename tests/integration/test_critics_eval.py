@@ -133,10 +133,10 @@ def test_a_bad_rated_file_names_row_and_field(tmp_path):
 
 
 def test_an_eval_report_goes_into_the_dataset_card(tmp_path, scripted_server):
-    from factory.config import parse_recipe
     from factory.dataset.card import CardContext, render_card
     from factory.dataset.stats import compute_stats
     from factory.errors import RecipeError
+    from factory.recipes import parse_recipe
     from factory.run import load_critic_report
     from tests.recipes import small_recipe
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import yaml
 
-from factory.config import EmbeddingsConfig
 from factory.dataset.bank_card import compute_coverage
-from factory.embeddings import open_embedder
+from factory.llm.embeddings import open_embedder
 from factory.personas.mbti_bank import BEHAVIOUR
+from factory.recipes.llm import EmbeddingsConfig
 from tests.conftest import subprocess_env
 
 pytestmark = [pytest.mark.embedded, pytest.mark.slow]

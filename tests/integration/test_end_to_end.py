@@ -8,7 +8,7 @@ import datasets
 import pytest
 import yaml
 
-from factory.config import apply_overrides, load_recipe
+from factory.recipes import apply_overrides, load_recipe
 from factory.run import run_recipe
 from tests import scripts
 from tests.recipes import small_recipe, write_recipe

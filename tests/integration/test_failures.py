@@ -12,9 +12,9 @@ import time
 import datasets
 import pytest
 
-from factory.config import apply_overrides, load_recipe
 from factory.dataset.folder import DatasetFolder
 from factory.errors import OutputError
+from factory.recipes import apply_overrides, load_recipe
 from factory.run import run_recipe
 from tests.conftest import subprocess_env
 from tests.recipes import small_recipe, write_recipe

@@ -7,11 +7,11 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from factory.config import apply_overrides, load_recipe
+from factory.engine.rounds import plan_rows
 from factory.errors import EndpointError
 from factory.llm.endpoint import endpoint_spec
 from factory.personas import plan
-from factory.pipeline import plan_rows
+from factory.recipes import apply_overrides, load_recipe
 from factory.run import run_recipe
 from tests.openai_server import HANG, RESET, ScriptedReply
 from tests.recipes import small_recipe, write_recipe

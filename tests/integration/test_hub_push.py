@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from factory.config import PersonaBankRecipe, parse_recipe
+from factory.bank import build_bank
 from factory.personas import plan
-from factory.personas.build import build_bank
+from factory.recipes import PersonaBankRecipe, parse_recipe
 from tests.conftest import subprocess_env
 from tests.hub import HubServer
 from tests.recipes import small_recipe

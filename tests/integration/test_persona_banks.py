@@ -11,14 +11,14 @@ import datasets
 import pytest
 import yaml
 
-from factory.config import PersonaBankRecipe, apply_overrides, load_recipe, parse_recipe
+from factory.bank import build_bank
 from factory.dataset.bank_card import compute_coverage
 from factory.dataset.folder import DatasetFolder
-from factory.personas.build import build_bank
 from factory.personas.implicit import load_conversations, reference_parts
-from factory.personas.mbti import MBTI_TYPES
 from factory.personas.mbti_bank import BEHAVIOUR
+from factory.recipes import PersonaBankRecipe, apply_overrides, load_recipe, parse_recipe
 from factory.run import run_recipe
+from factory.traits import MBTI_TYPES
 from tests.openai_server import ScriptedOpenAIServer
 from tests.persona_scripts import NEW_QUERIES, PersonaScript
 from tests.recipes import small_recipe, write_recipe

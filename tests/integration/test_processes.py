@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from factory.dataset.folder import DatasetFolder
-from factory.journal import RunJournal
+from factory.engine.journal import RunJournal
 from tests.conftest import subprocess_env
 from tests.recipes import small_recipe, write_recipe
 

@@ -12,7 +12,7 @@ import time
 import datasets
 import pytest
 
-from factory.config import apply_overrides, load_recipe
+from factory.recipes import apply_overrides, load_recipe
 from factory.run import run_recipe
 from tests.recipes import small_recipe, write_recipe
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import datasets
 import pytest
 
-from factory.config import apply_overrides, load_recipe
 from factory.critics.experts import JUDGES
+from factory.engine.journal import RunJournal
 from factory.errors import OutputError, RecipeError
 from factory.failpoints import ENV as FAILPOINT
-from factory.journal import RunJournal
 from factory.personas import plan
+from factory.recipes import apply_overrides, load_recipe
 from factory.run import run_recipe
 from tests.conftest import subprocess_env
 from tests.recipes import small_recipe, write_recipe

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from factory.config import PersonaBankRecipe, apply_overrides, load_recipe, parse_recipe
+from factory.bank import build_bank
 from factory.dataset.folder import DatasetFolder
-from factory.personas.build import build_bank
+from factory.recipes import PersonaBankRecipe, apply_overrides, load_recipe, parse_recipe
 from factory.review import read_state
 from factory.run import run_recipe
 from tests.conftest import subprocess_env

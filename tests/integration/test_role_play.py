@@ -14,9 +14,9 @@ import datasets
 import pytest
 import yaml
 
-from factory.config import PersonaBankRecipe, apply_overrides, load_recipe, parse_recipe
+from factory.bank import build_bank
 from factory.errors import RecipeError
-from factory.personas.build import build_bank
+from factory.recipes import PersonaBankRecipe, apply_overrides, load_recipe, parse_recipe
 from factory.run import run_recipe
 from tests.openai_server import ScriptedOpenAIServer, ScriptedReply
 from tests.persona_scripts import PersonaScript

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from factory.config import PersonaBankRecipe, load_recipe, parse_recipe
+from factory.bank import build_bank, check_inputs
 from factory.errors import PersonaFileError, RecipeError
 from factory.personas import plan_casts
-from factory.personas.build import build_bank, check_inputs
 from factory.personas.implicit import load_conversations
 from factory.personas.statements import load_spc_rows
+from factory.recipes import PersonaBankRecipe, load_recipe, parse_recipe
 from tests.conftest import subprocess_env
 from tests.recipes import small_recipe, write_recipe
 

@@ -8,12 +8,14 @@ from collections import Counter
 
 import pytest
 
-from factory.config import BigFiveSource, CastingConfig, parse_recipe
 from factory.errors import RecipeError
-from factory.personas.big_five import coarse_band, sample_big_five
+from factory.personas.big_five import sample_big_five
 from factory.personas.casting import cast_dialogues, contrast, shared_topics
-from factory.personas.mbti import MBTI_TYPES, sample_mbti
+from factory.personas.mbti import sample_mbti
+from factory.recipes import parse_recipe
+from factory.recipes.personas import BigFiveSource, CastingConfig
 from factory.records import PersonaProfile
+from factory.traits import MBTI_TYPES, coarse_band
 
 
 def _casting(**settings) -> CastingConfig:

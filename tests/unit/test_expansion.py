@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from factory.config import SPCExpansionSource
 from factory.llm.client import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.personas.dropped import Dropped
 from factory.personas.expansion import Expansion, Statement, _keep_novel, spherical_kmeans
+from factory.recipes.personas import SPCExpansionSource
 from tests.openai_server import ScriptedOpenAIServer, bag_of_words_embedding
 from tests.persona_scripts import CONTRADICTION_WORD, PersonaScript
 
@@ -28,7 +28,9 @@ class BagOfWords:
 @pytest.fixture
 def runner() -> Iterator[JsonTaskRunner]:
     with ScriptedOpenAIServer(PersonaScript()) as server:
-        spec = EndpointSpec(base_urls=(server.base_url,), model="scripted-model", kind="openai-compatible", max_retries=0)
+        spec = EndpointSpec(
+            base_urls=(server.base_url,), model="scripted-model", kind="openai-compatible", max_retries=0
+        )
         with JsonTaskRunner(spec, None) as task_runner:
             yield task_runner
 

@@ -8,13 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from factory.config import CriticsConfig, GenerationConfig
 from factory.critics import apc, attribution, faithfulness, portrayal, quality, toxicity
 from factory.critics.apc import StatementJudgement, apc_score
 from factory.critics.base import JudgeContext, blocked_by, hard_gates
 from factory.critics.dedup import dedup
 from factory.llm.client import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
+from factory.recipes.critics import CriticsConfig
+from factory.recipes.generation import GenerationConfig
 from factory.records import BigFiveScores, DialogueRecord, GenerationMeta, PersonaProfile, Turn, Verdict
 from tests.openai_server import ScriptedOpenAIServer
 from tests.scripts import CONTRADICTION_MARK, TOXIC_MARK, UNPARSABLE_MARK, DialogueScript
@@ -52,7 +53,9 @@ GOOD = dialogue(
 @pytest.fixture(scope="module")
 def context() -> Iterator[JudgeContext]:
     with ScriptedOpenAIServer(DialogueScript()) as server:
-        spec = EndpointSpec(base_urls=(server.base_url,), model="scripted-model", kind="openai-compatible", max_retries=0)
+        spec = EndpointSpec(
+            base_urls=(server.base_url,), model="scripted-model", kind="openai-compatible", max_retries=0
+        )
         with JsonTaskRunner(spec, None) as runner:
             yield JudgeContext(runner.client, spec, GenerationConfig(min_turns=2, max_turns=20)), runner  # type: ignore[misc]
 
@@ -238,7 +241,9 @@ def test_quality_says_when_a_comparison_gave_no_answer(context):
 def judged_by_reply(answer: dict) -> Verdict:
     """The faithfulness verdict on GOOD when the judge answers ``answer``."""
     with ScriptedOpenAIServer(lambda request: json.dumps(answer)) as server:
-        spec = EndpointSpec(base_urls=(server.base_url,), model="scripted-model", kind="openai-compatible", max_retries=0)
+        spec = EndpointSpec(
+            base_urls=(server.base_url,), model="scripted-model", kind="openai-compatible", max_retries=0
+        )
         with JsonTaskRunner(spec, None) as runner:
             judge_context = JudgeContext(runner.client, spec, GenerationConfig(min_turns=2, max_turns=20))
             return run((judge_context, runner), faithfulness.judge, GOOD, CRITICS.faithfulness)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from factory.config import GenerationConfig, HeuristicCriticConfig
 from factory.critics.faithfulness import faithfulness_verdict
 from factory.critics.heuristic import heuristic_verdict
 from factory.generation.parse import parse_dialogue
+from factory.recipes.critics import HeuristicCriticConfig
+from factory.recipes.generation import GenerationConfig
 from factory.records import PersonaProfile, Turn
 
 ALICE = PersonaProfile(id="a", kind="statements", statements=["I have two dogs named after famous painters."])
@@ -134,8 +135,8 @@ def test_saying_a_persona_fact_is_talk_and_reciting_the_profile_is_copying():
 
 
 def test_the_heuristic_passes_the_spc_conversations_the_generator_is_shown():
-    from factory.config import resolve_data_path
     from factory.personas.statements import load_spc_rows
+    from factory.settings import resolve_data_path
 
     rows = [
         row

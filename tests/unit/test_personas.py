@@ -7,11 +7,13 @@ from collections import Counter
 
 import pytest
 
-from factory.config import BigFiveSource, parse_recipe
 from factory.errors import RecipeError
 from factory.personas import build_persona_pool, plan_casts
-from factory.personas.big_five import coarse_band, first_person, sample_big_five
-from factory.personas.mbti import MBTI_TYPES, sample_mbti
+from factory.personas.big_five import first_person, sample_big_five
+from factory.personas.mbti import sample_mbti
+from factory.recipes import parse_recipe
+from factory.recipes.personas import BigFiveSource
+from factory.traits import MBTI_TYPES, coarse_band
 from tests.recipes import small_recipe
 
 

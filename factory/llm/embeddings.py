@@ -12,9 +12,9 @@ from typing import Protocol
 
 import numpy as np
 
-from factory.config import EmbeddingsConfig
 from factory.errors import EndpointError, FactoryError
 from factory.llm.client import PLACEHOLDER_API_KEY
+from factory.recipes.llm import EmbeddingsConfig
 
 
 class Embedder(Protocol):

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from factory.config import CriticsConfig, GenerationConfig
 from factory.critics.base import JudgeContext, blocked_by, hard_gates, passed_so_far
 from factory.critics.experts import JUDGES
 from factory.critics.quality import select_best
@@ -34,6 +33,8 @@ from factory.failpoints import failpoint
 from factory.generation.parse import parse_dialogue
 from factory.generation.role_play import Agents, role_play
 from factory.llm.client import ChatClient, EndpointSpec, LLMCallError
+from factory.recipes.critics import CriticsConfig
+from factory.recipes.generation import GenerationConfig
 from factory.records import DialogueRecord, StepPlacement, Verdict
 
 # One planned dialogue: the empty record and the generator prompt.

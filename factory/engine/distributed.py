@@ -3,7 +3,7 @@
 Worker nodes get the ``factory`` package through Ray's runtime environment (``py_modules``), so a
 cluster needs Ray and the dependencies, not persona-factory installed on every node. The API key
 is not part of the runtime environment (Ray logs its ``env_vars``): the engine hands it to its
-workers as an actor argument (see :class:`factory.engine.Secret`).
+workers as an actor argument (see :class:`factory.engine.processor.Secret`).
 """
 
 from __future__ import annotations

@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from factory.config import Recipe
 from factory.critics.base import passed_so_far
-from factory.engine import Chunk, EngineSettings, LocalRunner, RayRunner, RunnerReport, merge_endpoint_reports
+from factory.engine.journal import RunJournal
+from factory.engine.processor import Chunk, EngineSettings, LocalRunner, RayRunner, RunnerReport, merge_endpoint_reports
 from factory.failpoints import failpoint
 from factory.generation.prompts import FewShotExample, generator_messages, pick_few_shot
-from factory.journal import RunJournal
 from factory.llm.client import EndpointSpec, prompt_hash
-from factory.personas import Cast
+from factory.personas.casting import Cast
+from factory.recipes import Recipe
 from factory.records import DialogueRecord, GenerationMeta
 
 

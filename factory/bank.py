@@ -19,15 +19,6 @@ from typing import Any
 import pyarrow.parquet as pq
 import yaml
 
-from factory.config import (
-    BigFiveSource,
-    ImplicitSource,
-    MBTIBankSource,
-    PersonaBankRecipe,
-    SPCExpansionSource,
-    StatementsSource,
-    environment_overrides,
-)
 from factory.dataset.arrow import records_to_table
 from factory.dataset.bank_card import (
     LICENCE_ORDER,
@@ -39,9 +30,9 @@ from factory.dataset.bank_card import (
 )
 from factory.dataset.card import dataset_info, published_folder_name
 from factory.dataset.folder import DatasetFolder
-from factory.embeddings import Embedder, open_embedder
 from factory.errors import PipelineError
 from factory.llm.client import EndpointSpec
+from factory.llm.embeddings import Embedder, open_embedder
 from factory.llm.endpoint import endpoint_provenance, open_endpoint, package_versions
 from factory.llm.tasks import JsonTaskRunner
 from factory.personas import PersonaPool, sampled_personas
@@ -50,8 +41,11 @@ from factory.personas.expansion import Expansion
 from factory.personas.implicit import Conversation, build_implicit, load_conversations, load_hub_conversations
 from factory.personas.mbti_bank import build_mbti_bank, plan_slots
 from factory.personas.statements import load_spc_rows
+from factory.recipes import PersonaBankRecipe
+from factory.recipes.personas import BigFiveSource, ImplicitSource, MBTIBankSource, SPCExpansionSource, StatementsSource
 from factory.records import SCHEMA_VERSION, PersonaProfile
 from factory.review import ReviewState, pick_samples, write_state
+from factory.settings import environment
 
 BANK_FILE = "data/personas-00000-of-00001.parquet"
 
@@ -160,7 +154,7 @@ def build_bank(
     recipe_text = recipe_text or yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
     licence, attributions = bank_licence(recipe)
     folder = DatasetFolder(out)
-    api_key = environment_overrides()["api_key"]
+    api_key = environment().api_key
     with ExitStack() as stack:
         spec: EndpointSpec | None = stack.enter_context(open_endpoint(recipe.llm)) if recipe.needs_llm else None
         runner = stack.enter_context(JsonTaskRunner(spec, api_key)) if spec is not None else None

@@ -1,0 +1,200 @@
+"""Recipes: the YAML files that say what to make, validated by :class:`Recipe` (a dialogue run)
+and :class:`PersonaBankRecipe` (a persona bank).
+
+Every model forbids unknown keys, so a typo is an error that names the file and the field, never a
+silently ignored setting. The sections live beside this module, one per concern (``llm``,
+``personas``, ``generation``, ``critics``); loading and the command-line overrides live here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from factory.errors import RecipeError
+from factory.recipes.base import _Config
+from factory.recipes.critics import CriticsConfig
+from factory.recipes.generation import GenerationConfig
+from factory.recipes.llm import EmbeddingsConfig, LLMConfig
+from factory.recipes.personas import (
+    BankBuildSource,
+    BankOutputConfig,
+    CastingConfig,
+    ImplicitSource,
+    MBTIBankSource,
+    PersonaSource,
+    SPCExpansionSource,
+)
+from factory.settings import environment, resolve_data_path
+
+
+class RayConfig(_Config):
+    enabled: bool = Field(
+        default=True, description="Run the dialogues on Ray workers; false runs them in this process (no Ray at all)."
+    )
+    address: str | None = Field(default=None, description="Existing cluster; none starts local Ray.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Engine workers (async Ray actors), spread over the nodes; they share the endpoint's concurrency.",
+    )
+    cpus_per_worker: float | None = Field(default=None, gt=0, description="CPUs reserved per worker.")
+
+
+class OutputConfig(_Config):
+    license: str = "cc-by-4.0"
+    pretty_name: str | None = None
+    samples_in_card: int = Field(default=3, ge=0, le=50)
+    review_samples: int = Field(
+        default=5, ge=0, le=200, description="Accepted dialogues a reviewer must read (and half as many rejected)."
+    )
+
+
+class Recipe(_Config):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = ""
+    seed: int = 0
+    personas: list[PersonaSource] = Field(min_length=1)
+    casting: CastingConfig
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    critics: CriticsConfig = Field(default_factory=CriticsConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    # Where the recipe was read from, so relative data paths resolve against it.
+    base_dir: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _turn_order_fits_the_cast(self) -> Recipe:
+        role_play = self.generation.role_play
+        if self.generation.mode != "spc" and role_play.turn_order == "alternate" and self.casting.group_size != 2:
+            raise ValueError(
+                f"generation.role_play.turn_order 'alternate' needs exactly two speakers, and casting.group_size is "
+                f"{self.casting.group_size}; use round_robin or moderator"
+            )
+        positions = [key for key in role_play.agents if key.startswith("speaker")]
+        beyond = [key for key in positions if int(key[len("speaker") :]) > self.casting.group_size]
+        if beyond:
+            raise ValueError(
+                f"generation.role_play.agents names {', '.join(beyond)}, but dialogues have "
+                f"{self.casting.group_size} speakers"
+            )
+        return self
+
+    def resolve_path(self, value: str) -> Path:
+        return resolve_data_path(value, self.base_dir)
+
+    def content_hash(self) -> str:
+        """Hash of everything that shapes the data (not where the endpoint lives)."""
+        payload = self.model_dump(mode="json", exclude={"llm": {"base_url"}, "ray": {"address"}})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class PersonaBankRecipe(_Config):
+    """What `persona-factory personas build` reads: where personas come from, and the LLM and
+    embeddings the generative sources use."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = ""
+    seed: int = 0
+    sources: list[BankBuildSource] = Field(min_length=1)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
+    output: BankOutputConfig = Field(default_factory=BankOutputConfig)
+
+    base_dir: Path | None = Field(default=None, exclude=True)
+
+    resolve_path = Recipe.resolve_path
+    content_hash = Recipe.content_hash
+
+    @property
+    def needs_llm(self) -> bool:
+        return any(isinstance(source, (MBTIBankSource, ImplicitSource, SPCExpansionSource)) for source in self.sources)
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+RecipeModel = TypeVar("RecipeModel", "Recipe", "PersonaBankRecipe")
+
+
+SOURCE_TAGS = ("mbti", "big_five", "statements", "bank", "mbti_bank", "implicit", "spc_expansion")
+
+
+def load_recipe(path: str | Path, model: type[RecipeModel] = Recipe) -> RecipeModel:  # type: ignore[assignment]
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError("recipe file not found", path=path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise RecipeError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", path=path) from exc
+    if not isinstance(raw, dict):
+        raise RecipeError("a recipe is a YAML mapping (name, personas, casting, ...)", path=path)
+    return parse_recipe(raw, path=path, model=model)
+
+
+def parse_recipe(
+    raw: dict[str, Any],
+    *,
+    path: str | Path | None = None,
+    model: type[RecipeModel] = Recipe,  # type: ignore[assignment]
+) -> RecipeModel:
+    try:
+        recipe = model.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        # Discriminated unions put the tag in the location; drop it so the field reads as written.
+        loc = tuple(part for part in error["loc"] if part not in SOURCE_TAGS)
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling; unknown keys are errors)"
+        else:
+            message = error["msg"]
+            if "input" in error and error["type"] not in ("missing",):
+                message += f" (got {error['input']!r})"
+        more = len(exc.errors()) - 1
+        if more:
+            message += f"; and {more} more problem{'s' if more > 1 else ''}"
+        raise RecipeError(message, path=path, field=_format_location(loc) or None) from exc
+    if path is not None:
+        recipe.base_dir = Path(path).resolve().parent
+    return recipe
+
+
+def apply_overrides(
+    recipe: RecipeModel,
+    *,
+    base_url: str | None = None,
+    model: str | None = None,
+    ray_address: str | None = None,
+) -> RecipeModel:
+    """Flags beat the environment, which beats the recipe file."""
+    env = environment()
+    llm = recipe.llm.model_copy(
+        update={
+            "base_url": base_url or env.base_url or recipe.llm.base_url,
+            "model": model or env.model or recipe.llm.model,
+        }
+    )
+    update: dict[str, Any] = {"llm": llm}
+    if isinstance(recipe, Recipe):
+        update["ray"] = recipe.ray.model_copy(update={"address": ray_address or env.ray_address or recipe.ray.address})
+    updated = recipe.model_copy(update=update)
+    updated.base_dir = recipe.base_dir
+    return updated

@@ -1,0 +1,129 @@
+"""The critics' settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from factory.recipes.base import _Config
+
+
+class ExpertConfig(_Config):
+    enabled: bool = True
+    hard: bool = Field(
+        default=True,
+        description="A hard gate: a dialogue it fails is not sent to the experts after it in `order`.",
+    )
+
+
+class LLMExpertConfig(ExpertConfig):
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    max_tokens: int = Field(default=200, ge=16)
+
+
+class HeuristicCriticConfig(ExpertConfig):
+    max_duplicate_turn_ratio: float = Field(
+        default=0.2, ge=0, le=1, description="Share of turns that may echo an earlier turn before the dialogue fails."
+    )
+    echo_similarity: float = Field(
+        default=0.8, gt=0, le=1, description="Word-sequence similarity (0-1) at which a turn echoes an earlier one."
+    )
+    max_ngram_repeats: int = Field(default=4, ge=2, description="Times one 4-gram may recur in a turn.")
+    copy_min_words: int = Field(default=6, ge=2, description="Shortest persona statement counted as pasted.")
+    copy_max_per_turn: int = Field(
+        default=3, ge=1, description="Persona statements pasted verbatim into one turn that fail it."
+    )
+    copy_max_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of one persona's statements that may be said verbatim in the dialogue.",
+    )
+
+
+class FaithfulnessCriticConfig(LLMExpertConfig):
+    few_shot: bool = Field(default=True, description="Show the judge a faithful and an unfaithful example first.")
+
+
+class APCCriticConfig(LLMExpertConfig):
+    """APC-style faithfulness score: relevance and NLI of every persona statement against its
+    speaker's turns, judged by the LLM with constrained answers."""
+
+    enabled: bool = False
+    hard: bool = False
+    threshold: float = Field(default=0.6, ge=0, le=1, description="Pass when the normalised score reaches this.")
+    max_tokens: int = Field(default=400, ge=16)
+
+
+class ToxicityCriticConfig(LLMExpertConfig):
+    enabled: bool = False
+
+
+class PortrayalCriticConfig(LLMExpertConfig):
+    """PsyPlay's back-test: infer each speaker's MBTI type or Big Five levels from the dialogue."""
+
+    enabled: bool = False
+    hard: bool = False
+    mbti_tolerance: int = Field(default=1, ge=0, le=4, description="MBTI axes that may be inferred wrong.")
+    big_five_tolerance: int = Field(default=2, ge=0, le=6, description="Levels a Big Five estimate may be off by.")
+
+
+class AttributionCriticConfig(LLMExpertConfig):
+    """PersonaEval: with speaker labels hidden, can the judge tell who said each turn?"""
+
+    enabled: bool = False
+    hard: bool = False
+    threshold: float = Field(default=0.6, ge=0, le=1, description="Pass when this share of turns is attributed right.")
+    max_tokens: int = Field(default=300, ge=16)
+
+
+class QualityCriticConfig(LLMExpertConfig):
+    """The SPC paper's FED policies (depth, coherency, consistency, diversity, likeability), each a
+    pairwise comparison; a majority vote keeps the best of a cast's candidates."""
+
+    enabled: bool = False
+    max_tokens: int = Field(default=300, ge=16)
+
+
+class DedupCriticConfig(ExpertConfig):
+    enabled: bool = False
+    threshold: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="Jaccard similarity of word 3-grams above which a dialogue is a near-duplicate.",
+    )
+
+
+EXPERT_NAMES = ("heuristic", "faithfulness", "apc", "toxicity", "portrayal", "attribution")
+
+
+class CriticsConfig(_Config):
+    order: list[Literal["heuristic", "faithfulness", "apc", "toxicity", "portrayal", "attribution"]] = Field(
+        default_factory=lambda: list(EXPERT_NAMES),
+        description="The cascade: per-dialogue experts in the order they run (cheap ones first). Best-of-N "
+        "quality and run-wide deduplication always come after them.",
+    )
+    heuristic: HeuristicCriticConfig = Field(default_factory=HeuristicCriticConfig)
+    faithfulness: FaithfulnessCriticConfig = Field(default_factory=FaithfulnessCriticConfig)
+    apc: APCCriticConfig = Field(default_factory=APCCriticConfig)
+    toxicity: ToxicityCriticConfig = Field(default_factory=ToxicityCriticConfig)
+    portrayal: PortrayalCriticConfig = Field(default_factory=PortrayalCriticConfig)
+    attribution: AttributionCriticConfig = Field(default_factory=AttributionCriticConfig)
+    quality: QualityCriticConfig = Field(default_factory=QualityCriticConfig)
+    dedup: DedupCriticConfig = Field(default_factory=DedupCriticConfig)
+    report: str | None = Field(
+        default=None, description="A `critics eval` report (JSON) to show in the card: how far to trust these critics."
+    )
+
+    @model_validator(mode="after")
+    def _order_once(self) -> CriticsConfig:
+        repeated = {name for name in self.order if self.order.count(name) > 1}
+        if repeated:
+            raise ValueError(f"order names {', '.join(sorted(repeated))} more than once")
+        return self
+
+    def cascade(self) -> list[tuple[str, ExpertConfig]]:
+        """The enabled per-dialogue experts, in order."""
+        return [(name, getattr(self, name)) for name in self.order if getattr(self, name).enabled]

@@ -1,0 +1,86 @@
+"""Where the LLM is and how hard to push it; where embeddings come from."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from factory.recipes.base import _Config
+
+
+class LLMConfig(_Config):
+    """Where the LLM is and how hard to push it. No secrets here: the key comes from
+    ``OPENAI_API_KEY`` (see :func:`environment_overrides`)."""
+
+    base_url: str | list[str] | None = Field(
+        default=None,
+        description="OpenAI-compatible base URL, or several serving the same model (requests are spread "
+        "across them; one that fails is taken out for a while); none starts the embedded model.",
+    )
+    model: str | None = Field(default=None, description="Model name sent with every request.")
+    max_concurrency: int = Field(default=16, ge=1, le=4096, description="Most requests in flight per base URL.")
+    min_concurrency: int = Field(default=1, ge=1, le=4096, description="Fewest requests in flight per base URL.")
+    initial_concurrency: int = Field(default=8, ge=1, le=4096, description="Where the adaptive limit starts.")
+    adaptive_concurrency: bool = Field(
+        default=True,
+        description="Grow the limit while latency holds, cut it on 429/5xx/timeouts and rising latency "
+        "(additive increase, multiplicative decrease); false keeps it at max_concurrency.",
+    )
+    latency_tolerance: float = Field(
+        default=2.0, gt=1, description="Latency above this multiple of the best seen counts as queueing."
+    )
+    eject_after: int = Field(default=3, ge=1, description="Failures in a row that take a base URL out for a while.")
+    eject_seconds: float = Field(default=2.0, gt=0, description="First pause of a failing base URL; doubles each time.")
+    outage_seconds: float = Field(
+        default=600.0, gt=0, description="Seconds with every base URL out before the run stops (resumable)."
+    )
+    max_retries: int = Field(default=5, ge=0, le=50)
+    timeout: float = Field(default=300.0, gt=0, description="Seconds before one request times out.")
+    backoff_base: float = Field(default=0.5, gt=0)
+    backoff_max: float = Field(default=30.0, gt=0)
+    structured_output: Literal["json_schema", "json_object"] | None = Field(
+        default=None,
+        description="How critics ask for JSON: OpenAI's json_schema, or json_object with a schema "
+        "(llama-cpp-python's server). Unset: json_object for the embedded model, json_schema otherwise.",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _some_urls(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError("list one or more distinct base URLs")
+        return value
+
+    @property
+    def base_urls(self) -> list[str]:
+        return url_list(self.base_url)
+
+
+def url_list(value: str | list[str] | None) -> list[str]:
+    """A base URL setting (one, several or none) as a list."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+class AgentLLMConfig(_Config):
+    """The model one speaker talks through; unset fields are the recipe's."""
+
+    base_url: str | list[str] | None = Field(default=None, description="Another endpoint for this speaker.")
+    model: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+
+    @property
+    def base_urls(self) -> list[str]:
+        return url_list(self.base_url)
+
+
+class EmbeddingsConfig(_Config):
+    """One interface for every embedding: the endpoint's ``/v1/embeddings``, or the packaged
+    all-MiniLM-L6-v2 through sentence-transformers on the CPU."""
+
+    backend: Literal["minilm", "endpoint"] = "minilm"
+    model: str | None = Field(default=None, description="endpoint: the embedding model's name.")
+    base_url: str | None = Field(default=None, description="endpoint: where it is; the LLM endpoint when unset.")
+    batch_size: int = Field(default=64, ge=1, le=4096)
