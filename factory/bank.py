@@ -30,21 +30,20 @@ from factory.dataset.bank_card import (
 )
 from factory.dataset.card import dataset_info, published_folder_name
 from factory.dataset.folder import DatasetFolder
+from factory.dataset.review_section import ReviewState, pick_samples, write_state
 from factory.errors import PipelineError
 from factory.llm.client import EndpointSpec
 from factory.llm.embeddings import Embedder, open_embedder
 from factory.llm.endpoint import endpoint_provenance, open_endpoint, package_versions
 from factory.llm.tasks import JsonTaskRunner
 from factory.personas import PersonaPool, sampled_personas
-from factory.personas.dropped import Dropped
 from factory.personas.expansion import Expansion
 from factory.personas.implicit import Conversation, build_implicit, load_conversations, load_hub_conversations
 from factory.personas.mbti_bank import build_mbti_bank, plan_slots
 from factory.personas.statements import load_spc_rows
 from factory.recipes import PersonaBankRecipe
 from factory.recipes.personas import BigFiveSource, ImplicitSource, MBTIBankSource, SPCExpansionSource, StatementsSource
-from factory.records import SCHEMA_VERSION, PersonaProfile
-from factory.review import ReviewState, pick_samples, write_state
+from factory.records import SCHEMA_VERSION, Dropped, PersonaProfile
 from factory.settings import environment
 
 BANK_FILE = "data/personas-00000-of-00001.parquet"

@@ -280,23 +280,17 @@ def push(
     typer.echo(messages[result.state])
 
 
-def _review_target(target: str, version: str | None):
-    from factory.review import open_target
-
-    opened = open_target(target)
-    return opened, version or opened.latest_in_review()
-
-
 @review_app.command("show")
 def review_show(
     target: str = typer.Argument(..., help=TARGET_HELP), version: str | None = typer.Option(None, help=VERSION_HELP)
 ) -> None:
     """The review state: status, checklist, samples to read, sign-offs."""
-    from factory.review import read_state
+    from factory.dataset.review_section import read_state
+    from factory.review import card_of, opened
 
-    opened, version = _review_target(target, version)
-    state = read_state(opened.card(version))
-    lines = [f"{opened.name} {version}: {state.status}"]
+    place, version = opened(target, version)
+    state = read_state(card_of(place, version))
+    lines = [f"{place.name} {version}: {state.status}"]
     lines += [f"  [{'x' if state.checklist[key] else ' '}] {key}: {text}" for key, text in state.items.items()]
     lines += [f"  read ({split}): {', '.join(ids)}" for split, ids in state.samples.items()]
     lines += [
@@ -310,10 +304,10 @@ def review_sample(
     target: str = typer.Argument(..., help=TARGET_HELP), version: str | None = typer.Option(None, help=VERSION_HELP)
 ) -> None:
     """Print the dialogues the card asks the reviewer to read."""
-    from factory.review import format_dialogue, sample_dialogues
+    from factory.review import format_dialogue, opened, sample_dialogues
 
-    opened, version = _review_target(target, version)
-    typer.echo("\n".join(format_dialogue(row) for row in sample_dialogues(opened, version)))
+    place, version = opened(target, version)
+    typer.echo("\n".join(format_dialogue(row) for row in sample_dialogues(place, version)))
 
 
 @review_app.command("sign")
@@ -329,14 +323,12 @@ def review_sign(
     version: str | None = typer.Option(None, help=VERSION_HELP),
 ) -> None:
     """Record a reviewer's decision, notes and ticked checklist items in the card."""
-    from factory.review import read_state, sign, write_state
+    from factory.review import DECISIONS, opened, sign_version
 
-    if decision not in ("approve", "reject"):
+    if decision not in DECISIONS:  # before the target is opened: a typo costs no request
         raise InputError(f"decision must be approve or reject, not {decision!r}", field="--decision")
-    opened, version = _review_target(target, version)
-    card = opened.card(version)
-    state = sign(read_state(card), reviewer, decision, notes, check)
-    opened.save(version, write_state(card, state), f"{version}: signed by {reviewer} ({decision})")
+    place, version = opened(target, version)
+    state = sign_version(place, version, reviewer, decision, notes, check)
     missing = ", ".join(state.missing) or "none"
     typer.echo(f"{version}: {reviewer} signed ({decision}); checklist items left: {missing}")
 
@@ -346,15 +338,11 @@ def review_approve(
     target: str = typer.Argument(..., help=TARGET_HELP), version: str | None = typer.Option(None, help=VERSION_HELP)
 ) -> None:
     """Release a reviewed version: refused while the checklist is incomplete."""
-    from factory.review import approvable, read_state, write_state
+    from factory.review import approve_version, opened
 
-    opened, version = _review_target(target, version)
-    card = opened.card(version)
-    state = read_state(card)
-    approvable(state)
-    state.status = "approved"
-    opened.approve(version, write_state(card, state), f"{version}: approved")
-    typer.echo(f"{version} is approved and released as the tag {version} on main of {opened.name}")
+    place, version = opened(target, version)
+    approve_version(place, version)
+    typer.echo(f"{version} is approved and released as the tag {version} on main of {place.name}")
 
 
 @review_app.command("reject")
@@ -364,15 +352,10 @@ def review_reject(
     version: str | None = typer.Option(None, help=VERSION_HELP),
 ) -> None:
     """Close a review without releasing the version; the reasons go into the card."""
-    from factory.review import ReviewError, read_state, write_state
+    from factory.review import opened, reject_version
 
-    opened, version = _review_target(target, version)
-    card = opened.card(version)
-    state = read_state(card)
-    if state.status != "in_review":
-        raise ReviewError(f"{version} is {state.status}, not in review")
-    state.status, state.reasons = "rejected", reason
-    opened.reject(version, write_state(card, state), f"{version}: rejected", reason)
+    place, version = opened(target, version)
+    reject_version(place, version, reason)
     typer.echo(f"{version} is rejected: {reason}")
 
 

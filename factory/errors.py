@@ -7,6 +7,9 @@ the flag) and also subclasses the built-in exception it refines, so callers that
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -65,3 +68,44 @@ class PipelineError(FactoryError, RuntimeError):
 
 class HubError(FactoryError):
     """The Hub refused or failed a request; the message says which and why (never the token)."""
+
+
+class ReviewError(FactoryError):
+    """The review cannot take this step (the message says what is missing)."""
+
+
+class LLMCallError(FactoryError, RuntimeError):
+    """One chat call failed for good (retries spent, or an answer no retry can fix): its row fails."""
+
+
+class NotAChatCompletion(LLMCallError):
+    """A 200 whose body is not a Chat Completion (an HTML page, plain text, no choices, cut JSON)."""
+
+
+@contextmanager
+def hub_errors(action: str, repo: str) -> Iterator[None]:
+    """The Hub's failures as one line that says what was being done and what went wrong: an HTTP
+    error with the Hub's own words, or a Hub that cannot be reached at all."""
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+
+    try:
+        yield
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "no answer"
+        raise HubError(f"the Hub refused {action} {repo} ({status}): {str(exc).splitlines()[0]}") from exc
+    except HFValidationError as exc:
+        raise InputError(f"{repo!r}: {str(exc).splitlines()[0]}", field="--repo") from exc
+    except _transport_errors() as exc:
+        raise HubError(f"the Hub could not be reached for {action} {repo}: {type(exc).__name__}: {exc}") from exc
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """A connection that failed (refused, reset, timed out), in whichever HTTP library
+    huggingface_hub speaks through (httpx in recent releases, requests in older ones)."""
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "RequestException")):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)

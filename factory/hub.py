@@ -11,14 +11,14 @@ token is only ever sent in the Authorization header.
 from __future__ import annotations
 
 import re
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from factory.dataset.folder import PUBLISHED_ENTRIES, DatasetFolder
-from factory.errors import HubError, InputError, OutputError
+from factory.dataset.card import with_use_section
+from factory.dataset.folder import DatasetFolder
+from factory.dataset.review_section import with_review_status
+from factory.errors import InputError, OutputError, hub_errors
 from factory.settings import environment
 
 # How a command is told that a target is a Hub repository and not a local folder.
@@ -41,20 +41,6 @@ def repo_id(text: str, *, field: str = "--repo") -> str:
     return repo
 
 
-@contextmanager
-def hub_errors(action: str, repo: str) -> Iterator[None]:
-    """The Hub's HTTP errors as one line that says what was being done and what the Hub said."""
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
-
-    try:
-        yield
-    except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "no answer"
-        raise HubError(f"the Hub refused {action} {repo} ({status}): {str(exc).splitlines()[0]}") from exc
-    except HFValidationError as exc:
-        raise InputError(f"{repo!r}: {str(exc).splitlines()[0]}", field="--repo") from exc
-
-
 @dataclass
 class PushResult:
     repo: str
@@ -64,31 +50,40 @@ class PushResult:
     commit: str | None
 
 
-def version_files(folder: DatasetFolder, version: str) -> dict[str, bytes]:
-    """The published files of a version, read from its tag (not from the working tree)."""
-    commit = folder.resolve(version)
-    listing = subprocess.run(
-        ["git", "ls-tree", "-r", "--name-only", commit], cwd=folder.path, capture_output=True, text=True, check=True
-    ).stdout.split()
-    wanted = [name for name in listing if name.split("/", 1)[0] in PUBLISHED_ENTRIES]
-    return {name: folder.read_bytes(commit, name) for name in wanted}
+REVIEW_TITLE_SUFFIX = ": review"
 
 
-def with_review_status(card: bytes, status: str) -> bytes:
-    """The card with its review status set (and a review section, if it had none)."""
-    from factory.review import read_state, write_state
-
-    text = card.decode("utf-8")
-    state = read_state(text)
-    state.status = status
-    return write_state(text, state).encode("utf-8")
+def review_title(version: str) -> str:
+    """The title of the pull request that holds a version in review: ``vX.Y.Z: review``."""
+    return f"{version}{REVIEW_TITLE_SUFFIX}"
 
 
-def _title(version: str) -> str:
-    return f"{version}: review"
+def version_under_review(title: str) -> str | None:
+    """The version a review pull request's title names, or None for any other pull request."""
+    return title[: -len(REVIEW_TITLE_SUFFIX)] if title.endswith(REVIEW_TITLE_SUFFIX) else None
 
 
-def hub_api():
+@dataclass(frozen=True)
+class ReviewPull:
+    number: int
+    status: str  # open, closed, merged
+    commit: str | None
+
+
+def review_pulls(api: Any, repo: str, refs: Any = None) -> dict[str, ReviewPull]:
+    """The review pull requests of a repository, by the version they hold."""
+    refs = refs or api.list_repo_refs(repo, repo_type="dataset", include_pull_requests=True)
+    found: dict[str, ReviewPull] = {}
+    for pull in refs.pull_requests:
+        number = int(pull.name.rsplit("/", 1)[1])
+        details = api.get_discussion_details(repo, number, repo_type="dataset")
+        version = version_under_review(details.title)
+        if version is not None and (version not in found or found[version].status != "open"):
+            found[version] = ReviewPull(number, details.status, pull.target_commit)
+    return found
+
+
+def hub_api() -> Any:
     from huggingface_hub import HfApi
 
     env = environment()
@@ -105,12 +100,10 @@ def push_version(path: str | Path, repo: str, *, version: str | None = None, pri
     version = version or folder.current_version()
     if version is None:
         raise OutputError(f"{folder.path} has no version to push yet")
-    files = version_files(folder, version)
+    files = folder.published_files(version)
     if "README.md" not in files:
         raise OutputError(f"{version} of {folder.path} has no dataset card")
-    from factory.dataset.card import with_use_section
-
-    card = with_review_status(files["README.md"], "in_review").decode("utf-8")
+    card = with_review_status(files["README.md"].decode("utf-8"), "in_review")
     files["README.md"] = with_use_section(card, repo).encode("utf-8")
 
     api = hub_api()
@@ -119,18 +112,16 @@ def push_version(path: str | Path, repo: str, *, version: str | None = None, pri
         refs = api.list_repo_refs(repo, repo_type="dataset", include_pull_requests=True)
         if any(tag.name == version for tag in refs.tags):
             return PushResult(repo, version, "released", None, None)
-        for pull in refs.pull_requests:
-            number = int(pull.name.rsplit("/", 1)[1])
-            details = api.get_discussion_details(repo, number, repo_type="dataset")
-            if details.title == _title(version) and details.status == "open":
-                return PushResult(repo, version, "in_review", number, pull.target_commit)
+        pull = review_pulls(api, repo, refs).get(version)
+        if pull is not None and pull.status == "open":
+            return PushResult(repo, version, "in_review", pull.number, pull.commit)
         operations = [
             CommitOperationAdd(path_in_repo=name, path_or_fileobj=content) for name, content in sorted(files.items())
         ]
         info = api.create_commit(
             repo,
             operations,
-            commit_message=_title(version),
+            commit_message=review_title(version),
             repo_type="dataset",
             create_pr=True,
             commit_description=f"persona-factory {version}, for review before release.",

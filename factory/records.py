@@ -8,6 +8,7 @@ is derived from them (``factory.dataset.arrow``), so the three cannot disagree.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -159,8 +160,14 @@ class DialogueRecord(_Record):
     def speaker_name(self, speaker_id: str) -> str:
         for index, persona in enumerate(self.speakers):
             if persona.id == speaker_id:
-                return persona.name or f"User {index + 1}"
+                return persona.name or speaker_label(index + 1)
         return speaker_id
+
+
+def speaker_label(number: int) -> str:
+    """How prompts, judges and transcripts name the n-th speaker (from 1), as Synthetic-Persona-Chat
+    does: "User 1", "User 2", ..."""
+    return f"User {number}"
 
 
 class ChatMessage(_Record):
@@ -206,3 +213,12 @@ def export_json_schemas(directory: Path) -> list[Path]:
         path.write_text(render_schema(schema), encoding="utf-8")
         written.append(path)
     return written
+
+
+@dataclass
+class Dropped:
+    """A persona a bank's source could not make, and why: published in the bank's manifest and card."""
+
+    source: str
+    item: str
+    reason: str

@@ -28,6 +28,7 @@ from factory.dataset.arrow import arrow_schema, records_to_table
 from factory.dataset.card import CardContext, dataset_info, published_folder_name, render_card
 from factory.dataset.changelog import changelog
 from factory.dataset.folder import DatasetFolder
+from factory.dataset.review_section import ReviewState, pick_samples, write_state
 from factory.dataset.stats import RunStats, StatsAccumulator
 from factory.engine.distributed import ray_session
 from factory.engine.journal import RunJournal
@@ -41,7 +42,6 @@ from factory.llm.endpoint import agent_endpoints, endpoint_provenance, open_endp
 from factory.personas import plan
 from factory.recipes import Recipe
 from factory.records import SCHEMA_VERSION, ChatExample, DialogueRecord
-from factory.review import ReviewState, pick_samples, write_state
 from factory.settings import environment
 
 ROWS_PER_SHARD = 20_000

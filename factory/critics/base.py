@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from factory.llm.client import ChatClient, EndpointSpec, LLMCallError
+from factory.errors import LLMCallError
+from factory.llm.client import ChatClient, EndpointSpec
 from factory.llm.tasks import parse_json_object
 from factory.recipes.critics import CriticsConfig, LLMExpertConfig
 from factory.recipes.generation import GenerationConfig

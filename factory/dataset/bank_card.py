@@ -13,8 +13,7 @@ import polars as pl
 from huggingface_hub import DatasetCard
 
 from factory.dataset.card import factory_card_data, markdown_table, use_section
-from factory.personas.dropped import Dropped
-from factory.records import SCHEMA_VERSION, PersonaProfile
+from factory.records import SCHEMA_VERSION, Dropped, PersonaProfile
 from factory.traits import BIG_FIVE_TRAITS, MBTI_TYPES
 
 BANDS = ("low", "mid", "high")

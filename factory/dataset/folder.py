@@ -41,16 +41,18 @@ class DatasetFolder:
         self.state = self.path / STATE_DIR
 
     # -- git ---------------------------------------------------------------------------------
-    def git(self, *args: str, check: bool = True) -> str:
+    def _git(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        """Every git command the folder runs goes through here."""
         try:
-            completed = subprocess.run(
-                ["git", *_GIT_IDENTITY, *args], cwd=self.path, capture_output=True, text=True, check=False
-            )
+            return subprocess.run(["git", *_GIT_IDENTITY, *args], cwd=self.path, capture_output=True, check=False)
         except FileNotFoundError as exc:
             raise OutputError("git is needed to version dataset folders; install git") from exc
+
+    def git(self, *args: str, check: bool = True) -> str:
+        completed = self._git(*args)
         if check and completed.returncode != 0:
-            raise OutputError(f"git {' '.join(args)} failed in {self.path}: {completed.stderr.strip()}")
-        return completed.stdout
+            raise OutputError(f"git {' '.join(args)} failed in {self.path}: {completed.stderr.decode().strip()}")
+        return completed.stdout.decode("utf-8", "surrogateescape")
 
     def is_initialised(self) -> bool:
         return (self.path / ".git").is_dir() and self.state.is_dir()
@@ -226,26 +228,25 @@ class DatasetFolder:
     def resolve(self, revision: str) -> str:
         """The commit a version (released or in review) or any git revision names."""
         for candidate in (revision, f"{REVIEW_PREFIX}{revision}"):
-            completed = subprocess.run(
-                ["git", "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"],
-                cwd=self.path,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            completed = self._git("rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}")
             if completed.returncode == 0:
-                return completed.stdout.strip()
+                return completed.stdout.decode().strip()
         known = ", ".join(self.versions()) or "none"
         raise OutputError(f"{self.path} has no revision {revision!r} (versions: {known})")
 
     def read_bytes(self, revision: str, name: str) -> bytes:
         """A published file as it was at ``revision``."""
-        completed = subprocess.run(
-            ["git", "show", f"{revision}:{name}"], cwd=self.path, capture_output=True, check=False
-        )
+        completed = self._git("show", f"{revision}:{name}")
         if completed.returncode != 0:
             raise OutputError(f"{self.path} has no {name} at {revision}: {completed.stderr.decode().strip()}")
         return completed.stdout
+
+    def published_files(self, version: str) -> dict[str, bytes]:
+        """The published files of a version, read from its commit (not from the working tree)."""
+        commit = self.resolve(version)
+        listing = self.git("ls-tree", "-r", "--name-only", commit).split()
+        wanted = [name for name in listing if name.split("/", 1)[0] in PUBLISHED_ENTRIES]
+        return {name: self.read_bytes(commit, name) for name in wanted}
 
     def read_manifest(self, version: str | None = None) -> dict | None:
         if version is None:

@@ -28,11 +28,11 @@ from typing import Any, Literal
 from factory.critics.base import JudgeContext, blocked_by, hard_gates, passed_so_far
 from factory.critics.experts import JUDGES
 from factory.critics.quality import select_best
-from factory.errors import FactoryError, PipelineError
+from factory.errors import FactoryError, LLMCallError, PipelineError
 from factory.failpoints import failpoint
 from factory.generation.parse import parse_dialogue
 from factory.generation.role_play import Agents, role_play
-from factory.llm.client import ChatClient, EndpointSpec, LLMCallError
+from factory.llm.client import ChatClient, EndpointSpec
 from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig
 from factory.records import DialogueRecord, StepPlacement, Verdict

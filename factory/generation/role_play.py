@@ -19,7 +19,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from factory.llm.client import ChatClient, LLMCallError
+from factory.errors import LLMCallError
+from factory.llm.client import ChatClient
 from factory.llm.tasks import parse_json_object
 from factory.recipes.generation import RolePlayConfig
 from factory.records import ChatExample, ChatMessage, DialogueRecord, PersonaProfile, TokenUsage, Turn, Verdict

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 from pydantic import BaseModel, ConfigDict
 
-from factory.errors import EndpointError, FactoryError
+from factory.errors import EndpointError, LLMCallError, NotAChatCompletion
 from factory.llm.limiter import AdaptiveLimiter
 from factory.records import TokenUsage
 
@@ -77,14 +77,6 @@ class EndpointSpec(BaseModel):
         if self.structured_output == "json_object":
             return {"type": "json_object", "schema": schema}
         return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
-
-
-class LLMCallError(FactoryError, RuntimeError):
-    """One request failed for good; the row it belongs to is rejected with this reason."""
-
-
-class NotAChatCompletion(LLMCallError):
-    """The endpoint answered 200 with something that is not a Chat Completion."""
 
 
 @dataclass

@@ -12,7 +12,8 @@ from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from factory.llm.client import BackgroundLoop, ChatClient, EndpointSpec, LLMCallError
+from factory.errors import LLMCallError
+from factory.llm.client import BackgroundLoop, ChatClient, EndpointSpec
 from factory.records import TokenUsage
 
 T = TypeVar("T")

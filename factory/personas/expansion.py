@@ -24,10 +24,9 @@ import numpy as np
 from factory.errors import RecipeError
 from factory.llm.embeddings import Embedder
 from factory.llm.tasks import JsonRequest, JsonTaskRunner, text_pattern
-from factory.personas.dropped import Dropped
 from factory.personas.statements import load_spc_rows
 from factory.recipes.personas import SPCExpansionSource
-from factory.records import PersonaProfile
+from factory.records import Dropped, PersonaProfile
 
 SYSTEM = "You help build a bank of realistic persona statements. You answer with one JSON object and nothing else."
 

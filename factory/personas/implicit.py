@@ -20,9 +20,8 @@ from factory.errors import PersonaFileError
 from factory.jsonl import read_jsonl
 from factory.llm.embeddings import Embedder
 from factory.llm.tasks import JsonRequest, JsonTaskRunner, text_pattern
-from factory.personas.dropped import Dropped
 from factory.recipes.personas import ImplicitSource
-from factory.records import Attribute, BigFiveScores, Demographics, PersonaProfile
+from factory.records import Attribute, BigFiveScores, Demographics, Dropped, PersonaProfile
 from factory.traits import BIG_FIVE_TRAITS, coarse_band
 
 ROLES = ("user", "assistant")

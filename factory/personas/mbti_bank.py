@@ -17,9 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from factory.errors import RecipeError
 from factory.llm.tasks import JsonRequest, JsonTaskRunner, text_pattern
 from factory.personas.demographics import GENDERS, LOCATIONS
-from factory.personas.dropped import Dropped
 from factory.recipes.personas import MBTIBankSource
-from factory.records import Attribute, Demographics, PersonaProfile
+from factory.records import Attribute, Demographics, Dropped, PersonaProfile
 from factory.traits import MBTI_TYPES
 
 # Fields written as first-person sentences; they become the persona's statements, in this order.

@@ -13,8 +13,8 @@ import yaml
 
 from factory.bank import build_bank
 from factory.dataset.folder import DatasetFolder
+from factory.dataset.review_section import read_state
 from factory.recipes import PersonaBankRecipe, apply_overrides, load_recipe, parse_recipe
-from factory.review import read_state
 from factory.run import run_recipe
 from tests.conftest import subprocess_env
 from tests.hub import HubServer
@@ -243,3 +243,24 @@ def test_a_target_that_is_neither_a_folder_nor_hf_is_refused_before_any_request(
             shown = cli("review", "show", f"hf://{bad}" if not bad.startswith("hf://") else bad, env=env)
             assert shown.returncode == 2 and len(shown.stderr.strip().splitlines()) == 1, shown.stderr
         assert hub.requests == []
+
+
+@pytest.mark.parametrize("command", [["approve"], ["reject", "--reason", "bad"], ["show"], ["sample"]])
+def test_review_of_a_hub_repo_that_is_missing_or_down_is_one_line(tmp_path, command):
+    with HubServer(token=TOKEN) as hub:
+        env = subprocess_env(HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
+        missing = cli("review", *command[:1], "hf://org/x", *command[1:], env=env)
+        down_endpoint = hub.endpoint
+    # the stand-in is stopped: nothing listens at its address any more
+    down = cli(
+        "review",
+        *command[:1],
+        "hf://org/x",
+        *command[1:],
+        env=subprocess_env(HF_ENDPOINT=down_endpoint, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf")),
+    )
+    for result, says in ((missing, "org/x"), (down, "could not be reached")):
+        assert result.returncode == 1, result
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and says in lines[0] and "Traceback" not in result.stderr, result.stderr
+        assert TOKEN not in result.stderr

@@ -11,9 +11,9 @@ import pytest
 
 from factory.llm.client import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
-from factory.personas.dropped import Dropped
 from factory.personas.expansion import Expansion, Statement, _keep_novel, spherical_kmeans
 from factory.recipes.personas import SPCExpansionSource
+from factory.records import Dropped
 from tests.openai_server import ScriptedOpenAIServer, bag_of_words_embedding
 from tests.persona_scripts import CONTRADICTION_WORD, PersonaScript
 

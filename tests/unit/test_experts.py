@@ -193,7 +193,9 @@ def test_dedup_rejects_the_later_of_two_near_duplicates():
 
 
 def test_approval_needs_every_box_and_an_approving_sign_off():
-    from factory.review import ReviewError, ReviewState, approvable, read_state, sign, write_state
+    from factory.dataset.review_section import ReviewState, read_state, write_state
+    from factory.errors import ReviewError
+    from factory.review import approvable, sign
 
     card = write_state("---\nlicense: mit\n---\n# Card\n", ReviewState(samples={"accepted": ["a", "b"]}, seed=3))
     state = read_state(card)

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from factory.errors import EndpointError
-from factory.llm.client import ChatClient, EndpointSpec, LLMCallError, backoff_delay, check_endpoint
+from factory.errors import EndpointError, LLMCallError
+from factory.llm.client import ChatClient, EndpointSpec, backoff_delay, check_endpoint
 from tests.openai_server import ScriptedOpenAIServer, ScriptedReply
 
 
@@ -108,7 +108,8 @@ NOT_A_MODEL = {
 
 @pytest.mark.parametrize("answer", list(NOT_A_MODEL), ids=list(NOT_A_MODEL))
 def test_an_endpoint_that_is_not_a_model_fails_its_row_then_stops_the_run(answer):
-    from factory.llm.client import PROTOCOL_FAILURES_TO_STOP, NotAChatCompletion
+    from factory.errors import NotAChatCompletion
+    from factory.llm.client import PROTOCOL_FAILURES_TO_STOP
 
     async def calls(spec: EndpointSpec, n: int) -> list[BaseException | None]:
         client = ChatClient(spec, api_key=None)
