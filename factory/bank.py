@@ -7,7 +7,6 @@ are made before the folder is touched beyond its lock, and only a finished versi
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from contextlib import ExitStack
@@ -16,10 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import yaml
 
-from factory.dataset.arrow import records_to_table
 from factory.dataset.bank_card import (
     LICENCE_ORDER,
     SOURCE_ATTRIBUTION,
@@ -28,25 +25,26 @@ from factory.dataset.bank_card import (
     compute_coverage,
     render_bank_card,
 )
-from factory.dataset.card import dataset_info, published_folder_name
+from factory.dataset.card import published_folder_name
 from factory.dataset.folder import DatasetFolder
-from factory.dataset.review_section import ReviewState, pick_samples, write_state
+from factory.dataset.version import VersionWriter
 from factory.errors import PipelineError
 from factory.llm.client import EndpointSpec
 from factory.llm.embeddings import Embedder, open_embedder
 from factory.llm.endpoint import endpoint_provenance, open_endpoint, package_versions
 from factory.llm.tasks import JsonTaskRunner
 from factory.personas import PersonaPool, sampled_personas
+from factory.personas.bank import BANK_SPLIT
 from factory.personas.expansion import Expansion
 from factory.personas.implicit import Conversation, build_implicit, load_conversations, load_hub_conversations
 from factory.personas.mbti_bank import build_mbti_bank, plan_slots
 from factory.personas.statements import load_spc_rows
 from factory.recipes import PersonaBankRecipe
 from factory.recipes.personas import BigFiveSource, ImplicitSource, MBTIBankSource, SPCExpansionSource, StatementsSource
-from factory.records import SCHEMA_VERSION, Dropped, PersonaProfile
+from factory.records import Dropped, PersonaProfile
 from factory.settings import environment
 
-BANK_FILE = "data/personas-00000-of-00001.parquet"
+REVIEW_SAMPLES = 5  # personas a reviewer reads
 
 
 @dataclass
@@ -58,6 +56,13 @@ class BankResult:
     dropped: list[Dropped]
     manifest: dict[str, Any]
     seconds: float
+
+
+@dataclass
+class MadePersonas:
+    personas: list[PersonaProfile]
+    dropped: list[Dropped]
+    reports: dict[str, Any]  # what the generative sources measured of themselves
 
 
 def _attribution_keys(recipe: PersonaBankRecipe) -> list[str]:
@@ -115,7 +120,7 @@ def make_personas(
     embedder: Embedder | None,
     *,
     show_progress: bool = True,
-) -> tuple[list[PersonaProfile], list[Dropped], dict[str, Any]]:
+) -> MadePersonas:
     rng = random.Random(recipe.seed)
     pool = PersonaPool()
     dropped: list[Dropped] = []
@@ -141,96 +146,96 @@ def make_personas(
                 reports["spc_expansion"] = expansion.stats.as_dict()
             pool.add(made)
             dropped.extend(lost)
-    return pool.personas, dropped, reports
+    return MadePersonas(pool.personas, dropped, reports)
 
 
 def build_bank(
     recipe: PersonaBankRecipe, out: str | Path, *, recipe_text: str | None = None, show_progress: bool = True
 ) -> BankResult:
-    started = time.monotonic()
-    started_at = datetime.now(timezone.utc)
+    started, started_at = time.monotonic(), datetime.now(timezone.utc)
     conversations = check_inputs(recipe)
     recipe_text = recipe_text or yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
-    licence, attributions = bank_licence(recipe)
     folder = DatasetFolder(out)
     api_key = environment().api_key
     with ExitStack() as stack:
         spec: EndpointSpec | None = stack.enter_context(open_endpoint(recipe.llm)) if recipe.needs_llm else None
         runner = stack.enter_context(JsonTaskRunner(spec, api_key)) if spec is not None else None
-        embedder = (
-            open_embedder(recipe.embeddings, spec.base_url if spec else (recipe.llm.base_urls or [None])[0], api_key)
-            if _needs_embeddings(recipe, conversations)
-            else None
-        )
+        embedder = None
+        if _needs_embeddings(recipe, conversations):
+            embedder = open_embedder(
+                recipe.embeddings, spec.base_url if spec else (recipe.llm.base_urls or [None])[0], api_key
+            )
         folder.prepare()
         with folder.locked():
-            previous, version = folder.current_version(), folder.next_version()
-            personas, dropped, reports = make_personas(
-                recipe, conversations, runner, embedder, show_progress=show_progress
-            )
-            if not personas:
-                first = f"; the first: {dropped[0].item}: {dropped[0].reason}" if dropped else ""
-                raise PipelineError(f"no persona was made ({len(dropped)} dropped{first}); no version was written")
-            staging = folder.new_staging()
-            (staging / "data").mkdir()
-            pq.write_table(records_to_table(PersonaProfile, personas), staging / BANK_FILE)
-            coverage = compute_coverage(personas)
-            manifest = {
-                "kind": "persona_bank",
-                "version": version,
-                "previous_version": previous,
-                "recipe": recipe.name,
-                "recipe_hash": recipe.content_hash(),
-                "schema_version": SCHEMA_VERSION,
-                **endpoint_provenance(spec),
-                "embedder": embedder.name if embedder else None,
-                "seed": recipe.seed,
-                "started_at": started_at.isoformat(),
-                "finished_at": datetime.now(timezone.utc).isoformat(),
-                "seconds": round(time.monotonic() - started, 2),
-                "llm": {
-                    "calls": runner.calls if runner else 0,
-                    "prompt_tokens": runner.usage.prompt_tokens if runner else 0,
-                    "completion_tokens": runner.usage.completion_tokens if runner else 0,
-                },
-                "splits": {"personas": {"rows": len(personas), "files": [BANK_FILE]}},
-                "coverage": coverage.as_dict(),
-                "dropped": [asdict(item) for item in dropped],
-                "reports": reports,
-                "packages": package_versions(),
-            }
-            context = BankCardContext(
-                name=recipe.name,
-                description=recipe.description,
-                version=version,
-                previous_version=previous,
-                recipe_hash=recipe.content_hash(),
-                model=spec.model if spec else None,
-                embedder=embedder.name if embedder else None,
-                license=licence,
-                pretty_name=recipe.output.pretty_name,
-                attributions=attributions,
-                dropped=dropped,
-                reports=reports,
-                load_as=published_folder_name(out),
-            )
-            info = dataset_info(staging, {"personas": [BANK_FILE]}, {"personas": len(personas)})
-            card = str(render_bank_card(context, coverage, info))
-            samples = pick_samples({"personas": [p.id for p in personas]}, recipe.seed, {"personas": 5})
-            (staging / "README.md").write_text(
-                write_state(card, ReviewState(samples=samples, seed=recipe.seed)), encoding="utf-8"
-            )
-            (staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
-            (staging / "manifest.json").write_text(
-                json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-            )
-            folder.publish(staging, version, f"{version}: persona bank {recipe.name}, {len(personas)} personas")
+            made = make_personas(recipe, conversations, runner, embedder, show_progress=show_progress)
+            if not made.personas:
+                first = f"; the first: {made.dropped[0].item}: {made.dropped[0].reason}" if made.dropped else ""
+                raise PipelineError(f"no persona was made ({len(made.dropped)} dropped{first}); no version was written")
+            writer = VersionWriter(folder)
+            writer.write_split(BANK_SPLIT, PersonaProfile, made.personas)
+            writer.close_splits()
+            coverage = compute_coverage(made.personas)
+            manifest = writer.manifest_head(recipe, endpoint_provenance(spec), started_at, started)
+            manifest.update(_bank_manifest(writer, made, coverage, runner, embedder))
+            writer.finish(
+                card=_bank_card(writer, recipe, made, coverage, spec, embedder, out),
+                ids_by_split={BANK_SPLIT: [p.id for p in made.personas]},
+                review_seed=recipe.seed, review_samples={BANK_SPLIT: REVIEW_SAMPLES},
+                recipe_text=recipe_text, manifest=manifest,
+            )  # fmt: skip
+            writer.publish(f"{writer.version}: persona bank {recipe.name}, {len(made.personas)} personas")
     return BankResult(
-        path=folder.path,
-        version=version,
-        previous_version=previous,
-        coverage=coverage,
-        dropped=dropped,
-        manifest=manifest,
-        seconds=time.monotonic() - started,
+        path=folder.path, version=writer.version, previous_version=writer.previous, coverage=coverage,
+        dropped=made.dropped, manifest=manifest, seconds=time.monotonic() - started,
+    )  # fmt: skip
+
+
+def _bank_manifest(
+    writer: VersionWriter,
+    made: MadePersonas,
+    coverage: Coverage,
+    runner: JsonTaskRunner | None,
+    embedder: Embedder | None,
+) -> dict[str, Any]:
+    return {
+        "kind": "persona_bank",
+        "embedder": embedder.name if embedder else None,
+        "llm": {
+            "calls": runner.calls if runner else 0,
+            "prompt_tokens": runner.usage.prompt_tokens if runner else 0,
+            "completion_tokens": runner.usage.completion_tokens if runner else 0,
+        },
+        "splits": writer.split_listing([BANK_SPLIT]),
+        "coverage": coverage.as_dict(),
+        "dropped": [asdict(item) for item in made.dropped],
+        "reports": made.reports,
+        "packages": package_versions(),
+    }
+
+
+def _bank_card(
+    writer: VersionWriter,
+    recipe: PersonaBankRecipe,
+    made: MadePersonas,
+    coverage: Coverage,
+    spec: EndpointSpec | None,
+    embedder: Embedder | None,
+    out: str | Path,
+) -> str:
+    licence, attributions = bank_licence(recipe)
+    context = BankCardContext(
+        name=recipe.name,
+        description=recipe.description,
+        version=writer.version,
+        previous_version=writer.previous,
+        recipe_hash=recipe.content_hash(),
+        model=spec.model if spec else None,
+        embedder=embedder.name if embedder else None,
+        license=licence,
+        pretty_name=recipe.output.pretty_name,
+        attributions=attributions,
+        dropped=made.dropped,
+        reports=made.reports,
+        load_as=published_folder_name(out),
     )
+    return str(render_bank_card(context, coverage, writer.dataset_info([BANK_SPLIT])))

@@ -99,6 +99,14 @@ class Verdict(_Record):
     )
 
 
+FORMAT = "format"  # the generator's own critic: a dialogue it could not write or parse goes no further
+
+
+def format_verdict(passed: bool, reason: str) -> Verdict:
+    """The generator's verdict on its own output: written and parsed, or why not."""
+    return Verdict(critic=FORMAT, passed=passed, score=1.0 if passed else 0.0, reason=reason)
+
+
 class TokenUsage(_Record):
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -222,3 +230,14 @@ class Dropped:
     source: str
     item: str
     reason: str
+
+
+def dotted(value: object, prefix: str = "") -> dict[str, object]:
+    """A nested mapping as {dotted key: leaf}, the way recipe changes are named ("llm.timeout");
+    an empty mapping is a leaf of its own."""
+    if isinstance(value, dict) and value:
+        flat: dict[str, object] = {}
+        for key, item in value.items():
+            flat.update(dotted(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}

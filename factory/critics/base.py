@@ -16,10 +16,7 @@ from factory.llm.client import ChatClient, EndpointSpec
 from factory.llm.tasks import parse_json_object
 from factory.recipes.critics import CriticsConfig, LLMExpertConfig
 from factory.recipes.generation import GenerationConfig
-from factory.records import DialogueRecord, PersonaProfile, Turn, Verdict
-
-# The generator's own verdict: a dialogue that could not be parsed goes no further.
-FORMAT = "format"
+from factory.records import FORMAT, DialogueRecord, PersonaProfile, Turn, Verdict
 
 
 @dataclass

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 import numpy as np
 
 from factory.critics.base import passed_so_far
-from factory.recipes.critics import DedupCriticConfig
 from factory.records import DialogueRecord, Verdict
 
 CRITIC_NAME = "dedup"
@@ -88,11 +87,3 @@ def dedup_verdict(found: dict[str, tuple[str, float]], record_id: str) -> Verdic
             reason=f"near-duplicate of {original} (estimated Jaccard {similarity:.2f})",
         )
     return Verdict(critic=CRITIC_NAME, passed=True, score=1.0, reason="no near-duplicate in the run")
-
-
-def dedup(records: list[DialogueRecord], config: DedupCriticConfig) -> None:
-    """Append a dedup verdict to every record that passed everything else so far."""
-    found = near_duplicates([records], config.threshold)
-    for record in records:
-        if passed_so_far(record):
-            record.verdicts.append(dedup_verdict(found, record.id))

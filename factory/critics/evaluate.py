@@ -33,11 +33,11 @@ from factory.jsonl import read_jsonl
 from factory.llm.client import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.personas.statements import load_spc_rows
-from factory.recipes.critics import CriticsConfig
+from factory.recipes.critics import CriticsConfig, critic_names
 from factory.recipes.generation import GenerationConfig
 from factory.records import DialogueRecord, GenerationMeta, PersonaProfile, Turn, Verdict
 
-PER_DIALOGUE = ("heuristic", "faithfulness", "apc", "toxicity", "portrayal", "attribution")
+PER_DIALOGUE = critic_names("dialogue")
 DEFAULT_EXPERTS = ("faithfulness", "apc", "quality")
 LLM_FREE = {"heuristic"}
 
@@ -304,7 +304,7 @@ def evaluate(
     spc: bool = False,
 ) -> Evaluation:
     """Every expert's figures (and each item's verdict); ``spec`` may be None when no expert needs a model."""
-    from factory.critics.experts import JUDGES
+    from factory.critics.registry import JUDGES
 
     critics = critics or CriticsConfig()
     figures, items = [], []

@@ -7,18 +7,11 @@ from typing import Any
 
 import yaml
 
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        flat: dict[str, Any] = {}
-        for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return flat
-    return {prefix: value}
+from factory.records import dotted
 
 
 def recipe_changes(before: str, after: str) -> list[str]:
-    old, new = _flatten(yaml.safe_load(before) or {}), _flatten(yaml.safe_load(after) or {})
+    old, new = dotted(yaml.safe_load(before) or {}), dotted(yaml.safe_load(after) or {})
     return sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
 
 

@@ -179,9 +179,3 @@ class StatsAccumulator:
             ],
             ended_by=dict(sorted(self.ended_by.items())),
         )
-
-
-def compute_stats(records: list[DialogueRecord]) -> RunStats:
-    accumulator = StatsAccumulator()
-    accumulator.add(records)
-    return accumulator.result()

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from factory.critics.base import JudgeContext, blocked_by, hard_gates, passed_so_far
-from factory.critics.experts import JUDGES
 from factory.critics.quality import select_best
+from factory.critics.registry import JUDGES
 from factory.errors import FactoryError, LLMCallError, PipelineError
 from factory.failpoints import failpoint
 from factory.generation.parse import parse_dialogue
@@ -35,7 +35,7 @@ from factory.generation.role_play import Agents, role_play
 from factory.llm.client import ChatClient, EndpointSpec
 from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig
-from factory.records import DialogueRecord, StepPlacement, Verdict
+from factory.records import DialogueRecord, StepPlacement, format_verdict
 
 # One planned dialogue: the empty record and the generator prompt.
 PlannedRow = tuple[DialogueRecord, list[dict[str, str]]]
@@ -68,7 +68,7 @@ async def write_dialogue(
             messages, temperature=generation.temperature, max_tokens=generation.max_tokens, seed=record.generation.seed
         )
     except LLMCallError as exc:
-        record.verdicts.append(Verdict(critic="format", passed=False, score=0.0, reason=f"generation failed: {exc}"))
+        record.verdicts.append(format_verdict(False, f"generation failed: {exc}"))
         return
     record.raw_generation = result.text
     record.generation.usage = result.usage

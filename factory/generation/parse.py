@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from factory.records import PersonaProfile, Turn, Verdict
+from factory.records import PersonaProfile, Turn, Verdict, format_verdict
 
 # A speaker label as models write it, decorations and all: "User 1:", "**User 1:**", "* * User 1: * *",
 # "- Speaker 2 :", "> __User 2__: ...".
@@ -47,6 +47,6 @@ def parse_dialogue(text: str, speakers: list[PersonaProfile], finish_reason: str
     if not turns:
         preview = text.strip().replace("\n", " ")[:120]
         reason = f"unparsable reply: no 'User 1:' / 'User 2:' lines found (reply began: {preview!r})"
-        return ParsedDialogue(turns=[], verdict=Verdict(critic="format", passed=False, score=0.0, reason=reason))
+        return ParsedDialogue(turns=[], verdict=format_verdict(False, reason))
     reason = f"parsed {len(turns)} turns" + (f"; {'; '.join(notes)}" if notes else "")
-    return ParsedDialogue(turns=turns, verdict=Verdict(critic="format", passed=True, score=1.0, reason=reason))
+    return ParsedDialogue(turns=turns, verdict=format_verdict(True, reason))

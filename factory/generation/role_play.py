@@ -23,7 +23,15 @@ from factory.errors import LLMCallError
 from factory.llm.client import ChatClient
 from factory.llm.tasks import parse_json_object
 from factory.recipes.generation import RolePlayConfig
-from factory.records import ChatExample, ChatMessage, DialogueRecord, PersonaProfile, TokenUsage, Turn, Verdict
+from factory.records import (
+    ChatExample,
+    ChatMessage,
+    DialogueRecord,
+    PersonaProfile,
+    TokenUsage,
+    Turn,
+    format_verdict,
+)
 
 USP_SIMULATOR = (
     "You are engaging in a conversation with an AI assistant. your profile is: \n{profile}\n"
@@ -458,7 +466,7 @@ async def role_play(
                 scenario_messages(speakers, names), temperature=0.9, max_tokens=80, seed=record.generation.seed
             )
         except LLMCallError as exc:
-            record.verdicts.append(Verdict(critic="format", passed=False, score=0.0, reason=f"no scenario: {exc}"))
+            record.verdicts.append(format_verdict(False, f"no scenario: {exc}"))
             return
         usage = usage + result.usage
         scenario = record.generation.scenario = " ".join(result.text.split())[:400]
@@ -544,11 +552,7 @@ async def role_play(
                 previous = speaker
     except LLMCallError as exc:
         record.turns, record.generation.usage = turns, usage
-        record.verdicts.append(
-            Verdict(
-                critic="format", passed=False, score=0.0, reason=f"generation failed at turn {len(turns) + 1}: {exc}"
-            )
-        )
+        record.verdicts.append(format_verdict(False, f"generation failed at turn {len(turns) + 1}: {exc}"))
         return
     record.turns = turns
     record.generation.usage = usage
@@ -557,10 +561,10 @@ async def role_play(
     empty = [index + 1 for index, turn in enumerate(turns) if not turn.text]
     if empty:
         reason = f"turns {empty} came back empty"
-        record.verdicts.append(Verdict(critic="format", passed=False, score=0.0, reason=reason))
+        record.verdicts.append(format_verdict(False, reason))
     else:
         reason = f"played {len(turns)} turns; ended by {ended_by}"
-        record.verdicts.append(Verdict(critic="format", passed=True, score=1.0, reason=reason))
+        record.verdicts.append(format_verdict(True, reason))
 
 
 # -- chat fine-tuning rows -----------------------------------------------------------------------

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from importlib import metadata
+from typing import Any
 
 from factory.errors import EndpointError
 from factory.llm.client import EndpointSpec, check_endpoint, public
-from factory.recipes import Recipe
-from factory.recipes.llm import LLMConfig
+from factory.recipes.llm import AgentLLMConfig, LLMConfig
 from factory.settings import environment
 
 
@@ -57,13 +57,15 @@ def open_endpoint(llm: LLMConfig) -> Iterator[EndpointSpec]:
         yield endpoint_spec(llm, server.base_url, server.model, "embedded")
 
 
-def agent_endpoints(recipe: Recipe, spec: EndpointSpec, api_key: str | None) -> dict[str, EndpointSpec]:
+def agent_endpoints(
+    agents: dict[str, AgentLLMConfig], llm: LLMConfig, spec: EndpointSpec, api_key: str | None
+) -> dict[str, EndpointSpec]:
     """The role-play speakers that talk through another model or endpoint than the recipe's,
     checked before any work starts."""
-    agents = {}
-    for key, agent in recipe.generation.role_play.agents.items():
+    specs = {}
+    for key, agent in agents.items():
         if agent.base_urls:
-            agent_spec = endpoint_spec(recipe.llm, agent.base_urls, agent.model or "", "openai-compatible")
+            agent_spec = endpoint_spec(llm, agent.base_urls, agent.model or "", "openai-compatible")
             models = check_endpoint(agent_spec, api_key)
             model = agent.model or (models[0] if len(models) == 1 else None)
             if not model:
@@ -71,10 +73,21 @@ def agent_endpoints(recipe: Recipe, spec: EndpointSpec, api_key: str | None) -> 
                     f"the endpoint of agent {key!r} serves {len(models)} models; name one with "
                     f"generation.role_play.agents.{key}.model"
                 )
-            agents[key] = agent_spec.model_copy(update={"model": model})
+            specs[key] = agent_spec.model_copy(update={"model": model})
         elif agent.model:
-            agents[key] = spec.model_copy(update={"model": agent.model})
-    return agents
+            specs[key] = spec.model_copy(update={"model": agent.model})
+    return specs
+
+
+def structured_output_used(spec: EndpointSpec, report: dict[str, Any]) -> dict[str, str]:
+    """How the critics' JSON was asked for: as configured, or json_object where the endpoint refused json_schema."""
+    refused = [url for url, numbers in (report.get("endpoints") or {}).items() if numbers.get("json_schema_refused")]
+    used = "json_object" if refused else spec.structured_output
+    return {
+        "configured": spec.structured_output,
+        "used": used,
+        **({"refused_by": ", ".join(refused)} if refused else {}),
+    }
 
 
 def endpoint_provenance(spec: EndpointSpec | None) -> dict[str, str | None]:

@@ -17,7 +17,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from factory.errors import RecipeError
-from factory.recipes.base import _Config
+from factory.recipes.base import MAY_CHANGE_ON_RESUME, _Config
 from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig
 from factory.recipes.llm import EmbeddingsConfig, LLMConfig
@@ -65,8 +65,8 @@ class Recipe(_Config):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     critics: CriticsConfig = Field(default_factory=CriticsConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
-    ray: RayConfig = Field(default_factory=RayConfig)
-    output: OutputConfig = Field(default_factory=OutputConfig)
+    ray: RayConfig = Field(json_schema_extra=MAY_CHANGE_ON_RESUME, default_factory=RayConfig)
+    output: OutputConfig = Field(json_schema_extra=MAY_CHANGE_ON_RESUME, default_factory=OutputConfig)
 
     # Where the recipe was read from, so relative data paths resolve against it.
     base_dir: Path | None = Field(default=None, exclude=True)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from factory.recipes.base import _Config
 
+Scope = Literal["dialogue", "cast", "run"]
+
 
 class ExpertConfig(_Config):
+    # What the critic judges at once: one dialogue (the cascade), a cast's candidates (best-of-N),
+    # or the whole run. A critic's name is its field in CriticsConfig.
+    scope: ClassVar[Scope] = "dialogue"
+
     enabled: bool = True
     hard: bool = Field(
         default=True,
@@ -82,11 +88,14 @@ class QualityCriticConfig(LLMExpertConfig):
     """The SPC paper's FED policies (depth, coherency, consistency, diversity, likeability), each a
     pairwise comparison; a majority vote keeps the best of a cast's candidates."""
 
+    scope: ClassVar[Scope] = "cast"
+
     enabled: bool = False
     max_tokens: int = Field(default=300, ge=16)
 
 
 class DedupCriticConfig(ExpertConfig):
+    scope: ClassVar[Scope] = "run"
     enabled: bool = False
     threshold: float = Field(
         default=0.7,
@@ -96,13 +105,13 @@ class DedupCriticConfig(ExpertConfig):
     )
 
 
-EXPERT_NAMES = ("heuristic", "faithfulness", "apc", "toxicity", "portrayal", "attribution")
-
-
 class CriticsConfig(_Config):
-    order: list[Literal["heuristic", "faithfulness", "apc", "toxicity", "portrayal", "attribution"]] = Field(
-        default_factory=lambda: list(EXPERT_NAMES),
-        description="The cascade: per-dialogue experts in the order they run (cheap ones first). Best-of-N "
+    """Every critic is a field here, named as recipes, cards and `critics eval` name it; the
+    per-dialogue ones in their default cascade order."""
+
+    order: list[str] = Field(
+        default_factory=lambda: list(critic_names("dialogue")),
+        description="The cascade: per-dialogue critics in the order they run (cheap ones first). Best-of-N "
         "quality and run-wide deduplication always come after them.",
     )
     heuristic: HeuristicCriticConfig = Field(default_factory=HeuristicCriticConfig)
@@ -117,6 +126,17 @@ class CriticsConfig(_Config):
         default=None, description="A `critics eval` report (JSON) to show in the card: how far to trust these critics."
     )
 
+    @field_validator("order")
+    @classmethod
+    def _known_critics(cls, value: list[str]) -> list[str]:
+        allowed = critic_names("dialogue")
+        unknown = [name for name in value if name not in allowed]
+        if unknown:
+            raise ValueError(
+                f"unknown critic {unknown[0]!r} in order; the per-dialogue critics are {', '.join(allowed)}"
+            )
+        return value
+
     @model_validator(mode="after")
     def _order_once(self) -> CriticsConfig:
         repeated = {name for name in self.order if self.order.count(name) > 1}
@@ -127,3 +147,20 @@ class CriticsConfig(_Config):
     def cascade(self) -> list[tuple[str, ExpertConfig]]:
         """The enabled per-dialogue experts, in order."""
         return [(name, getattr(self, name)) for name in self.order if getattr(self, name).enabled]
+
+    def enabled(self) -> list[str]:
+        """Every critic turned on, in the order they judge, after the generator's own ``format``."""
+        later = [name for name in critic_names("cast") + critic_names("run") if getattr(self, name).enabled]
+        return ["format", *(name for name, _ in self.cascade()), *later]
+
+
+def critic_names(scope: Scope) -> tuple[str, ...]:
+    """The critics that judge at this scope, in the order CriticsConfig declares them."""
+    fields = CriticsConfig.model_fields
+    return tuple(
+        name
+        for name, info in fields.items()
+        if isinstance(info.annotation, type)
+        and issubclass(info.annotation, ExpertConfig)
+        and info.annotation.scope == scope
+    )

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from factory.recipes.base import _Config
+from factory.recipes.base import MAY_CHANGE_ON_RESUME, _Config
 from factory.recipes.llm import AgentLLMConfig
 from factory.settings import BUILTIN_PREFIX
 
@@ -98,6 +98,7 @@ class GenerationConfig(_Config):
     temperature: float = Field(default=0.8, ge=0, le=2)
     max_tokens: int = Field(default=700, ge=16)
     chunk_size: int = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
         default=8,
         ge=1,
         le=4096,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from factory.recipes.base import _Config
+from factory.recipes.base import MAY_CHANGE_ON_RESUME, _Config
 
 
 class LLMConfig(_Config):
@@ -14,31 +14,65 @@ class LLMConfig(_Config):
     ``OPENAI_API_KEY`` (see :func:`environment_overrides`)."""
 
     base_url: str | list[str] | None = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
         default=None,
         description="OpenAI-compatible base URL, or several serving the same model (requests are spread "
         "across them; one that fails is taken out for a while); none starts the embedded model.",
     )
     model: str | None = Field(default=None, description="Model name sent with every request.")
-    max_concurrency: int = Field(default=16, ge=1, le=4096, description="Most requests in flight per base URL.")
-    min_concurrency: int = Field(default=1, ge=1, le=4096, description="Fewest requests in flight per base URL.")
-    initial_concurrency: int = Field(default=8, ge=1, le=4096, description="Where the adaptive limit starts.")
+    max_concurrency: int = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
+        default=16,
+        ge=1,
+        le=4096,
+        description="Most requests in flight per base URL.",
+    )
+    min_concurrency: int = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
+        default=1,
+        ge=1,
+        le=4096,
+        description="Fewest requests in flight per base URL.",
+    )
+    initial_concurrency: int = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME, default=8, ge=1, le=4096, description="Where the adaptive limit starts."
+    )
     adaptive_concurrency: bool = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
         default=True,
         description="Grow the limit while latency holds, cut it on 429/5xx/timeouts and rising latency "
         "(additive increase, multiplicative decrease); false keeps it at max_concurrency.",
     )
     latency_tolerance: float = Field(
-        default=2.0, gt=1, description="Latency above this multiple of the best seen counts as queueing."
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
+        default=2.0,
+        gt=1,
+        description="Latency above this multiple of the best seen counts as queueing.",
     )
-    eject_after: int = Field(default=3, ge=1, description="Failures in a row that take a base URL out for a while.")
-    eject_seconds: float = Field(default=2.0, gt=0, description="First pause of a failing base URL; doubles each time.")
+    eject_after: int = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
+        default=3,
+        ge=1,
+        description="Failures in a row that take a base URL out for a while.",
+    )
+    eject_seconds: float = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
+        default=2.0,
+        gt=0,
+        description="First pause of a failing base URL; doubles each time.",
+    )
     outage_seconds: float = Field(
-        default=600.0, gt=0, description="Seconds with every base URL out before the run stops (resumable)."
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
+        default=600.0,
+        gt=0,
+        description="Seconds with every base URL out before the run stops (resumable).",
     )
-    max_retries: int = Field(default=5, ge=0, le=50)
-    timeout: float = Field(default=300.0, gt=0, description="Seconds before one request times out.")
-    backoff_base: float = Field(default=0.5, gt=0)
-    backoff_max: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(json_schema_extra=MAY_CHANGE_ON_RESUME, default=5, ge=0, le=50)
+    timeout: float = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME, default=300.0, gt=0, description="Seconds before one request times out."
+    )
+    backoff_base: float = Field(json_schema_extra=MAY_CHANGE_ON_RESUME, default=0.5, gt=0)
+    backoff_max: float = Field(json_schema_extra=MAY_CHANGE_ON_RESUME, default=30.0, gt=0)
     structured_output: Literal["json_schema", "json_object"] | None = Field(
         default=None,
         description="How critics ask for JSON: OpenAI's json_schema, or json_object with a schema "

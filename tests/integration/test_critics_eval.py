@@ -133,11 +133,11 @@ def test_a_bad_rated_file_names_row_and_field(tmp_path):
 
 
 def test_an_eval_report_goes_into_the_dataset_card(tmp_path, scripted_server):
+    from factory.critics.report import load_critic_report
     from factory.dataset.card import CardContext, render_card
-    from factory.dataset.stats import compute_stats
+    from factory.dataset.stats import StatsAccumulator
     from factory.errors import RecipeError
     from factory.recipes import parse_recipe
-    from factory.run import load_critic_report
     from tests.recipes import small_recipe
 
     data = tmp_path / "spc.csv"
@@ -158,7 +158,7 @@ def test_an_eval_report_goes_into_the_dataset_card(tmp_path, scripted_server):
         == 0
     )
     recipe = parse_recipe(small_recipe(critics={"report": "critics.json"}), path=tmp_path / "recipe.yaml")
-    report = load_critic_report(recipe)
+    report = load_critic_report(recipe.critics.report, recipe.resolve_path)
     context = CardContext(
         recipe_name="r",
         description="",
@@ -172,12 +172,12 @@ def test_an_eval_report_goes_into_the_dataset_card(tmp_path, scripted_server):
         samples=0,
         critic_report=report,
     )
-    card = str(render_card(context, compute_stats([]), [], splits=[], info={}))
+    card = str(render_card(context, StatsAccumulator().result(), [], splits=[], info={}))
     assert "## How far to trust these critics" in card
     assert "| faithfulness | 6 | 0.50 | 0.50 | faithful vs persona-swapped |" in card
     missing = parse_recipe(small_recipe(critics={"report": "nowhere.json"}), path=tmp_path / "recipe.yaml")
     with pytest.raises(RecipeError, match="cannot read the critics report") as error:
-        load_critic_report(missing)
+        load_critic_report(missing.critics.report, missing.resolve_path)
     assert error.value.field == "critics.report"
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from factory.critics.experts import JUDGES
+from factory.critics.registry import JUDGES
 from factory.engine.journal import RunJournal
 from factory.errors import OutputError, RecipeError
 from factory.failpoints import ENV as FAILPOINT
@@ -220,7 +220,7 @@ def test_resume_with_nothing_to_resume_says_so_before_starting_a_model(tmp_path,
 def test_a_second_run_cannot_touch_a_version_being_written(tmp_path, scripted_server, monkeypatch):
     import threading
 
-    import factory.run
+    import factory.dataset.dialogues
 
     writing, release = threading.Event(), threading.Event()
 
@@ -229,7 +229,7 @@ def test_a_second_run_cannot_touch_a_version_being_written(tmp_path, scripted_se
             writing.set()
             release.wait(60)
 
-    monkeypatch.setattr(factory.run, "failpoint", pause_while_writing)
+    monkeypatch.setattr(factory.dataset.dialogues, "failpoint", pause_while_writing)
     recipe = apply_overrides(load_recipe(resumable_recipe(tmp_path)), base_url=scripted_server.base_url)
     out = tmp_path / "out"
     outcome: dict = {}

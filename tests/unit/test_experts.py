@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from factory.critics import apc, attribution, faithfulness, portrayal, quality, toxicity
+from factory.critics.acceptance import settle_run
 from factory.critics.apc import StatementJudgement, apc_score
 from factory.critics.base import JudgeContext, blocked_by, hard_gates
-from factory.critics.dedup import dedup
 from factory.llm.client import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.recipes.critics import CriticsConfig
@@ -182,7 +182,10 @@ def test_dedup_rejects_the_later_of_two_near_duplicates():
     for record in (first, copy, other):
         record.verdicts = [Verdict(critic="format", passed=True, reason="ok")]
     failed_earlier.verdicts = [Verdict(critic="format", passed=False, reason="bad")]
-    dedup([copy, other, first, failed_earlier], CRITICS.dedup)
+    records = [copy, other, first, failed_earlier]
+    settle = settle_run(CriticsConfig(dedup={"enabled": True}), lambda: [records])
+    for record in records:
+        settle(record)
     assert (
         copy.verdicts[-1].critic == "dedup"
         and not copy.verdicts[-1].passed

@@ -1,0 +1,104 @@
+"""A dialogue run's version: accepted and rejected splits, the ``messages`` config of chat
+examples, run statistics, and the card with its changelog, through :class:`VersionWriter`.
+
+The records are streamed from the run's journal twice (once to count the splits, once to write
+them); ``settle`` gives each record its last verdicts and its ``accepted`` flag as it passes, so
+nothing holds the whole run in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from factory.dataset.card import CardContext, render_card
+from factory.dataset.changelog import changelog
+from factory.dataset.stats import RunStats, StatsAccumulator
+from factory.dataset.version import VersionWriter
+from factory.failpoints import failpoint
+from factory.records import ChatExample, DialogueRecord
+
+SPLITS = ("accepted", "rejected")
+CHAT_CONFIG = "messages"
+
+Batches = Callable[[], Iterable[list[DialogueRecord]]]
+
+
+@dataclass
+class Released:
+    """The version a new one is compared with in its changelog: its manifest and recipe text."""
+
+    version: str
+    manifest: dict[str, Any]
+    recipe_text: str
+
+
+def split_of(record: DialogueRecord) -> str:
+    return "accepted" if record.accepted else "rejected"
+
+
+def write_dialogues(
+    writer: VersionWriter,
+    batches: Batches,
+    settle: Callable[[DialogueRecord], None],
+    to_chat: Callable[[DialogueRecord], ChatExample | None],
+    context: CardContext,
+) -> tuple[RunStats, list[DialogueRecord], dict[str, list[str]]]:
+    """The splits and the chat config into ``writer``; the statistics, the records the card shows
+    and the ids of each split (for the review's samples)."""
+    counts = dict.fromkeys(SPLITS, 0)
+    chat_rows = 0
+    for batch in batches():
+        for record in batch:
+            settle(record)
+            counts[split_of(record)] += 1
+            chat_rows += record.accepted and to_chat(record) is not None
+    splits = {split: writer.split(split, counts[split], DialogueRecord) for split in SPLITS}
+    chat = writer.split(CHAT_CONFIG, chat_rows, ChatExample)
+    accumulator = StatsAccumulator()
+    shown = {"accepted": context.samples, "rejected": max(1, context.samples // 2) if context.samples else 0}
+    samples: dict[str, list[DialogueRecord]] = {split: [] for split in SPLITS}
+    ids: dict[str, list[str]] = {split: [] for split in SPLITS}
+    for batch in batches():
+        for record in batch:
+            settle(record)
+        accumulator.add(batch)
+        for record in batch:
+            split = split_of(record)
+            splits[split].add(record)
+            example = to_chat(record) if record.accepted else None
+            if example is not None:
+                chat.add(example)
+            ids[split].append(record.id)
+            samples[split] = sorted([*samples[split], record], key=lambda r: r.id)[: shown[split]]
+    writer.close_splits()
+    failpoint("writing")
+    return accumulator.result(), [*samples["accepted"], *samples["rejected"]], ids
+
+
+def dialogue_card(
+    writer: VersionWriter,
+    context: CardContext,
+    stats: RunStats,
+    samples: list[DialogueRecord],
+    manifest: dict[str, Any],
+    released: Released | None,
+    recipe_text: str,
+) -> str:
+    """The card, and the manifest's splits, statistics and changelog."""
+    splits = [split for split in SPLITS if writer.files[split]]
+    manifest["splits"] = writer.split_listing(list(SPLITS))
+    manifest["stats"] = stats.as_dict()
+    info: dict[str, Any] | list[dict[str, Any]] = writer.dataset_info(list(SPLITS))
+    if writer.rows[CHAT_CONFIG]:
+        manifest["configs"] = writer.split_listing([CHAT_CONFIG])
+        context.chat_config = True
+        chat_info = writer.dataset_info([CHAT_CONFIG], config_name=CHAT_CONFIG)
+        chat_info["splits"] = [{**split, "name": "train"} for split in chat_info["splits"]]
+        info = [info, chat_info]
+    if released is not None:
+        context.changelog = manifest["changelog"] = changelog(
+            released.version, released.manifest, released.recipe_text, manifest["stats"], recipe_text
+        )
+    return str(render_card(context, stats, samples, splits=splits, info=info))
