@@ -31,7 +31,7 @@ from factory.engine.progress import progress_for
 from factory.engine.resume import InterruptedRun
 from factory.engine.rounds import Execution, execute, planned_dialogues, prompt_preview
 from factory.errors import PipelineError
-from factory.generation.role_play import chat_example
+from factory.generation.role_play.chat import chat_example
 from factory.llm.client import EndpointSpec
 from factory.llm.embedded import check_running_servers
 from factory.llm.endpoint import (

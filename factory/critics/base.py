@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from factory.errors import LLMCallError
-from factory.llm.client import ChatClient, EndpointSpec
-from factory.llm.tasks import parse_json_object
+from factory.errors import PipelineError
+from factory.llm.ask import ask_json
+from factory.llm.port import ChatPort
 from factory.recipes.critics import CriticsConfig, LLMExpertConfig
 from factory.recipes.generation import GenerationConfig
 from factory.records import FORMAT, DialogueRecord, PersonaProfile, Turn, Verdict
@@ -21,8 +21,7 @@ from factory.records import FORMAT, DialogueRecord, PersonaProfile, Turn, Verdic
 
 @dataclass
 class JudgeContext:
-    client: ChatClient | None
-    endpoint: EndpointSpec | None
+    client: ChatPort | None
     generation: GenerationConfig
 
     async def ask(
@@ -34,23 +33,19 @@ class JudgeContext:
         seed: int | None,
     ) -> tuple[dict[str, Any] | None, str | None, int]:
         """(answer, None, tokens), or (None, why not, tokens)."""
-        assert self.client is not None and self.endpoint is not None, "this expert needs the LLM"
-        try:
-            result = await self.client.chat(
-                messages,
-                temperature=config.temperature,
-                max_tokens=config.max_tokens,
-                seed=seed,
-                response_format=self.endpoint.response_format(name, schema),
-            )
-        except LLMCallError as exc:
-            return None, f"judge call failed: {exc}", 0
-        tokens = result.usage.total_tokens
-        try:
-            return parse_json_object(result.text), None, tokens
-        except ValueError as exc:
-            preview = result.text.strip().replace("\n", " ")[:120]
-            return None, f"unparsable judge reply ({exc}): {preview!r}", tokens
+        if self.client is None:
+            raise PipelineError("this critic needs an LLM endpoint, and none was given")
+        answer = await ask_json(
+            self.client, messages, name=name, schema=schema, temperature=config.temperature,
+            max_tokens=config.max_tokens, seed=seed,
+        )  # fmt: skip
+        if answer.call_error is not None:
+            return None, f"judge call failed: {answer.call_error}", 0
+        tokens = answer.usage.total_tokens
+        if answer.data is None:
+            preview = answer.text.strip().replace("\n", " ")[:120]
+            return None, f"unparsable judge reply ({answer.error}): {preview!r}", tokens
+        return answer.data, None, tokens
 
 
 Judge = Callable[[DialogueRecord, Any, JudgeContext], Awaitable[Verdict]]

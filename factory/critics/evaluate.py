@@ -309,7 +309,7 @@ def evaluate(
     critics = critics or CriticsConfig()
     figures, items = [], []
     with JsonTaskRunner(spec, api_key) as runner:
-        context = JudgeContext(runner.client, spec, GenerationConfig(min_turns=2, max_turns=1000))
+        context = JudgeContext(runner.client, GenerationConfig(min_turns=2, max_turns=1000))
         for name in experts:
             if name == "quality":
                 outcomes = runner.gather(

@@ -17,10 +17,14 @@ from typing import Any
 
 from factory.critics.base import passed_so_far
 from factory.engine.journal import RunJournal
-from factory.engine.processor import Chunk, EngineSettings, LocalRunner, RayRunner, RunnerReport, merge_endpoint_reports
+from factory.engine.local import LocalRunner
+from factory.engine.processor import Chunk, EngineSettings, RunnerReport, merge_endpoint_reports
+from factory.engine.ray_runner import RayRunner
 from factory.failpoints import failpoint
-from factory.generation.prompts import FewShotExample, generator_messages, pick_few_shot
-from factory.llm.client import EndpointSpec, prompt_hash
+from factory.generation import WRITERS
+from factory.generation.spc import pick_few_shot
+from factory.generation.writer import FewShotExample
+from factory.llm.client import EndpointSpec
 from factory.personas.casting import Cast
 from factory.recipes import Recipe
 from factory.records import DialogueRecord, GenerationMeta
@@ -34,36 +38,21 @@ def plan_rows(
     fed_back: list[FewShotExample] | None = None,
     mode_of: Callable[[Cast], str] | None = None,
 ) -> list[tuple[DialogueRecord, list[dict[str, str]]]]:
-    """One planned row per candidate dialogue: the empty record and the generator prompt (none
-    for a role-play, whose agents' prompts are built turn by turn). Few-shot examples come from
-    the SPC data, or, from the second round on, from ``fed_back``: the best accepted dialogues of
-    the rounds before."""
+    """One planned row per candidate dialogue: the empty record and the prompt its writer planned.
+    Few-shot examples come from the SPC data, or, from the second round on, from ``fed_back``: the
+    best accepted dialogues of the rounds before."""
     generation = recipe.generation
     few_shot_path = recipe.resolve_path(generation.few_shot_path)
     mode_of = mode_of or modes_of(recipe, casts)
+
+    def examples(rng: random.Random) -> list[FewShotExample]:
+        if fed_back:
+            return rng.sample(fed_back, min(generation.few_shot, len(fed_back)))
+        return pick_few_shot(few_shot_path, generation.few_shot, generation.max_turns, rng)
+
     rows = []
     for cast in casts:
-        rng = random.Random(cast.seed)
-        if mode_of(cast) == "role_play":
-            scenarios = generation.role_play.scenarios
-            meta = {"mode": "role_play", "scenario": rng.choice(scenarios) if scenarios else "", "prompt_hash": ""}
-            rows.extend(
-                (_planned(recipe, cast, spec, candidate, iteration, meta), [])
-                for candidate in range(generation.candidates)
-            )
-            continue
-        if fed_back:
-            examples = rng.sample(fed_back, min(generation.few_shot, len(fed_back)))
-        else:
-            examples = pick_few_shot(few_shot_path, generation.few_shot, generation.max_turns, rng)
-        messages = generator_messages(
-            list(cast.speakers),
-            examples,
-            min_turns=generation.min_turns,
-            max_turns=generation.max_turns,
-            roles=cast.roles,
-        )
-        meta = {"prompt_hash": prompt_hash(messages), "few_shot_ids": [example.id for example in examples]}
+        meta, messages = WRITERS[mode_of(cast)].plan(cast, random.Random(cast.seed), generation, examples)
         rows.extend(
             (_planned(recipe, cast, spec, candidate, iteration, meta), messages)
             for candidate in range(generation.candidates)

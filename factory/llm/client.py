@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 
 from factory.errors import EndpointError, LLMCallError, NotAChatCompletion
 from factory.llm.limiter import AdaptiveLimiter
+from factory.llm.port import ChatResult
 from factory.records import TokenUsage
 
 T = TypeVar("T")
@@ -77,13 +78,6 @@ class EndpointSpec(BaseModel):
         if self.structured_output == "json_object":
             return {"type": "json_object", "schema": schema}
         return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
-
-
-@dataclass
-class ChatResult:
-    text: str
-    usage: TokenUsage
-    finish_reason: str | None
 
 
 def prompt_hash(messages: list[dict[str, str]]) -> str:
@@ -236,6 +230,9 @@ class ChatClient:
             room = sum(e.limiter.capacity for e in self.endpoints if e.down_until <= now)
             if room:
                 self._changed.notify(room)
+
+    def response_format(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return self.spec.response_format(name, schema)
 
     async def chat(
         self,

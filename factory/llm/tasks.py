@@ -7,12 +7,11 @@ the reason it could not be, so that the caller can retry or drop that one item.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from factory.errors import LLMCallError
+from factory.llm.ask import ask_json
 from factory.llm.client import BackgroundLoop, ChatClient, EndpointSpec
 from factory.records import TokenUsage
 
@@ -35,34 +34,6 @@ class JsonReply:
     error: str | None
     text: str = ""
     usage: TokenUsage = field(default_factory=TokenUsage)
-
-
-def parse_json_object(text: str) -> dict[str, Any]:
-    """The JSON object in a reply; tolerates a fence or prose around it, which some servers add
-    even under a response format."""
-    stripped = text.strip()
-    # strict=False lets a raw newline inside a string through: grammar-constrained decoders allow
-    # one, and the value is still unambiguous.
-    try:
-        value = json.loads(stripped, strict=False)
-    except json.JSONDecodeError:
-        start, end = stripped.find("{"), stripped.rfind("}")
-        if start < 0 or end <= start:
-            raise ValueError(f"no JSON object in the reply (began: {stripped[:80]!r})") from None
-        try:
-            value = json.loads(stripped[start : end + 1], strict=False)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"the reply is not valid JSON: {exc.msg}") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
-    return value
-
-
-def text_pattern(low: int, high: int, prefix: str = "") -> str:
-    """A JSON Schema ``pattern`` for one line of free text. Patterns keep a constrained decoder
-    (llama.cpp's grammar, OpenAI's strict schemas) inside the shape asked for; quotes and
-    backslashes are left out so that the grammar cannot break the JSON string."""
-    return rf'^{prefix}[^"\\\n]{{{low},{high}}}$'
 
 
 class JsonTaskRunner:
@@ -103,23 +74,15 @@ class JsonTaskRunner:
             "use JsonTaskRunner, with an endpoint, as a context manager"
         )
         self.calls += 1
-        try:
-            result = await self._client.chat(
-                request.messages,
-                temperature=request.temperature,
-                max_tokens=request.max_tokens,
-                seed=request.seed,
-                response_format=self.spec.response_format(request.schema_name, request.schema),
-            )
-        except LLMCallError as exc:
-            return JsonReply(data=None, error=str(exc))
-        self.usage = self.usage + result.usage
-        try:
-            data = parse_json_object(result.text)
-        except ValueError as exc:
-            reason = str(exc) + (" (cut at max_tokens)" if result.finish_reason == "length" else "")
-            return JsonReply(data=None, error=reason, text=result.text, usage=result.usage)
-        return JsonReply(data=data, error=None, text=result.text, usage=result.usage)
+        answer = await ask_json(
+            self._client, request.messages, name=request.schema_name, schema=request.schema,
+            temperature=request.temperature, max_tokens=request.max_tokens, seed=request.seed,
+        )  # fmt: skip
+        self.usage = self.usage + answer.usage
+        return JsonReply(
+            data=answer.data, error=None if answer.data is not None else answer.why_not(), text=answer.text,
+            usage=answer.usage,
+        )  # fmt: skip
 
     def gather(
         self, coroutines: Iterable[Coroutine[Any, Any, T]], *, desc: str = "", show_progress: bool = True

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from factory.errors import RecipeError
+from factory.llm.ask import text_pattern
 from factory.llm.embeddings import Embedder
-from factory.llm.tasks import JsonRequest, JsonTaskRunner, text_pattern
+from factory.llm.tasks import JsonRequest, JsonTaskRunner
 from factory.personas.statements import load_spc_rows
 from factory.recipes.personas import SPCExpansionSource
 from factory.records import Dropped, PersonaProfile

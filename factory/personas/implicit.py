@@ -18,8 +18,9 @@ import numpy as np
 
 from factory.errors import PersonaFileError
 from factory.jsonl import read_jsonl
+from factory.llm.ask import text_pattern
 from factory.llm.embeddings import Embedder
-from factory.llm.tasks import JsonRequest, JsonTaskRunner, text_pattern
+from factory.llm.tasks import JsonRequest, JsonTaskRunner
 from factory.recipes.personas import ImplicitSource
 from factory.records import Attribute, BigFiveScores, Demographics, Dropped, PersonaProfile
 from factory.traits import BIG_FIVE_TRAITS, coarse_band

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from factory.errors import RecipeError
-from factory.llm.tasks import JsonRequest, JsonTaskRunner, text_pattern
+from factory.llm.ask import text_pattern
+from factory.llm.tasks import JsonRequest, JsonTaskRunner
 from factory.personas.demographics import GENDERS, LOCATIONS
 from factory.recipes.personas import MBTIBankSource
 from factory.records import Attribute, Demographics, Dropped, PersonaProfile

@@ -57,7 +57,7 @@ def context() -> Iterator[JudgeContext]:
             base_urls=(server.base_url,), model="scripted-model", kind="openai-compatible", max_retries=0
         )
         with JsonTaskRunner(spec, None) as runner:
-            yield JudgeContext(runner.client, spec, GenerationConfig(min_turns=2, max_turns=20)), runner  # type: ignore[misc]
+            yield JudgeContext(runner.client, GenerationConfig(min_turns=2, max_turns=20)), runner  # type: ignore[misc]
 
 
 def run(context, judge, record, config) -> Verdict:
@@ -250,7 +250,7 @@ def judged_by_reply(answer: dict) -> Verdict:
             base_urls=(server.base_url,), model="scripted-model", kind="openai-compatible", max_retries=0
         )
         with JsonTaskRunner(spec, None) as runner:
-            judge_context = JudgeContext(runner.client, spec, GenerationConfig(min_turns=2, max_turns=20))
+            judge_context = JudgeContext(runner.client, GenerationConfig(min_turns=2, max_turns=20))
             return run((judge_context, runner), faithfulness.judge, GOOD, CRITICS.faithfulness)
 
 

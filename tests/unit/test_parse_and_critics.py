@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from factory.critics.faithfulness import faithfulness_verdict
 from factory.critics.heuristic import heuristic_verdict
-from factory.generation.parse import parse_dialogue
+from factory.generation.spc import parse_dialogue
 from factory.recipes.critics import HeuristicCriticConfig
 from factory.recipes.generation import GenerationConfig
 from factory.records import PersonaProfile, Turn

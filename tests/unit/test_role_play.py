@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from factory.generation.role_play import (
-    PersonaMemory,
-    agent_messages,
-    agent_system_prompt,
-    clean_line,
-    next_speaker,
-)
+from factory.generation.role_play.memory import PersonaMemory
+from factory.generation.role_play.prompts import agent_messages, agent_system_prompt, clean_line, next_speaker
 from factory.records import Attribute, PersonaProfile
 
 

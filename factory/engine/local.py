@@ -1,0 +1,58 @@
+"""Running chunks on an event loop of this process (a run with ``ray.enabled: false``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from factory.engine.processor import Chunk, ChunkProcessor, Done, EngineSettings, RunnerReport, chunks_in_flight
+from factory.records import DialogueRecord
+
+
+class LocalRunner:
+    """Chunks on an event loop of this process."""
+
+    def __init__(self, settings: EngineSettings, api_key: str | None) -> None:
+        self.settings = settings
+        self.api_key = api_key
+
+    def run(self, chunks: Iterable[Chunk], done: Done, progress: Callable[[int], None] | None = None) -> RunnerReport:
+        return asyncio.run(self._run(iter(chunks), done, progress))
+
+    async def _run(self, chunks: Iterator[Chunk], done: Done, progress: Callable[[int], None] | None) -> RunnerReport:
+        report = RunnerReport()
+        started = time.monotonic()
+        processor = ChunkProcessor(self.settings, self.api_key)
+        if progress:
+            processor.on_finished = lambda: progress(1)
+        window = chunks_in_flight(self.settings, 1)
+        pending: set[asyncio.Task[list[DialogueRecord]]] = set()
+        try:
+            exhausted = False
+            while pending or not exhausted:
+                while not exhausted and len(pending) < window:
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        exhausted = True
+                    else:
+                        pending.add(asyncio.create_task(processor.process(chunk)))
+                if not pending:
+                    break
+                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                failed = [task.exception() for task in finished if task.exception() is not None]
+                if failed:
+                    raise failed[0]
+                for task in finished:
+                    records = task.result()
+                    done(records)
+                    report.chunks += 1
+                    report.dialogues += len(records)
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            report.endpoints = processor.report()
+            await processor.aclose()
+        report.seconds = time.monotonic() - started
+        return report

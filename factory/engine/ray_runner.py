@@ -1,0 +1,235 @@
+"""Running chunks on async Ray actors spread over the cluster's nodes.
+
+A worker that dies (its process killed, its node lost) is replaced and its chunks are given to
+the new one; nothing it had not reported is in the journal, so nothing is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from factory.engine.processor import (
+    Chunk,
+    ChunkProcessor,
+    Done,
+    EngineSettings,
+    RunnerReport,
+    chunks_in_flight,
+    merge_endpoint_reports,
+)
+from factory.errors import FactoryError, PipelineError
+from factory.llm.client import EndpointSpec
+from factory.records import DialogueRecord
+
+
+class Secret:
+    """The API key on its way to a worker: an argument of the actor's constructor, which Ray keeps
+    in memory. A runtime environment's ``env_vars`` would do, but Ray writes those into its logs
+    (``runtime_env_agent.log``). Its repr names no key, should anything print it."""
+
+    def __init__(self, value: str | None) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Secret(***)" if self.value else "Secret(None)"
+
+
+def _worker_class() -> Any:
+    import ray
+
+    @ray.remote(max_restarts=0)
+    class EngineWorker:
+        """An async actor: its chunks run concurrently on the actor's event loop."""
+
+        def __init__(self, settings: EngineSettings, api_key: Secret) -> None:
+            self.settings = settings
+            self.api_key = api_key
+            self.processor: ChunkProcessor | None = None
+
+        async def process(self, chunk: Chunk) -> list[str]:
+            if self.processor is None:
+                self.processor = ChunkProcessor(self.settings, self.api_key.value)
+            return [record.model_dump_json() for record in await self.processor.process(chunk)]
+
+        async def report(self) -> dict[str, Any]:
+            return self.processor.report() if self.processor else {}
+
+        async def finished(self) -> int:
+            return self.processor.finished if self.processor else 0
+
+        def pid(self) -> int:
+            return os.getpid()
+
+    return EngineWorker
+
+
+def split_limits(endpoint: EndpointSpec, workers: int) -> EndpointSpec:
+    """Each worker gets its share of the concurrency bounds: the endpoint sees the recipe's total."""
+    share = max(1, -(-endpoint.max_concurrency // workers))
+    return endpoint.model_copy(
+        update={
+            "max_concurrency": share,
+            "min_concurrency": min(endpoint.min_concurrency, share),
+            "initial_concurrency": max(1, min(share, -(-endpoint.initial_concurrency // workers))),
+        }
+    )
+
+
+class RayRunner:
+    """Chunks on ``workers`` async Ray actors, spread over the cluster's nodes."""
+
+    WORKER_NAME = "persona-factory-worker"
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        workers: int,
+        cpus_per_worker: float | None,
+        api_key: str | None = None,
+        max_restarts: int | None = None,
+    ) -> None:
+        self.api_key = Secret(api_key)
+        self.settings = EngineSettings(
+            split_limits(settings.endpoint, workers),
+            settings.generation,
+            settings.critics,
+            {key: split_limits(spec, workers) for key, spec in settings.agents.items()},
+        )
+        self.workers = workers
+        self.cpus_per_worker = cpus_per_worker
+        self.max_restarts = 3 * workers if max_restarts is None else max_restarts
+
+    def _start_worker(self, index: int) -> Any:
+        options: dict[str, Any] = {"scheduling_strategy": "SPREAD", "name": f"{self.WORKER_NAME}-{index}"}
+        if self.cpus_per_worker is not None:
+            options["num_cpus"] = self.cpus_per_worker
+        return _worker_class().options(**options).remote(self.settings, self.api_key)
+
+    def run(self, chunks: Iterable[Chunk], done: Done, progress: Callable[[int], None] | None = None) -> RunnerReport:
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        report = RunnerReport()
+        started = time.monotonic()
+        chunks = iter(chunks)
+        window = chunks_in_flight(self.settings, 1)  # settings are already one worker's share
+        workers = {index: self._start_worker(index) for index in range(self.workers)}
+        shown = WorkerProgress(progress)
+        next_index = self.workers
+        pending: dict[Any, tuple[int, Chunk]] = {}
+        retry: list[Chunk] = []
+        load = dict.fromkeys(workers, 0)
+
+        def submit(slot: int, chunk: Chunk) -> None:
+            pending[workers[slot].process.remote(chunk)] = (slot, chunk)
+            load[slot] += 1
+
+        try:
+            exhausted = False
+            while True:
+                # one chunk per worker at a time, so that every worker gets work even in a short run
+                while retry or not exhausted:
+                    open_slots = [slot for slot in workers if load[slot] < window]
+                    if not open_slots:
+                        break
+                    for slot in open_slots:
+                        chunk = retry.pop() if retry else next(chunks, None)
+                        if chunk is None:
+                            exhausted = True
+                            break
+                        submit(slot, chunk)
+                if not pending:
+                    break
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_POLL_SECONDS)
+                if not ready:
+                    shown.poll(workers)
+                    continue
+                ref = ready[0]
+                slot, chunk = pending.pop(ref)
+                if slot in load:  # not a worker already replaced
+                    load[slot] -= 1
+                try:
+                    records = [DialogueRecord.model_validate_json(text) for text in ray.get(ref)]
+                except RayTaskError as exc:
+                    # a run-level failure inside a worker (every endpoint out too long): the same
+                    # error as in process, not Ray's wrapper of it
+                    cause = getattr(exc, "cause", None)
+                    raise (
+                        cause if isinstance(cause, FactoryError) else PipelineError(f"a worker failed: {exc}")
+                    ) from None
+                except RayActorError:
+                    # The worker is gone; its unfinished chunks come back here one by one.
+                    retry.append(chunk)
+                    if slot in workers and not _alive(workers[slot]):
+                        report.worker_restarts += 1
+                        if report.worker_restarts > self.max_restarts:
+                            raise PipelineError(
+                                f"{report.worker_restarts} workers died; giving up (the run can be resumed with --resume)"
+                            ) from None
+                        del workers[slot], load[slot]
+                        workers[next_index] = self._start_worker(next_index)
+                        load[next_index] = 0
+                        next_index += 1
+                    continue
+                done(records)
+                report.chunks += 1
+                report.dialogues += len(records)
+                shown.returned(slot, len(records))
+            report.endpoints = merge_endpoint_reports(
+                [ray.get(worker.report.remote()) for worker in workers.values()], levels="sum"
+            )
+        finally:
+            for worker in workers.values():
+                ray.kill(worker)
+        report.seconds = time.monotonic() - started
+        return report
+
+
+PROGRESS_POLL_SECONDS = 0.5
+
+
+class WorkerProgress:
+    """Progress per finished dialogue on Ray: chunks come back whole, so while they are out the
+    workers are asked how many dialogues they have finished. Never moves back (a worker that dies
+    takes its count with it; its dialogues count again when they are redone)."""
+
+    def __init__(self, progress: Callable[[int], None] | None) -> None:
+        self.progress = progress
+        self.shown = 0
+        self.total_returned = 0
+        self.returned_by: dict[int, int] = {}
+
+    def returned(self, slot: int, dialogues: int) -> None:
+        self.returned_by[slot] = self.returned_by.get(slot, 0) + dialogues
+        self.total_returned += dialogues
+        self._show(self.total_returned)
+
+    def poll(self, workers: dict[int, Any]) -> None:
+        if self.progress is None:
+            return
+        import ray
+
+        try:
+            counts = ray.get([worker.finished.remote() for worker in workers.values()], timeout=PROGRESS_POLL_SECONDS)
+        except Exception:
+            return
+        in_flight = sum(max(0, count - self.returned_by.get(slot, 0)) for slot, count in zip(workers, counts))
+        self._show(self.total_returned + in_flight)
+
+    def _show(self, total: int) -> None:
+        if self.progress is not None and total > self.shown:
+            self.progress(total - self.shown)
+            self.shown = total
+
+
+def _alive(worker: Any) -> bool:
+    import ray
+
+    try:
+        ray.get(worker.pid.remote(), timeout=30)
+        return True
+    except Exception:
+        return False
