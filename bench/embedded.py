@@ -20,7 +20,7 @@ from pathlib import Path
 
 from factory.engine.journal import RunJournal
 from factory.engine.rounds import execute, plan_rows
-from factory.llm.endpoint import endpoint_spec
+from factory.llm.spec import EndpointSpec
 from factory.personas import plan_casts
 from factory.recipes import parse_recipe
 
@@ -81,7 +81,7 @@ def main() -> None:
     casts = plan_casts(recipe)
     direct_rates, factory_rates = [], []
     with EmbeddedServer() as server, tempfile.TemporaryDirectory() as tmp:
-        spec = endpoint_spec(recipe.llm, server.base_url, server.model, "embedded")
+        spec = EndpointSpec.of(recipe.llm, server.base_url, server.model, "embedded")
         rows = plan_rows(recipe, casts, spec)
         print(
             f"embedded {server.model}; {args.dialogues} dialogues of at most {args.max_tokens} tokens; "

@@ -20,7 +20,7 @@ import _project  # noqa: F401 - the project root on sys.path, for tests.openai_s
 
 from factory.engine.journal import RunJournal
 from factory.engine.rounds import execute
-from factory.llm.endpoint import endpoint_spec
+from factory.llm.spec import EndpointSpec
 from factory.personas import plan_casts
 from factory.recipes import parse_recipe
 from tests.openai_server import ScriptedOpenAIServer
@@ -94,7 +94,7 @@ def main() -> None:
             mode: parse_recipe(recipe_for(args.dialogues, args.turns, args.concurrency, mode))
             for mode in ("spc", "role_play")
         }
-        spec = endpoint_spec(recipes["spc"].llm, server.base_url, server.model, "scripted")
+        spec = EndpointSpec.of(recipes["spc"].llm, server.base_url, server.model, "openai-compatible")
         casts = plan_casts(recipes["spc"])
         calls = args.dialogues * args.turns
         print(

@@ -39,7 +39,7 @@ import _project  # noqa: F401 - the project root on sys.path, for tests.openai_s
 from factory.engine.distributed import ray_session
 from factory.engine.journal import RunJournal
 from factory.engine.rounds import execute, plan_rows
-from factory.llm.endpoint import endpoint_spec
+from factory.llm.spec import EndpointSpec
 from factory.personas import plan_casts
 from factory.recipes import parse_recipe
 from tests.openai_server import ScriptedOpenAIServer
@@ -148,7 +148,7 @@ def main() -> None:
             for on_ray in (False, True)
         }
         base = recipes[(False, False)]
-        spec = endpoint_spec(base.llm, server.base_url, server.model, "scripted")
+        spec = EndpointSpec.of(base.llm, server.base_url, server.model, "openai-compatible")
         casts = plan_casts(base)
         prompts = [messages for _, messages in plan_rows(base, casts, spec)]
         print(

@@ -29,9 +29,9 @@ from factory.dataset.card import published_folder_name
 from factory.dataset.folder import DatasetFolder
 from factory.dataset.version import VersionWriter
 from factory.errors import PipelineError
-from factory.llm.client import EndpointSpec
 from factory.llm.embeddings import Embedder, open_embedder
 from factory.llm.endpoint import endpoint_provenance, open_endpoint, package_versions
+from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.personas import PersonaPool, sampled_personas
 from factory.personas.bank import BANK_SPLIT

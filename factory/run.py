@@ -32,7 +32,6 @@ from factory.engine.resume import InterruptedRun
 from factory.engine.rounds import Execution, execute, planned_dialogues, prompt_preview
 from factory.errors import PipelineError
 from factory.generation.role_play.chat import chat_example
-from factory.llm.client import EndpointSpec
 from factory.llm.embedded import check_running_servers
 from factory.llm.endpoint import (
     agent_endpoints,
@@ -41,6 +40,7 @@ from factory.llm.endpoint import (
     package_versions,
     structured_output_used,
 )
+from factory.llm.spec import EndpointSpec
 from factory.personas import CastPlan, plan
 from factory.recipes import Recipe
 from factory.records import ChatExample, DialogueRecord

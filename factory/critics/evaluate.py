@@ -30,7 +30,7 @@ from factory.critics.base import JudgeContext
 from factory.critics.quality import POLICIES, compare
 from factory.errors import EndpointError, InputError, PersonaFileError
 from factory.jsonl import read_jsonl
-from factory.llm.client import EndpointSpec
+from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.personas.statements import load_spc_rows
 from factory.recipes.critics import CriticsConfig, critic_names

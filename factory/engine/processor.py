@@ -29,7 +29,8 @@ from factory.critics.registry import JUDGES
 from factory.failpoints import failpoint
 from factory.generation import WRITERS
 from factory.generation.writer import Voices
-from factory.llm.client import ChatClient, EndpointSpec
+from factory.llm.client import ChatClient
+from factory.llm.spec import EndpointSpec
 from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig
 from factory.records import DialogueRecord, StepPlacement

@@ -21,7 +21,7 @@ from factory.engine.processor import (
     merge_endpoint_reports,
 )
 from factory.errors import FactoryError, PipelineError
-from factory.llm.client import EndpointSpec
+from factory.llm.spec import EndpointSpec
 from factory.records import DialogueRecord
 
 

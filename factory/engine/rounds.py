@@ -24,7 +24,7 @@ from factory.failpoints import failpoint
 from factory.generation import WRITERS
 from factory.generation.spc import pick_few_shot
 from factory.generation.writer import FewShotExample
-from factory.llm.client import EndpointSpec
+from factory.llm.spec import EndpointSpec
 from factory.personas.casting import Cast
 from factory.recipes import Recipe
 from factory.records import DialogueRecord, GenerationMeta

@@ -19,7 +19,7 @@ from typing import Any
 
 from factory.errors import LLMCallError
 from factory.generation.writer import FewShotExample, FewShotPicker, Voices
-from factory.llm.client import prompt_hash
+from factory.llm.spec import prompt_hash
 from factory.personas.casting import Cast
 from factory.personas.statements import SPCRow, load_spc_rows
 from factory.recipes.generation import GenerationConfig

@@ -15,26 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import random
-import threading
 import time
-from collections.abc import Coroutine, Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import openai
-from pydantic import BaseModel, ConfigDict
 
 from factory.errors import EndpointError, LLMCallError, NotAChatCompletion
 from factory.llm.limiter import AdaptiveLimiter
 from factory.llm.port import ChatResult
+from factory.llm.spec import EndpointSpec, public
 from factory.records import TokenUsage
-
-T = TypeVar("T")
 
 # The llama.cpp server and most local servers accept any key; the client insists on one.
 PLACEHOLDER_API_KEY = "not-needed"
@@ -43,45 +35,6 @@ RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeou
 # Replies in a row from one URL that are not a Chat Completion before the run stops: one bad reply
 # is a row's bad luck, a run of them is a server that is not a model (or a wrong base URL).
 PROTOCOL_FAILURES_TO_STOP = 5
-
-
-class EndpointSpec(BaseModel):
-    """Where to send requests and how. Holds no secret: it is serialised into pipeline files."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    base_urls: tuple[str, ...]
-    model: str
-    kind: Literal["embedded", "openai-compatible"] = "openai-compatible"
-    max_concurrency: int = 16
-    min_concurrency: int = 1
-    initial_concurrency: int = 8
-    adaptive_concurrency: bool = True
-    latency_tolerance: float = 2.0
-    eject_after: int = 3
-    eject_seconds: float = 2.0
-    outage_seconds: float = 600.0
-    max_retries: int = 5
-    timeout: float = 300.0
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    structured_output: Literal["json_schema", "json_object"] = "json_schema"
-
-    @property
-    def base_url(self) -> str:
-        """The first base URL: where one-off requests (checks, embeddings) go."""
-        return self.base_urls[0]
-
-    def response_format(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
-        """OpenAI's ``json_schema`` format, or the ``json_object`` + ``schema`` form that
-        llama.cpp's Python server understands (it rejects ``json_schema``)."""
-        if self.structured_output == "json_object":
-            return {"type": "json_object", "schema": schema}
-        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
-
-
-def prompt_hash(messages: list[dict[str, str]]) -> str:
-    return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -287,13 +240,13 @@ class ChatClient:
                     await self._release(endpoint, "failed", 0.0, kind)
                 else:
                     await self._release(endpoint, "refused", 0.0, kind)
-                    raise LLMCallError(f"endpoint refused the request ({exc.status_code}): {_short(exc)}") from exc
+                    raise LLMCallError(f"endpoint refused the request ({exc.status_code}): {short(exc)}") from exc
             except (NotAChatCompletion, ValueError) as exc:  # ValueError: a body cut off mid-JSON
                 await self._release(endpoint, "refused", 0.0, kind)
                 failure = (
                     exc
                     if isinstance(exc, NotAChatCompletion)
-                    else NotAChatCompletion(f"the endpoint's answer is not JSON ({_short(exc, 120)})")
+                    else NotAChatCompletion(f"the endpoint's answer is not JSON ({short(exc, 120)})")
                 )
                 self._not_a_chat_completion(endpoint, failure)
                 raise failure from exc
@@ -314,7 +267,7 @@ class ChatClient:
                 await asyncio.sleep(min(delay, self.spec.backoff_max))
             attempt += 1
         raise LLMCallError(
-            f"gave up after {self.spec.max_retries + 1} attempts: {type(last_error).__name__}: {_short(last_error)}"
+            f"gave up after {self.spec.max_retries + 1} attempts: {type(last_error).__name__}: {short(last_error)}"
         )
 
     def _not_a_chat_completion(self, endpoint: EndpointHealth, exc: Exception) -> None:
@@ -359,16 +312,7 @@ def _request_kind(response_format: dict[str, Any] | None) -> str:
     return str(response_format.get("json_schema", {}).get("name") or response_format.get("type"))
 
 
-def public(url: str) -> str:
-    """A URL without any credentials it might carry."""
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _short(exc: Exception | None, limit: int = 300) -> str:
+def short(exc: Exception | None, limit: int = 300) -> str:
     text = str(exc) if exc is not None else ""
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -402,84 +346,3 @@ def _result(response: Any) -> ChatResult:
         ),
         finish_reason=choice.get("finish_reason"),
     )
-
-
-def check_endpoint(spec: EndpointSpec, api_key: str | None, *, attempts: int = 3) -> list[str]:
-    """Fail fast, before any work starts, when no base URL of the endpoint can be used at all.
-    Returns the models the first answering URL lists (empty when it does not list them)."""
-    errors = []
-    for url in spec.base_urls:
-        try:
-            return _list_models(url, api_key, attempts)
-        except _Unreachable as exc:
-            errors.append(f"{public(url)} ({exc})")
-    raise EndpointError(
-        f"cannot reach the LLM endpoint at {'; '.join(errors)}. "
-        "Check --base-url (or OPENAI_BASE_URL), or leave it out to run the embedded model."
-    )
-
-
-class _Unreachable(Exception):
-    pass
-
-
-def _list_models(url: str, api_key: str | None, attempts: int) -> list[str]:
-    client = openai.OpenAI(base_url=url, api_key=api_key or PLACEHOLDER_API_KEY, timeout=10, max_retries=0)
-    last_error: Exception | None = None
-    try:
-        for attempt in range(attempts):
-            try:
-                listing = client.get("/models", cast_to=object)
-                models = listing.get("data") if isinstance(listing, dict) else None
-                if not isinstance(models, list):
-                    raise EndpointError(
-                        f"the endpoint at {public(url)} answered /models with {describe_answer(listing)}, not a "
-                        "model list: is it an OpenAI-compatible server? (the base URL usually ends in /v1)"
-                    )
-                return [str(model.get("id")) for model in models if isinstance(model, dict) and model.get("id")]
-            except ValueError as exc:  # a body cut off mid-JSON
-                raise EndpointError(
-                    f"the endpoint at {public(url)} answered /models with broken JSON ({_short(exc, 80)})"
-                ) from None
-            except openai.AuthenticationError as exc:
-                raise EndpointError(
-                    f"the endpoint at {public(url)} rejected the API key ({exc.status_code}); "
-                    "set OPENAI_API_KEY to a valid key"
-                ) from exc
-            except openai.NotFoundError:
-                return []  # some servers do not list models; the first chat call will tell
-            except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError) as exc:
-                last_error = exc
-                if attempt + 1 < attempts:
-                    time.sleep(backoff_delay(attempt, 0.5, 4.0))
-    finally:
-        client.close()
-    raise _Unreachable(f"{type(last_error).__name__}: {_short(last_error)}")
-
-
-class BackgroundLoop:
-    """An event loop on its own thread, so synchronous code can drive
-    many concurrent requests and keep one connection pool alive across batches."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="llm-loop", daemon=True)
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        return future.result()
-
-    def gather(self, coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
-        """Run coroutines concurrently on the loop (gathered there: futures belong to one loop)."""
-
-        async def all_of() -> list[T]:
-            return list(await asyncio.gather(*coroutines))
-
-        return self.run(all_of())
-
-    def close(self) -> None:
-        if self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=5)
-        self.loop.close()

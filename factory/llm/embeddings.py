@@ -36,7 +36,7 @@ class EndpointEmbedder:
     ) -> None:
         import openai
 
-        from factory.llm.client import public
+        from factory.llm.spec import public
 
         self.name = f"{model} at {public(base_url)}"
         self.model = model

@@ -3,44 +3,26 @@ and what a manifest records of it (never a credential)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from importlib import metadata
 from typing import Any
 
+import openai
+
 from factory.errors import EndpointError
-from factory.llm.client import EndpointSpec, check_endpoint, public
+from factory.llm.client import PLACEHOLDER_API_KEY, backoff_delay, describe_answer, short
+from factory.llm.spec import EndpointSpec, public
 from factory.recipes.llm import AgentLLMConfig, LLMConfig
 from factory.settings import environment
-
-
-def endpoint_spec(llm: LLMConfig, base_urls: str | list[str], model: str, kind: str) -> EndpointSpec:
-    structured = llm.structured_output or ("json_object" if kind == "embedded" else "json_schema")
-    return EndpointSpec(
-        base_urls=(base_urls,) if isinstance(base_urls, str) else tuple(base_urls),
-        model=model,
-        kind=kind,  # type: ignore[arg-type]
-        max_concurrency=llm.max_concurrency,
-        min_concurrency=min(llm.min_concurrency, llm.max_concurrency),
-        initial_concurrency=llm.initial_concurrency,
-        adaptive_concurrency=llm.adaptive_concurrency,
-        latency_tolerance=llm.latency_tolerance,
-        eject_after=llm.eject_after,
-        eject_seconds=llm.eject_seconds,
-        outage_seconds=llm.outage_seconds,
-        max_retries=llm.max_retries,
-        timeout=llm.timeout,
-        backoff_base=llm.backoff_base,
-        backoff_max=llm.backoff_max,
-        structured_output=structured,
-    )
 
 
 @contextmanager
 def open_endpoint(llm: LLMConfig) -> Iterator[EndpointSpec]:
     """The configured endpoint, or the embedded llama.cpp server for the duration of the run."""
     if llm.base_url:
-        spec = endpoint_spec(llm, llm.base_urls, llm.model or "", "openai-compatible")
+        spec = EndpointSpec.of(llm, llm.base_urls, llm.model or "", "openai-compatible")
         models = check_endpoint(spec, environment().api_key)
         if not spec.model:
             if len(models) != 1:
@@ -54,7 +36,7 @@ def open_endpoint(llm: LLMConfig) -> Iterator[EndpointSpec]:
     from factory.llm.embedded import EmbeddedServer
 
     with EmbeddedServer() as server:
-        yield endpoint_spec(llm, server.base_url, server.model, "embedded")
+        yield EndpointSpec.of(llm, server.base_url, server.model, "embedded")
 
 
 def agent_endpoints(
@@ -65,7 +47,7 @@ def agent_endpoints(
     specs = {}
     for key, agent in agents.items():
         if agent.base_urls:
-            agent_spec = endpoint_spec(llm, agent.base_urls, agent.model or "", "openai-compatible")
+            agent_spec = EndpointSpec.of(llm, agent.base_urls, agent.model or "", "openai-compatible")
             models = check_endpoint(agent_spec, api_key)
             model = agent.model or (models[0] if len(models) == 1 else None)
             if not model:
@@ -112,3 +94,56 @@ def package_versions() -> dict[str, str]:
         with suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
     return versions
+
+
+def check_endpoint(spec: EndpointSpec, api_key: str | None, *, attempts: int = 3) -> list[str]:
+    """Fail fast, before any work starts, when no base URL of the endpoint can be used at all.
+    Returns the models the first answering URL lists (empty when it does not list them)."""
+    errors = []
+    for url in spec.base_urls:
+        try:
+            return _list_models(url, api_key, attempts)
+        except _Unreachable as exc:
+            errors.append(f"{public(url)} ({exc})")
+    raise EndpointError(
+        f"cannot reach the LLM endpoint at {'; '.join(errors)}. "
+        "Check --base-url (or OPENAI_BASE_URL), or leave it out to run the embedded model."
+    )
+
+
+class _Unreachable(Exception):
+    pass
+
+
+def _list_models(url: str, api_key: str | None, attempts: int) -> list[str]:
+    client = openai.OpenAI(base_url=url, api_key=api_key or PLACEHOLDER_API_KEY, timeout=10, max_retries=0)
+    last_error: Exception | None = None
+    try:
+        for attempt in range(attempts):
+            try:
+                listing = client.get("/models", cast_to=object)
+                models = listing.get("data") if isinstance(listing, dict) else None
+                if not isinstance(models, list):
+                    raise EndpointError(
+                        f"the endpoint at {public(url)} answered /models with {describe_answer(listing)}, not a "
+                        "model list: is it an OpenAI-compatible server? (the base URL usually ends in /v1)"
+                    )
+                return [str(model.get("id")) for model in models if isinstance(model, dict) and model.get("id")]
+            except ValueError as exc:  # a body cut off mid-JSON
+                raise EndpointError(
+                    f"the endpoint at {public(url)} answered /models with broken JSON ({short(exc, 80)})"
+                ) from None
+            except openai.AuthenticationError as exc:
+                raise EndpointError(
+                    f"the endpoint at {public(url)} rejected the API key ({exc.status_code}); "
+                    "set OPENAI_API_KEY to a valid key"
+                ) from exc
+            except openai.NotFoundError:
+                return []  # some servers do not list models; the first chat call will tell
+            except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError) as exc:
+                last_error = exc
+                if attempt + 1 < attempts:
+                    time.sleep(backoff_delay(attempt, 0.5, 4.0))
+    finally:
+        client.close()
+    raise _Unreachable(f"{type(last_error).__name__}: {short(last_error)}")

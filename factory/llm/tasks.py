@@ -7,12 +7,16 @@ the reason it could not be, so that the caller can retry or drop that one item.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Coroutine, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from factory.llm.ask import ask_json
-from factory.llm.client import BackgroundLoop, ChatClient, EndpointSpec
+from factory.llm.client import ChatClient
+from factory.llm.spec import EndpointSpec
 from factory.records import TokenUsage
 
 T = TypeVar("T")
@@ -34,6 +38,34 @@ class JsonReply:
     error: str | None
     text: str = ""
     usage: TokenUsage = field(default_factory=TokenUsage)
+
+
+class BackgroundLoop:
+    """An event loop on its own thread, so synchronous code can drive
+    many concurrent requests and keep one connection pool alive across batches."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="llm-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return future.result()
+
+    def gather(self, coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+        """Run coroutines concurrently on the loop (gathered there: futures belong to one loop)."""
+
+        async def all_of() -> list[T]:
+            return list(await asyncio.gather(*coroutines))
+
+        return self.run(all_of())
+
+    def close(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+        self.loop.close()
 
 
 class JsonTaskRunner:

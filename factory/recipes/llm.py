@@ -9,17 +9,10 @@ from pydantic import Field, field_validator
 from factory.recipes.base import MAY_CHANGE_ON_RESUME, _Config
 
 
-class LLMConfig(_Config):
-    """Where the LLM is and how hard to push it. No secrets here: the key comes from
-    ``OPENAI_API_KEY`` (see :func:`environment_overrides`)."""
+class EndpointLimits(_Config):
+    """How hard to push an endpoint, and how to treat its failures: the recipe's settings, and
+    what every client of that endpoint is made with (:class:`factory.llm.client.EndpointSpec`)."""
 
-    base_url: str | list[str] | None = Field(
-        json_schema_extra=MAY_CHANGE_ON_RESUME,
-        default=None,
-        description="OpenAI-compatible base URL, or several serving the same model (requests are spread "
-        "across them; one that fails is taken out for a while); none starts the embedded model.",
-    )
-    model: str | None = Field(default=None, description="Model name sent with every request.")
     max_concurrency: int = Field(
         json_schema_extra=MAY_CHANGE_ON_RESUME,
         default=16,
@@ -73,6 +66,19 @@ class LLMConfig(_Config):
     )
     backoff_base: float = Field(json_schema_extra=MAY_CHANGE_ON_RESUME, default=0.5, gt=0)
     backoff_max: float = Field(json_schema_extra=MAY_CHANGE_ON_RESUME, default=30.0, gt=0)
+
+
+class LLMConfig(EndpointLimits):
+    """Where the LLM is and how hard to push it. No secrets here: the key comes from
+    ``OPENAI_API_KEY`` (see :mod:`factory.settings`)."""
+
+    base_url: str | list[str] | None = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
+        default=None,
+        description="OpenAI-compatible base URL, or several serving the same model (requests are spread "
+        "across them; one that fails is taken out for a while); none starts the embedded model.",
+    )
+    model: str | None = Field(default=None, description="Model name sent with every request.")
     structured_output: Literal["json_schema", "json_object"] | None = Field(
         default=None,
         description="How critics ask for JSON: OpenAI's json_schema, or json_object with a schema "

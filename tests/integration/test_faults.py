@@ -9,7 +9,7 @@ import pytest
 
 from factory.engine.rounds import plan_rows
 from factory.errors import EndpointError
-from factory.llm.endpoint import endpoint_spec
+from factory.llm.spec import EndpointSpec
 from factory.personas import plan
 from factory.recipes import apply_overrides, load_recipe
 from factory.run import run_recipe
@@ -62,7 +62,7 @@ def test_a_prompt_too_long_for_the_model_rejects_only_its_row(tmp_path, scripted
         dialogues=DIALOGUES, ray={"enabled": False}, critics={"faithfulness": {"enabled": False}}
     )
     recipe = load_recipe(write_recipe(tmp_path, recipe_dict, "probe.yaml"))
-    spec = endpoint_spec(recipe.llm, scripted_server.base_url, scripted_server.model, "openai-compatible")
+    spec = EndpointSpec.of(recipe.llm, scripted_server.base_url, scripted_server.model, "openai-compatible")
     lengths = {
         record.id: sum(len(message["content"].split()) for message in messages)
         for record, messages in plan_rows(recipe, plan(recipe).casts, spec)

@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from factory.errors import EndpointError
-from factory.llm.client import ChatClient, EndpointSpec
+from factory.llm.client import ChatClient
 from factory.llm.limiter import AdaptiveLimiter
+from factory.llm.spec import EndpointSpec
 from tests.openai_server import ScriptedOpenAIServer, ScriptedReply
 
 
@@ -181,7 +182,7 @@ def test_an_outage_longer_than_allowed_stops_the_run():
     down = lambda request: ScriptedReply(status=502)  # noqa: E731
     with ScriptedOpenAIServer(down) as server:
         client = ChatClient(
-            spec_for(server.base_url, eject_after=1, eject_seconds=0.05, outage_seconds=0.5, max_retries=1000), None
+            spec_for(server.base_url, eject_after=1, eject_seconds=0.05, outage_seconds=0.5, max_retries=50), None
         )
         with pytest.raises(EndpointError, match=r"no endpoint .* answered for"):
             asyncio.run(_calls(client, 5))

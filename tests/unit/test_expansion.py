@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from factory.llm.client import EndpointSpec
+from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.personas.expansion import Expansion, Statement, _keep_novel, spherical_kmeans
 from factory.recipes.personas import SPCExpansionSource

@@ -12,7 +12,7 @@ from factory.critics import apc, attribution, faithfulness, portrayal, quality, 
 from factory.critics.acceptance import settle_run
 from factory.critics.apc import StatementJudgement, apc_score
 from factory.critics.base import JudgeContext, blocked_by, hard_gates
-from factory.llm.client import EndpointSpec
+from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig

@@ -7,7 +7,9 @@ import asyncio
 import pytest
 
 from factory.errors import EndpointError, LLMCallError
-from factory.llm.client import ChatClient, EndpointSpec, backoff_delay, check_endpoint
+from factory.llm.client import ChatClient, backoff_delay
+from factory.llm.endpoint import check_endpoint
+from factory.llm.spec import EndpointSpec
 from tests.openai_server import ScriptedOpenAIServer, ScriptedReply
 
 
