@@ -21,7 +21,7 @@ from pathlib import Path
 from factory.engine.journal import RunJournal
 from factory.engine.rounds import execute, plan_rows
 from factory.llm.spec import EndpointSpec
-from factory.personas import plan_casts
+from factory.personas import plan
 from factory.recipes import parse_recipe
 
 
@@ -78,7 +78,7 @@ def main() -> None:
     from factory.llm.embedded import EmbeddedServer
 
     recipe = parse_recipe(recipe_for(args.dialogues, args.max_tokens, args.concurrency))
-    casts = plan_casts(recipe)
+    casts = plan(recipe).casts
     direct_rates, factory_rates = [], []
     with EmbeddedServer() as server, tempfile.TemporaryDirectory() as tmp:
         spec = EndpointSpec.of(recipe.llm, server.base_url, server.model, "embedded")

@@ -21,7 +21,7 @@ import _project  # noqa: F401 - the project root on sys.path, for tests.openai_s
 from factory.engine.journal import RunJournal
 from factory.engine.rounds import execute
 from factory.llm.spec import EndpointSpec
-from factory.personas import plan_casts
+from factory.personas import plan
 from factory.recipes import parse_recipe
 from tests.openai_server import ScriptedOpenAIServer
 
@@ -95,7 +95,7 @@ def main() -> None:
             for mode in ("spc", "role_play")
         }
         spec = EndpointSpec.of(recipes["spc"].llm, server.base_url, server.model, "openai-compatible")
-        casts = plan_casts(recipes["spc"])
+        casts = plan(recipes["spc"]).casts
         calls = args.dialogues * args.turns
         print(
             f"server: {args.delay * 1000:.0f} ms per request; {args.dialogues} dialogues of {args.turns} turns; "

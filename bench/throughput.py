@@ -40,7 +40,7 @@ from factory.engine.distributed import ray_session
 from factory.engine.journal import RunJournal
 from factory.engine.rounds import execute, plan_rows
 from factory.llm.spec import EndpointSpec
-from factory.personas import plan_casts
+from factory.personas import plan
 from factory.recipes import parse_recipe
 from tests.openai_server import ScriptedOpenAIServer
 
@@ -149,7 +149,7 @@ def main() -> None:
         }
         base = recipes[(False, False)]
         spec = EndpointSpec.of(base.llm, server.base_url, server.model, "openai-compatible")
-        casts = plan_casts(base)
+        casts = plan(base).casts
         prompts = [messages for _, messages in plan_rows(base, casts, spec)]
         print(
             f"server: {args.delay * 1000:.0f} ms per request; {args.calls} dialogues; concurrency {args.concurrency}; "

@@ -33,14 +33,11 @@ from factory.llm.embeddings import Embedder, open_embedder
 from factory.llm.endpoint import endpoint_provenance, open_endpoint, package_versions
 from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
-from factory.personas import PersonaPool, sampled_personas
+from factory.personas import PersonaPool
 from factory.personas.bank import BANK_SPLIT
-from factory.personas.expansion import Expansion
-from factory.personas.implicit import Conversation, build_implicit, load_conversations, load_hub_conversations
-from factory.personas.mbti_bank import build_mbti_bank, plan_slots
-from factory.personas.statements import load_spc_rows
+from factory.personas.source import Made, SourceContext
+from factory.personas.sources import source_for
 from factory.recipes import PersonaBankRecipe
-from factory.recipes.personas import BigFiveSource, ImplicitSource, MBTIBankSource, SPCExpansionSource, StatementsSource
 from factory.records import Dropped, PersonaProfile
 from factory.settings import environment
 
@@ -58,30 +55,12 @@ class BankResult:
     seconds: float
 
 
-@dataclass
-class MadePersonas:
-    personas: list[PersonaProfile]
-    dropped: list[Dropped]
-    reports: dict[str, Any]  # what the generative sources measured of themselves
-
-
-def _attribution_keys(recipe: PersonaBankRecipe) -> list[str]:
-    keys = []
-    for source in recipe.sources:
-        path = getattr(source, "path", None) or ""
-        if isinstance(source, (StatementsSource, SPCExpansionSource)) and "synthetic_persona_chat" in path:
-            keys.append("synthetic_persona_chat")
-        if isinstance(source, ImplicitSource) and "usp" in (source.path or ""):
-            keys.append("usp")
-        if isinstance(source, BigFiveSource):
-            keys.append("ipip")
-    return list(dict.fromkeys(keys))
-
-
 def bank_licence(recipe: PersonaBankRecipe) -> tuple[str, list[str]]:
-    keys = _attribution_keys(recipe)
+    """The bank's licence (the recipe's, or the most demanding of the data it draws on) and its
+    attributions."""
+    keys = list(dict.fromkeys(key for s in recipe.sources if (key := source_for(s).attribution(s)) is not None))
     attributions = [SOURCE_ATTRIBUTION[key][1] for key in keys]
-    if any(isinstance(s, (MBTIBankSource, ImplicitSource, SPCExpansionSource)) for s in recipe.sources):
+    if any(source_for(s).generative for s in recipe.sources):
         attributions.append("Characters, profiles and statements written by the model named above.")
     if recipe.output.license:
         return recipe.output.license, attributions
@@ -89,85 +68,45 @@ def bank_licence(recipe: PersonaBankRecipe) -> tuple[str, list[str]]:
     return next((licence for licence in LICENCE_ORDER if licence in used), "cc0-1.0"), attributions
 
 
-def check_inputs(recipe: PersonaBankRecipe) -> dict[int, list[Conversation]]:
-    """Everything that can fail on bad input, before any model or folder is touched. Returns the
-    conversations of the implicit sources, keyed by source position."""
-    conversations: dict[int, list[Conversation]] = {}
-    for index, source in enumerate(recipe.sources):
-        if isinstance(source, MBTIBankSource):
-            plan_slots(source, random.Random(0))  # unknown types fail here
-        elif isinstance(source, ImplicitSource):
-            if source.path is not None:
-                conversations[index] = load_conversations(
-                    recipe.resolve_path(source.path), source.messages_field, source.count
-                )
-            else:
-                conversations[index] = load_hub_conversations(source)
-        elif isinstance(source, (SPCExpansionSource, StatementsSource)):
-            load_spc_rows(recipe.resolve_path(source.path))
-    return conversations
+def check_inputs(recipe: PersonaBankRecipe) -> list[Any]:
+    """Everything that can fail on bad input, before any model or folder is touched: what each
+    source read, by source position."""
+    return [source_for(settings).prepare(settings, recipe.resolve_path) for settings in recipe.sources]
 
 
-def _needs_embeddings(recipe: PersonaBankRecipe, conversations: dict[int, list[Conversation]]) -> bool:
-    with_references = any(c.reference for items in conversations.values() for c in items)
-    return with_references or any(isinstance(s, SPCExpansionSource) for s in recipe.sources)
-
-
-def make_personas(
-    recipe: PersonaBankRecipe,
-    conversations: dict[int, list[Conversation]],
-    runner: JsonTaskRunner | None,
-    embedder: Embedder | None,
-    *,
-    show_progress: bool = True,
-) -> MadePersonas:
-    rng = random.Random(recipe.seed)
+def make_personas(recipe: PersonaBankRecipe, prepared: list[Any], context: SourceContext) -> Made:
+    """Every source's personas, in source order, into one pool (a persona made twice speaks once)."""
     pool = PersonaPool()
-    dropped: list[Dropped] = []
-    reports: dict[str, Any] = {}
-    for index, source in enumerate(recipe.sources):
-        sampled = sampled_personas(source, recipe.resolve_path, rng)
-        if sampled is not None:
-            pool.add(sampled)
-        else:
-            assert runner is not None, "generative sources need the LLM"
-            if isinstance(source, MBTIBankSource):
-                made, lost = build_mbti_bank(runner, source, rng, show_progress=show_progress)
-            elif isinstance(source, ImplicitSource):
-                made, lost, agreement = build_implicit(
-                    runner, source, conversations[index], embedder, show_progress=show_progress
-                )
-                if agreement is not None:
-                    reports["implicit_agreement"] = agreement.as_dict()
-            else:
-                assert embedder is not None
-                expansion = Expansion(runner, embedder, source, recipe.resolve_path(source.path), rng, show_progress)
-                made, lost = expansion.run()
-                reports["spc_expansion"] = expansion.stats.as_dict()
-            pool.add(made)
-            dropped.extend(lost)
-    return MadePersonas(pool.personas, dropped, reports)
+    made = Made([])
+    for settings, inputs in zip(recipe.sources, prepared):
+        part = source_for(settings).make(settings, inputs, context)
+        pool.add(part.personas)
+        made.dropped.extend(part.dropped)
+        made.reports.update(part.reports)
+    made.personas = pool.personas
+    return made
 
 
 def build_bank(
     recipe: PersonaBankRecipe, out: str | Path, *, recipe_text: str | None = None, show_progress: bool = True
 ) -> BankResult:
     started, started_at = time.monotonic(), datetime.now(timezone.utc)
-    conversations = check_inputs(recipe)
+    prepared = check_inputs(recipe)
     recipe_text = recipe_text or yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
     folder = DatasetFolder(out)
     api_key = environment().api_key
     with ExitStack() as stack:
-        spec: EndpointSpec | None = stack.enter_context(open_endpoint(recipe.llm)) if recipe.needs_llm else None
+        spec: EndpointSpec | None = stack.enter_context(open_endpoint(recipe.llm)) if _generative(recipe) else None
         runner = stack.enter_context(JsonTaskRunner(spec, api_key)) if spec is not None else None
         embedder = None
-        if _needs_embeddings(recipe, conversations):
+        if any(source_for(s).needs_embeddings(s, inputs) for s, inputs in zip(recipe.sources, prepared)):
             embedder = open_embedder(
                 recipe.embeddings, spec.base_url if spec else (recipe.llm.base_urls or [None])[0], api_key
             )
         folder.prepare()
         with folder.locked():
-            made = make_personas(recipe, conversations, runner, embedder, show_progress=show_progress)
+            context = SourceContext(recipe.resolve_path, random.Random(recipe.seed), runner, embedder, show_progress)
+            made = make_personas(recipe, prepared, context)
             if not made.personas:
                 first = f"; the first: {made.dropped[0].item}: {made.dropped[0].reason}" if made.dropped else ""
                 raise PipelineError(f"no persona was made ({len(made.dropped)} dropped{first}); no version was written")
@@ -192,7 +131,7 @@ def build_bank(
 
 def _bank_manifest(
     writer: VersionWriter,
-    made: MadePersonas,
+    made: Made,
     coverage: Coverage,
     runner: JsonTaskRunner | None,
     embedder: Embedder | None,
@@ -216,7 +155,7 @@ def _bank_manifest(
 def _bank_card(
     writer: VersionWriter,
     recipe: PersonaBankRecipe,
-    made: MadePersonas,
+    made: Made,
     coverage: Coverage,
     spec: EndpointSpec | None,
     embedder: Embedder | None,
@@ -239,3 +178,7 @@ def _bank_card(
         load_as=published_folder_name(out),
     )
     return str(render_bank_card(context, coverage, writer.dataset_info([BANK_SPLIT])))
+
+
+def _generative(recipe: PersonaBankRecipe) -> bool:
+    return any(source_for(settings).generative for settings in recipe.sources)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from factory.dataset.folder import DatasetFolder
 from factory.errors import OutputError, PersonaFileError
+from factory.personas.source import Made, SourceContext
 from factory.recipes.personas import BankSource
 from factory.records import PersonaProfile
 
@@ -104,3 +106,25 @@ def load_bank(source: BankSource) -> tuple[list[PersonaProfile], dict[str, Any]]
         personas = [p for p in personas if p.kind in source.kinds]
     provenance["personas"] = len(personas)
     return personas, provenance
+
+
+class BankRevision:
+    """``source: bank``: the personas of a bank version, from a folder or the Hub."""
+
+    generative = False
+
+    def attribution(self, settings: BankSource) -> str | None:
+        return None
+
+    def prepare(self, settings: BankSource, resolve_path: Callable[[str], Path]) -> None:
+        return None
+
+    def needs_embeddings(self, settings: BankSource, prepared: None) -> bool:
+        return False
+
+    def make(self, settings: BankSource, prepared: None, context: SourceContext) -> Made:
+        personas, provenance = load_bank(settings)
+        if settings.count is not None and settings.count < len(personas):
+            personas = context.rng.sample(personas, settings.count)
+            provenance["personas"] = len(personas)
+        return Made(personas, bank=provenance)

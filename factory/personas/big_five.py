@@ -10,11 +10,13 @@ import csv
 import hashlib
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from factory.personas.demographics import sample_demographics
+from factory.personas.source import Made, SourceContext
 from factory.recipes.personas import BigFiveSource
 from factory.records import BigFiveScores, Demographics, PersonaProfile
 from factory.settings import BUILTIN_DATA, PACKAGE_DATA_DIR
@@ -158,3 +160,21 @@ def sample_big_five(source: BigFiveSource, rng: random.Random) -> list[PersonaPr
         big_five_persona(index, scores, rng, source.statements_per_trait, source.demographics)
         for index, scores in enumerate(sample_scores(source, rng))
     ]
+
+
+class BigFiveSampler:
+    """``source: big_five``: Big Five profiles with IPIP statements, sampled (no model)."""
+
+    generative = False
+
+    def attribution(self, settings: BigFiveSource) -> str | None:
+        return "ipip"
+
+    def prepare(self, settings: BigFiveSource, resolve_path: Callable[[str], Path]) -> None:
+        return None
+
+    def needs_embeddings(self, settings: BigFiveSource, prepared: None) -> bool:
+        return False
+
+    def make(self, settings: BigFiveSource, prepared: None, context: SourceContext) -> Made:
+        return Made(sample_big_five(settings, context.rng))

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from factory.errors import RecipeError
+from factory.errors import PipelineError, RecipeError
 from factory.llm.ask import text_pattern
 from factory.llm.embeddings import Embedder
 from factory.llm.tasks import JsonRequest, JsonTaskRunner
+from factory.personas.source import Made, SourceContext
 from factory.personas.statements import load_spc_rows
 from factory.recipes.personas import SPCExpansionSource
 from factory.records import Dropped, PersonaProfile
@@ -415,3 +417,26 @@ class Expansion:
                 personas[result.id] = result
         self.stats.profiles = len(personas)
         return list(personas.values()), dropped
+
+
+class SPCExpansion:
+    """``source: spc_expansion``: Synthetic-Persona-Chat's persona expansion of seed statements."""
+
+    generative = True
+
+    def attribution(self, settings: SPCExpansionSource) -> str | None:
+        return "synthetic_persona_chat" if "synthetic_persona_chat" in settings.path else None
+
+    def prepare(self, settings: SPCExpansionSource, resolve_path: Callable[[str], Path]) -> None:
+        load_spc_rows(resolve_path(settings.path))
+
+    def needs_embeddings(self, settings: SPCExpansionSource, prepared: None) -> bool:
+        return True
+
+    def make(self, settings: SPCExpansionSource, prepared: None, context: SourceContext) -> Made:
+        if context.embedder is None:
+            raise PipelineError("spc_expansion compares statements by their embeddings, and no embedder was opened")
+        path = context.resolve_path(settings.path)
+        expansion = Expansion(context.llm(), context.embedder, settings, path, context.rng, context.show_progress)
+        personas, dropped = expansion.run()
+        return Made(personas, dropped, {"spc_expansion": expansion.stats.as_dict()})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from factory.jsonl import read_jsonl
 from factory.llm.ask import text_pattern
 from factory.llm.embeddings import Embedder
 from factory.llm.tasks import JsonRequest, JsonTaskRunner
+from factory.personas.source import Made, SourceContext
 from factory.recipes.personas import ImplicitSource
 from factory.records import Attribute, BigFiveScores, Demographics, Dropped, PersonaProfile
 from factory.traits import BIG_FIVE_TRAITS, coarse_band
@@ -402,3 +404,27 @@ def build_implicit(
     ]
     scores = agreement(pairs, embedder) if embedder is not None else None
     return personas, dropped, scores
+
+
+class ImplicitProfiles:
+    """``source: implicit``: USP's implicit profiles, inferred by the LLM from real chats."""
+
+    generative = True
+
+    def attribution(self, settings: ImplicitSource) -> str | None:
+        return "usp" if "usp" in (settings.path or "") else None
+
+    def prepare(self, settings: ImplicitSource, resolve_path: Callable[[str], Path]) -> list[Conversation]:
+        if settings.path is not None:
+            return load_conversations(resolve_path(settings.path), settings.messages_field, settings.count)
+        return load_hub_conversations(settings)
+
+    def needs_embeddings(self, settings: ImplicitSource, prepared: list[Conversation]) -> bool:
+        return any(conversation.reference for conversation in prepared)
+
+    def make(self, settings: ImplicitSource, prepared: list[Conversation], context: SourceContext) -> Made:
+        personas, dropped, agreement = build_implicit(
+            context.llm(), settings, prepared, context.embedder, show_progress=context.show_progress
+        )
+        reports = {"implicit_agreement": agreement.as_dict()} if agreement is not None else {}
+        return Made(personas, dropped, reports)

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
+from pathlib import Path
 
 from factory.errors import RecipeError
 from factory.personas.demographics import sample_demographics
+from factory.personas.source import Made, SourceContext
+from factory.recipes.personas import MBTISource
 from factory.records import PersonaProfile
 from factory.traits import MBTI_TYPES
 
@@ -41,3 +45,21 @@ def sample_mbti(count: int, rng: random.Random, types: list[str] | None = None) 
     order = list(allowed)
     rng.shuffle(order)
     return [mbti_persona(order[i % len(order)], i, rng) for i in range(count)]
+
+
+class MBTISampler:
+    """``source: mbti``: personas of the 16 types, sampled (no model)."""
+
+    generative = False
+
+    def attribution(self, settings: MBTISource) -> str | None:
+        return None
+
+    def prepare(self, settings: MBTISource, resolve_path: Callable[[str], Path]) -> None:
+        return None
+
+    def needs_embeddings(self, settings: MBTISource, prepared: None) -> bool:
+        return False
+
+    def make(self, settings: MBTISource, prepared: None, context: SourceContext) -> Made:
+        return Made(sample_mbti(settings.count, context.rng, settings.types))

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -18,6 +20,7 @@ from factory.errors import RecipeError
 from factory.llm.ask import text_pattern
 from factory.llm.tasks import JsonRequest, JsonTaskRunner
 from factory.personas.demographics import GENDERS, LOCATIONS
+from factory.personas.source import Made, SourceContext
 from factory.recipes.personas import MBTIBankSource
 from factory.records import Attribute, Demographics, Dropped, PersonaProfile
 from factory.traits import MBTI_TYPES
@@ -257,3 +260,22 @@ def build_mbti_bank(
     personas = [result for result in results if isinstance(result, PersonaProfile)]
     dropped = [result for result in results if isinstance(result, Dropped)]
     return personas, dropped
+
+
+class MBTIBank:
+    """``source: mbti_bank``: CharacterChat's characters, written by the LLM for each type."""
+
+    generative = True
+
+    def attribution(self, settings: MBTIBankSource) -> str | None:
+        return None
+
+    def prepare(self, settings: MBTIBankSource, resolve_path: Callable[[str], Path]) -> None:
+        plan_slots(settings, random.Random(0))  # unknown types fail here
+
+    def needs_embeddings(self, settings: MBTIBankSource, prepared: None) -> bool:
+        return False
+
+    def make(self, settings: MBTIBankSource, prepared: None, context: SourceContext) -> Made:
+        personas, dropped = build_mbti_bank(context.llm(), settings, context.rng, show_progress=context.show_progress)
+        return Made(personas, dropped)

@@ -14,13 +14,15 @@ import csv
 import hashlib
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from factory.errors import PersonaFileError
 from factory.jsonl import check_utf8, read_jsonl
+from factory.personas.source import Made, SourceContext
+from factory.recipes.personas import StatementsSource
 from factory.records import PersonaProfile
 
 USER_COLUMNS = ("user 1 personas", "user 2 personas")
@@ -166,3 +168,21 @@ def statement_personas(path: Path, count: int | None, rng: random.Random) -> lis
     if count is not None and count < len(personas):
         personas = rng.sample(personas, count)
     return personas
+
+
+class StatementFile:
+    """``source: statements``: the user profiles of a Synthetic-Persona-Chat style file."""
+
+    generative = False
+
+    def attribution(self, settings: StatementsSource) -> str | None:
+        return "synthetic_persona_chat" if "synthetic_persona_chat" in settings.path else None
+
+    def prepare(self, settings: StatementsSource, resolve_path: Callable[[str], Path]) -> None:
+        load_spc_rows(resolve_path(settings.path))
+
+    def needs_embeddings(self, settings: StatementsSource, prepared: None) -> bool:
+        return False
+
+    def make(self, settings: StatementsSource, prepared: None, context: SourceContext) -> Made:
+        return Made(statement_personas(context.resolve_path(settings.path), settings.count, context.rng))

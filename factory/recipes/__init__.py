@@ -25,10 +25,7 @@ from factory.recipes.personas import (
     BankBuildSource,
     BankOutputConfig,
     CastingConfig,
-    ImplicitSource,
-    MBTIBankSource,
     PersonaSource,
-    SPCExpansionSource,
 )
 from factory.settings import environment, resolve_data_path
 
@@ -113,10 +110,6 @@ class PersonaBankRecipe(_Config):
 
     resolve_path = Recipe.resolve_path
     content_hash = Recipe.content_hash
-
-    @property
-    def needs_llm(self) -> bool:
-        return any(isinstance(source, (MBTIBankSource, ImplicitSource, SPCExpansionSource)) for source in self.sources)
 
 
 def _format_location(loc: tuple[Any, ...]) -> str:

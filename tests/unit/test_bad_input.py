@@ -10,7 +10,7 @@ import pytest
 
 from factory.bank import build_bank, check_inputs
 from factory.errors import PersonaFileError, RecipeError
-from factory.personas import plan_casts
+from factory.personas import plan
 from factory.personas.implicit import load_conversations
 from factory.personas.statements import load_spc_rows
 from factory.recipes import PersonaBankRecipe, load_recipe, parse_recipe
@@ -180,7 +180,7 @@ def test_bank_recipe_errors_name_the_source_field(tmp_path):
 def test_seeding_from_something_that_is_not_a_bank(tmp_path):
     recipe = small_recipe(personas=[{"source": "bank", "path": str(tmp_path)}])
     with pytest.raises(PersonaFileError, match="not a persona bank folder") as error:
-        plan_casts(parse_recipe(recipe))
+        plan(parse_recipe(recipe))
     assert error.value.path == str(tmp_path)
     with pytest.raises(RecipeError, match="exactly one of `path`"):
         parse_recipe(small_recipe(personas=[{"source": "bank"}]))
@@ -195,7 +195,7 @@ def test_seeding_from_a_revision_the_bank_does_not_have(tmp_path):
     )
     recipe = small_recipe(personas=[{"source": "bank", "path": str(bank), "revision": "v9.0.0"}])
     with pytest.raises(PersonaFileError, match=r"no revision 'v9.0.0' \(versions: v1.0.0\)") as error:
-        plan_casts(parse_recipe(recipe))
+        plan(parse_recipe(recipe))
     assert error.value.field == "revision"
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from factory.errors import RecipeError
-from factory.personas import build_persona_pool, plan_casts
+from factory.personas import build_persona_pool, plan
 from factory.personas.big_five import first_person, sample_big_five
 from factory.personas.mbti import sample_mbti
 from factory.recipes import parse_recipe
@@ -41,12 +41,12 @@ def test_ipip_items_become_first_person_statements():
 
 def test_casting_is_deterministic_and_never_pairs_a_persona_with_itself():
     recipe = parse_recipe(small_recipe(dialogues=30))
-    first = [(c.dialogue_id, tuple(p.id for p in c.speakers), c.seed) for c in plan_casts(recipe)]
-    second = [(c.dialogue_id, tuple(p.id for p in c.speakers), c.seed) for c in plan_casts(recipe)]
+    first = [(c.dialogue_id, tuple(p.id for p in c.speakers), c.seed) for c in plan(recipe).casts]
+    second = [(c.dialogue_id, tuple(p.id for p in c.speakers), c.seed) for c in plan(recipe).casts]
     assert first == second
     assert all(len(set(ids)) == 2 for _, ids, _ in first)
     other = parse_recipe(small_recipe(dialogues=30, seed=12))
-    assert [c.seed for c in plan_casts(other)] != [seed for *_, seed in first]
+    assert [c.seed for c in plan(other).casts] != [seed for *_, seed in first]
 
 
 def _big_five(**settings) -> list:
