@@ -10,11 +10,15 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from factory.errors import FactoryError, InputError
 from factory.settings import PACKAGED_RECIPES
+
+if TYPE_CHECKING:
+    from factory.run import RunResult
 
 app = typer.Typer(
     add_completion=False,
@@ -86,27 +90,26 @@ def run(
     except (KeyboardInterrupt, Interrupted) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         raise Interrupted(signum, f"; the finished dialogues are kept: continue with --resume --out {out}") from None
+    typer.echo(_run_summary(result))
+
+
+def _run_summary(result: RunResult) -> str:
     stats = result.stats
     rejected = ", ".join(f"{critic} {n}" for critic, n in stats.rejected_by.items()) or "none"
     per_accepted = f"{stats.tokens_per_accepted:,.0f}" if stats.tokens_per_accepted is not None else "n/a"
-    typer.echo(
-        "\n".join(
-            [
-                f"version     {result.version}"
-                + (f" (after {result.previous_version})" if result.previous_version else ""),
-                f"dialogues   {stats.generated} generated, {stats.accepted} accepted, {stats.rejected} rejected",
-                f"rejected by {rejected}",
-                f"tokens      {stats.total_tokens:,} ({stats.generation_tokens:,} generation, "
-                f"{stats.critic_tokens:,} critics; {per_accepted} per accepted dialogue)",
-                f"time        {result.seconds:.1f}s"
-                + (
-                    f" (resumed: {result.manifest['resumed_with']['dialogues']} dialogues were already finished)"
-                    if result.manifest.get("resumed_with")
-                    else ""
-                ),
-                str(result.path),
-            ]
-        )
+    resumed = result.manifest.get("resumed_with")
+    return "\n".join(
+        [
+            f"version     {result.version}"
+            + (f" (after {result.previous_version})" if result.previous_version else ""),
+            f"dialogues   {stats.generated} generated, {stats.accepted} accepted, {stats.rejected} rejected",
+            f"rejected by {rejected}",
+            f"tokens      {stats.total_tokens:,} ({stats.generation_tokens:,} generation, "
+            f"{stats.critic_tokens:,} critics; {per_accepted} per accepted dialogue)",
+            f"time        {result.seconds:.1f}s"
+            + (f" (resumed: {resumed['dialogues']} dialogues were already finished)" if resumed else ""),
+            str(result.path),
+        ]
     )
 
 
@@ -171,90 +174,35 @@ def critics_eval(
     """Measure the critics, each against the label of what it judges: accuracy and AUROC on faithful
     vs persona-swapped dialogues, pairwise accuracy of the quality expert, agreement with human
     labels and ratings where the data has them. Unanswered judge calls are counted apart."""
-    import json as json_module
-    import random
-    from contextlib import nullcontext
+    import json
 
     from factory.critics.evaluate import (
-        LLM_FREE,
-        PER_DIALOGUE,
+        EvalRequest,
         check_answered,
-        evaluate,
-        load_rated_jsonl,
-        measurable,
-        rated_pairs,
-        spc_eval_set,
+        critic_names_asked,
+        measure_critics,
+        report_table,
+        write_items,
     )
-    from factory.errors import RecipeError
-    from factory.llm.endpoint import endpoint_provenance, open_endpoint
     from factory.recipes import apply_overrides, load_recipe
     from factory.recipes.llm import LLMConfig
-    from factory.settings import environment, resolve_data_path
+    from factory.settings import environment
 
-    names = [name.strip() for name in experts.split(",") if name.strip()]
-    unknown = [name for name in names if name not in (*PER_DIALOGUE, "quality")]
-    if unknown or not names:
-        raise RecipeError(
-            f"unknown expert(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join((*PER_DIALOGUE, 'quality'))}",
-            field="--experts",
-        )
+    names = critic_names_asked(experts)
     loaded = load_recipe(recipe) if recipe else None
-    llm = apply_overrides(loaded, base_url=base_url, model=model).llm if loaded else LLMConfig()
-    if not loaded:
-        env = environment()
-        llm = llm.model_copy(update={"base_url": base_url or env.base_url, "model": model or env.model})
-    path = resolve_data_path(data, Path.cwd())
-    rated = (
-        path.suffix == ".jsonl"
-        and path.is_file()
-        and '"personas"' in path.read_text(encoding="utf-8").split("\n", 1)[0]
-    )
-    rng = random.Random(seed)
-    if rated:
-        labelled = load_rated_jsonl(path)
-        pairs = rated_pairs(labelled, count, rng) if "quality" in names else []
+    if loaded:
+        llm = apply_overrides(loaded, base_url=base_url, model=model).llm
     else:
-        labelled, pairs = spc_eval_set(path, count, rng)
-    for name in names:
-        measurable(name, labelled, pairs, data)
-    needs_model = any(name not in LLM_FREE for name in names)
-    with open_endpoint(llm) if needs_model else nullcontext(None) as spec:
-        evaluation = evaluate(
-            spec,
-            environment().api_key,
-            names,
-            labelled,
-            pairs,
-            critics=loaded.critics if loaded else None,
-            show_progress=progress,
-            spc=not rated,
-        )
-        figures = evaluation.figures
-        report = {
-            "data": data,
-            "seed": seed,
-            "dialogues": len(labelled),
-            "pairs": len(pairs),
-            **endpoint_provenance(spec),
-            "experts": figures,
-        }
+        env = environment()
+        llm = LLMConfig(base_url=base_url or env.base_url, model=model or env.model)
+    request = EvalRequest(names, data, count, seed, recipe=loaded, llm=llm, show_progress=progress)
+    report, evaluation = measure_critics(request)
     if per_item:
-        per_item.write_text("".join(json_module.dumps(row) + "\n" for row in evaluation.items), encoding="utf-8")
-    check_answered(figures)
-
-    def show(value: object, digits: str = ".2f") -> str:
-        return "n/a" if value is None else format(value, digits)
-
-    lines = [
-        f"{'expert':<14}{'examples':>9}{'answered':>9}{'accuracy':>10}{'AUROC':>8}{'spearman':>10}{'tokens':>9}  measured on"
-    ]
-    for f in figures:
-        lines.append(
-            f"{f['expert']:<14}{f['examples']:>9}{f['answered']:>9}{show(f['accuracy']):>10}{show(f['auroc']):>8}"
-            f"{show(f['spearman']):>10}{f['tokens']:>9}  {f['measure']}"
-        )
+        write_items(per_item, evaluation)
+    check_answered(evaluation.figures)
+    lines = report_table(evaluation.figures)
     if out:
-        out.write_text(json_module.dumps(report, indent=2) + "\n", encoding="utf-8")
+        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         lines.append(str(out))
     if per_item:
         lines.append(str(per_item))

@@ -109,3 +109,7 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
         except (ImportError, AttributeError):
             continue
     return tuple(found)
+
+
+class MostlyUnanswered(EndpointError):
+    """`critics eval`: the judge answered too few items for a figure to mean anything."""

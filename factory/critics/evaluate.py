@@ -21,143 +21,35 @@ measure (no label, no rating, no MBTI or Big Five personas for portrayal) is ref
 
 from __future__ import annotations
 
+import json
 import random
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from factory.critics.base import JudgeContext
+from factory.critics.eval_data import (
+    LLM_FREE,
+    Labelled,
+    load_rated_jsonl,
+    measurable,
+    measure_of,
+    rated_pairs,
+    spc_eval_set,
+)
 from factory.critics.quality import POLICIES, compare
-from factory.errors import EndpointError, InputError, PersonaFileError
-from factory.jsonl import read_jsonl
+from factory.critics.registry import JUDGES, PER_DIALOGUE
+from factory.errors import MostlyUnanswered, RecipeError
+from factory.llm.endpoint import endpoint_provenance, open_endpoint
 from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
-from factory.personas.statements import load_spc_rows
-from factory.recipes.critics import CriticsConfig, critic_names
+from factory.recipes import Recipe
+from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig
-from factory.records import DialogueRecord, GenerationMeta, PersonaProfile, Turn, Verdict
-
-PER_DIALOGUE = critic_names("dialogue")
-DEFAULT_EXPERTS = ("faithfulness", "apc", "quality")
-LLM_FREE = {"heuristic"}
-
-# The label each expert is scored against, and whether the expert should pass when it is true.
-EXPERT_LABELS: dict[str, tuple[str, bool]] = {
-    "heuristic": ("well_formed", True),
-    "faithfulness": ("faithful", True),
-    "apc": ("faithful", True),
-    "attribution": ("faithful", True),  # a persona swapped out makes its speaker's turns unattributable
-    "toxicity": ("toxic", False),
-    "portrayal": ("portrayed", True),
-}
-LABELS = ("faithful", "toxic", "well_formed")
-
-
-@dataclass
-class Labelled:
-    record: DialogueRecord
-    labels: dict[str, bool] = field(default_factory=dict)
-    rating: float | None = None
-
-    def should_pass(self, expert: str) -> bool | None:
-        label, when_true = EXPERT_LABELS[expert]
-        value = self.labels.get(label)
-        return None if value is None else value == when_true
-
-
-def _record(id_: str, profiles: list[list[str]], lines: list[tuple[int, str]], seed: int) -> DialogueRecord:
-    speakers = [
-        PersonaProfile(id=f"{id_}-u{n + 1}", kind="statements", statements=list(statements))
-        for n, statements in enumerate(profiles)
-    ]
-    return DialogueRecord(
-        id=id_,
-        recipe="critics-eval",
-        speakers=speakers,
-        turns=[Turn(speaker=speakers[speaker].id, text=text) for speaker, text in lines],
-        generation=GenerationMeta(model="", prompt_hash="", seed=seed),
-    )
-
-
-def spc_eval_set(
-    path: Path, count: int, rng: random.Random
-) -> tuple[list[Labelled], list[tuple[DialogueRecord, DialogueRecord]]]:
-    """Originals (faithful), persona-swapped copies (unfaithful), and (original, shuffled) pairs."""
-    rows = [row for row in load_spc_rows(path) if row.conversation and len(row.conversation) >= 4]
-    if len(rows) < 2:
-        raise PersonaFileError("needs at least two conversations with four or more turns", path=path)
-    chosen = rng.sample(rows, min(count, len(rows)))
-    labelled: list[Labelled] = []
-    pairs = []
-    for row in chosen:
-        lines = list(row.conversation)
-        profiles = [list(row.personas[0]), list(row.personas[1])]
-        original = _record(f"{row.id}-original", profiles, lines, row.row)
-        donor = rng.choice([other for other in rows if other.row != row.row])
-        swapped = _record(f"{row.id}-swapped", [list(donor.personas[0]), profiles[1]], lines, row.row)
-        labelled += [
-            Labelled(original, {"faithful": True, "well_formed": True}),
-            Labelled(swapped, {"faithful": False}),
-        ]
-        shuffled_lines = list(lines)
-        while shuffled_lines == lines:
-            rng.shuffle(shuffled_lines)
-        pairs.append((original, _record(f"{row.id}-shuffled", profiles, shuffled_lines, row.row)))
-    return labelled, pairs
-
-
-def _rated(item: Any, path: Path, number: int) -> Labelled:
-    personas = item.get("personas") if isinstance(item, dict) else None
-    if (
-        not isinstance(personas, list)
-        or len(personas) < 2
-        or not all(isinstance(p, list) and p and all(isinstance(s, str) for s in p) for p in personas)
-    ):
-        raise PersonaFileError(
-            "expected two or more lists of persona statements", path=path, row=number, field="personas"
-        )
-    lines = []
-    for index, turn in enumerate(item.get("turns") or []):
-        speaker, text = (turn.get("speaker"), turn.get("text")) if isinstance(turn, dict) else (None, None)
-        if not isinstance(speaker, int) or not 1 <= speaker <= len(personas) or not isinstance(text, str):
-            raise PersonaFileError(
-                f"a turn is {{speaker: 1..{len(personas)}, text: string}}",
-                path=path,
-                row=number,
-                field=f"turns[{index}]",
-            )
-        lines.append((speaker - 1, text))
-    if not lines:
-        raise PersonaFileError("no turns", path=path, row=number, field="turns")
-    labels = {}
-    for label in LABELS:
-        value = item.get(label)
-        if value is not None and not isinstance(value, bool):
-            raise PersonaFileError("must be true or false", path=path, row=number, field=label)
-        if value is not None:
-            labels[label] = value
-    rating = item.get("rating")
-    if rating is not None and (isinstance(rating, bool) or not isinstance(rating, (int, float))):
-        raise PersonaFileError("must be a number", path=path, row=number, field="rating")
-    return Labelled(_record(f"{path.stem}-r{number}", personas, lines, number), labels, rating)
-
-
-def rated_pairs(
-    labelled: list[Labelled], count: int, rng: random.Random
-) -> list[tuple[DialogueRecord, DialogueRecord]]:
-    """(higher rated, lower rated) pairs of dialogues, for the pairwise quality expert."""
-    rated = [item for item in labelled if item.rating is not None]
-    pairs = [(a.record, b.record) for a in rated for b in rated if (a.rating or 0) > (b.rating or 0)]
-    return rng.sample(pairs, min(count, len(pairs)))
-
-
-def load_rated_jsonl(path: Path) -> list[Labelled]:
-    if not path.is_file():
-        raise PersonaFileError("file not found", path=path)
-    labelled = [_rated(item, path, number) for number, item in read_jsonl(path)]
-    if not labelled:
-        raise PersonaFileError("no dialogues", path=path)
-    return labelled
+from factory.recipes.llm import LLMConfig
+from factory.records import DialogueRecord, Verdict
+from factory.settings import environment, resolve_data_path
 
 
 def auroc(scores: list[float], positives: list[bool]) -> float | None:
@@ -198,42 +90,6 @@ def verdict_score(verdict: Verdict) -> float:
     return verdict.score if verdict.score is not None else (1.0 if verdict.passed else 0.0)
 
 
-def measurable(
-    expert: str, labelled: list[Labelled], pairs: list[tuple[DialogueRecord, DialogueRecord]], where: str
-) -> None:
-    """Refuse an expert the data cannot measure, rather than print a figure that means nothing."""
-    if expert == "quality":
-        if not pairs:
-            raise InputError(
-                f"quality cannot be measured on {where}: it needs pairs of dialogues of different quality "
-                "(SPC conversations, or rated dialogues with different ratings)",
-                field="--experts",
-            )
-        return
-    if expert == "portrayal" and not any(p.mbti or p.big_five for item in labelled for p in item.record.speakers):
-        raise InputError(
-            f"portrayal cannot be measured on {where}: its personas have no MBTI type or Big Five levels to infer back",
-            field="--experts",
-        )
-    label = EXPERT_LABELS[expert][0]
-    if not any(item.should_pass(expert) is not None or item.rating is not None for item in labelled):
-        raise InputError(
-            f"{expert} cannot be measured on {where}: no item has a {label!r} label or a rating", field="--experts"
-        )
-
-
-def measure_of(expert: str, labelled: list[Labelled], spc: bool) -> str:
-    label = EXPERT_LABELS[expert][0]
-    labelled_items = [item for item in labelled if item.should_pass(expert) is not None]
-    if not labelled_items:
-        return "human ratings"
-    if spc:
-        return {"faithful": "faithful vs persona-swapped", "well_formed": "pass rate on SPC originals"}.get(
-            label, label
-        )
-    return f"{label!r} labels" + (" and ratings" if any(item.rating is not None for item in labelled) else "")
-
-
 def expert_figures(
     name: str, labelled: list[Labelled], verdicts: list[Verdict], *, spc: bool = False
 ) -> dict[str, Any]:
@@ -253,10 +109,6 @@ def expert_figures(
         "first_unanswered": unanswered[0].reason if unanswered else None,
         "tokens": sum(v.tokens for v in verdicts),
     }
-
-
-class MostlyUnanswered(EndpointError):
-    """The judge answered too few items for a figure to mean anything."""
 
 
 def check_answered(figures: list[dict[str, Any]]) -> None:
@@ -304,44 +156,15 @@ def evaluate(
     spc: bool = False,
 ) -> Evaluation:
     """Every expert's figures (and each item's verdict); ``spec`` may be None when no expert needs a model."""
-    from factory.critics.registry import JUDGES
-
     critics = critics or CriticsConfig()
     figures, items = [], []
     with JsonTaskRunner(spec, api_key) as runner:
         context = JudgeContext(runner.client, GenerationConfig(min_turns=2, max_turns=1000))
         for name in experts:
             if name == "quality":
-                outcomes = runner.gather(
-                    (compare((0, a), (1, b), critics.quality, context, seed) for seed, (a, b) in enumerate(pairs)),
-                    desc=name,
-                    show_progress=show_progress,
-                )
-                answered = [winners for winners, _ in outcomes if winners is not None]
-                right = sum(sum(w == 0 for w in winners.values()) > len(POLICIES) / 2 for winners in answered)
-                figures.append(
-                    {
-                        "expert": "quality",
-                        "examples": len(pairs),
-                        "answered": len(answered),
-                        "measure": "original vs turn-shuffled pairs" if spc else "higher- vs lower-rated pairs",
-                        "accuracy": right / len(answered) if answered else None,
-                        "auroc": None,
-                        "spearman": None,
-                        "unanswered": len(pairs) - len(answered),
-                        "first_unanswered": None,
-                        "tokens": sum(tokens for _, tokens in outcomes),
-                    }
-                )
-                items += [
-                    {
-                        "expert": "quality",
-                        "id": f"{a.id} vs {b.id}",
-                        "winners": winners,
-                        "answered": winners is not None,
-                    }
-                    for (a, b), (winners, _) in zip(pairs, outcomes)
-                ]
+                figure, rows = _quality(runner, context, critics, pairs, show_progress=show_progress, spc=spc)
+                figures.append(figure)
+                items += rows
                 continue
             judge, config = JUDGES[name], getattr(critics, name)
             verdicts = runner.gather(
@@ -350,3 +173,117 @@ def evaluate(
             figures.append(expert_figures(name, labelled, verdicts, spc=spc))
             items += per_item_rows(name, labelled, verdicts)
     return Evaluation(figures, items)
+
+
+def _quality(
+    runner: JsonTaskRunner,
+    context: JudgeContext,
+    critics: CriticsConfig,
+    pairs: list[tuple[DialogueRecord, DialogueRecord]],
+    *,
+    show_progress: bool,
+    spc: bool,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Pairwise accuracy of the quality critic: the first of each pair should win most policies."""
+    outcomes = runner.gather(
+        (compare((0, a), (1, b), critics.quality, context, seed) for seed, (a, b) in enumerate(pairs)),
+        desc="quality",
+        show_progress=show_progress,
+    )
+    answered = [winners for winners, _ in outcomes if winners is not None]
+    right = sum(sum(w == 0 for w in winners.values()) > len(POLICIES) / 2 for winners in answered)
+    figure = {
+        "expert": "quality",
+        "examples": len(pairs),
+        "answered": len(answered),
+        "measure": "original vs turn-shuffled pairs" if spc else "higher- vs lower-rated pairs",
+        "accuracy": right / len(answered) if answered else None,
+        "auroc": None,
+        "spearman": None,
+        "unanswered": len(pairs) - len(answered),
+        "first_unanswered": None,
+        "tokens": sum(tokens for _, tokens in outcomes),
+    }
+    rows = [
+        {"expert": "quality", "id": f"{a.id} vs {b.id}", "winners": winners, "answered": winners is not None}
+        for (a, b), (winners, _) in zip(pairs, outcomes)
+    ]
+    return figure, rows
+
+
+@dataclass
+class EvalRequest:
+    """What `critics eval` was asked: which critics, on which data, with which settings and model."""
+
+    experts: list[str]
+    data: str
+    count: int
+    seed: int
+    recipe: Recipe | None = None
+    llm: LLMConfig | None = None
+    show_progress: bool = True
+
+
+def critic_names_asked(text: str) -> list[str]:
+    """The critics named in ``--experts`` (comma separated), checked against the registry."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    known = (*PER_DIALOGUE, "quality")
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise RecipeError(
+            f"unknown expert(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}",
+            field="--experts",
+        )
+    return names
+
+
+def measure_critics(request: EvalRequest) -> tuple[dict[str, Any], Evaluation]:
+    """The report `critics eval` prints and writes, and every item's verdict. Fails (one line)
+    when an expert's judge left most items unanswered."""
+    path = resolve_data_path(request.data, Path.cwd())
+    first_line = path.read_text(encoding="utf-8").split("\n", 1)[0] if path.is_file() else ""
+    rated = path.suffix == ".jsonl" and '"personas"' in first_line
+    rng = random.Random(request.seed)
+    if rated:
+        labelled = load_rated_jsonl(path)
+        pairs = rated_pairs(labelled, request.count, rng) if "quality" in request.experts else []
+    else:
+        labelled, pairs = spc_eval_set(path, request.count, rng)
+    for name in request.experts:
+        measurable(name, labelled, pairs, request.data)
+    needs_model = any(name not in LLM_FREE for name in request.experts)
+    llm = request.llm or (request.recipe.llm if request.recipe else LLMConfig())
+    with open_endpoint(llm) if needs_model else nullcontext(None) as spec:
+        critics = request.recipe.critics if request.recipe else None
+        evaluation = evaluate(
+            spec, environment().api_key, request.experts, labelled, pairs,
+            critics=critics, show_progress=request.show_progress, spc=not rated,
+        )  # fmt: skip
+    report = {
+        "data": request.data,
+        "seed": request.seed,
+        "dialogues": len(labelled),
+        "pairs": len(pairs),
+        **endpoint_provenance(spec),
+        "experts": evaluation.figures,
+    }
+    return report, evaluation
+
+
+def write_items(path: Path, evaluation: Evaluation) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in evaluation.items), encoding="utf-8")
+
+
+def report_table(figures: list[dict[str, Any]]) -> list[str]:
+    def show(value: object, digits: str = ".2f") -> str:
+        return "n/a" if value is None else format(value, digits)
+
+    lines = [
+        f"{'expert':<14}{'examples':>9}{'answered':>9}{'accuracy':>10}{'AUROC':>8}{'spearman':>10}{'tokens':>9}  measured on"
+    ]
+    for f in figures:
+        lines.append(
+            f"{f['expert']:<14}{f['examples']:>9}{f['answered']:>9}{show(f['accuracy']):>10}{show(f['auroc']):>8}"
+            f"{show(f['spearman']):>10}{f['tokens']:>9}  {f['measure']}"
+        )
+    return lines

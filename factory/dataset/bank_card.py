@@ -12,11 +12,10 @@ from typing import Any
 import polars as pl
 from huggingface_hub import DatasetCard
 
-from factory.dataset.card import factory_card_data, markdown_table, use_section
+from factory.dataset.card import factory_card_data, use_section
+from factory.dataset.card_sections import markdown_table
 from factory.records import SCHEMA_VERSION, Dropped, PersonaProfile
-from factory.traits import BIG_FIVE_TRAITS, MBTI_TYPES
-
-BANDS = ("low", "mid", "high")
+from factory.traits import BANDS_TEXT, BIG_FIVE_BANDS, BIG_FIVE_TRAITS, MBTI_TYPES
 
 # What each source's personas come from, for the licence section.
 SOURCE_ATTRIBUTION = {
@@ -102,7 +101,7 @@ def compute_coverage(personas: list[PersonaProfile] | list[dict[str, Any]]) -> C
     )
     if rows and banded[BIG_FIVE_TRAITS[0]].is_not_null().any():
         coverage.by_big_five = {
-            trait: {band: int((banded[trait] == band).sum()) for band in BANDS} for trait in BIG_FIVE_TRAITS
+            trait: {band: int((banded[trait] == band).sum()) for band in BIG_FIVE_BANDS} for trait in BIG_FIVE_TRAITS
         }
     return coverage
 
@@ -148,10 +147,11 @@ def coverage_tables(coverage: Coverage) -> list[str]:
         ]
     if coverage.by_big_five:
         body += [
-            "### By Big Five band (low 1-2, mid 3-5, high 6-7)",
+            f"### By Big Five band ({BANDS_TEXT})",
             "",
             markdown_table(
-                ["trait", *BANDS], [[t, *(bands[b] for b in BANDS)] for t, bands in coverage.by_big_five.items()]
+                ["trait", *BIG_FIVE_BANDS],
+                [[t, *(bands[b] for b in BIG_FIVE_BANDS)] for t, bands in coverage.by_big_five.items()],
             ),
             "",
         ]
@@ -209,7 +209,7 @@ def _reports(reports: dict[str, Any]) -> list[str]:
     return body
 
 
-def render_bank_card(context: BankCardContext, coverage: Coverage, info: dict) -> DatasetCard:
+def render_bank_card(context: BankCardContext, coverage: Coverage, info: dict[str, Any]) -> DatasetCard:
     reasons: dict[str, int] = {}
     for item in context.dropped:
         reasons[item.source] = reasons.get(item.source, 0) + 1
@@ -234,33 +234,42 @@ def render_bank_card(context: BankCardContext, coverage: Coverage, info: dict) -
             **{key: value for key, value in context.reports.items() if value},
         },
     )
-    body = [
+    body = [*_bank_header(context), *coverage_tables(coverage), *_dropped(context.dropped), *_reports(context.reports)]
+    body += _bank_use(context)
+    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
+
+
+def _bank_header(context: BankCardContext) -> list[str]:
+    previous = f" (previous: {context.previous_version})" if context.previous_version else " (first version)"
+    model = f" with the model `{context.model}`" if context.model else ""
+    return [
         f"# {context.pretty_name or f'persona-factory bank: {context.name}'}",
         "",
-        f"Version **{context.version}**"
-        + (f" (previous: {context.previous_version})" if context.previous_version else " (first version)")
-        + f" of a persona bank made by the recipe `{context.name}` (hash `{context.recipe_hash}`)"
-        + (f" with the model `{context.model}`" if context.model else "")
-        + ".",
+        f"Version **{context.version}**{previous} of a persona bank made by the recipe `{context.name}` "
+        f"(hash `{context.recipe_hash}`){model}.",
         "",
         context.description.strip(),
         "",
-        *coverage_tables(coverage),
     ]
-    if context.dropped:
-        body += [
-            "## Dropped",
-            "",
-            f"{len(context.dropped)} persona(s) could not be made; the manifest lists every reason.",
-            "",
-            markdown_table(
-                ["source", "item", "reason"],
-                [[d.source, d.item, d.reason.replace("|", "/")[:200]] for d in context.dropped[:20]],
-            ),
-            "",
-        ]
-    body += _reports(context.reports)
-    body += [
+
+
+def _dropped(dropped: list[Dropped]) -> list[str]:
+    if not dropped:
+        return []
+    return [
+        "## Dropped",
+        "",
+        f"{len(dropped)} persona(s) could not be made; the manifest lists every reason.",
+        "",
+        markdown_table(
+            ["source", "item", "reason"], [[d.source, d.item, d.reason.replace("|", "/")[:200]] for d in dropped[:20]]
+        ),
+        "",
+    ]
+
+
+def _bank_use(context: BankCardContext) -> list[str]:
+    return [
         "## Use as a seed",
         "",
         use_section(context.load_as, bank_version=context.version),
@@ -277,4 +286,3 @@ def render_bank_card(context: BankCardContext, coverage: Coverage, info: dict) -
         "model (such as the embedded SmolLM2-135M) writes weak ones.",
         "",
     ]
-    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from factory.errors import RecipeError
 from factory.recipes.personas import CastingConfig, QuotaCell
 from factory.records import PersonaProfile
-from factory.traits import BIG_FIVE_TRAITS, MBTI_TYPES, coarse_band
+from factory.traits import BIG_FIVE_BANDS, BIG_FIVE_TRAITS, MBTI_TYPES, coarse_band
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def quota_cells(quota: list[QuotaCell]) -> list[tuple[str, str]]:
         if spec.values:
             values = [v.upper() if spec.by == "mbti" else v for v in spec.values]
         else:
-            values = list(MBTI_TYPES) if spec.by == "mbti" else ["low", "mid", "high"]
+            values = list(MBTI_TYPES) if spec.by == "mbti" else list(BIG_FIVE_BANDS)
         cells.extend((spec.by, value) for value in values)
     return cells
 

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from factory.recipes.base import _Config
 from factory.records import PersonaKind
 from factory.settings import BUILTIN_PREFIX
-from factory.traits import BIG_FIVE_TRAITS, BigFiveBand
+from factory.traits import BANDS_TEXT, BIG_FIVE_TRAITS, BigFiveBand
 
 
 class MBTISource(_Config):
@@ -31,7 +31,7 @@ class BigFiveSource(_Config):
     )
     quota: dict[str, list[BigFiveBand]] = Field(
         default_factory=dict,
-        description="Per trait, the bands (low 1-2, mid 3-5, high 6-7) that must share the personas equally.",
+        description=f"Per trait, the bands ({BANDS_TEXT}) that must share the personas equally.",
     )
     distribution: dict[str, list[float]] = Field(
         default_factory=dict, description="Per trait, seven weights for levels 1..7 (other traits: uniform)."

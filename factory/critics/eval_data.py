@@ -1,0 +1,190 @@
+"""The labelled dialogues `persona-factory critics eval` measures the critics on, and what each
+critic is scored against.
+
+Data:
+- Synthetic-Persona-Chat conversations (CSV or JSONL in the SPC format): each original dialogue is
+  labelled faithful, and the same dialogue with User 1's persona swapped for another row's is
+  labelled unfaithful; the originals are also labelled well formed (the heuristic gate must pass
+  them: they are what the generator is shown); for quality, each original is paired with a copy
+  whose turns are shuffled, and the original should win.
+- JSONL of rated dialogues: ``{"personas": [[...], [...]], "turns": [{"speaker": 1, "text": ...}],
+  "faithful": true|false, "toxic": true|false, "well_formed": true|false, "rating": 1-5}`` (every
+  label optional); for quality, pairs of dialogues with different ratings (the higher should win).
+
+Each expert is scored against the label of what it exists to judge (:data:`EXPERT_LABELS`):
+accuracy (it passes what the label says should pass and fails the rest), AUROC of its score (or of
+its pass/fail when it gives none) with "should pass" as the positive class, and Spearman
+correlation with the ratings. Only answered items are scored: a judge call that failed or a reply
+that could not be used is counted apart, and an expert most of whose items went unanswered fails
+the evaluation (a broken endpoint must not read as a chance-level critic). What the data cannot
+measure (no label, no rating, no MBTI or Big Five personas for portrayal) is refused.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factory.errors import InputError, PersonaFileError
+from factory.jsonl import read_jsonl
+from factory.personas.statements import load_spc_rows
+from factory.records import DialogueRecord, GenerationMeta, PersonaProfile, Turn
+
+DEFAULT_EXPERTS = ("faithfulness", "apc", "quality")
+LLM_FREE = {"heuristic"}
+
+# The label each expert is scored against, and whether the expert should pass when it is true.
+EXPERT_LABELS: dict[str, tuple[str, bool]] = {
+    "heuristic": ("well_formed", True),
+    "faithfulness": ("faithful", True),
+    "apc": ("faithful", True),
+    "attribution": ("faithful", True),  # a persona swapped out makes its speaker's turns unattributable
+    "toxicity": ("toxic", False),
+    "portrayal": ("portrayed", True),
+}
+LABELS = ("faithful", "toxic", "well_formed")
+
+
+@dataclass
+class Labelled:
+    record: DialogueRecord
+    labels: dict[str, bool] = field(default_factory=dict)
+    rating: float | None = None
+
+    def should_pass(self, expert: str) -> bool | None:
+        label, when_true = EXPERT_LABELS[expert]
+        value = self.labels.get(label)
+        return None if value is None else value == when_true
+
+
+def _record(id_: str, profiles: list[list[str]], lines: list[tuple[int, str]], seed: int) -> DialogueRecord:
+    speakers = [
+        PersonaProfile(id=f"{id_}-u{n + 1}", kind="statements", statements=list(statements))
+        for n, statements in enumerate(profiles)
+    ]
+    return DialogueRecord(
+        id=id_,
+        recipe="critics-eval",
+        speakers=speakers,
+        turns=[Turn(speaker=speakers[speaker].id, text=text) for speaker, text in lines],
+        generation=GenerationMeta(model="", prompt_hash="", seed=seed),
+    )
+
+
+def spc_eval_set(
+    path: Path, count: int, rng: random.Random
+) -> tuple[list[Labelled], list[tuple[DialogueRecord, DialogueRecord]]]:
+    """Originals (faithful), persona-swapped copies (unfaithful), and (original, shuffled) pairs."""
+    rows = [row for row in load_spc_rows(path) if row.conversation and len(row.conversation) >= 4]
+    if len(rows) < 2:
+        raise PersonaFileError("needs at least two conversations with four or more turns", path=path)
+    chosen = rng.sample(rows, min(count, len(rows)))
+    labelled: list[Labelled] = []
+    pairs = []
+    for row in chosen:
+        lines = list(row.conversation)
+        profiles = [list(row.personas[0]), list(row.personas[1])]
+        original = _record(f"{row.id}-original", profiles, lines, row.row)
+        donor = rng.choice([other for other in rows if other.row != row.row])
+        swapped = _record(f"{row.id}-swapped", [list(donor.personas[0]), profiles[1]], lines, row.row)
+        labelled += [
+            Labelled(original, {"faithful": True, "well_formed": True}),
+            Labelled(swapped, {"faithful": False}),
+        ]
+        shuffled_lines = list(lines)
+        while shuffled_lines == lines:
+            rng.shuffle(shuffled_lines)
+        pairs.append((original, _record(f"{row.id}-shuffled", profiles, shuffled_lines, row.row)))
+    return labelled, pairs
+
+
+def _rated(item: Any, path: Path, number: int) -> Labelled:
+    personas = item.get("personas") if isinstance(item, dict) else None
+    if (
+        not isinstance(personas, list)
+        or len(personas) < 2
+        or not all(isinstance(p, list) and p and all(isinstance(s, str) for s in p) for p in personas)
+    ):
+        raise PersonaFileError(
+            "expected two or more lists of persona statements", path=path, row=number, field="personas"
+        )
+    lines = []
+    for index, turn in enumerate(item.get("turns") or []):
+        speaker, text = (turn.get("speaker"), turn.get("text")) if isinstance(turn, dict) else (None, None)
+        if not isinstance(speaker, int) or not 1 <= speaker <= len(personas) or not isinstance(text, str):
+            raise PersonaFileError(
+                f"a turn is {{speaker: 1..{len(personas)}, text: string}}",
+                path=path,
+                row=number,
+                field=f"turns[{index}]",
+            )
+        lines.append((speaker - 1, text))
+    if not lines:
+        raise PersonaFileError("no turns", path=path, row=number, field="turns")
+    labels = {}
+    for label in LABELS:
+        value = item.get(label)
+        if value is not None and not isinstance(value, bool):
+            raise PersonaFileError("must be true or false", path=path, row=number, field=label)
+        if value is not None:
+            labels[label] = value
+    rating = item.get("rating")
+    if rating is not None and (isinstance(rating, bool) or not isinstance(rating, (int, float))):
+        raise PersonaFileError("must be a number", path=path, row=number, field="rating")
+    return Labelled(_record(f"{path.stem}-r{number}", personas, lines, number), labels, rating)
+
+
+def rated_pairs(
+    labelled: list[Labelled], count: int, rng: random.Random
+) -> list[tuple[DialogueRecord, DialogueRecord]]:
+    """(higher rated, lower rated) pairs of dialogues, for the pairwise quality expert."""
+    rated = [item for item in labelled if item.rating is not None]
+    pairs = [(a.record, b.record) for a in rated for b in rated if (a.rating or 0) > (b.rating or 0)]
+    return rng.sample(pairs, min(count, len(pairs)))
+
+
+def load_rated_jsonl(path: Path) -> list[Labelled]:
+    if not path.is_file():
+        raise PersonaFileError("file not found", path=path)
+    labelled = [_rated(item, path, number) for number, item in read_jsonl(path)]
+    if not labelled:
+        raise PersonaFileError("no dialogues", path=path)
+    return labelled
+
+
+def measurable(
+    expert: str, labelled: list[Labelled], pairs: list[tuple[DialogueRecord, DialogueRecord]], where: str
+) -> None:
+    """Refuse an expert the data cannot measure, rather than print a figure that means nothing."""
+    if expert == "quality":
+        if not pairs:
+            raise InputError(
+                f"quality cannot be measured on {where}: it needs pairs of dialogues of different quality "
+                "(SPC conversations, or rated dialogues with different ratings)",
+                field="--experts",
+            )
+        return
+    if expert == "portrayal" and not any(p.mbti or p.big_five for item in labelled for p in item.record.speakers):
+        raise InputError(
+            f"portrayal cannot be measured on {where}: its personas have no MBTI type or Big Five levels to infer back",
+            field="--experts",
+        )
+    label = EXPERT_LABELS[expert][0]
+    if not any(item.should_pass(expert) is not None or item.rating is not None for item in labelled):
+        raise InputError(
+            f"{expert} cannot be measured on {where}: no item has a {label!r} label or a rating", field="--experts"
+        )
+
+
+def measure_of(expert: str, labelled: list[Labelled], spc: bool) -> str:
+    label = EXPERT_LABELS[expert][0]
+    labelled_items = [item for item in labelled if item.should_pass(expert) is not None]
+    if not labelled_items:
+        return "human ratings"
+    if spc:
+        return {"faithful": "faithful vs persona-swapped", "well_formed": "pass rate on SPC originals"}.get(
+            label, label
+        )
+    return f"{label!r} labels" + (" and ratings" if any(item.rating is not None for item in labelled) else "")

@@ -1,0 +1,206 @@
+"""The sections of a dialogue dataset's card body, each from the run's figures."""
+
+from __future__ import annotations
+
+from factory.dataset.stats import RunStats
+from factory.records import DialogueRecord
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+MODE_NOTES = {
+    "spc": "one call writes the whole conversation (Synthetic-Persona-Chat)",
+    "role_play": "one agent per speaker, one call per turn, persona memory (CharacterChat, PsyPlay, USP)",
+}
+
+
+def modes_section(stats: RunStats, chat_config: bool) -> list[str]:
+    """Which mode made the data of each config, and, when a recipe used both, how they compare."""
+    if not stats.modes:
+        return []
+    made = ", ".join(f"`{m['mode']}` ({MODE_NOTES.get(m['mode'], m['mode'])})" for m in stats.modes)
+    lines = ["## Generation modes", "", f"The `default` config holds every dialogue, made by {made}."]
+    if chat_config:
+        lines.append(
+            "The `messages` config holds the accepted `role_play` dialogues as chat messages (OpenAI format, "
+            "the persona's agent prompt as the system message), for chat fine-tuning."
+        )
+    lines.append("")
+    if len(stats.modes) > 1:
+        lines += [
+            markdown_table(
+                ["mode", "dialogues", "accepted", "acceptance rate"],
+                [[m["mode"], m["dialogues"], m["accepted"], f"{m['acceptance_rate']:.0%}"] for m in stats.modes],
+            ),
+            "",
+        ]
+    if stats.ended_by:
+        lines += [
+            "Why the role-plays ended:",
+            "",
+            markdown_table(["ended by", "dialogues"], [[k, v] for k, v in stats.ended_by.items()]),
+            "",
+        ]
+    return lines
+
+
+def rounds_section(rounds: list[dict]) -> list[str]:
+    if len(rounds) < 2:
+        return []
+    return [
+        "## Generator-Critic rounds",
+        "",
+        "Each round's best accepted dialogues are the next round's few-shot examples.",
+        "",
+        markdown_table(
+            ["round", "casts", "dialogues", "accepted", "tokens", "few-shot examples from"],
+            [
+                [
+                    r["round"],
+                    r["casts"],
+                    r["dialogues"],
+                    r["accepted"],
+                    r["tokens"],
+                    ", ".join(r["few_shot_from"][:4]) + (" ..." if len(r["few_shot_from"]) > 4 else ""),
+                ]
+                for r in rounds
+            ],
+        ),
+        "",
+    ]
+
+
+def changelog_section(changelog: dict | None) -> list[str]:
+    if not changelog:
+        return []
+    rows = [["dialogues", *changelog["generated"]], ["accepted", *changelog["accepted"]]]
+    rows += [
+        [f"pass rate: {critic}", *(("-" if v is None else f"{v:.0%}") for v in values)]
+        for critic, values in changelog["critics"].items()
+    ]
+    rows += [
+        [f"pass rate: {cell}", *(("-" if v is None else f"{v:.0%}") for v in values)]
+        for cell, values in changelog["cells"].items()
+    ]
+    recipe = ", ".join(f"`{key}`" for key in changelog["recipe_changes"]) or "nothing"
+    return [
+        f"## Changes since {changelog['against']}",
+        "",
+        markdown_table(["", changelog["against"], "this version"], rows),
+        "",
+        f"Recipe settings changed: {recipe}.",
+        "",
+    ]
+
+
+def _figure(value: object) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def critic_report_section(report: dict | None) -> list[str]:
+    if not report:
+        return []
+    rows = [
+        [e["expert"], e["examples"], _figure(e.get("accuracy")), _figure(e.get("auroc")), e["measure"]]
+        for e in report.get("experts", [])
+    ]
+    return [
+        "## How far to trust these critics",
+        "",
+        f"From `persona-factory critics eval` on {report.get('data', 'labelled data')} with `{report.get('model', '?')}`:",
+        "",
+        markdown_table(["expert", "examples", "accuracy", "AUROC", "measured on"], rows),
+        "",
+    ]
+
+
+def render_dialogue(record: DialogueRecord) -> str:
+    lines = []
+    for index, persona in enumerate(record.speakers, start=1):
+        label = persona.name or f"User {index}"
+        frame = f" ({persona.mbti})" if persona.mbti else ""
+        lines.append(f"**{label}{frame}**: " + " ".join(persona.statements))
+    lines.append("")
+    lines.extend(f"> **{record.speaker_name(turn.speaker)}:** {turn.text}  " for turn in record.turns)
+    if not record.turns:
+        lines.append("> (no turns could be parsed)")
+    lines.append("")
+    lines.extend(f"- `{v.critic}`: {'pass' if v.passed else 'FAIL'} — {v.reason}" for v in record.verdicts)
+    return "\n".join(lines)
+
+
+def counts_section(stats: RunStats) -> list[str]:
+    mean_turns = f"{stats.mean_turns_accepted:g}" if stats.accepted else "n/a"
+    return [
+        "## Counts",
+        "",
+        markdown_table(
+            ["generated", "accepted", "rejected", "acceptance rate", "mean turns (accepted)"],
+            [[stats.generated, stats.accepted, stats.rejected, f"{stats.acceptance_rate:.0%}", mean_turns]],
+        ),
+        "",
+    ]
+
+
+def critics_section(stats: RunStats, enabled: list[str]) -> list[str]:
+    rows = [
+        [c.critic, c.judged, c.passed, f"{c.pass_rate:.0%}", stats.rejected_by.get(c.critic, 0), c.tokens]
+        for c in stats.critics
+    ]
+    # a critic that judged nothing (every dialogue failed a gate before it) is listed, not left out
+    seen = {c.critic for c in stats.critics}
+    rows += [[name, 0, 0, "not reached", 0, 0] for name in enabled if name not in seen]
+    return [
+        "## Critics",
+        "",
+        "A dialogue is accepted when every critic passes it. `rejected` counts the dialogues each critic failed.",
+        "",
+        markdown_table(["critic", "judged", "passed", "pass rate", "rejected", "tokens"], rows),
+        "",
+    ]
+
+
+def tokens_section(stats: RunStats) -> list[str]:
+    per_accepted = f"{stats.tokens_per_accepted:,.0f}" if stats.tokens_per_accepted is not None else "n/a"
+    return [
+        "## Tokens",
+        "",
+        markdown_table(
+            ["generation", "critics", "total", "per accepted dialogue"],
+            [[stats.generation_tokens, stats.critic_tokens, stats.total_tokens, per_accepted]],
+        ),
+        "",
+    ]
+
+
+def persona_sections(stats: RunStats) -> list[str]:
+    return [
+        "## Speakers by persona kind",
+        "",
+        markdown_table(["kind", "speakers"], [[kind, n] for kind, n in stats.speakers_by_kind.items()]),
+        "",
+        "## Pass rates by persona cell",
+        "",
+        "Speakers of each cell, and the share of them in accepted dialogues: a critic that quietly removes one "
+        "kind of speaker shows up here.",
+        "",
+        markdown_table(
+            ["dimension", "cell", "speakers", "accepted", "pass rate"],
+            [[c["dimension"], c["cell"], c["speakers"], c["accepted"], f"{c['pass_rate']:.0%}"] for c in stats.cells],
+        ),
+        "",
+    ]
+
+
+def samples_section(records: list[DialogueRecord], samples: int) -> list[str]:
+    accepted = [r for r in records if r.accepted][:samples]
+    rejected = [r for r in records if not r.accepted][: max(1, samples // 2) if samples else 0]
+    lines = ["## Samples", ""]
+    for title, sample in (("Accepted", accepted), ("Rejected", rejected)):
+        for record in sample:
+            lines += [f"### {title}: `{record.id}`", "", render_dialogue(record), ""]
+    return lines
