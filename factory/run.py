@@ -109,17 +109,7 @@ def run_recipe(
             recipe, spec.model, planned, started.plan.inputs, started.at, folder, resume=resume, restart=restart
         )
         journal = RunJournal(interrupted.path / "journal")
-        bar = progress_for(planned, journal.rows, show_progress)
-        try:
-            execution = execute(
-                recipe, started.plan.casts, spec, journal, on_ray=recipe.ray.enabled, api_key=api_key,
-                progress=bar.update if bar else None, agents=agents,
-            )  # fmt: skip
-        finally:
-            if bar is not None:
-                bar.close()
-            journal.close()
-        check_running_servers()
+        execution = _execute(started, spec, agents, journal, planned, api_key, show_progress)
         if journal.rows != planned:
             raise PipelineError(
                 f"planned {planned} dialogues but the journal holds {journal.rows}; resume with --resume"
@@ -136,6 +126,31 @@ def run_recipe(
     return RunResult(
         folder.path, writer.version, writer.previous, stats, manifest, time.monotonic() - started.monotonic
     )
+
+
+def _execute(
+    started: _Started,
+    spec: EndpointSpec,
+    agents: dict[str, EndpointSpec],
+    journal: RunJournal,
+    planned: int,
+    api_key: str | None,
+    show_progress: bool,
+) -> Execution:
+    """The engine's rounds, into the journal, with progress per finished dialogue."""
+    recipe = started.recipe
+    bar = progress_for(planned, journal.rows, show_progress)
+    try:
+        execution = execute(
+            recipe, started.plan.casts, spec, journal, on_ray=recipe.ray.enabled, api_key=api_key,
+            progress=bar.update if bar else None, agents=agents,
+        )  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+        journal.close()
+    check_running_servers()  # a run whose embedded server died made no dialogues worth publishing
+    return execution
 
 
 def _write(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from factory.engine.processor import (
@@ -110,82 +110,123 @@ class RayRunner:
 
     def run(self, chunks: Iterable[Chunk], done: Done, progress: Callable[[int], None] | None = None) -> RunnerReport:
         import ray
-        from ray.exceptions import RayActorError, RayTaskError
 
         report = RunnerReport()
         started = time.monotonic()
-        chunks = iter(chunks)
-        window = chunks_in_flight(self.settings, 1)  # settings are already one worker's share
-        workers = {index: self._start_worker(index) for index in range(self.workers)}
+        pool = _WorkerPool(self, report)
         shown = WorkerProgress(progress)
-        next_index = self.workers
-        pending: dict[Any, tuple[int, Chunk]] = {}
-        retry: list[Chunk] = []
-        load = dict.fromkeys(workers, 0)
-
-        def submit(slot: int, chunk: Chunk) -> None:
-            pending[workers[slot].process.remote(chunk)] = (slot, chunk)
-            load[slot] += 1
-
         try:
-            exhausted = False
+            pool.start(self.workers)
+            feed = _Feed(iter(chunks))
             while True:
-                # one chunk per worker at a time, so that every worker gets work even in a short run
-                while retry or not exhausted:
-                    open_slots = [slot for slot in workers if load[slot] < window]
-                    if not open_slots:
-                        break
-                    for slot in open_slots:
-                        chunk = retry.pop() if retry else next(chunks, None)
-                        if chunk is None:
-                            exhausted = True
-                            break
-                        submit(slot, chunk)
-                if not pending:
+                pool.fill(feed)
+                if not pool.pending:
                     break
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_POLL_SECONDS)
+                ready, _ = ray.wait(list(pool.pending), num_returns=1, timeout=PROGRESS_POLL_SECONDS)
                 if not ready:
-                    shown.poll(workers)
+                    shown.poll(pool.workers)
                     continue
-                ref = ready[0]
-                slot, chunk = pending.pop(ref)
-                if slot in load:  # not a worker already replaced
-                    load[slot] -= 1
-                try:
-                    records = [DialogueRecord.model_validate_json(text) for text in ray.get(ref)]
-                except RayTaskError as exc:
-                    # a run-level failure inside a worker (every endpoint out too long): the same
-                    # error as in process, not Ray's wrapper of it
-                    cause = getattr(exc, "cause", None)
-                    raise (
-                        cause if isinstance(cause, FactoryError) else PipelineError(f"a worker failed: {exc}")
-                    ) from None
-                except RayActorError:
-                    # The worker is gone; its unfinished chunks come back here one by one.
-                    retry.append(chunk)
-                    if slot in workers and not _alive(workers[slot]):
-                        report.worker_restarts += 1
-                        if report.worker_restarts > self.max_restarts:
-                            raise PipelineError(
-                                f"{report.worker_restarts} workers died; giving up (the run can be resumed with --resume)"
-                            ) from None
-                        del workers[slot], load[slot]
-                        workers[next_index] = self._start_worker(next_index)
-                        load[next_index] = 0
-                        next_index += 1
+                slot, records = pool.collect(ready[0], feed)
+                if records is None:
                     continue
                 done(records)
                 report.chunks += 1
                 report.dialogues += len(records)
                 shown.returned(slot, len(records))
             report.endpoints = merge_endpoint_reports(
-                [ray.get(worker.report.remote()) for worker in workers.values()], levels="sum"
+                [ray.get(worker.report.remote()) for worker in pool.workers.values()], levels="sum"
             )
         finally:
-            for worker in workers.values():
-                ray.kill(worker)
+            pool.stop()
         report.seconds = time.monotonic() - started
         return report
+
+
+class _Feed:
+    """The chunks still to hand out: the ones a dead worker left come first."""
+
+    def __init__(self, chunks: Iterator[Chunk]) -> None:
+        self.chunks = chunks
+        self.retry: list[Chunk] = []
+        self.exhausted = False
+
+    def next(self) -> Chunk | None:
+        if self.retry:
+            return self.retry.pop()
+        chunk = next(self.chunks, None)
+        self.exhausted = chunk is None
+        return chunk
+
+    def waiting(self) -> bool:
+        return bool(self.retry) or not self.exhausted
+
+
+class _WorkerPool:
+    """The run's workers, what each has in hand, and the replacing of those that die."""
+
+    def __init__(self, runner: RayRunner, report: RunnerReport) -> None:
+        self.runner, self.report = runner, report
+        self.window = chunks_in_flight(runner.settings, 1)  # settings are already one worker's share
+        self.workers: dict[int, Any] = {}
+        self.load: dict[int, int] = {}
+        self.pending: dict[Any, tuple[int, Chunk]] = {}
+        self.next_index = 0
+
+    def start(self, count: int) -> None:
+        for _ in range(count):
+            self.workers[self.next_index] = self.runner._start_worker(self.next_index)
+            self.load[self.next_index] = 0
+            self.next_index += 1
+
+    def fill(self, feed: _Feed) -> None:
+        """One chunk per worker at a time, so that every worker gets work even in a short run."""
+        while feed.waiting():
+            open_slots = [slot for slot in self.workers if self.load[slot] < self.window]
+            if not open_slots:
+                return
+            for slot in open_slots:
+                chunk = feed.next()
+                if chunk is None:
+                    return
+                self.pending[self.workers[slot].process.remote(chunk)] = (slot, chunk)
+                self.load[slot] += 1
+
+    def collect(self, ref: Any, feed: _Feed) -> tuple[int, list[DialogueRecord] | None]:
+        """A chunk that came back: its records, or None when its worker died (the chunk goes back
+        to the feed, and the worker is replaced)."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        slot, chunk = self.pending.pop(ref)
+        if slot in self.load:  # not a worker already replaced
+            self.load[slot] -= 1
+        try:
+            return slot, [DialogueRecord.model_validate_json(text) for text in ray.get(ref)]
+        except RayTaskError as exc:
+            # a run-level failure inside a worker (every endpoint out too long): the same error as
+            # in process, not Ray's wrapper of it
+            cause = getattr(exc, "cause", None)
+            raise (cause if isinstance(cause, FactoryError) else PipelineError(f"a worker failed: {exc}")) from None
+        except RayActorError:
+            feed.retry.append(chunk)
+            if slot in self.workers and not _alive(self.workers[slot]):
+                self._replace(slot)
+            return slot, None
+
+    def _replace(self, slot: int) -> None:
+        self.report.worker_restarts += 1
+        if self.report.worker_restarts > self.runner.max_restarts:
+            raise PipelineError(
+                f"{self.report.worker_restarts} workers died; giving up (the run can be resumed with --resume)"
+            ) from None
+        del self.workers[slot], self.load[slot]
+        self.start(1)
+
+    def stop(self) -> None:
+        import ray
+
+        for worker in self.workers.values():
+            ray.kill(worker)
 
 
 PROGRESS_POLL_SECONDS = 0.5

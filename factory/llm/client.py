@@ -206,60 +206,21 @@ class ChatClient:
             body["seed"] = seed
         if response_format is not None:
             body["response_format"] = response_format
-            if self.json_schema_accepted is False:
-                body["response_format"] = json_object_form(response_format)
         kind = _request_kind(response_format)
         last_error: Exception | None = None
         attempt = 0
         while attempt <= self.spec.max_retries:
             if self.json_schema_accepted is False and _is_json_schema(body):
                 body = {**body, "response_format": json_object_form(body["response_format"])}
-            endpoint = await self._acquire()
-            started = time.monotonic()
-            asked_json_schema = _is_json_schema(body)
-            try:
-                # The body is plain JSON already, so it is posted as it is, and the answer read as
-                # JSON: `chat.completions.create` walks every message through its TypedDicts and
-                # builds pydantic objects of the reply, a fifth of the client's CPU per call
-                # (bench/throughput.py). Errors, retries and headers are the client's as ever.
-                response = await endpoint.client.post("/chat/completions", body=body, cast_to=object)
-                result = _result(response)
-            except openai.RateLimitError as exc:
-                last_error = exc
-                await self._release(endpoint, "overloaded", 0.0, kind)
-            except (openai.APIStatusError, *RETRYABLE) as exc:
-                if asked_json_schema and self.json_schema_accepted is not True and _may_refuse_schemas(exc):
-                    # Ask again at once, in the form llama.cpp-style servers take (not an attempt
-                    # of its own); if that is answered, the endpoint is asked that way from now on.
-                    await self._release(endpoint, "refused", 0.0, kind)
-                    body = {**body, "response_format": json_object_form(body["response_format"])}
-                    last_error = exc
-                    continue
-                if isinstance(exc, RETRYABLE):
-                    last_error = exc
-                    await self._release(endpoint, "failed", 0.0, kind)
-                else:
-                    await self._release(endpoint, "refused", 0.0, kind)
-                    raise LLMCallError(f"endpoint refused the request ({exc.status_code}): {short(exc)}") from exc
-            except (NotAChatCompletion, ValueError) as exc:  # ValueError: a body cut off mid-JSON
-                await self._release(endpoint, "refused", 0.0, kind)
-                failure = (
-                    exc
-                    if isinstance(exc, NotAChatCompletion)
-                    else NotAChatCompletion(f"the endpoint's answer is not JSON ({short(exc, 120)})")
-                )
-                self._not_a_chat_completion(endpoint, failure)
-                raise failure from exc
-            except BaseException:
-                await self._release(endpoint, "refused", 0.0, kind)
-                raise
-            else:
-                endpoint.consecutive_protocol_failures = 0
-                if response_format is not None and self.json_schema_accepted is None:
-                    self.json_schema_accepted = asked_json_schema
-                    endpoint.json_object_fallbacks += not asked_json_schema
-                await self._release(endpoint, "ok", time.monotonic() - started, kind)
-                return result
+            outcome = await self._attempt(body, kind, wants_json=response_format is not None)
+            if isinstance(outcome, ChatResult):
+                return outcome
+            last_error, ask_again = outcome
+            if ask_again:
+                # Asked again at once, in the form llama.cpp-style servers take (not an attempt of
+                # its own); if that is answered, the endpoint is asked that way from now on.
+                body = {**body, "response_format": json_object_form(body["response_format"])}
+                continue
             if attempt < self.spec.max_retries:
                 delay = _retry_after(last_error) or backoff_delay(
                     attempt, self.spec.backoff_base, self.spec.backoff_max
@@ -269,6 +230,52 @@ class ChatClient:
         raise LLMCallError(
             f"gave up after {self.spec.max_retries + 1} attempts: {type(last_error).__name__}: {short(last_error)}"
         )
+
+    async def _attempt(
+        self, body: dict[str, Any], kind: str, *, wants_json: bool
+    ) -> ChatResult | tuple[Exception, bool]:
+        """One request to one base URL: the result, or the error to retry after and whether to ask
+        again at once without a JSON schema; raises what no retry can fix."""
+        endpoint = await self._acquire()
+        started = time.monotonic()
+        asked_json_schema = _is_json_schema(body)
+        try:
+            # The body is plain JSON already, so it is posted as it is, and the answer read as
+            # JSON: `chat.completions.create` walks every message through its TypedDicts and
+            # builds pydantic objects of the reply, a fifth of the client's CPU per call
+            # (bench/throughput.py). Errors, retries and headers are the client's as ever.
+            response = await endpoint.client.post("/chat/completions", body=body, cast_to=object)
+            result = _result(response)
+        except openai.RateLimitError as exc:
+            await self._release(endpoint, "overloaded", 0.0, kind)
+            return exc, False
+        except (openai.APIStatusError, *RETRYABLE) as exc:
+            if asked_json_schema and self.json_schema_accepted is not True and _may_refuse_schemas(exc):
+                await self._release(endpoint, "refused", 0.0, kind)
+                return exc, True
+            if isinstance(exc, RETRYABLE):
+                await self._release(endpoint, "failed", 0.0, kind)
+                return exc, False
+            await self._release(endpoint, "refused", 0.0, kind)
+            raise LLMCallError(f"endpoint refused the request ({exc.status_code}): {short(exc)}") from exc
+        except (NotAChatCompletion, ValueError) as exc:  # ValueError: a body cut off mid-JSON
+            await self._release(endpoint, "refused", 0.0, kind)
+            failure = (
+                exc
+                if isinstance(exc, NotAChatCompletion)
+                else NotAChatCompletion(f"the endpoint's answer is not JSON ({short(exc, 120)})")
+            )
+            self._not_a_chat_completion(endpoint, failure)
+            raise failure from exc
+        except BaseException:
+            await self._release(endpoint, "refused", 0.0, kind)
+            raise
+        endpoint.consecutive_protocol_failures = 0
+        if wants_json and self.json_schema_accepted is None:
+            self.json_schema_accepted = asked_json_schema
+            endpoint.json_object_fallbacks += not asked_json_schema
+        await self._release(endpoint, "ok", time.monotonic() - started, kind)
+        return result
 
     def _not_a_chat_completion(self, endpoint: EndpointHealth, exc: Exception) -> None:
         endpoint.protocol_failures += 1

@@ -23,15 +23,22 @@ from typing import Any
 import numpy as np
 
 from factory.errors import PipelineError, RecipeError
-from factory.llm.ask import text_pattern
 from factory.llm.embeddings import Embedder
-from factory.llm.tasks import JsonRequest, JsonTaskRunner
+from factory.llm.tasks import JsonTaskRunner
+from factory.personas.expansion_prompts import (
+    CONTRADICTION_SCHEMA,
+    QUERY_SCHEMA,
+    contradiction_prompt,
+    expansion_request,
+    induce_query_prompt,
+    list_schema,
+    new_queries_prompt,
+    new_statements_prompt,
+)
 from factory.personas.source import Made, SourceContext
 from factory.personas.statements import load_spc_rows
 from factory.recipes.personas import SPCExpansionSource
 from factory.records import Dropped, PersonaProfile
-
-SYSTEM = "You help build a bank of realistic persona statements. You answer with one JSON object and nothing else."
 
 
 @dataclass
@@ -100,85 +107,6 @@ def spherical_kmeans(vectors: np.ndarray, k: int, seed: int, iterations: int = 2
     return labels
 
 
-def _request(
-    prompt: str,
-    schema: dict[str, Any],
-    name: str,
-    source: SPCExpansionSource,
-    seed: int,
-    temperature: float | None = None,
-) -> JsonRequest:
-    return JsonRequest(
-        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
-        schema=schema,
-        schema_name=name,
-        temperature=source.temperature if temperature is None else temperature,
-        max_tokens=source.max_tokens,
-        seed=seed,
-    )
-
-
-_STRING = {"type": "string", "pattern": text_pattern(5, 160)}
-QUERY_SCHEMA = {
-    "type": "object",
-    "properties": {"query": {"type": "string", "pattern": r'^[A-Z][^"\\\n?]{5,120}\?$'}},
-    "required": ["query"],
-    "additionalProperties": False,
-}
-
-
-def _list_schema(key: str, count: int) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {key: {"type": "array", "items": _STRING, "minItems": 1, "maxItems": count}},
-        "required": [key],
-        "additionalProperties": False,
-    }
-
-
-CONTRADICTION_SCHEMA = {
-    "type": "object",
-    "properties": {"reason": {"type": "string", "maxLength": 300}, "contradicts": {"type": "boolean"}},
-    "required": ["reason", "contradicts"],
-    "additionalProperties": False,
-}
-
-
-def induce_query_prompt(statements: list[str]) -> str:
-    listed = "\n".join(f"- {s}" for s in statements)
-    return (
-        "Each of these persona statements answers the same question one could ask a person about themself:\n"
-        f"{listed}\n\nWrite that one question, ending with a question mark."
-    )
-
-
-def new_queries_prompt(queries: list[str], count: int) -> str:
-    listed = "\n".join(f"- {q}" for q in queries)
-    return (
-        f"Here are questions that get to know a person:\n{listed}\n\n"
-        f"Write {count} new questions of the same kind, each about a different part of someone's life, "
-        "none a rewording of the ones above."
-    )
-
-
-def new_statements_prompt(query: str, examples: list[str], count: int) -> str:
-    shown = "\n".join(f"- {e}" for e in examples) or "- (none yet)"
-    return (
-        f"Question: {query}\nStatements people have given as their answer:\n{shown}\n\n"
-        f"Write {count} new, different first-person persona statements that answer the question, "
-        "each short and specific, as different people would say them."
-    )
-
-
-def contradiction_prompt(profile: list[str], candidate: str) -> str:
-    listed = "\n".join(f"{i}. {s}" for i, s in enumerate(profile, start=1))
-    return (
-        f"One person says all of these about themself:\n{listed}\n\nThe same person now also says: {candidate}\n\n"
-        "Could all of it be true of one person at once, or does the new sentence contradict one of the "
-        "numbered sentences? Explain briefly, then answer contradicts true or false."
-    )
-
-
 def _clean_strings(values: Any) -> list[str]:
     if not isinstance(values, list):
         return []
@@ -229,6 +157,14 @@ class Expansion:
         self.stats.failures.append(f"{what}: {error}")
 
     def statement_bank(self) -> list[Statement]:
+        """Seed statements by the query each answers, and the queries and statements bootstrapped
+        from them (the random draws happen in this order, so a seed gives the same bank)."""
+        clusters = self._clusters()
+        statements, queries, examples = self._induce(clusters)
+        self._bootstrap_queries(queries, examples)
+        return self._bootstrap_statements(queries, examples, statements)
+
+    def _clusters(self) -> list[list[str]]:
         source, stats = self.source, self.stats
         seeds = seed_statements(self.seed_path, source.seed_statements, self.rng)
         stats.seed_statements = len(seeds)
@@ -241,22 +177,22 @@ class Expansion:
         clusters = [[seeds[i] for i in np.flatnonzero(labels == c)] for c in range(source.clusters)]
         clusters = [members for members in clusters if members]
         stats.clusters = len(clusters)
+        return clusters
 
-        induced = self.runner.map(
-            [
-                _request(
-                    induce_query_prompt(members[:12]),
-                    QUERY_SCHEMA,
-                    "induced_query",
-                    source,
-                    self.rng.randrange(2**31),
-                    0.0,
-                )
-                for members in clusters
-            ],
-            desc="induce queries",
-            show_progress=self.show_progress,
-        )
+    def _induce(self, clusters: list[list[str]]) -> tuple[list[Statement], list[str], dict[str, list[str]]]:
+        """The query each cluster answers; clusters that answer the same one are merged."""
+        requests = [
+            expansion_request(
+                induce_query_prompt(members[:12]),
+                QUERY_SCHEMA,
+                "induced_query",
+                self.source,
+                self.rng.randrange(2**31),
+                0.0,
+            )
+            for members in clusters
+        ]
+        induced = self.runner.map(requests, desc="induce queries", show_progress=self.show_progress)
         statements: list[Statement] = []
         queries: list[str] = []
         examples: dict[str, list[str]] = {}
@@ -272,52 +208,47 @@ class Expansion:
                 queries.append(query)
                 examples[query] = list(members)
             statements.extend(Statement(text, query, "seed") for text in members)
-        stats.induced_queries = len(queries)
+        self.stats.induced_queries = len(queries)
         if not queries:
             raise RecipeError(
                 "the LLM induced no query from any cluster (see the bank's manifest for the replies)", field="sources"
             )
+        return statements, queries, examples
 
+    def _bootstrap_queries(self, queries: list[str], examples: dict[str, list[str]]) -> None:
+        source = self.source
         query_vectors = self.embedder.embed(queries)
-        if source.new_queries:
-            reply = self.runner.map(
-                [
-                    _request(
-                        new_queries_prompt(queries, source.new_queries),
-                        _list_schema("queries", source.new_queries),
-                        "new_queries",
-                        source,
-                        self.rng.randrange(2**31),
-                    )
-                ],
-                desc="bootstrap queries",
-                show_progress=self.show_progress,
-            )[0]
-            proposed = _clean_strings((reply.data or {}).get("queries"))
-            if reply.data is None:
-                self._fail("bootstrap queries", reply.error)
-            novel, query_vectors, duplicates = _keep_novel(
-                proposed, query_vectors, self.embedder, source.duplicate_threshold
-            )
-            stats.bootstrapped_queries, stats.duplicate_queries = len(novel), duplicates
-            for query in novel:
-                queries.append(query)
-                examples[query] = []
+        if not source.new_queries:
+            return
+        request = expansion_request(
+            new_queries_prompt(queries, source.new_queries), list_schema("queries", source.new_queries),
+            "new_queries", source, self.rng.randrange(2**31),
+        )  # fmt: skip
+        reply = self.runner.map([request], desc="bootstrap queries", show_progress=self.show_progress)[0]
+        proposed = _clean_strings((reply.data or {}).get("queries"))
+        if reply.data is None:
+            self._fail("bootstrap queries", reply.error)
+        novel, _, duplicates = _keep_novel(proposed, query_vectors, self.embedder, source.duplicate_threshold)
+        self.stats.bootstrapped_queries, self.stats.duplicate_queries = len(novel), duplicates
+        for query in novel:
+            queries.append(query)
+            examples[query] = []
 
-        replies = self.runner.map(
-            [
-                _request(
-                    new_statements_prompt(query, examples[query][:5], source.statements_per_query),
-                    _list_schema("statements", source.statements_per_query),
-                    "new_statements",
-                    source,
-                    self.rng.randrange(2**31),
-                )
-                for query in queries
-            ],
-            desc="bootstrap statements",
-            show_progress=self.show_progress,
-        )
+    def _bootstrap_statements(
+        self, queries: list[str], examples: dict[str, list[str]], statements: list[Statement]
+    ) -> list[Statement]:
+        source, stats = self.source, self.stats
+        requests = [
+            expansion_request(
+                new_statements_prompt(query, examples[query][:5], source.statements_per_query),
+                list_schema("statements", source.statements_per_query),
+                "new_statements",
+                source,
+                self.rng.randrange(2**31),
+            )
+            for query in queries
+        ]
+        replies = self.runner.map(requests, desc="bootstrap statements", show_progress=self.show_progress)
         kept_vectors = self.embedder.embed([s.text for s in statements])
         for query, reply in zip(queries, replies):
             if reply.data is None:
@@ -333,7 +264,7 @@ class Expansion:
 
     async def contradicts(self, profile: list[str], candidate: str, seed: int) -> bool:
         reply = await self.runner.ask(
-            _request(
+            expansion_request(
                 contradiction_prompt(profile, candidate), CONTRADICTION_SCHEMA, "contradiction", self.source, seed, 0.0
             )
         )

@@ -14,7 +14,8 @@ import yaml
 from factory.bank import build_bank
 from factory.dataset.bank_card import compute_coverage
 from factory.dataset.folder import DatasetFolder
-from factory.personas.implicit import load_conversations, reference_parts
+from factory.personas.conversations import load_conversations
+from factory.personas.implicit import reference_parts
 from factory.personas.mbti_bank import BEHAVIOUR
 from factory.recipes import PersonaBankRecipe, apply_overrides, load_recipe, parse_recipe
 from factory.run import run_recipe

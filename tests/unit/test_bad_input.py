@@ -11,7 +11,7 @@ import pytest
 from factory.bank import build_bank, check_inputs
 from factory.errors import PersonaFileError, RecipeError
 from factory.personas import plan
-from factory.personas.implicit import load_conversations
+from factory.personas.conversations import load_conversations
 from factory.personas.statements import load_spc_rows
 from factory.recipes import PersonaBankRecipe, load_recipe, parse_recipe
 from tests.conftest import subprocess_env

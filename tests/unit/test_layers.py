@@ -103,3 +103,25 @@ def test_the_checks_see_a_violation(tmp_path):
         assert imports_of(sample) >= {"factory.run", "factory.run.x", "factory.cli", "factory.cli.main"}
     finally:
         PACKAGE = saved
+
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+def test_modules_and_functions_stay_small():
+    """A module over 400 lines or a function over 60 is a room doing two things: split it."""
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "data" in path.relative_to(PACKAGE).parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        lines = len(text.splitlines())
+        if lines > MAX_MODULE_LINES:
+            too_long.append(f"{module_name(path)}: {lines} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{module_name(path)}.{node.name}: {length} lines")
+    assert not too_long, "too long:\n" + "\n".join(too_long)
