@@ -21,7 +21,7 @@ from typing import Any
 
 from factory.critics.base import JudgeContext, answer_error, no_turns
 from factory.recipes.critics import APCCriticConfig
-from factory.records import DialogueRecord, Verdict
+from factory.records import DialogueRecord, Verdict, speaker_label
 
 CRITIC_NAME = "apc"
 RELATIONS = ("entailment", "neutral", "contradiction")
@@ -115,11 +115,13 @@ async def judge(record: DialogueRecord, config: APCCriticConfig, context: JudgeC
         items = (data or {}).get("judgements")
         parsed = [_judgement(item) for item in items] if isinstance(items, list) else []
         if data is None or len(parsed) != len(persona.statements) or any(j is None for j in parsed):
-            return answer_error(CRITIC_NAME, error or f"User {index}: judgements do not match the statements", tokens)
+            return answer_error(
+                CRITIC_NAME, error or f"{speaker_label(index)}: judgements do not match the statements", tokens
+            )
         judgements.extend(j for j in parsed if j is not None)
         contradicted = [s for s, j in zip(persona.statements, parsed) if j is not None and j.contradiction]
         if contradicted:
-            notes.append(f"User {index} contradicts {contradicted[0]!r}")
+            notes.append(f"{speaker_label(index)} contradicts {contradicted[0]!r}")
     if not judgements:
         return Verdict(
             critic=CRITIC_NAME, passed=True, score=None, reason="no persona statements to check", tokens=tokens

@@ -7,7 +7,7 @@ from typing import Any
 
 from factory.critics.base import JudgeContext, answer_error, no_turns, profile_lines
 from factory.recipes.critics import AttributionCriticConfig
-from factory.records import DialogueRecord, Verdict
+from factory.records import DialogueRecord, Verdict, speaker_label
 
 CRITIC_NAME = "attribution"
 SYSTEM = (
@@ -22,7 +22,7 @@ def answer_schema(turns: int, speakers: int) -> dict[str, Any]:
         "properties": {
             "speakers": {
                 "type": "array",
-                "items": {"type": "string", "enum": [f"User {n}" for n in range(1, speakers + 1)]},
+                "items": {"type": "string", "enum": [speaker_label(n) for n in range(1, speakers + 1)]},
                 "minItems": turns,
                 "maxItems": turns,
             }
@@ -52,7 +52,7 @@ async def judge(record: DialogueRecord, config: AttributionCriticConfig, context
     guesses = (data or {}).get("speakers")
     if data is None or not isinstance(guesses, list) or len(guesses) != len(record.turns):
         return answer_error(CRITIC_NAME, error or "the answer does not name a speaker for every turn", tokens)
-    label = {persona.id: f"User {n}" for n, persona in enumerate(record.speakers, start=1)}
+    label = {persona.id: speaker_label(n) for n, persona in enumerate(record.speakers, start=1)}
     right = sum(guess == label.get(turn.speaker) for guess, turn in zip(guesses, record.turns))
     accuracy = right / len(record.turns)
     return Verdict(

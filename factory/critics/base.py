@@ -16,7 +16,7 @@ from factory.llm.ask import ask_json
 from factory.llm.port import ChatPort
 from factory.recipes.critics import CriticsConfig, LLMExpertConfig
 from factory.recipes.generation import GenerationConfig
-from factory.records import FORMAT, DialogueRecord, PersonaProfile, Turn, Verdict
+from factory.records import FORMAT, DialogueRecord, PersonaProfile, Turn, Verdict, speaker_label
 
 
 @dataclass
@@ -66,7 +66,7 @@ def blocked_by(record: DialogueRecord, gates: set[str]) -> str | None:
 
 
 def labelled_transcript(speakers: list[PersonaProfile], turns: list[Turn]) -> list[str]:
-    label = {persona.id: f"User {index}" for index, persona in enumerate(speakers, start=1)}
+    label = {persona.id: speaker_label(index) for index, persona in enumerate(speakers, start=1)}
     return [f"{label.get(turn.speaker, turn.speaker)}: {turn.text}" for turn in turns]
 
 
@@ -74,7 +74,7 @@ def profile_lines(profiles: list[list[str]]) -> list[str]:
     """``User N Profile:`` blocks, one per speaker's statements."""
     lines = []
     for index, statements in enumerate(profiles, start=1):
-        lines.append(f"User {index} Profile:")
+        lines.append(f"{speaker_label(index)} Profile:")
         lines.extend(f"- {statement}" for statement in statements)
     return lines
 

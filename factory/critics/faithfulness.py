@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from factory.critics.base import JudgeContext, answer_error, labelled_transcript, no_turns, profile_lines
 from factory.recipes.critics import FaithfulnessCriticConfig
-from factory.records import DialogueRecord, PersonaProfile, Turn, Verdict
+from factory.records import DialogueRecord, PersonaProfile, Turn, Verdict, speaker_label
 
 CRITIC_NAME = "faithfulness"
 
@@ -41,7 +41,7 @@ def answer_schema(speakers: int) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "reason": {"type": "string"},
-            "speaker": {"type": "string", "enum": [*(f"User {n}" for n in range(1, speakers + 1)), "none"]},
+            "speaker": {"type": "string", "enum": [*(speaker_label(n) for n in range(1, speakers + 1)), "none"]},
             "contradiction": {"type": "boolean"},
         },
         "required": ["reason", "speaker", "contradiction"],
@@ -126,7 +126,7 @@ async def judge(record: DialogueRecord, config: FaithfulnessCriticConfig, contex
             f"unusable judge reply: its reason quotes the prompt's worked example ({copied!r}), not this dialogue",
             tokens,
         )
-    return faithfulness_verdict(json.dumps(data), tokens)
+    return faithfulness_verdict(data, tokens)
 
 
 _WORDS = re.compile(r"[a-z0-9']+")
@@ -162,11 +162,12 @@ def copied_from_examples(reason: str, record: DialogueRecord) -> str | None:
     return sorted(facts)[0] if facts else None
 
 
-def faithfulness_verdict(reply: str, tokens: int) -> Verdict:
+def faithfulness_verdict(data: dict[str, Any], tokens: int) -> Verdict:
+    """The verdict a judge's answer (its JSON object) gives; an answer of the wrong shape is unusable."""
     try:
-        answer = FaithfulnessAnswer.model_validate(json.loads(_strip_fences(reply)))
-    except (json.JSONDecodeError, ValidationError, TypeError) as exc:
-        preview = reply.strip().replace("\n", " ")[:120]
+        answer = FaithfulnessAnswer.model_validate(data)
+    except ValidationError as exc:
+        preview = json.dumps(data)[:120]
         return Verdict(
             critic=CRITIC_NAME,
             passed=False,
@@ -187,11 +188,3 @@ def faithfulness_verdict(reply: str, tokens: int) -> Verdict:
     return Verdict(
         critic=CRITIC_NAME, passed=True, score=1.0, reason=answer.reason or "no contradiction found", tokens=tokens
     )
-
-
-def _strip_fences(reply: str) -> str:
-    text = reply.strip()
-    if text.startswith("```"):
-        text = text.strip("`")
-        text = text[text.find("{") :] if "{" in text else text
-    return text

@@ -11,7 +11,7 @@ from typing import Any
 
 from factory.critics.base import JudgeContext, answer_error, labelled_transcript, no_turns
 from factory.recipes.critics import PortrayalCriticConfig
-from factory.records import DialogueRecord, PersonaProfile, Verdict
+from factory.records import DialogueRecord, PersonaProfile, Verdict, speaker_label
 from factory.traits import BIG_FIVE_TRAITS, MBTI_TYPES
 
 CRITIC_NAME = "portrayal"
@@ -65,7 +65,8 @@ def compare(speaker: PersonaProfile, estimate: Any, config: PortrayalCriticConfi
         guess = str(estimate).upper()
         wrong = sum(a != b for a, b in zip(speaker.mbti, guess)) if len(guess) == 4 else 4
         return 4 - wrong, 4, wrong <= config.mbti_tolerance, f"{speaker.mbti} read as {guess}"
-    assert speaker.big_five is not None
+    if speaker.big_five is None:
+        return 0, 0, False, "neither an MBTI type nor Big Five levels to compare with"
     if not isinstance(estimate, dict):
         return 0, 5, False, "no Big Five estimate"
     off = {t: abs(int(estimate.get(t, 0) or 0) - getattr(speaker.big_five, t)) for t in BIG_FIVE_TRAITS}
@@ -89,10 +90,10 @@ async def judge(record: DialogueRecord, config: PortrayalCriticConfig, context: 
         )
         tokens += spent
         if data is None or "estimate" not in data:
-            return answer_error(CRITIC_NAME, error or f"User {index}: no estimate", tokens)
+            return answer_error(CRITIC_NAME, error or f"{speaker_label(index)}: no estimate", tokens)
         hit, total, ok, note = compare(speaker, data["estimate"], config)
         matched, units, passed = matched + hit, units + total, passed and ok
-        notes.append(f"User {index}: {note}")
+        notes.append(f"{speaker_label(index)}: {note}")
     if not units:
         return Verdict(
             critic=CRITIC_NAME,

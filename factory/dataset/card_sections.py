@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from factory.dataset.stats import RunStats
-from factory.records import DialogueRecord
+from factory.records import DialogueRecord, speaker_label
 
 
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:
@@ -121,7 +121,7 @@ def critic_report_section(report: dict | None) -> list[str]:
 def render_dialogue(record: DialogueRecord) -> str:
     lines = []
     for index, persona in enumerate(record.speakers, start=1):
-        label = persona.name or f"User {index}"
+        label = persona.name or speaker_label(index)
         frame = f" ({persona.mbti})" if persona.mbti else ""
         lines.append(f"**{label}{frame}**: " + " ".join(persona.statements))
     lines.append("")

@@ -99,7 +99,3 @@ class RunJournal:
         rows = [row for _, row in self._segment_entries()]
         for start in range(0, len(rows), batch_size):
             yield [DialogueRecord.model_validate(row) for row in rows[start : start + batch_size]]
-
-    def ids(self) -> set[str]:
-        self._flush()
-        return self._part_ids() | {row["id"] for _, row in self._segment_entries()}

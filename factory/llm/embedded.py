@@ -146,11 +146,13 @@ class EmbeddedServer:
     def _wait_until_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         url = f"{self.base_url}/models"
+        process = self._process
+        if process is None:
+            raise EmbeddedServerError("the embedded server was asked for its health before it was started")
         while time.monotonic() < deadline:
-            assert self._process is not None
-            if self._process.poll() is not None:
+            if process.poll() is not None:
                 raise EmbeddedServerError(
-                    f"the llama.cpp server exited with code {self._process.returncode} while starting; "
+                    f"the llama.cpp server exited with code {process.returncode} while starting; "
                     f"the end of its log: {self._log_tail()}"
                 )
             try:

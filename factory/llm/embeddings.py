@@ -97,7 +97,3 @@ def open_embedder(config: EmbeddingsConfig, llm_base_url: str | None, api_key: s
             "(`embeddings.base_url`, or the LLM endpoint's)"
         )
     return EndpointEmbedder(base_url, config.model, api_key, config.batch_size)
-
-
-def cosine_matrix(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    return left @ right.T

@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from factory.errors import PipelineError
 from factory.llm.ask import ask_json
 from factory.llm.client import ChatClient
 from factory.llm.spec import EndpointSpec
@@ -102,9 +103,8 @@ class JsonTaskRunner:
 
     async def ask(self, request: JsonRequest) -> JsonReply:
         """One request; never raises for a bad reply or a failed call (the reply says why)."""
-        assert self._client is not None and self.spec is not None, (
-            "use JsonTaskRunner, with an endpoint, as a context manager"
-        )
+        if self._client is None or self.spec is None:
+            raise PipelineError("JSON tasks need an endpoint: use JsonTaskRunner(spec, ...) as a context manager")
         self.calls += 1
         answer = await ask_json(
             self._client, request.messages, name=request.schema_name, schema=request.schema,
@@ -120,7 +120,8 @@ class JsonTaskRunner:
         self, coroutines: Iterable[Coroutine[Any, Any, T]], *, desc: str = "", show_progress: bool = True
     ) -> list[T]:
         """Run coroutines concurrently (the client bounds the requests in flight), with a bar."""
-        assert self._loop is not None, "use JsonTaskRunner as a context manager"
+        if self._loop is None:
+            raise PipelineError("use JsonTaskRunner as a context manager")
         pending = list(coroutines)
         bar = None
         if show_progress and pending:

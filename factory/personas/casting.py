@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from factory.errors import RecipeError
+from factory.errors import PipelineError, RecipeError
 from factory.recipes.personas import CastingConfig, QuotaCell
 from factory.records import PersonaProfile
 from factory.traits import BIG_FIVE_BANDS, BIG_FIVE_TRAITS, MBTI_TYPES, coarse_band
@@ -55,7 +55,14 @@ class Deck:
         for position in range(len(self._cards) - 1, -1, -1):
             if self._cards[position].id in eligible_ids:
                 return self._cards.pop(position)
-        raise AssertionError("unreachable: the deck was refilled with eligible personas")
+        raise PipelineError("the persona deck was refilled and still holds no eligible persona")
+
+    def take(self, exclude: set[str]) -> PersonaProfile:
+        """The next persona not in ``exclude``; casting checked beforehand that there is one."""
+        persona = self.draw(exclude)
+        if persona is None:
+            raise PipelineError(f"casting ran out of personas ({len(self.personas)} in the pool, {len(exclude)} taken)")
+        return persona
 
 
 def shared_topics(a: PersonaProfile, b: PersonaProfile) -> int:
@@ -161,8 +168,7 @@ def _partnered(
     lead_deck, partner_deck = Deck(leads, rng), Deck(pool, rng)
     casts: list[Cast] = []
     for _ in range(casting.dialogues):
-        lead = lead_deck.draw(set())
-        assert lead is not None
+        lead = lead_deck.take(set())
         speakers = [lead]
         _fill(partner_deck, speakers, casting.group_size, lambda candidate, lead=lead: fits(lead, candidate))
         _new_cast(casts, speakers, rng, prefix)
@@ -222,8 +228,7 @@ def _quota(pool: list[PersonaProfile], casting: CastingConfig, rng: random.Rando
                     queue.append(queue.pop(position))
                     break
             if persona is None:
-                persona = fallback.draw(taken)
-                assert persona is not None  # the pool holds at least group_size personas
+                persona = fallback.take(taken)  # the pool holds at least group_size personas
             speakers.append(persona)
         _new_cast(casts, speakers, rng, prefix)
     return casts
@@ -241,7 +246,6 @@ def _user_assistant(pool: list[PersonaProfile], casting: CastingConfig, rng: ran
     user_deck, assistant_deck = Deck(users, rng), Deck(assistants, rng)
     casts: list[Cast] = []
     for _ in range(casting.dialogues):
-        user, assistant = user_deck.draw(set()), assistant_deck.draw(set())
-        assert user is not None and assistant is not None
+        user, assistant = user_deck.take(set()), assistant_deck.take(set())
         _new_cast(casts, [user, assistant], rng, prefix, roles=("user", "assistant"))
     return casts

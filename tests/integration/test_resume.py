@@ -80,7 +80,7 @@ def settled(server) -> int:
 
 def journal_ids(out: Path) -> set[str]:
     with RunJournal(out / ".persona-factory" / "run" / "journal") as journal:
-        return journal.ids()
+        return {record.id for batch in journal.batches() for record in batch}
 
 
 def calls_of(record: dict) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from factory.critics.faithfulness import faithfulness_verdict
 from factory.critics.heuristic import heuristic_verdict
 from factory.generation.spc import parse_dialogue
+from factory.llm.ask import parse_json_object
 from factory.recipes.critics import HeuristicCriticConfig
 from factory.recipes.generation import GenerationConfig
 from factory.records import PersonaProfile, Turn
@@ -76,13 +77,15 @@ def test_heuristic_catches_a_looping_turn():
 
 
 def test_faithfulness_verdicts_from_judge_replies():
-    ok = faithfulness_verdict('{"contradiction": false, "speaker": "none", "reason": "consistent"}', 10)
+    ok = faithfulness_verdict(
+        parse_json_object('{"contradiction": false, "speaker": "none", "reason": "consistent"}'), 10
+    )
     assert ok.passed and ok.score == 1.0 and ok.tokens == 10
     bad = faithfulness_verdict(
-        '```json\n{"contradiction": true, "speaker": "User 2", "reason": "says no pets"}\n```', 5
+        parse_json_object('```json\n{"contradiction": true, "speaker": "User 2", "reason": "says no pets"}\n```'), 5
     )
     assert not bad.passed and bad.reason == "User 2 contradicts the profile: says no pets"
-    garbage = faithfulness_verdict("yes it does", 3)
+    garbage = faithfulness_verdict({"verdict": "yes it does"}, 3)
     assert not garbage.passed and garbage.score is None and "unparsable judge reply" in garbage.reason
 
 
