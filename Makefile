@@ -13,7 +13,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 WHEELS ?= $(HOME)/.cache/persona-factory/wheels
 LLAMA_WHEEL_STAMP := $(WHEELS)/llama-cpp-python-$(LLAMA_CPP_VERSION)-no-avx512.built
 
-.PHONY: install demo test test-fast bench schemas clean
+.PHONY: install demo lint test test-fast bench schemas clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,13 @@ install: $(STAMP)
 demo: install
 	$(BIN)/persona-factory run pipelines/quickstart.yaml --out out/quickstart
 
-test: install
+# Lint, format and types first: they take seconds, the tests take minutes.
+lint: install
+	$(BIN)/ruff check factory tests bench
+	$(BIN)/ruff format --check factory tests bench
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest
 
 test-fast: install

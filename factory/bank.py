@@ -101,7 +101,7 @@ def build_bank(
         embedder = None
         if any(source_for(s).needs_embeddings(s, inputs) for s, inputs in zip(recipe.sources, prepared)):
             embedder = open_embedder(
-                recipe.embeddings, spec.base_url if spec else (recipe.llm.base_urls or [None])[0], api_key
+                recipe.embeddings, spec.base_url if spec else next(iter(recipe.llm.base_urls), None), api_key
             )
         folder.prepare()
         with folder.locked():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -199,7 +199,7 @@ PUBLISHED_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
-def json_schemas() -> dict[str, dict]:
+def json_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema of each published record, keyed by the file stem it is written to."""
     schemas = {}
     for stem, model in PUBLISHED_MODELS.items():
@@ -209,7 +209,7 @@ def json_schemas() -> dict[str, dict]:
     return schemas
 
 
-def render_schema(schema: dict) -> str:
+def render_schema(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 

@@ -55,7 +55,8 @@ class MBTIType:
 
     @property
     def axes(self) -> tuple[str, str, str, str]:
-        return tuple(AXES[letter] for letter in self.code)  # type: ignore[return-value]
+        first, second, third, fourth = (AXES[letter] for letter in self.code)
+        return first, second, third, fourth
 
 
 MBTI_TYPES: dict[str, MBTIType] = {

@@ -206,7 +206,7 @@ class HubServer:
                 except KeyError as exc:
                     self._error(404, str(exc))
 
-            do_GET = do_POST = do_HEAD = _dispatch  # type: ignore[assignment]
+            do_GET = do_POST = do_HEAD = _dispatch
 
             def _repo(self, repo_id: str) -> Repo:
                 repo = hub.repos.get(repo_id)

@@ -93,10 +93,10 @@ def _digest(text: str) -> int:
 
 
 def _character(prompt: str, attempt: int) -> str:
-    code = re.search(r"MBTI type is (\w{4})", prompt).group(1)  # type: ignore[union-attr]
+    code = re.search(r"MBTI type is (\w{4})", prompt).group(1)
     hint = re.search(r"is a (\S+), about (\d+) years old, from (.+?)\.\n", prompt)
-    gender, age, region = hint.group(1), int(hint.group(2)), hint.group(3)  # type: ignore[union-attr]
-    examples = int(re.search(r"exactly (\d+) behaviour_examples", prompt).group(1))  # type: ignore[union-attr]
+    gender, age, region = hint.group(1), int(hint.group(2)), hint.group(3)
+    examples = int(re.search(r"exactly (\d+) behaviour_examples", prompt).group(1))
     broken = code in BROKEN_TYPES or (code in FLAKY_TYPES and attempt == 0)
     character = {
         "name": f"Alex {code.title()}",

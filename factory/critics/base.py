@@ -7,7 +7,7 @@ measured is what filters the data.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,7 @@ class JudgeContext:
         return answer.data, None, tokens
 
 
-Judge = Callable[[DialogueRecord, Any, JudgeContext], Awaitable[Verdict]]
+Judge = Callable[[DialogueRecord, Any, JudgeContext], Coroutine[Any, Any, Verdict]]
 
 
 def passed_so_far(record: DialogueRecord) -> bool:

@@ -71,7 +71,7 @@ def compare(speaker: PersonaProfile, estimate: Any, config: PortrayalCriticConfi
         return 0, 5, False, "no Big Five estimate"
     off = {t: abs(int(estimate.get(t, 0) or 0) - getattr(speaker.big_five, t)) for t in BIG_FIVE_TRAITS}
     matched = sum(d <= config.big_five_tolerance for d in off.values())
-    worst = max(off, key=off.get)  # type: ignore[arg-type]
+    worst = max(off, key=lambda trait: off[trait])
     return matched, 5, matched == 5, f"Big Five off by up to {off[worst]} ({worst})"
 
 

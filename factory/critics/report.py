@@ -22,7 +22,9 @@ def load_critic_report(location: str | None, resolve: Callable[[str], Path]) -> 
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RecipeError(f"cannot read the critics report {path}: {exc}", field="critics.report") from exc
-    experts = report.get("experts") if isinstance(report, dict) else None
+    if not isinstance(report, dict):
+        report = {}
+    experts = report.get("experts")
     if not isinstance(experts, list) or not experts or not all(_is_row(row) for row in experts):
         raise RecipeError(
             f"{path} is not a `persona-factory critics eval` report (it needs experts with "

@@ -44,7 +44,9 @@ def size_category(count: int) -> str:
     return "1M<n<10M"
 
 
-def dataset_info(root: Path, files: dict[str, list[str]], rows: dict[str, int], config_name: str = "default") -> dict:
+def dataset_info(
+    root: Path, files: dict[str, list[str]], rows: dict[str, int], config_name: str = "default"
+) -> dict[str, Any]:
     """Rows and bytes per split of this version, for the card's ``dataset_info``.
 
     Besides telling readers the size, this keys ``datasets``' cache: the cache key of a local
@@ -82,10 +84,10 @@ class CardContext:
     license: str
     pretty_name: str | None
     samples: int
-    rounds: list[dict] = field(default_factory=list)
-    critic_report: dict | None = None
-    changelog: dict | None = None
-    persona_banks: list[dict] = field(default_factory=list)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    critic_report: dict[str, Any] | None = None
+    changelog: dict[str, Any] | None = None
+    persona_banks: list[dict[str, Any]] = field(default_factory=list)
     chat_config: bool = False  # accepted role-plays also as chat messages, the `messages` config
     critics: list[str] = field(default_factory=list)  # every critic the recipe enabled, in cascade order
     load_as: str = "PATH"  # what `load_dataset` is given: the folder as the run named it, the Hub repo once pushed
@@ -98,8 +100,8 @@ def factory_card_data(
     tag: str,
     pretty_name: str,
     splits: list[str],
-    info: dict | list[dict],
-    persona_factory: dict,
+    info: dict[str, Any] | list[dict[str, Any]],
+    persona_factory: dict[str, Any],
     chat_config: bool = False,
 ) -> DatasetCardData:
     """The Hub metadata every persona-factory card has; ``persona_factory`` holds our own."""
@@ -126,7 +128,9 @@ def factory_card_data(
     )
 
 
-def card_data(context: CardContext, stats: RunStats, splits: list[str], info: dict | list[dict]) -> DatasetCardData:
+def card_data(
+    context: CardContext, stats: RunStats, splits: list[str], info: dict[str, Any] | list[dict[str, Any]]
+) -> DatasetCardData:
     return factory_card_data(
         chat_config=context.chat_config,
         license=context.license,

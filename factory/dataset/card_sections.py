@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from factory.dataset.stats import RunStats
 from factory.records import DialogueRecord, speaker_label
 
@@ -48,7 +50,7 @@ def modes_section(stats: RunStats, chat_config: bool) -> list[str]:
     return lines
 
 
-def rounds_section(rounds: list[dict]) -> list[str]:
+def rounds_section(rounds: list[dict[str, Any]]) -> list[str]:
     if len(rounds) < 2:
         return []
     return [
@@ -74,7 +76,7 @@ def rounds_section(rounds: list[dict]) -> list[str]:
     ]
 
 
-def changelog_section(changelog: dict | None) -> list[str]:
+def changelog_section(changelog: dict[str, Any] | None) -> list[str]:
     if not changelog:
         return []
     rows = [["dialogues", *changelog["generated"]], ["accepted", *changelog["accepted"]]]
@@ -101,7 +103,7 @@ def _figure(value: object) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def critic_report_section(report: dict | None) -> list[str]:
+def critic_report_section(report: dict[str, Any] | None) -> list[str]:
     if not report:
         return []
     rows = [

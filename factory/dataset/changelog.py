@@ -15,7 +15,9 @@ def recipe_changes(before: str, after: str) -> list[str]:
     return sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
 
 
-def changelog(against: str, old_manifest: dict, old_recipe: str, stats: dict, recipe_text: str) -> dict[str, Any]:
+def changelog(
+    against: str, old_manifest: dict[str, Any], old_recipe: str, stats: dict[str, Any], recipe_text: str
+) -> dict[str, Any]:
     old_stats = old_manifest.get("stats", {})
     old_critics = {c["critic"]: c["pass_rate"] for c in old_stats.get("critics", [])}
     new_critics = {c["critic"]: c["pass_rate"] for c in stats.get("critics", [])}

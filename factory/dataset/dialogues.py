@@ -90,13 +90,14 @@ def dialogue_card(
     splits = [split for split in SPLITS if writer.files[split]]
     manifest["splits"] = writer.split_listing(list(SPLITS))
     manifest["stats"] = stats.as_dict()
-    info: dict[str, Any] | list[dict[str, Any]] = writer.dataset_info(list(SPLITS))
+    main_info = writer.dataset_info(list(SPLITS))
+    info: dict[str, Any] | list[dict[str, Any]] = main_info
     if writer.rows[CHAT_CONFIG]:
         manifest["configs"] = writer.split_listing([CHAT_CONFIG])
         context.chat_config = True
         chat_info = writer.dataset_info([CHAT_CONFIG], config_name=CHAT_CONFIG)
         chat_info["splits"] = [{**split, "name": "train"} for split in chat_info["splits"]]
-        info = [info, chat_info]
+        info = [main_info, chat_info]
     if released is not None:
         context.changelog = manifest["changelog"] = changelog(
             released.version, released.manifest, released.recipe_text, manifest["stats"], recipe_text

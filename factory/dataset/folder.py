@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from factory.errors import OutputError
 
@@ -32,7 +33,15 @@ _GIT_IDENTITY = ["-c", "user.name=persona-factory", "-c", "user.email=persona-fa
 
 def parse_version(tag: str) -> tuple[int, int, int] | None:
     match = _VERSION.match(tag)
-    return tuple(int(part) for part in match.groups()) if match else None  # type: ignore[return-value]
+    if match is None:
+        return None
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def version_order(tag: str) -> tuple[int, int, int]:
+    """A sort key: versions in order, anything else first."""
+    return parse_version(tag) or (-1, -1, -1)
 
 
 class DatasetFolder:
@@ -65,7 +74,7 @@ class DatasetFolder:
         if not self.is_repository():
             return []
         tags = [tag for tag in self.git("tag", "--list", "v*").split() if parse_version(tag)]
-        return sorted(tags, key=parse_version)  # type: ignore[arg-type]
+        return sorted(tags, key=version_order)
 
     def review_versions(self) -> list[str]:
         """Versions with a review branch (in review, approved or rejected)."""
@@ -76,7 +85,7 @@ class DatasetFolder:
 
     def versions(self) -> list[str]:
         """Every version ever made here, released or not (numbers are never reused)."""
-        return sorted(set(self.released_versions()) | set(self.review_versions()), key=parse_version)  # type: ignore[arg-type]
+        return sorted(set(self.released_versions()) | set(self.review_versions()), key=version_order)
 
     def current_release(self) -> str | None:
         released = self.released_versions()
@@ -95,7 +104,7 @@ class DatasetFolder:
         current = self.current_version()
         if current is None:
             return "v1.0.0"
-        major, minor, _ = parse_version(current)  # type: ignore[misc]
+        major, minor, _ = version_order(current)
         return f"v{major}.{minor + 1}.0"
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -248,7 +257,7 @@ class DatasetFolder:
         wanted = [name for name in listing if name.split("/", 1)[0] in PUBLISHED_ENTRIES]
         return {name: self.read_bytes(commit, name) for name in wanted}
 
-    def read_manifest(self, version: str | None = None) -> dict | None:
+    def read_manifest(self, version: str | None = None) -> dict[str, Any] | None:
         if version is None:
             path = self.path / "manifest.json"
             return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -7,6 +7,7 @@ reader sees are the numbers of the data.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import polars as pl
 
@@ -38,10 +39,10 @@ class RunStats:
     speakers_by_kind: dict[str, int] = field(default_factory=dict)
     # per persona cell (kind=..., mbti=..., extraversion=high, ...): speakers, and how many of them
     # are in accepted dialogues; a critic that quietly removes a kind of speaker shows up here
-    cells: list[dict] = field(default_factory=list)
+    cells: list[dict[str, Any]] = field(default_factory=list)
     mean_turns_accepted: float = 0.0
     # per generation mode (spc, role_play): dialogues, accepted, acceptance rate
-    modes: list[dict] = field(default_factory=list)
+    modes: list[dict[str, Any]] = field(default_factory=list)
     # role-play: why the dialogues ended (max_turns, sentiment, goal)
     ended_by: dict[str, int] = field(default_factory=dict)
 
@@ -57,7 +58,7 @@ class RunStats:
     def tokens_per_accepted(self) -> float | None:
         return self.total_tokens / self.accepted if self.accepted else None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["critics"] = [{**asdict(critic), "pass_rate": round(critic.pass_rate, 4)} for critic in self.critics]
         data["acceptance_rate"] = round(self.acceptance_rate, 4)
@@ -79,10 +80,10 @@ def _verdict_frame(records: list[DialogueRecord]) -> pl.DataFrame:
 
 
 def _cell_frame(records: list[DialogueRecord]) -> pl.DataFrame:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for record in records:
         for persona in record.speakers:
-            cells = [("kind", persona.kind)]
+            cells: list[tuple[str, str]] = [("kind", persona.kind)]
             if persona.mbti:
                 cells.append(("mbti", persona.mbti))
             if persona.big_five:

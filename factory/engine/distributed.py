@@ -13,6 +13,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import factory
 from factory.errors import PipelineError
@@ -21,7 +22,7 @@ from factory.errors import PipelineError
 CONNECT_TIMEOUT_SECONDS = 20.0
 
 
-def runtime_env() -> dict:
+def runtime_env() -> dict[str, Any]:
     return {"py_modules": [str(Path(factory.__file__).parent)]}
 
 

@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -42,7 +43,7 @@ class RunJournal:
     def _part_ids(self) -> set[str]:
         return {i for part in self._parts for i in pq.read_table(part, columns=["id"]).column("id").to_pylist()}
 
-    def _segment_entries(self) -> list[tuple[str, dict]]:
+    def _segment_entries(self) -> list[tuple[str, dict[str, Any]]]:
         """Each whole line of the segment with its parsed row."""
         if not self._segment_path.exists():
             return []

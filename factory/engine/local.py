@@ -40,7 +40,7 @@ class LocalRunner:
                 if not pending:
                     break
                 finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                failed = [task.exception() for task in finished if task.exception() is not None]
+                failed = [error for task in finished if (error := task.exception()) is not None]
                 if failed:
                     raise failed[0]
                 for task in finished:

@@ -47,4 +47,5 @@ def progress_for(total: int, done: int, show: bool) -> Progress | None:
         return LogProgress(total, done)
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=done, desc="dialogues", unit="dlg")
+    bar: Progress = tqdm(total=total, initial=done, desc="dialogues", unit="dlg")
+    return bar

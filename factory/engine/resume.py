@@ -36,7 +36,8 @@ class InterruptedRun:
 
     def _state(self) -> dict[str, Any] | None:
         try:
-            return json.loads(self.state_file.read_text(encoding="utf-8"))
+            state = json.loads(self.state_file.read_text(encoding="utf-8"))
+            return state if isinstance(state, dict) else None
         except (OSError, json.JSONDecodeError):
             return None
 

@@ -50,7 +50,7 @@ def plan_rows(
             return rng.sample(fed_back, min(generation.few_shot, len(fed_back)))
         return pick_few_shot(few_shot_path, generation.few_shot, generation.max_turns, rng)
 
-    rows = []
+    rows: list[tuple[DialogueRecord, list[dict[str, str]]]] = []
     for cast in casts:
         meta, messages = WRITERS[mode_of(cast)].plan(cast, random.Random(cast.seed), generation, examples)
         rows.extend(

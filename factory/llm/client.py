@@ -39,8 +39,9 @@ PROTOCOL_FAILURES_TO_STOP = 5
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Exponential backoff with equal jitter: half the step is fixed, half is random."""
-    step = min(cap, base * (2**attempt))
-    return step / 2 + (rng or random).uniform(0, step / 2)
+    step = min(cap, base * 2.0**attempt)
+    uniform = rng.uniform if rng is not None else random.uniform
+    return step / 2 + uniform(0, step / 2)
 
 
 def _retry_after(exc: Exception) -> float | None:

@@ -47,7 +47,8 @@ def embedded_model_path() -> Path:
 def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 # The servers this process started and has not stopped: a run checks them before it publishes.
@@ -115,7 +116,7 @@ class EmbeddedServer:
 
     def start(self) -> EmbeddedServer:
         try:
-            import llama_cpp  # noqa: F401
+            import llama_cpp  # noqa: F401 - imported only to see whether the server package is installed
         except ImportError as exc:
             raise EmbeddedServerError(
                 "the embedded model needs llama-cpp-python's server: pip install 'persona-factory[embedded]' "

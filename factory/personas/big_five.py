@@ -10,7 +10,7 @@ import csv
 import hashlib
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -134,7 +134,7 @@ def big_five_persona(
     )
 
 
-def _quota_levels(trait: str, bands: list[str], count: int, rng: random.Random) -> list[int]:
+def _quota_levels(trait: str, bands: Sequence[str], count: int, rng: random.Random) -> list[int]:
     """``count`` levels for one trait, the named bands sharing them as equally as count allows."""
     order = list(bands)
     rng.shuffle(order)

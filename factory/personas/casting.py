@@ -15,6 +15,7 @@ Strategies (``casting.strategy``):
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ def cell_value(persona: PersonaProfile, by: str) -> str | None:
 
 
 def quota_cells(quota: list[QuotaCell]) -> list[tuple[str, str]]:
-    cells = []
+    cells: list[tuple[str, str]] = []
     for spec in quota:
         if spec.values:
             values = [v.upper() if spec.by == "mbti" else v for v in spec.values]
@@ -170,7 +171,7 @@ def _partnered(
     for _ in range(casting.dialogues):
         lead = lead_deck.take(set())
         speakers = [lead]
-        _fill(partner_deck, speakers, casting.group_size, lambda candidate, lead=lead: fits(lead, candidate))
+        _fill(partner_deck, speakers, casting.group_size, functools.partial(fits, lead))
         _new_cast(casts, speakers, rng, prefix)
     return casts
 

@@ -272,7 +272,7 @@ class Expansion:
             # No verdict: keep the profile safe and leave the statement out.
             self._fail("contradiction check", reply.error or "no boolean 'contradicts'")
             return True
-        return reply.data["contradicts"]
+        return bool(reply.data["contradicts"])
 
     async def compose(
         self, number: int, bank: list[Statement], vectors: np.ndarray, seed: int

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -50,9 +51,9 @@ BEHAVIOUR_PATTERN = r'^When the other party [^"\\\n,]{3,80}, you say [^"\\\n]{3,
 NAME_PATTERN = r"^[A-Z][a-z]{1,14}( [A-Z][a-z]{1,14})?$"
 
 
-def character_schema(examples: int) -> dict:
+def character_schema(examples: int) -> dict[str, Any]:
     sentence = {"type": "string", "pattern": SENTENCE_PATTERN}
-    properties: dict = {
+    properties: dict[str, Any] = {
         "name": {"type": "string", "pattern": NAME_PATTERN},
         "gender": {"type": "string", "enum": list(GENDERS)},
         "age": {"type": "integer", "minimum": 16, "maximum": 90},

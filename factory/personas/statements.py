@@ -134,16 +134,17 @@ def load_spc_rows(path: Path) -> list[SPCRow]:
         raise PersonaFileError("file not found", path=path)
     rows = []
     for number, record in _rows(path):
-        personas = tuple(
+        first, second = (
             _split_statements(record.get(column), path=path, row=number, field=column) for column in USER_COLUMNS
         )
+        personas = (first, second)
         conversation_column = next((c for c in CONVERSATION_COLUMNS if c in record), None)
         conversation = (
             _parse_conversation(record[conversation_column], path=path, row=number, field=conversation_column)
             if conversation_column
             else ()
         )
-        rows.append(SPCRow(row=number, personas=personas, conversation=conversation))  # type: ignore[arg-type]
+        rows.append(SPCRow(row=number, personas=personas, conversation=conversation))
     if not rows:
         raise PersonaFileError("no rows", path=path)
     return rows

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from factory.errors import RecipeError
 from factory.recipes.base import MAY_CHANGE_ON_RESUME, _Config
@@ -28,6 +28,12 @@ from factory.recipes.personas import (
     PersonaSource,
 )
 from factory.settings import environment, resolve_data_path
+
+
+def recipe_hash(recipe: BaseModel) -> str:
+    """Hash of everything in a recipe that shapes the data (not where the endpoint or cluster is)."""
+    payload = recipe.model_dump(mode="json", exclude={"llm": {"base_url"}, "ray": {"address"}})
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class RayConfig(_Config):
@@ -89,9 +95,7 @@ class Recipe(_Config):
         return resolve_data_path(value, self.base_dir)
 
     def content_hash(self) -> str:
-        """Hash of everything that shapes the data (not where the endpoint lives)."""
-        payload = self.model_dump(mode="json", exclude={"llm": {"base_url"}, "ray": {"address"}})
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        return recipe_hash(self)
 
 
 class PersonaBankRecipe(_Config):
@@ -108,8 +112,11 @@ class PersonaBankRecipe(_Config):
 
     base_dir: Path | None = Field(default=None, exclude=True)
 
-    resolve_path = Recipe.resolve_path
-    content_hash = Recipe.content_hash
+    def resolve_path(self, value: str) -> Path:
+        return resolve_data_path(value, self.base_dir)
+
+    def content_hash(self) -> str:
+        return recipe_hash(self)
 
 
 def _format_location(loc: tuple[Any, ...]) -> str:
@@ -128,7 +135,7 @@ RecipeModel = TypeVar("RecipeModel", "Recipe", "PersonaBankRecipe")
 SOURCE_TAGS = ("mbti", "big_five", "statements", "bank", "mbti_bank", "implicit", "spc_expansion")
 
 
-def load_recipe(path: str | Path, model: type[RecipeModel] = Recipe) -> RecipeModel:  # type: ignore[assignment]
+def load_recipe(path: str | Path, model: type[RecipeModel] = Recipe) -> RecipeModel:  # type: ignore[assignment]  # mypy cannot give a TypeVar a default; the default is the dialogue Recipe
     path = Path(path)
     if not path.is_file():
         raise RecipeError("recipe file not found", path=path)
@@ -147,7 +154,7 @@ def parse_recipe(
     raw: dict[str, Any],
     *,
     path: str | Path | None = None,
-    model: type[RecipeModel] = Recipe,  # type: ignore[assignment]
+    model: type[RecipeModel] = Recipe,  # type: ignore[assignment]  # as in load_recipe: the default is the dialogue Recipe
 ) -> RecipeModel:
     try:
         recipe = model.model_validate(raw)

@@ -50,7 +50,7 @@ BANK = [
 def test_profiles_never_hold_redundant_or_contradicting_statements(runner: JsonTaskRunner):
     source = SPCExpansionSource(source="spc_expansion", statements_per_profile=4, redundancy_threshold=0.8)
     embedder = BagOfWords()
-    expansion = Expansion(runner, embedder, source, seed_path=None, rng=random.Random(0), show_progress=False)  # type: ignore[arg-type]
+    expansion = Expansion(runner, embedder, source, seed_path=None, rng=random.Random(0), show_progress=False)
     vectors = embedder.embed([s.text for s in BANK])
     assert float(vectors[0] @ vectors[1]) > 0.8  # the pair really is redundant under this embedding
     profiles = runner.gather(expansion.compose(n, BANK, vectors, seed) for n, seed in enumerate(range(40)))
@@ -70,7 +70,7 @@ def test_a_profile_that_cannot_be_filled_is_dropped_with_the_reason(runner: Json
     source = SPCExpansionSource(source="spc_expansion", statements_per_profile=4, check_contradictions=False)
     few = BANK[:3]  # three topics, of which two statements are redundant
     embedder = BagOfWords()
-    expansion = Expansion(runner, embedder, source, seed_path=None, rng=random.Random(0), show_progress=False)  # type: ignore[arg-type]
+    expansion = Expansion(runner, embedder, source, seed_path=None, rng=random.Random(0), show_progress=False)
     result = runner.gather([expansion.compose(1, few, embedder.embed([s.text for s in few]), 7)])[0]
     assert isinstance(result, Dropped) and "of 4 compatible statements" in result.reason
 

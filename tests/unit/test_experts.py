@@ -57,7 +57,7 @@ def context() -> Iterator[JudgeContext]:
             base_urls=(server.base_url,), model="scripted-model", kind="openai-compatible", max_retries=0
         )
         with JsonTaskRunner(spec, None) as runner:
-            yield JudgeContext(runner.client, GenerationConfig(min_turns=2, max_turns=20)), runner  # type: ignore[misc]
+            yield JudgeContext(runner.client, GenerationConfig(min_turns=2, max_turns=20)), runner
 
 
 def run(context, judge, record, config) -> Verdict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from typing import Any
 
 from factory.records import DialogueRecord, PersonaProfile, speaker_label
 
@@ -41,7 +42,7 @@ MODERATOR_SYSTEM = "You moderate a group conversation. Answer only with the JSON
 
 def moderator_messages(
     names: list[str], history: list[tuple[int, str]], previous: int
-) -> tuple[list[dict[str, str]], dict]:
+) -> tuple[list[dict[str, str]], dict[str, Any]]:
     lines = [f"{names[speaker]}: {text}" for speaker, text in history[-8:]]
     choices = [name for index, name in enumerate(names) if index != previous]
     prompt = "\n".join(
