@@ -11,13 +11,8 @@ Data:
   "faithful": true|false, "toxic": true|false, "well_formed": true|false, "rating": 1-5}`` (every
   label optional); for quality, pairs of dialogues with different ratings (the higher should win).
 
-Each expert is scored against the label of what it exists to judge (:data:`EXPERT_LABELS`):
-accuracy (it passes what the label says should pass and fails the rest), AUROC of its score (or of
-its pass/fail when it gives none) with "should pass" as the positive class, and Spearman
-correlation with the ratings. Only answered items are scored: a judge call that failed or a reply
-that could not be used is counted apart, and an expert most of whose items went unanswered fails
-the evaluation (a broken endpoint must not read as a chance-level critic). What the data cannot
-measure (no label, no rating, no MBTI or Big Five personas for portrayal) is refused.
+Each critic is scored against the label of what it exists to judge (:data:`EXPERT_LABELS`); what the
+data cannot measure (no label, no rating, no MBTI or Big Five personas for portrayal) is refused.
 """
 
 from __future__ import annotations
@@ -31,9 +26,6 @@ from factory.errors import InputError, PersonaFileError
 from factory.jsonl import read_jsonl
 from factory.personas.statements import load_spc_rows
 from factory.records import DialogueRecord, GenerationMeta, PersonaProfile, Turn
-
-DEFAULT_EXPERTS = ("faithfulness", "apc", "quality")
-LLM_FREE = {"heuristic"}
 
 # The label each expert is scored against, and whether the expert should pass when it is true.
 EXPERT_LABELS: dict[str, tuple[str, bool]] = {

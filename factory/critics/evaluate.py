@@ -1,14 +1,6 @@
 """`persona-factory critics eval`: how far to trust the critics, measured on labelled dialogues.
 
-Data:
-- Synthetic-Persona-Chat conversations (CSV or JSONL in the SPC format): each original dialogue is
-  labelled faithful, and the same dialogue with User 1's persona swapped for another row's is
-  labelled unfaithful; the originals are also labelled well formed (the heuristic gate must pass
-  them: they are what the generator is shown); for quality, each original is paired with a copy
-  whose turns are shuffled, and the original should win.
-- JSONL of rated dialogues: ``{"personas": [[...], [...]], "turns": [{"speaker": 1, "text": ...}],
-  "faithful": true|false, "toxic": true|false, "well_formed": true|false, "rating": 1-5}`` (every
-  label optional); for quality, pairs of dialogues with different ratings (the higher should win).
+The data and its labels are read in :mod:`factory.critics.eval_data`.
 
 Each expert is scored against the label of what it exists to judge (:data:`EXPERT_LABELS`):
 accuracy (it passes what the label says should pass and fails the rest), AUROC of its score (or of
@@ -30,7 +22,6 @@ from typing import Any
 
 from factory.critics.base import JudgeContext
 from factory.critics.eval_data import (
-    LLM_FREE,
     Labelled,
     load_rated_jsonl,
     measurable,
@@ -45,7 +36,7 @@ from factory.llm.endpoint import endpoint_provenance, open_endpoint
 from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.recipes import Recipe
-from factory.recipes.critics import CriticsConfig
+from factory.recipes.critics import CriticsConfig, needs_llm
 from factory.recipes.generation import GenerationConfig
 from factory.recipes.llm import LLMConfig
 from factory.records import DialogueRecord, Verdict
@@ -251,7 +242,7 @@ def measure_critics(request: EvalRequest) -> tuple[dict[str, Any], Evaluation]:
         labelled, pairs = spc_eval_set(path, request.count, rng)
     for name in request.experts:
         measurable(name, labelled, pairs, request.data)
-    needs_model = any(name not in LLM_FREE for name in request.experts)
+    needs_model = any(needs_llm(name) for name in request.experts)
     llm = request.llm or (request.recipe.llm if request.recipe else LLMConfig())
     with open_endpoint(llm) if needs_model else nullcontext(None) as spec:
         critics = request.recipe.critics if request.recipe else None

@@ -33,7 +33,6 @@ CHECKLISTS = {
         "dropped": "The personas that were dropped, and why, are acceptable (see Dropped).",
     },
 }
-CHECKLIST = CHECKLISTS["dialogues"]
 SECTION_START = "<!-- review:start -->"
 SECTION_END = "<!-- review:end -->"
 _BOX = re.compile(r"^- \[([ xX])\] .*<!-- review:(\w+) -->\s*$", re.M)

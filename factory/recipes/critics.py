@@ -164,3 +164,9 @@ def critic_names(scope: Scope) -> tuple[str, ...]:
         and issubclass(info.annotation, ExpertConfig)
         and info.annotation.scope == scope
     )
+
+
+def needs_llm(name: str) -> bool:
+    """Whether the critic asks a model (its settings are an LLM critic's), or judges by rules alone."""
+    annotation = CriticsConfig.model_fields[name].annotation
+    return isinstance(annotation, type) and issubclass(annotation, LLMExpertConfig)
