@@ -14,7 +14,7 @@ from typing import Any
 from factory.errors import PipelineError
 from factory.llm.ask import ask_json
 from factory.llm.port import ChatPort
-from factory.recipes.critics import CriticsConfig, LLMExpertConfig
+from factory.recipes.critics import CriticsConfig, LLMCriticConfig
 from factory.recipes.generation import GenerationConfig
 from factory.records import FORMAT, DialogueRecord, PersonaProfile, Turn, Verdict, speaker_label
 
@@ -29,7 +29,7 @@ class JudgeContext:
         messages: list[dict[str, str]],
         name: str,
         schema: dict[str, Any],
-        config: LLMExpertConfig,
+        config: LLMCriticConfig,
         seed: int | None,
     ) -> tuple[dict[str, Any] | None, str | None, int]:
         """(answer, None, tokens), or (None, why not, tokens)."""

@@ -11,7 +11,7 @@ Data:
   "faithful": true|false, "toxic": true|false, "well_formed": true|false, "rating": 1-5}`` (every
   label optional); for quality, pairs of dialogues with different ratings (the higher should win).
 
-Each critic is scored against the label of what it exists to judge (:data:`EXPERT_LABELS`); what the
+Each critic is scored against the label of what it exists to judge (:data:`CRITIC_LABELS`); what the
 data cannot measure (no label, no rating, no MBTI or Big Five personas for portrayal) is refused.
 """
 
@@ -28,7 +28,7 @@ from factory.personas.statements import load_spc_rows
 from factory.records import DialogueRecord, GenerationMeta, PersonaProfile, Turn
 
 # The label each expert is scored against, and whether the expert should pass when it is true.
-EXPERT_LABELS: dict[str, tuple[str, bool]] = {
+CRITIC_LABELS: dict[str, tuple[str, bool]] = {
     "heuristic": ("well_formed", True),
     "faithfulness": ("faithful", True),
     "apc": ("faithful", True),
@@ -46,7 +46,7 @@ class Labelled:
     rating: float | None = None
 
     def should_pass(self, expert: str) -> bool | None:
-        label, when_true = EXPERT_LABELS[expert]
+        label, when_true = CRITIC_LABELS[expert]
         value = self.labels.get(label)
         return None if value is None else value == when_true
 
@@ -163,7 +163,7 @@ def measurable(
             f"portrayal cannot be measured on {where}: its personas have no MBTI type or Big Five levels to infer back",
             field="--experts",
         )
-    label = EXPERT_LABELS[expert][0]
+    label = CRITIC_LABELS[expert][0]
     if not any(item.should_pass(expert) is not None or item.rating is not None for item in labelled):
         raise InputError(
             f"{expert} cannot be measured on {where}: no item has a {label!r} label or a rating", field="--experts"
@@ -171,7 +171,7 @@ def measurable(
 
 
 def measure_of(expert: str, labelled: list[Labelled], spc: bool) -> str:
-    label = EXPERT_LABELS[expert][0]
+    label = CRITIC_LABELS[expert][0]
     labelled_items = [item for item in labelled if item.should_pass(expert) is not None]
     if not labelled_items:
         return "human ratings"

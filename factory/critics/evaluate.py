@@ -2,7 +2,7 @@
 
 The data and its labels are read in :mod:`factory.critics.eval_data`.
 
-Each expert is scored against the label of what it exists to judge (:data:`EXPERT_LABELS`):
+Each expert is scored against the label of what it exists to judge (:data:`CRITIC_LABELS`):
 accuracy (it passes what the label says should pass and fails the rest), AUROC of its score (or of
 its pass/fail when it gives none) with "should pass" as the positive class, and Spearman
 correlation with the ratings. Only answered items are scored: a judge call that failed or a reply

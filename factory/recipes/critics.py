@@ -11,7 +11,7 @@ from factory.recipes.base import _Config
 Scope = Literal["dialogue", "cast", "run"]
 
 
-class ExpertConfig(_Config):
+class CriticConfig(_Config):
     # What the critic judges at once: one dialogue (the cascade), a cast's candidates (best-of-N),
     # or the whole run. A critic's name is its field in CriticsConfig.
     scope: ClassVar[Scope] = "dialogue"
@@ -23,12 +23,12 @@ class ExpertConfig(_Config):
     )
 
 
-class LLMExpertConfig(ExpertConfig):
+class LLMCriticConfig(CriticConfig):
     temperature: float = Field(default=0.0, ge=0, le=2)
     max_tokens: int = Field(default=200, ge=16)
 
 
-class HeuristicCriticConfig(ExpertConfig):
+class HeuristicCriticConfig(CriticConfig):
     max_duplicate_turn_ratio: float = Field(
         default=0.2, ge=0, le=1, description="Share of turns that may echo an earlier turn before the dialogue fails."
     )
@@ -48,11 +48,11 @@ class HeuristicCriticConfig(ExpertConfig):
     )
 
 
-class FaithfulnessCriticConfig(LLMExpertConfig):
+class FaithfulnessCriticConfig(LLMCriticConfig):
     few_shot: bool = Field(default=True, description="Show the judge a faithful and an unfaithful example first.")
 
 
-class APCCriticConfig(LLMExpertConfig):
+class APCCriticConfig(LLMCriticConfig):
     """APC-style faithfulness score: relevance and NLI of every persona statement against its
     speaker's turns, judged by the LLM with constrained answers."""
 
@@ -62,11 +62,11 @@ class APCCriticConfig(LLMExpertConfig):
     max_tokens: int = Field(default=400, ge=16)
 
 
-class ToxicityCriticConfig(LLMExpertConfig):
+class ToxicityCriticConfig(LLMCriticConfig):
     enabled: bool = False
 
 
-class PortrayalCriticConfig(LLMExpertConfig):
+class PortrayalCriticConfig(LLMCriticConfig):
     """PsyPlay's back-test: infer each speaker's MBTI type or Big Five levels from the dialogue."""
 
     enabled: bool = False
@@ -75,7 +75,7 @@ class PortrayalCriticConfig(LLMExpertConfig):
     big_five_tolerance: int = Field(default=2, ge=0, le=6, description="Levels a Big Five estimate may be off by.")
 
 
-class AttributionCriticConfig(LLMExpertConfig):
+class AttributionCriticConfig(LLMCriticConfig):
     """PersonaEval: with speaker labels hidden, can the judge tell who said each turn?"""
 
     enabled: bool = False
@@ -84,7 +84,7 @@ class AttributionCriticConfig(LLMExpertConfig):
     max_tokens: int = Field(default=300, ge=16)
 
 
-class QualityCriticConfig(LLMExpertConfig):
+class QualityCriticConfig(LLMCriticConfig):
     """The SPC paper's FED policies (depth, coherency, consistency, diversity, likeability), each a
     pairwise comparison; a majority vote keeps the best of a cast's candidates."""
 
@@ -94,7 +94,7 @@ class QualityCriticConfig(LLMExpertConfig):
     max_tokens: int = Field(default=300, ge=16)
 
 
-class DedupCriticConfig(ExpertConfig):
+class DedupCriticConfig(CriticConfig):
     scope: ClassVar[Scope] = "run"
     enabled: bool = False
     threshold: float = Field(
@@ -144,7 +144,7 @@ class CriticsConfig(_Config):
             raise ValueError(f"order names {', '.join(sorted(repeated))} more than once")
         return self
 
-    def cascade(self) -> list[tuple[str, ExpertConfig]]:
+    def cascade(self) -> list[tuple[str, CriticConfig]]:
         """The enabled per-dialogue experts, in order."""
         return [(name, getattr(self, name)) for name in self.order if getattr(self, name).enabled]
 
@@ -161,7 +161,7 @@ def critic_names(scope: Scope) -> tuple[str, ...]:
         name
         for name, info in fields.items()
         if isinstance(info.annotation, type)
-        and issubclass(info.annotation, ExpertConfig)
+        and issubclass(info.annotation, CriticConfig)
         and info.annotation.scope == scope
     )
 
@@ -169,4 +169,4 @@ def critic_names(scope: Scope) -> tuple[str, ...]:
 def needs_llm(name: str) -> bool:
     """Whether the critic asks a model (its settings are an LLM critic's), or judges by rules alone."""
     annotation = CriticsConfig.model_fields[name].annotation
-    return isinstance(annotation, type) and issubclass(annotation, LLMExpertConfig)
+    return isinstance(annotation, type) and issubclass(annotation, LLMCriticConfig)
