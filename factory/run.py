@@ -21,7 +21,7 @@ import yaml
 from factory.critics.acceptance import settle_run
 from factory.critics.report import load_critic_report
 from factory.dataset.card import CardContext, published_folder_name
-from factory.dataset.dialogues import Released, dialogue_card, write_dialogues
+from factory.dataset.dialogues import ChatRows, Released, dialogue_card, write_dialogues
 from factory.dataset.folder import DatasetFolder
 from factory.dataset.stats import RunStats
 from factory.dataset.version import VersionWriter
@@ -43,7 +43,6 @@ from factory.llm.endpoint import (
 from factory.llm.spec import EndpointSpec
 from factory.personas import CastPlan, plan
 from factory.recipes import Recipe
-from factory.records import ChatExample, DialogueRecord
 from factory.settings import environment
 
 
@@ -181,7 +180,7 @@ def _write(
         load_as=published_folder_name(started.out),
     )
     settle = settle_run(recipe.critics, journal.batches)
-    stats, samples, ids = write_dialogues(writer, journal.batches, settle, _to_chat(recipe), context)
+    stats, samples, ids = write_dialogues(writer, journal.batches, settle, _chat_rows(recipe), context)
     card = dialogue_card(writer, context, stats, samples, manifest, _released(writer.folder), started.recipe_text)
     review = recipe.output.review_samples
     writer.finish(
@@ -192,15 +191,12 @@ def _write(
     return stats
 
 
-def _to_chat(recipe: Recipe) -> Any:
+def _chat_rows(recipe: Recipe) -> ChatRows:
     """Accepted role-play dialogues are also published as chat examples (the ``messages`` config)."""
-
-    def to_chat(record: DialogueRecord) -> ChatExample | None:
-        if record.generation.mode != "role_play":
-            return None
-        return chat_example(record, recipe.generation.role_play)
-
-    return to_chat
+    return ChatRows(
+        has_row=lambda record: record.generation.mode == "role_play",
+        row=lambda record: chat_example(record, recipe.generation.role_play),
+    )
 
 
 def _released(folder: DatasetFolder) -> Released | None:

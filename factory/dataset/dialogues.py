@@ -34,6 +34,15 @@ class Released:
     recipe_text: str
 
 
+@dataclass
+class ChatRows:
+    """Which accepted dialogues are also published as chat examples, and the row of each. Asked
+    once per record to count the rows (shard names need the total), and built only when written."""
+
+    has_row: Callable[[DialogueRecord], bool]
+    row: Callable[[DialogueRecord], ChatExample]
+
+
 def split_of(record: DialogueRecord) -> str:
     return "accepted" if record.accepted else "rejected"
 
@@ -42,20 +51,20 @@ def write_dialogues(
     writer: VersionWriter,
     batches: Batches,
     settle: Callable[[DialogueRecord], None],
-    to_chat: Callable[[DialogueRecord], ChatExample | None],
+    chat_rows: ChatRows,
     context: CardContext,
 ) -> tuple[RunStats, list[DialogueRecord], dict[str, list[str]]]:
     """The splits and the chat config into ``writer``; the statistics, the records the card shows
     and the ids of each split (for the review's samples)."""
     counts = dict.fromkeys(SPLITS, 0)
-    chat_rows = 0
+    chat_count = 0
     for batch in batches():
         for record in batch:
             settle(record)
             counts[split_of(record)] += 1
-            chat_rows += record.accepted and to_chat(record) is not None
+            chat_count += record.accepted and chat_rows.has_row(record)
     splits = {split: writer.split(split, counts[split], DialogueRecord) for split in SPLITS}
-    chat = writer.split(CHAT_CONFIG, chat_rows, ChatExample)
+    chat = writer.split(CHAT_CONFIG, chat_count, ChatExample)
     accumulator = StatsAccumulator()
     shown = {"accepted": context.samples, "rejected": max(1, context.samples // 2) if context.samples else 0}
     samples: dict[str, list[DialogueRecord]] = {split: [] for split in SPLITS}
@@ -67,9 +76,8 @@ def write_dialogues(
         for record in batch:
             split = split_of(record)
             splits[split].add(record)
-            example = to_chat(record) if record.accepted else None
-            if example is not None:
-                chat.add(example)
+            if record.accepted and chat_rows.has_row(record):
+                chat.add(chat_rows.row(record))
             ids[split].append(record.id)
             samples[split] = sorted([*samples[split], record], key=lambda r: r.id)[: shown[split]]
     writer.close_splits()
