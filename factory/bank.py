@@ -103,6 +103,7 @@ def build_bank(
             embedder = open_embedder(
                 recipe.embeddings, spec.base_url if spec else next(iter(recipe.llm.base_urls), None), api_key
             )
+            stack.callback(embedder.close)
         folder.prepare()
         with folder.locked():
             context = SourceContext(recipe.resolve_path, random.Random(recipe.seed), runner, embedder, show_progress)

@@ -10,15 +10,12 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Annotated
 
 import typer
 
 from factory.errors import FactoryError, InputError
 from factory.settings import PACKAGED_RECIPES
-
-if TYPE_CHECKING:
-    from factory.run import RunResult
 
 app = typer.Typer(
     add_completion=False,
@@ -38,6 +35,11 @@ review_app = typer.Typer(
 app.add_typer(review_app, name="review")
 
 TARGET_HELP = "A dataset or bank folder, or a Hub repository written hf://org/name."
+JudgeBaseURL = Annotated[
+    str | None,
+    typer.Option(help="Endpoint of the critics' judge (or PERSONA_FACTORY_JUDGE_BASE_URL); none: the generator's."),
+]
+JudgeModel = Annotated[str | None, typer.Option(help="The judge's model (or PERSONA_FACTORY_JUDGE_MODEL).")]
 VERSION_HELP = "The version; the latest in review when unset."
 
 
@@ -56,6 +58,8 @@ def run(
     out: Path = typer.Option(..., "--out", "-o", help="Dataset folder; each run adds the next version."),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint; none starts the embedded model."),
     model: str | None = typer.Option(None, help="Model name at that endpoint."),
+    judge_base_url: JudgeBaseURL = None,
+    judge_model: JudgeModel = None,
     ray_address: str | None = typer.Option(None, help="Ray cluster to join (or RAY_ADDRESS); none starts local Ray."),
     ray: bool | None = typer.Option(
         None, "--ray/--no-ray", help="Run on Ray workers, or in this process (default: the recipe's ray.enabled)."
@@ -75,7 +79,10 @@ def run(
     if resume and restart:
         raise typer.BadParameter("choose one of --resume and --restart")
     path = resolve_recipe_path(recipe)
-    loaded = apply_overrides(load_recipe(path), base_url=base_url, model=model, ray_address=ray_address)
+    loaded = apply_overrides(
+        load_recipe(path), base_url=base_url, model=model, ray_address=ray_address,
+        judge_base_url=judge_base_url, judge_model=judge_model,
+    )  # fmt: skip
     if ray is not None:
         loaded = loaded.model_copy(update={"ray": loaded.ray.model_copy(update={"enabled": ray})})
     try:
@@ -90,27 +97,7 @@ def run(
     except (KeyboardInterrupt, Interrupted) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         raise Interrupted(signum, f"; the finished dialogues are kept: continue with --resume --out {out}") from None
-    typer.echo(_run_summary(result))
-
-
-def _run_summary(result: RunResult) -> str:
-    stats = result.stats
-    rejected = ", ".join(f"{critic} {n}" for critic, n in stats.rejected_by.items()) or "none"
-    per_accepted = f"{stats.tokens_per_accepted:,.0f}" if stats.tokens_per_accepted is not None else "n/a"
-    resumed = result.manifest.get("resumed_with")
-    return "\n".join(
-        [
-            f"version     {result.version}"
-            + (f" (after {result.previous_version})" if result.previous_version else ""),
-            f"dialogues   {stats.generated} generated, {stats.accepted} accepted, {stats.rejected} rejected",
-            f"rejected by {rejected}",
-            f"tokens      {stats.total_tokens:,} ({stats.generation_tokens:,} generation, "
-            f"{stats.critic_tokens:,} critics; {per_accepted} per accepted dialogue)",
-            f"time        {result.seconds:.1f}s"
-            + (f" (resumed: {resumed['dialogues']} dialogues were already finished)" if resumed else ""),
-            str(result.path),
-        ]
-    )
+    typer.echo(result.summary())
 
 
 @personas_app.command("build")
@@ -156,7 +143,7 @@ def critics_eval(
         help="SPC conversations (CSV/JSONL: originals vs persona-swapped) or JSONL of rated dialogues.",
     ),
     experts: str = typer.Option(
-        ",".join(("faithfulness", "apc", "quality")), help="Comma-separated experts to measure."
+        ",".join(("grounding", "faithfulness", "apc", "quality")), help="Comma-separated experts to measure."
     ),
     count: int = typer.Option(20, min=1, help="SPC conversations to use (each also swapped and shuffled)."),
     seed: int = typer.Option(0, help="Which conversations, and which personas are swapped in."),
@@ -166,6 +153,8 @@ def critics_eval(
     recipe: Path | None = typer.Option(None, help="Take the experts' settings from this recipe's `critics`."),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint; none starts the embedded model."),
     model: str | None = typer.Option(None, help="Model name at that endpoint."),
+    judge_base_url: JudgeBaseURL = None,
+    judge_model: JudgeModel = None,
     per_item: Path | None = typer.Option(
         None, "--per-item", help="Write each item's verdict as JSONL, to read the disagreements."
     ),
@@ -184,18 +173,19 @@ def critics_eval(
         report_table,
         write_items,
     )
-    from factory.recipes import apply_overrides, load_recipe
+    from factory.recipes import apply_overrides, judge_override, load_recipe
     from factory.recipes.llm import LLMConfig
     from factory.settings import environment
 
-    names = critic_names_asked(experts)
     loaded = load_recipe(recipe) if recipe else None
-    if loaded:
-        llm = apply_overrides(loaded, base_url=base_url, model=model).llm
-    else:
-        env = environment()
-        llm = LLMConfig(base_url=base_url or env.base_url, model=model or env.model)
-    request = EvalRequest(names, data, count, seed, recipe=loaded, llm=llm, show_progress=progress)
+    env = environment()
+    llm = (
+        apply_overrides(loaded, base_url=base_url, model=model).llm
+        if loaded
+        else LLMConfig(base_url=base_url or env.base_url, model=model or env.model)
+    )
+    judge = judge_override(judge_base_url, judge_model)
+    request = EvalRequest(critic_names_asked(experts), data, count, seed, loaded, llm, judge, show_progress=progress)
     report, evaluation = measure_critics(request)
     if per_item:
         write_items(per_item, evaluation)

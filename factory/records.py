@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 
 PersonaKind = Literal["mbti", "big_five", "statements", "implicit"]
 
@@ -86,6 +86,17 @@ class Turn(_Record):
     )
 
 
+class JurorVerdict(_Record):
+    """One juror's verdict, kept beside the aggregate that decided."""
+
+    judge: str = Field(description="The juror's model.")
+    passed: bool
+    score: float | None = None
+    reason: str
+    tokens: int = 0
+    answered: bool = True
+
+
 class Verdict(_Record):
     critic: str
     passed: bool
@@ -96,6 +107,13 @@ class Verdict(_Record):
         default=True,
         description="False when the critic's judge gave no usable answer (the call failed, the reply was unparsable or "
         "copied the prompt's example): the dialogue fails, but the verdict says nothing about it.",
+    )
+    judge: str | None = Field(
+        default=None,
+        description="The model that gave it (a jury's models joined by ' + '); unset for a critic of rules alone.",
+    )
+    jurors: list[JurorVerdict] = Field(
+        default_factory=list, description="A jury's verdicts, one per juror; the aggregate above decided."
     )
 
 

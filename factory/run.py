@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 
 from factory.critics.acceptance import settle_run
+from factory.critics.base import JudgePanel
+from factory.critics.jury import judge_panels
 from factory.critics.report import load_critic_report
 from factory.dataset.card import CardContext, published_folder_name
 from factory.dataset.dialogues import ChatRows, Released, dialogue_card, write_dialogues
@@ -54,6 +56,25 @@ class RunResult:
     stats: RunStats
     manifest: dict[str, Any]
     seconds: float
+
+    def summary(self) -> str:
+        """What `persona-factory run` prints when it is done."""
+        stats = self.stats
+        rejected = ", ".join(f"{critic} {n}" for critic, n in stats.rejected_by.items()) or "none"
+        per_accepted = f"{stats.tokens_per_accepted:,.0f}" if stats.tokens_per_accepted is not None else "n/a"
+        resumed = self.manifest.get("resumed_with")
+        return "\n".join(
+            [
+                f"version     {self.version}" + (f" (after {self.previous_version})" if self.previous_version else ""),
+                f"dialogues   {stats.generated} generated, {stats.accepted} accepted, {stats.rejected} rejected",
+                f"rejected by {rejected}",
+                f"tokens      {stats.total_tokens:,} ({stats.generation_tokens:,} generation, "
+                f"{stats.critic_tokens:,} critics; {per_accepted} per accepted dialogue)",
+                f"time        {self.seconds:.1f}s"
+                + (f" (resumed: {resumed['dialogues']} dialogues were already finished)" if resumed else ""),
+                str(self.path),
+            ]
+        )
 
 
 @dataclass
@@ -99,6 +120,7 @@ def run_recipe(
         spec = stack.enter_context(open_endpoint(recipe.llm))
         prompt_preview(recipe, started.plan.casts, spec)  # few-shot files and prompts fail here
         agents = agent_endpoints(recipe.generation.role_play.agents, recipe.llm, spec, api_key)
+        judges = judge_panels(recipe.critics, recipe.llm, spec, api_key)  # judge endpoints fail here too
         # Ray is reached before the folder is touched: a cluster that cannot be joined leaves no run behind
         ray_where = stack.enter_context(ray_session(recipe.ray.address)) if recipe.ray.enabled else None
         # From here to the published version the folder is this run's alone.
@@ -108,7 +130,7 @@ def run_recipe(
             recipe, spec.model, planned, started.plan.inputs, started.at, folder, resume=resume, restart=restart
         )
         journal = RunJournal(interrupted.path / "journal")
-        execution = _execute(started, spec, agents, journal, planned, api_key, show_progress)
+        execution = _execute(started, spec, AgentsAndJudges(agents, judges), journal, planned, api_key, show_progress)
         if journal.rows != planned:
             raise PipelineError(
                 f"planned {planned} dialogues but the journal holds {journal.rows}; resume with --resume"
@@ -117,7 +139,9 @@ def run_recipe(
         manifest = writer.manifest_head(
             recipe, endpoint_provenance(spec), interrupted.started_at or started.at, started.monotonic
         )
-        manifest.update(_run_manifest(started, spec, agents, execution, carried, ray_where, folder.path))
+        manifest.update(
+            _run_manifest(started, spec, AgentsAndJudges(agents, judges), execution, carried, ray_where, folder.path)
+        )
         stats = _write(writer, started, journal, spec, execution, manifest)
         interrupted.publishing(writer.version)
         writer.publish(f"{writer.version}: {recipe.name}, {stats.accepted} accepted of {stats.generated}")
@@ -127,10 +151,18 @@ def run_recipe(
     )
 
 
+@dataclass
+class AgentsAndJudges:
+    """The endpoints besides the generator's: role-play agents' own, and the critics' judges."""
+
+    agents: dict[str, EndpointSpec]
+    judges: dict[str, JudgePanel]
+
+
 def _execute(
     started: _Started,
     spec: EndpointSpec,
-    agents: dict[str, EndpointSpec],
+    speakers: AgentsAndJudges,
     journal: RunJournal,
     planned: int,
     api_key: str | None,
@@ -142,7 +174,7 @@ def _execute(
     try:
         execution = execute(
             recipe, started.plan.casts, spec, journal, on_ray=recipe.ray.enabled, api_key=api_key,
-            progress=bar.update if bar else None, agents=agents,
+            progress=bar.update if bar else None, agents=speakers.agents, judges=speakers.judges,
         )  # fmt: skip
     finally:
         if bar is not None:
@@ -211,7 +243,7 @@ def _released(folder: DatasetFolder) -> Released | None:
 def _run_manifest(
     started: _Started,
     spec: EndpointSpec,
-    agents: dict[str, EndpointSpec],
+    speakers: AgentsAndJudges,
     execution: Execution,
     carried: dict[str, Any] | None,
     ray_where: str | None,
@@ -219,7 +251,14 @@ def _run_manifest(
 ) -> dict[str, Any]:
     """What a dialogue run's manifest says beyond any version's: agents, banks, inputs, execution."""
     return {
-        "agents": {key: endpoint_provenance(agent) for key, agent in agents.items()},
+        "agents": {key: endpoint_provenance(agent) for key, agent in speakers.agents.items()},
+        "judges": {
+            critic: {
+                "aggregate": panel.aggregate if len(panel.jurors) > 1 else None,
+                "jurors": [endpoint_provenance(juror.spec) for juror in panel.jurors],
+            }
+            for critic, panel in speakers.judges.items()
+        },
         "persona_banks": [_published_bank(bank, out) for bank in started.plan.banks],
         "inputs": started.plan.inputs,
         "resumed_with": carried,

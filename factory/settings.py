@@ -46,12 +46,17 @@ class Environment:
     base_url: str | None
     model: str | None
     api_key: str | None
+    judge_base_url: str | None
+    judge_model: str | None
     ray_address: str | None
     hf_endpoint: str | None
     hf_token: str | None
 
     def __repr__(self) -> str:  # never print a secret
-        return f"Environment(base_url={self.base_url!r}, model={self.model!r}, ray_address={self.ray_address!r})"
+        return (
+            f"Environment(base_url={self.base_url!r}, model={self.model!r}, judge_base_url={self.judge_base_url!r}, "
+            f"judge_model={self.judge_model!r}, ray_address={self.ray_address!r})"
+        )
 
 
 def environment() -> Environment:
@@ -59,6 +64,8 @@ def environment() -> Environment:
         base_url=os.environ.get("PERSONA_FACTORY_BASE_URL") or os.environ.get("OPENAI_BASE_URL"),
         model=os.environ.get("PERSONA_FACTORY_MODEL"),
         api_key=os.environ.get("OPENAI_API_KEY"),
+        judge_base_url=os.environ.get("PERSONA_FACTORY_JUDGE_BASE_URL") or None,
+        judge_model=os.environ.get("PERSONA_FACTORY_JUDGE_MODEL") or None,
         ray_address=os.environ.get("RAY_ADDRESS"),
         hf_endpoint=os.environ.get("HF_ENDPOINT") or None,
         hf_token=os.environ.get("HF_TOKEN") or None,

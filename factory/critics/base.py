@@ -7,22 +7,62 @@ measured is what filters the data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from factory.errors import PipelineError
 from factory.llm.ask import ask_json
+from factory.llm.embeddings import Embedder
 from factory.llm.port import ChatPort
-from factory.recipes.critics import CriticsConfig, LLMCriticConfig
+from factory.llm.spec import EndpointSpec
+from factory.recipes.critics import Aggregate, CriticsConfig, LLMCriticConfig
 from factory.recipes.generation import GenerationConfig
 from factory.records import FORMAT, DialogueRecord, PersonaProfile, Turn, Verdict, speaker_label
 
 
+@dataclass(frozen=True)
+class Juror:
+    """One judge of a critic: where it is (with its model) and at what temperature it judges."""
+
+    spec: EndpointSpec
+    temperature: float
+
+
+@dataclass(frozen=True)
+class JudgePanel:
+    """A critic's judges: one, or a jury whose verdicts are aggregated."""
+
+    jurors: tuple[Juror, ...]
+    aggregate: Aggregate = "majority"
+
+
 @dataclass
 class JudgeContext:
+    """What a judge is given besides the dialogue: a client of its model (``judge_model``), the
+    generation settings, and, to find each critic's own judges, their panels and clients."""
+
     client: ChatPort | None
     generation: GenerationConfig
+    judge_model: str | None = None
+    temperature: float | None = None  # the juror's; unset, the critic's own
+    panels: dict[str, JudgePanel] = field(default_factory=dict)
+    clients: Mapping[EndpointSpec, ChatPort] = field(default_factory=dict)
+    embedder: Embedder | None = None
+
+    def seats(self, critic: str) -> list[JudgeContext]:
+        """A context per judge of ``critic``: its jurors', or this one when it has no panel."""
+        panel = self.panels.get(critic)
+        if panel is None:
+            return [self]
+        return [
+            replace(self, client=self.clients[juror.spec], judge_model=juror.spec.model, temperature=juror.temperature)
+            for juror in panel.jurors
+        ]
+
+    def aggregate(self, critic: str) -> Aggregate:
+        panel = self.panels.get(critic)
+        return panel.aggregate if panel else "majority"
 
     async def ask(
         self,
@@ -35,8 +75,9 @@ class JudgeContext:
         """(answer, None, tokens), or (None, why not, tokens)."""
         if self.client is None:
             raise PipelineError("this critic needs an LLM endpoint, and none was given")
+        temperature = config.temperature if self.temperature is None else self.temperature
         answer = await ask_json(
-            self.client, messages, name=name, schema=schema, temperature=config.temperature,
+            self.client, messages, name=name, schema=schema, temperature=temperature,
             max_tokens=config.max_tokens, seed=seed,
         )  # fmt: skip
         if answer.call_error is not None:

@@ -31,6 +31,7 @@ from factory.records import DialogueRecord, GenerationMeta, PersonaProfile, Turn
 CRITIC_LABELS: dict[str, tuple[str, bool]] = {
     "heuristic": ("well_formed", True),
     "faithfulness": ("faithful", True),
+    "grounding": ("faithful", True),  # a persona swapped out is a speaker off their own persona
     "apc": ("faithful", True),
     "attribution": ("faithful", True),  # a persona swapped out makes its speaker's turns unattributable
     "toxicity": ("toxic", False),

@@ -13,14 +13,15 @@ measure (no label, no rating, no MBTI or Big Five personas for portrayal) is ref
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from factory.critics.base import JudgeContext
+from factory.critics.base import JudgeContext, JudgePanel
 from factory.critics.eval_data import (
     Labelled,
     load_rated_jsonl,
@@ -29,14 +30,16 @@ from factory.critics.eval_data import (
     rated_pairs,
     spc_eval_set,
 )
-from factory.critics.quality import POLICIES, compare
-from factory.critics.registry import JUDGES, PER_DIALOGUE
+from factory.critics.jury import judge_panels, needs_generator
+from factory.critics.quality import compare
+from factory.critics.registry import PER_DIALOGUE, verdict_of
 from factory.errors import MostlyUnanswered, RecipeError
+from factory.llm.embeddings import Embedder, open_embedder
 from factory.llm.endpoint import endpoint_provenance, open_endpoint
 from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.recipes import Recipe
-from factory.recipes.critics import CriticsConfig, needs_llm
+from factory.recipes.critics import CriticsConfig, JudgeLLMConfig
 from factory.recipes.generation import GenerationConfig
 from factory.recipes.llm import LLMConfig
 from factory.records import DialogueRecord, Verdict
@@ -143,27 +146,49 @@ def evaluate(
     pairs: list[tuple[DialogueRecord, DialogueRecord]],
     *,
     critics: CriticsConfig | None = None,
+    panels: dict[str, JudgePanel] | None = None,
+    embedder: Embedder | None = None,
     show_progress: bool = True,
     spc: bool = False,
 ) -> Evaluation:
-    """Every expert's figures (and each item's verdict); ``spec`` may be None when no expert needs a model."""
+    """Every expert's figures (and each item's verdict), judged as a run would: by each critic's
+    judges (``panels``; the generator's endpoint ``spec`` for a critic without), a jury aggregated.
+    ``spec`` may be None when no judge needs it."""
     critics = critics or CriticsConfig()
+    panels = panels or {}
     figures, items = [], []
     with JsonTaskRunner(spec, api_key) as runner:
-        context = JudgeContext(runner.client, GenerationConfig(min_turns=2, max_turns=1000))
+        clients = {juror.spec: runner.client_for(juror.spec) for panel in panels.values() for juror in panel.jurors}
+        context = JudgeContext(
+            runner.client, GenerationConfig(min_turns=2, max_turns=1000), judge_model=spec.model if spec else None,
+            panels=panels, clients=clients, embedder=embedder,
+        )  # fmt: skip
         for name in experts:
             if name == "quality":
                 figure, rows = _quality(runner, context, critics, pairs, show_progress=show_progress, spc=spc)
                 figures.append(figure)
                 items += rows
                 continue
-            judge, config = JUDGES[name], getattr(critics, name)
+            config = getattr(critics, name)
             verdicts = runner.gather(
-                (judge(item.record, config, context) for item in labelled), desc=name, show_progress=show_progress
+                (verdict_of(name, item.record, config, context) for item in labelled),
+                desc=name,
+                show_progress=show_progress,
             )
             figures.append(expert_figures(name, labelled, verdicts, spc=spc))
             items += per_item_rows(name, labelled, verdicts)
     return Evaluation(figures, items)
+
+
+async def _every_juror(
+    pair: tuple[DialogueRecord, DialogueRecord], critics: CriticsConfig, context: JudgeContext, seed: int
+) -> tuple[list[int] | None, int]:
+    """Every juror's policy winners for one (better, worse) pair, as one list of votes."""
+    compared = await asyncio.gather(
+        *(compare((0, pair[0]), (1, pair[1]), critics.quality, seat, seed) for seat in context.seats("quality"))
+    )
+    votes = [winner for winners, _ in compared if winners is not None for winner in winners.values()]
+    return votes or None, sum(tokens for _, tokens in compared)
 
 
 def _quality(
@@ -175,14 +200,14 @@ def _quality(
     show_progress: bool,
     spc: bool,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Pairwise accuracy of the quality critic: the first of each pair should win most policies."""
+    """Pairwise accuracy of the quality critic: the first of each pair should win most policy votes."""
     outcomes = runner.gather(
-        (compare((0, a), (1, b), critics.quality, context, seed) for seed, (a, b) in enumerate(pairs)),
+        (_every_juror(pair, critics, context, seed) for seed, pair in enumerate(pairs)),
         desc="quality",
         show_progress=show_progress,
     )
-    answered = [winners for winners, _ in outcomes if winners is not None]
-    right = sum(sum(w == 0 for w in winners.values()) > len(POLICIES) / 2 for winners in answered)
+    answered = [votes for votes, _ in outcomes if votes is not None]
+    right = sum(sum(vote == 0 for vote in votes) > len(votes) / 2 for votes in answered)
     figure = {
         "expert": "quality",
         "examples": len(pairs),
@@ -196,8 +221,13 @@ def _quality(
         "tokens": sum(tokens for _, tokens in outcomes),
     }
     rows = [
-        {"expert": "quality", "id": f"{a.id} vs {b.id}", "winners": winners, "answered": winners is not None}
-        for (a, b), (winners, _) in zip(pairs, outcomes)
+        {
+            "expert": "quality",
+            "id": f"{a.id} vs {b.id}",
+            "votes": votes,  # each juror's policy winners: 0 for the first of the pair, 1 for the second
+            "answered": votes is not None,
+        }
+        for (a, b), (votes, _) in zip(pairs, outcomes)
     ]
     return figure, rows
 
@@ -212,6 +242,7 @@ class EvalRequest:
     seed: int
     recipe: Recipe | None = None
     llm: LLMConfig | None = None
+    judge: JudgeLLMConfig | None = None  # --judge-base-url / --judge-model, over the recipe's critics.llm
     show_progress: bool = True
 
 
@@ -242,13 +273,23 @@ def measure_critics(request: EvalRequest) -> tuple[dict[str, Any], Evaluation]:
         labelled, pairs = spc_eval_set(path, request.count, rng)
     for name in request.experts:
         measurable(name, labelled, pairs, request.data)
-    needs_model = any(needs_llm(name) for name in request.experts)
+    critics = request.recipe.critics if request.recipe else CriticsConfig()
+    if request.judge is not None:
+        critics = critics.model_copy(update={"llm": request.judge.over(critics.llm)})
     llm = request.llm or (request.recipe.llm if request.recipe else LLMConfig())
-    with open_endpoint(llm) if needs_model else nullcontext(None) as spec:
-        critics = request.recipe.critics if request.recipe else None
+    api_key = environment().api_key
+    with ExitStack() as stack:
+        spec = stack.enter_context(open_endpoint(llm)) if needs_generator(critics, request.experts) else None
+        panels = judge_panels(critics, llm, spec, api_key, names=request.experts)
+        embedder = None
+        if "grounding" in request.experts:
+            embedder = open_embedder(
+                critics.grounding.embeddings, spec.base_url if spec else next(iter(llm.base_urls), None), api_key
+            )
+            stack.callback(embedder.close)
         evaluation = evaluate(
-            spec, environment().api_key, request.experts, labelled, pairs,
-            critics=critics, show_progress=request.show_progress, spc=not rated,
+            spec, api_key, request.experts, labelled, pairs, critics=critics, panels=panels, embedder=embedder,
+            show_progress=request.show_progress, spc=not rated,
         )  # fmt: skip
     report = {
         "data": request.data,
@@ -256,6 +297,8 @@ def measure_critics(request: EvalRequest) -> tuple[dict[str, Any], Evaluation]:
         "dialogues": len(labelled),
         "pairs": len(pairs),
         **endpoint_provenance(spec),
+        "judges": {name: [juror.spec.model for juror in panel.jurors] for name, panel in panels.items()},
+        **({"embedder": embedder.name} if embedder else {}),
         "experts": evaluation.figures,
     }
     return report, evaluation

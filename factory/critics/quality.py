@@ -9,6 +9,7 @@ of a cast at once; only candidates that passed every other expert compete.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 from typing import Any
@@ -49,9 +50,9 @@ def messages_for(first: DialogueRecord, second: DialogueRecord) -> list[dict[str
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(blocks)}]
 
 
-def majority_vote(count: int, outcomes: dict[tuple[int, int], dict[str, int]]) -> tuple[int, list[int]]:
-    """The winner's index and every candidate's votes. ``outcomes[(i, j)][policy]`` is the index
-    (i or j) that won that policy in the comparison of i and j."""
+def majority_vote(count: int, outcomes: dict[tuple[int, ...], dict[str, int]]) -> tuple[int, list[int]]:
+    """The winner's index and every candidate's votes. ``outcomes[(i, j, juror)][policy]`` is the
+    index (i or j) that won that policy in that juror's comparison of i and j."""
     votes = [0] * count
     for winners in outcomes.values():
         for winner in winners.values():
@@ -79,28 +80,33 @@ async def compare(
 
 
 async def select_best(candidates: list[DialogueRecord], config: QualityCriticConfig, context: JudgeContext) -> None:
-    """Append a quality verdict to each candidate: passed for the best, failed for the rest."""
+    """Append a quality verdict to each candidate: passed for the best, failed for the rest. With a
+    jury, every juror compares every pair and each juror's policy winners are votes."""
     if len(candidates) == 1:
         candidates[0].verdicts.append(
             Verdict(critic=CRITIC_NAME, passed=True, score=1.0, reason="the only candidate of its cast left to compare")
         )
         return
-    outcomes: dict[tuple[int, int], dict[str, int]] = {}
+    seats = context.seats(CRITIC_NAME)
+    outcomes: dict[tuple[int, ...], dict[str, int]] = {}
     tokens = [0] * len(candidates)
     failed_pairs = 0
     for i, j in itertools.combinations(range(len(candidates)), 2):
-        winners, spent = await compare(
-            (i, candidates[i]), (j, candidates[j]), config, context, candidates[i].generation.seed + j
+        seed = candidates[i].generation.seed + j
+        compared = await asyncio.gather(
+            *(compare((i, candidates[i]), (j, candidates[j]), config, seat, seed) for seat in seats)
         )
-        tokens[i] += spent // 2
-        tokens[j] += spent - spent // 2
-        if winners is None:
-            failed_pairs += 1
-        else:
-            outcomes[(i, j)] = winners
+        for juror, (winners, spent) in enumerate(compared):
+            tokens[i] += spent // 2
+            tokens[j] += spent - spent // 2
+            if winners is None:
+                failed_pairs += 1
+            else:
+                outcomes[(i, j, juror)] = winners
     best, votes = majority_vote(len(candidates), outcomes)
-    possible = len(POLICIES) * (len(candidates) - 1)
+    possible = len(POLICIES) * (len(candidates) - 1) * len(seats)
     note = f"; {failed_pairs} comparison(s) gave no usable answer" if failed_pairs else ""
+    judge = " + ".join(seat.judge_model or "?" for seat in seats)
     for index, record in enumerate(candidates):
         won = index == best
         reason = (
@@ -115,5 +121,6 @@ async def select_best(candidates: list[DialogueRecord], config: QualityCriticCon
                 score=round(votes[index] / possible, 4),
                 reason=reason,
                 tokens=tokens[index],
+                judge=judge,
             )
         )

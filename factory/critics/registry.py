@@ -10,12 +10,14 @@ cast's candidates, or the run); its judge is registered here with one line. The 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from factory.critics import apc, attribution, faithfulness, portrayal, toxicity
+from factory.critics import apc, attribution, faithfulness, grounding, portrayal, toxicity
 from factory.critics.base import Judge, JudgeContext
 from factory.critics.heuristic import heuristic_verdict
-from factory.recipes.critics import critic_names
+from factory.critics.jury import aggregate_verdicts
+from factory.recipes.critics import critic_names, needs_llm
 from factory.records import DialogueRecord, Verdict
 
 
@@ -25,6 +27,7 @@ async def _heuristic(record: DialogueRecord, config: Any, context: JudgeContext)
 
 JUDGES: dict[str, Judge] = {
     "heuristic": _heuristic,
+    "grounding": grounding.judge,
     "faithfulness": faithfulness.judge,
     "apc": apc.judge,
     "toxicity": toxicity.judge,
@@ -37,3 +40,17 @@ if set(JUDGES) != set(PER_DIALOGUE):  # pragma: no cover - a registration error,
     raise ImportError(
         f"critics declared without a judge, or judges without settings: {set(JUDGES) ^ set(PER_DIALOGUE)}"
     )
+
+
+async def verdict_of(name: str, record: DialogueRecord, config: Any, context: JudgeContext) -> Verdict:
+    """The critic's verdict on ``record``: its judge's, or its jury's aggregate (each juror's kept)."""
+    judge = JUDGES[name]
+    if not needs_llm(name):
+        return await judge(record, config, context)
+    seats = context.seats(name)
+    verdicts = await asyncio.gather(*(judge(record, config, seat) for seat in seats))
+    for verdict, seat in zip(verdicts, seats):
+        verdict.judge = seat.judge_model
+    if len(verdicts) == 1:
+        return verdicts[0]
+    return aggregate_verdicts(name, list(verdicts), context.aggregate(name), getattr(config, "threshold", 0.5))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from factory.dataset.stats import RunStats
+from factory.recipes.critics import needs_llm
 from factory.records import DialogueRecord, speaker_label
 
 
@@ -103,19 +104,30 @@ def _figure(value: object) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _measured_with(expert: str, report: dict[str, Any]) -> list[str]:
+    """The model(s) a report measured an expert with: its judges, the embedder, or none (rules)."""
+    judges = (report.get("judges") or {}).get(expert)
+    if judges:
+        return list(judges)
+    if expert == "grounding":
+        return [report["embedder"]] if report.get("embedder") else []
+    return [report["model"]] if report.get("model") and needs_llm(expert) else []
+
+
 def critic_report_section(report: dict[str, Any] | None) -> list[str]:
     if not report:
         return []
     rows = [
-        [e["expert"], e["examples"], _figure(e.get("accuracy")), _figure(e.get("auroc")), e["measure"]]
+        [e["expert"], _judges(_measured_with(e["expert"], report)), e["examples"], _figure(e.get("accuracy")),
+         _figure(e.get("auroc")), e["measure"]]
         for e in report.get("experts", [])
-    ]
+    ]  # fmt: skip
     return [
         "## How far to trust these critics",
         "",
-        f"From `persona-factory critics eval` on {report.get('data', 'labelled data')} with `{report.get('model', '?')}`:",
+        f"From `persona-factory critics eval` on {report.get('data', 'labelled data')}:",
         "",
-        markdown_table(["expert", "examples", "accuracy", "AUROC", "measured on"], rows),
+        markdown_table(["expert", "judge", "examples", "accuracy", "AUROC", "measured on"], rows),
         "",
     ]
 
@@ -148,21 +160,41 @@ def counts_section(stats: RunStats) -> list[str]:
     ]
 
 
+def _judges(models: list[str]) -> str:
+    return ", ".join(f"`{model}`" for model in models) or "rules"
+
+
 def critics_section(stats: RunStats, enabled: list[str]) -> list[str]:
     rows = [
-        [c.critic, c.judged, c.passed, f"{c.pass_rate:.0%}", stats.rejected_by.get(c.critic, 0), c.tokens]
+        [
+            c.critic,
+            _judges(c.judges),
+            c.judged,
+            c.passed,
+            f"{c.pass_rate:.0%}",
+            stats.rejected_by.get(c.critic, 0),
+            c.tokens,
+        ]
         for c in stats.critics
     ]
     # a critic that judged nothing (every dialogue failed a gate before it) is listed, not left out
     seen = {c.critic for c in stats.critics}
-    rows += [[name, 0, 0, "not reached", 0, 0] for name in enabled if name not in seen]
+    rows += [[name, "-", 0, 0, "not reached", 0, 0] for name in enabled if name not in seen]
+    warnings = [
+        f"> **Warning:** `{critic}` is judged by {', '.join(f'`{m}`' for m in models)}, the model that wrote the "
+        "dialogues: a model grading its own writing is lenient. Set `critics.llm` (or `--judge-model`) to judge "
+        "with another."
+        for critic, models in stats.judged_by_generator().items()
+    ]
     return [
         "## Critics",
         "",
-        "A dialogue is accepted when every critic passes it. `rejected` counts the dialogues each critic failed.",
+        "A dialogue is accepted when every critic passes it. `rejected` counts the dialogues each critic failed; "
+        "`judge` names the model(s) that gave its verdicts.",
         "",
-        markdown_table(["critic", "judged", "passed", "pass rate", "rejected", "tokens"], rows),
+        markdown_table(["critic", "judge", "judged", "passed", "pass rate", "rejected", "tokens"], rows),
         "",
+        *(line for warning in warnings for line in (warning, "")),
     ]
 
 

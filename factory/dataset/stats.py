@@ -21,6 +21,7 @@ class CriticStats:
     judged: int
     passed: int
     tokens: int
+    judges: list[str] = field(default_factory=list)  # the models that judged (a jury's jurors each)
 
     @property
     def pass_rate(self) -> float:
@@ -45,6 +46,13 @@ class RunStats:
     modes: list[dict[str, Any]] = field(default_factory=list)
     # role-play: why the dialogues ended (max_turns, sentiment, goal)
     ended_by: dict[str, int] = field(default_factory=dict)
+    generator_models: list[str] = field(default_factory=list)
+
+    def judged_by_generator(self) -> dict[str, list[str]]:
+        """Critics whose judges include a model that also wrote the dialogues, with those models."""
+        own = set(self.generator_models)
+        found = {critic.critic: sorted(own & set(critic.judges)) for critic in self.critics}
+        return {critic: models for critic, models in found.items() if models}
 
     @property
     def total_tokens(self) -> int:
@@ -104,6 +112,8 @@ class StatsAccumulator:
         self.cells: dict[tuple[str, str], list[int]] = {}  # (dimension, cell) -> [speakers, accepted]
         self.modes: dict[str, list[int]] = {}  # mode -> [dialogues, accepted]
         self.ended_by: dict[str, int] = {}
+        self.judges: dict[str, set[str]] = {}
+        self.generator_models: set[str] = set()
 
     def add(self, records: list[DialogueRecord]) -> None:
         if not records:
@@ -133,6 +143,10 @@ class StatsAccumulator:
         for critic, dialogues in failed.iter_rows():
             self.rejected_by[critic] = self.rejected_by.get(critic, 0) + dialogues
         for record in records:
+            self.generator_models.add(record.generation.model)
+            for verdict in record.verdicts:
+                judges = [juror.judge for juror in verdict.jurors] or ([verdict.judge] if verdict.judge else [])
+                self.judges.setdefault(verdict.critic, set()).update(judges)
             totals = self.modes.setdefault(record.generation.mode, [0, 0])
             totals[0] += 1
             totals[1] += record.accepted
@@ -155,7 +169,10 @@ class StatsAccumulator:
             rejected=self.generated - self.accepted,
             generation_tokens=self.generation_tokens,
             critic_tokens=sum(totals[2] for totals in self.critics.values()),
-            critics=[CriticStats(critic, *totals) for critic, totals in self.critics.items()],
+            critics=[
+                CriticStats(critic, totals[0], totals[1], totals[2], sorted(self.judges.get(critic, ())))
+                for critic, totals in self.critics.items()
+            ],
             rejected_by=dict(self.rejected_by),
             speakers_by_kind=dict(sorted(self.kinds.items())),
             mean_turns_accepted=round(self.accepted_turns / self.accepted, 2) if self.accepted else 0.0,
@@ -179,4 +196,5 @@ class StatsAccumulator:
                 for mode, (dialogues, passed) in sorted(self.modes.items())
             ],
             ended_by=dict(sorted(self.ended_by.items())),
+            generator_models=sorted(self.generator_models),
         )

@@ -23,13 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from factory.critics.base import JudgeContext, blocked_by, hard_gates, passed_so_far
+from factory.critics.base import JudgeContext, JudgePanel, blocked_by, hard_gates, passed_so_far
 from factory.critics.quality import select_best
-from factory.critics.registry import JUDGES
+from factory.critics.registry import verdict_of
 from factory.failpoints import failpoint
 from factory.generation import WRITERS
 from factory.generation.writer import Voices
 from factory.llm.client import ChatClient
+from factory.llm.embeddings import Embedder, open_embedder
 from factory.llm.spec import EndpointSpec
 from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig
@@ -49,6 +50,8 @@ class EngineSettings:
     critics: CriticsConfig
     # role-play speakers with their own model or endpoint, by role or position (speaker1, ...)
     agents: dict[str, EndpointSpec] = field(default_factory=dict)
+    # each LLM critic's judges; a critic missing here is judged by the generator's endpoint
+    judges: dict[str, JudgePanel] = field(default_factory=dict)
 
 
 def where_am_i() -> str:
@@ -62,7 +65,7 @@ async def judge(record: DialogueRecord, critics: CriticsConfig, context: JudgeCo
     gates = hard_gates(critics)
     for name, config in critics.cascade():
         if blocked_by(record, gates) is None:
-            record.verdicts.append(await JUDGES[name](record, config, context))
+            record.verdicts.append(await verdict_of(name, record, config, context))
 
 
 class ChunkProcessor:
@@ -73,7 +76,16 @@ class ChunkProcessor:
         self.client = ChatClient(settings.endpoint, api_key)
         self.agent_clients = {key: ChatClient(spec, api_key) for key, spec in settings.agents.items()}
         self.voices = Voices(self.client, dict(self.agent_clients))
-        self.context = JudgeContext(self.client, settings.generation)
+        # one client per judge endpoint, shared by the critics it judges for (so one adaptive limit)
+        self.judge_clients: dict[EndpointSpec, ChatClient] = {settings.endpoint: self.client}
+        for panel in settings.judges.values():
+            for juror in panel.jurors:
+                if juror.spec not in self.judge_clients:
+                    self.judge_clients[juror.spec] = ChatClient(juror.spec, api_key)
+        self.context = JudgeContext(
+            self.client, settings.generation, judge_model=settings.endpoint.model, panels=dict(settings.judges),
+            clients=self.judge_clients, embedder=_embedder(settings, api_key),
+        )  # fmt: skip
         self.placement = where_am_i()
         self.finished = 0  # dialogues judged by this processor, reported chunks or not (for progress)
         self.on_finished: Callable[[], None] | None = None
@@ -102,14 +114,26 @@ class ChunkProcessor:
             await asyncio.gather(*(select_best(group, critics.quality, self.context) for group in by_cast.values()))
         return list(records)
 
+    def _clients(self) -> list[ChatClient]:
+        return list({id(c): c for c in (*self.judge_clients.values(), *self.agent_clients.values())}.values())
+
     def report(self) -> dict[str, dict[str, Any]]:
-        # an agent with only its own model shares the recipe's URL: its calls add to that URL's
-        clients = (self.client, *self.agent_clients.values())
-        return merge_endpoint_reports([client.report() for client in clients], levels="sum")
+        # an agent or judge with only its own model shares the recipe's URL: its calls add to that URL's
+        return merge_endpoint_reports([client.report() for client in self._clients()], levels="sum")
 
     async def aclose(self) -> None:
-        for client in (self.client, *self.agent_clients.values()):
+        for client in self._clients():
             await client.aclose()
+        if self.context.embedder is not None:
+            self.context.embedder.close()
+
+
+def _embedder(settings: EngineSettings, api_key: str | None) -> Embedder | None:
+    """The grounding critic's embedding model, loaded only when it judges."""
+    grounding = settings.critics.grounding
+    if not grounding.enabled or "grounding" not in settings.critics.order:
+        return None
+    return open_embedder(grounding.embeddings, settings.endpoint.base_url, api_key)
 
 
 @dataclass

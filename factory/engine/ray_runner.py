@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
+from factory.critics.base import JudgePanel
 from factory.engine.processor import (
     Chunk,
     ChunkProcessor,
@@ -78,6 +80,12 @@ def split_limits(endpoint: EndpointSpec, workers: int) -> EndpointSpec:
     )
 
 
+def split_panel(panel: JudgePanel, workers: int) -> JudgePanel:
+    """A judge endpoint is split like the generator's: the judge server sees the recipe's total."""
+    jurors = tuple(replace(juror, spec=split_limits(juror.spec, workers)) for juror in panel.jurors)
+    return replace(panel, jurors=jurors)
+
+
 class RayRunner:
     """Chunks on ``workers`` async Ray actors, spread over the cluster's nodes."""
 
@@ -97,6 +105,7 @@ class RayRunner:
             settings.generation,
             settings.critics,
             {key: split_limits(spec, workers) for key, spec in settings.agents.items()},
+            {name: split_panel(panel, workers) for name, panel in settings.judges.items()},
         )
         self.workers = workers
         self.cpus_per_worker = cpus_per_worker

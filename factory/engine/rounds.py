@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from factory.critics.base import passed_so_far
+from factory.critics.base import JudgePanel, passed_so_far
 from factory.engine.journal import RunJournal
 from factory.engine.local import LocalRunner
 from factory.engine.processor import Chunk, EngineSettings, RunnerReport, merge_endpoint_reports
@@ -178,11 +178,12 @@ def execute(
     api_key: str | None = None,
     progress: Callable[[int], None] | None = None,
     agents: dict[str, EndpointSpec] | None = None,
+    judges: dict[str, JudgePanel] | None = None,
 ) -> Execution:
     """Every round: plan the chunks of its casts not yet in the journal, run them, write each
     finished chunk to the journal; then feed the round's best accepted dialogues to the next."""
     generation = recipe.generation
-    settings = EngineSettings(spec, generation, recipe.critics, agents or {})
+    settings = EngineSettings(spec, generation, recipe.critics, agents or {}, judges or {})
     mode_of = modes_of(recipe, casts)
     runner: LocalRunner | RayRunner
     if on_ray:

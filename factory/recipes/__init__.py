@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from factory.errors import RecipeError
 from factory.recipes.base import MAY_CHANGE_ON_RESUME, _Config
-from factory.recipes.critics import CriticsConfig
+from factory.recipes.critics import CriticsConfig, JudgeLLMConfig
 from factory.recipes.generation import GenerationConfig
 from factory.recipes.llm import EmbeddingsConfig, LLMConfig
 from factory.recipes.personas import (
@@ -183,6 +183,8 @@ def apply_overrides(
     base_url: str | None = None,
     model: str | None = None,
     ray_address: str | None = None,
+    judge_base_url: str | None = None,
+    judge_model: str | None = None,
 ) -> RecipeModel:
     """Flags beat the environment, which beats the recipe file."""
     env = environment()
@@ -195,6 +197,20 @@ def apply_overrides(
     update: dict[str, Any] = {"llm": llm}
     if isinstance(recipe, Recipe):
         update["ray"] = recipe.ray.model_copy(update={"address": ray_address or env.ray_address or recipe.ray.address})
+        judge = judge_override(judge_base_url, judge_model)
+        if judge is not None:
+            update["critics"] = recipe.critics.model_copy(update={"llm": judge.over(recipe.critics.llm)})
     updated = recipe.model_copy(update=update)
     updated.base_dir = recipe.base_dir
     return updated
+
+
+def judge_override(base_url: str | None = None, model: str | None = None) -> JudgeLLMConfig | None:
+    """The judge endpoint named by flags (or PERSONA_FACTORY_JUDGE_BASE_URL / _MODEL), if any."""
+    env = environment()
+    base_url, model = base_url or env.judge_base_url, model or env.judge_model
+    if not base_url and not model:
+        return None
+    return JudgeLLMConfig.model_validate(
+        {**({"base_url": base_url} if base_url else {}), **({"model": model} if model else {})}
+    )

@@ -6,9 +6,50 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from factory.recipes.base import _Config
+from factory.recipes.base import MAY_CHANGE_ON_RESUME, _Config
+from factory.recipes.llm import EmbeddingsConfig, EndpointLimits, url_list
 
 Scope = Literal["dialogue", "cast", "run"]
+Aggregate = Literal["majority", "mean"]
+
+
+class JudgeLLMConfig(EndpointLimits):
+    """Where a judge is: its endpoint, model and limits. A field left unset is taken from the level
+    above (a critic's own, then ``critics.llm``, then the recipe's ``llm``); a judge given its own
+    ``base_url`` is another server, so its model is not the generator's unless named."""
+
+    base_url: str | list[str] | None = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME, default=None, description="The judge's OpenAI-compatible base URL(s)."
+    )
+    model: str | None = Field(default=None, description="The judge's model name.")
+    temperature: float | None = Field(default=None, ge=0, le=2, description="The judge's sampling temperature.")
+    structured_output: Literal["json_schema", "json_object"] | None = None
+
+    @property
+    def base_urls(self) -> list[str]:
+        return url_list(self.base_url)
+
+    def over(self, below: JudgeLLMConfig) -> JudgeLLMConfig:
+        """These settings over ``below``'s: what is set here wins; a new base URL drops the model
+        and JSON form set below (they were another server's)."""
+        mine = self.model_dump(exclude_unset=True)
+        merged = below.model_dump(exclude_unset=True)
+        if mine.get("base_url") is not None:
+            merged.pop("model", None)
+            merged.pop("structured_output", None)
+        merged.update(mine)
+        return JudgeLLMConfig.model_validate(merged)
+
+
+class JuryConfig(_Config):
+    """Several judges for a critic: every juror judges, each verdict is kept, the aggregate decides."""
+
+    judges: list[JudgeLLMConfig] = Field(min_length=2, description="The jurors, each over `critics.llm`.")
+    aggregate: Aggregate = Field(
+        default="majority",
+        description="majority: passed when more than half of the jurors who answered pass it; mean: the jurors' "
+        "mean score against the critic's threshold (0.5 for a pass/fail critic).",
+    )
 
 
 class CriticConfig(_Config):
@@ -26,6 +67,8 @@ class CriticConfig(_Config):
 class LLMCriticConfig(CriticConfig):
     temperature: float = Field(default=0.0, ge=0, le=2)
     max_tokens: int = Field(default=200, ge=16)
+    llm: JudgeLLMConfig = Field(default_factory=JudgeLLMConfig, description="This critic's judge, over `critics.llm`.")
+    jury: JuryConfig | None = Field(default=None, description="This critic's jury, instead of one judge.")
 
 
 class HeuristicCriticConfig(CriticConfig):
@@ -46,6 +89,21 @@ class HeuristicCriticConfig(CriticConfig):
         le=1,
         description="Share of one persona's statements that may be said verbatim in the dialogue.",
     )
+
+
+class GroundingCriticConfig(CriticConfig):
+    """Does each speaker draw on their own persona? Each turn's best cosine similarity to its
+    speaker's statements, against its best to the other speakers' (sentence embeddings, no LLM)."""
+
+    enabled: bool = False
+    threshold: float = Field(
+        default=0.05,
+        ge=-1,
+        le=1,
+        description="Pass when every speaker's grounding (own-persona minus other-persona similarity of their two "
+        "best-grounded turns) reaches this; 0.05 passes 86% of Synthetic-Persona-Chat's own conversations.",
+    )
+    embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
 
 
 class FaithfulnessCriticConfig(LLMCriticConfig):
@@ -114,7 +172,12 @@ class CriticsConfig(_Config):
         description="The cascade: per-dialogue critics in the order they run (cheap ones first). Best-of-N "
         "quality and run-wide deduplication always come after them.",
     )
+    llm: JudgeLLMConfig = Field(
+        default_factory=JudgeLLMConfig, description="The judge of every LLM critic; unset, the generator's endpoint."
+    )
+    jury: JuryConfig | None = Field(default=None, description="A jury for every LLM critic without its own judge.")
     heuristic: HeuristicCriticConfig = Field(default_factory=HeuristicCriticConfig)
+    grounding: GroundingCriticConfig = Field(default_factory=GroundingCriticConfig)
     faithfulness: FaithfulnessCriticConfig = Field(default_factory=FaithfulnessCriticConfig)
     apc: APCCriticConfig = Field(default_factory=APCCriticConfig)
     toxicity: ToxicityCriticConfig = Field(default_factory=ToxicityCriticConfig)
@@ -152,6 +215,28 @@ class CriticsConfig(_Config):
         """Every critic turned on, in the order they judge, after the generator's own ``format``."""
         later = [name for name in critic_names("cast") + critic_names("run") if getattr(self, name).enabled]
         return ["format", *(name for name, _ in self.cascade()), *later]
+
+
+def judges_of(critics: CriticsConfig, name: str) -> tuple[list[JudgeLLMConfig], Aggregate]:
+    """The judge settings of an LLM critic (one, or a jury's), each layered over ``critics.llm``,
+    and how their verdicts are aggregated. A critic's own judge or jury beats the run-wide ones."""
+    config = getattr(critics, name)
+    if not isinstance(config, LLMCriticConfig):
+        return [], "majority"
+    own_judge = bool(config.llm.model_fields_set)
+    jury = config.jury or (None if own_judge else critics.jury)
+    layers = [config.llm] if jury is None else list(jury.judges)
+    # the temperature nearest the judge wins: its own, the critic's, critics.llm's, the critic's default
+    own_temperature = config.temperature if "temperature" in config.model_fields_set else None
+    judges = []
+    for layer in layers:
+        temperature = next(
+            t
+            for t in (layer.temperature, own_temperature, critics.llm.temperature, config.temperature)
+            if t is not None
+        )
+        judges.append(layer.over(critics.llm).model_copy(update={"temperature": temperature}))
+    return judges, jury.aggregate if jury else "majority"
 
 
 def critic_names(scope: Scope) -> tuple[str, ...]:

@@ -174,7 +174,7 @@ def test_an_eval_report_goes_into_the_dataset_card(tmp_path, scripted_server):
     )
     card = str(render_card(context, StatsAccumulator().result(), [], splits=[], info={}))
     assert "## How far to trust these critics" in card
-    assert "| faithfulness | 6 | 0.50 | 0.50 | faithful vs persona-swapped |" in card
+    assert "| faithfulness | `scripted-model` | 6 | 0.50 | 0.50 | faithful vs persona-swapped |" in card
     missing = parse_recipe(small_recipe(critics={"report": "nowhere.json"}), path=tmp_path / "recipe.yaml")
     with pytest.raises(RecipeError, match="cannot read the critics report") as error:
         load_critic_report(missing.critics.report, missing.resolve_path)

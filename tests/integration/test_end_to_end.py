@@ -131,7 +131,7 @@ def test_the_card_lists_critics_not_reached_and_says_how_to_load_the_folder(tmp_
     result = run_recipe(recipe, "out", show_progress=False)
     assert result.stats.accepted == 0
     card = (tmp_path / "out" / "README.md").read_text()
-    assert "| faithfulness | 0 | 0 | not reached | 0 | 0 |" in card
+    assert "| faithfulness | - | 0 | 0 | not reached | 0 | 0 |" in card
     assert "| 4 | 0 | 4 | 0% | n/a |" in card  # no mean turns of nothing
     assert "ds = datasets.load_dataset('out')" in card and "PATH_OR_REPO" not in card
     assert datasets.load_dataset("out")["rejected"].num_rows == 4  # the snippet works as written
