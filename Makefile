@@ -27,7 +27,7 @@ $(LLAMA_WHEEL_STAMP): | $(BIN)/python
 
 $(STAMP): pyproject.toml Makefile $(LLAMA_WHEEL_STAMP) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
-	$(BIN)/python -m pip install --quiet --find-links $(WHEELS) 'llama-cpp-python==$(LLAMA_CPP_VERSION)' -e '.[embedded,test,bench]'
+	$(BIN)/python -m pip install --quiet --find-links $(WHEELS) 'llama-cpp-python==$(LLAMA_CPP_VERSION)' -e '.[embedded,test]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -48,11 +48,17 @@ class EndpointSpec(EndpointLimits):
         return self.base_urls[0]
 
     def response_format(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
-        """OpenAI's ``json_schema`` format, or the ``json_object`` + ``schema`` form that
-        llama.cpp's Python server understands (it rejects ``json_schema``)."""
-        if self.structured_output == "json_object":
-            return {"type": "json_object", "schema": schema}
-        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+        return json_response_format(self.structured_output, name, schema)
+
+
+def json_response_format(
+    structured_output: Literal["json_schema", "json_object"], name: str, schema: dict[str, Any]
+) -> dict[str, Any]:
+    """OpenAI's ``json_schema`` format, or the ``json_object`` + ``schema`` form that llama.cpp's
+    Python server understands (it rejects ``json_schema``)."""
+    if structured_output == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
 
 
 def prompt_hash(messages: list[dict[str, str]]) -> str:

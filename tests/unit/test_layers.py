@@ -125,3 +125,14 @@ def test_modules_and_functions_stay_small():
                 if length > MAX_FUNCTION_LINES:
                     too_long.append(f"{module_name(path)}.{node.name}: {length} lines")
     assert not too_long, "too long:\n" + "\n".join(too_long)
+
+
+def test_the_command_line_and_the_engine_do_not_import_distilabel():
+    """Only factory.distilabel imports distilabel: the CLI and a run must not pay its import time."""
+    import subprocess
+    import sys
+
+    probe = "import sys, factory.cli, factory.run, factory.critics.evaluate; print('distilabel' in sys.modules)"
+    finished = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "False"

@@ -1,0 +1,151 @@
+"""The factory's critics as distilabel steps, on distilabel's own OpenAILLM against a scripted
+server: the same verdicts as the engine's critics, and a foreign dataset judged through
+``input_mappings``."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import subprocess
+import sys
+
+import pytest
+from distilabel.models import OpenAILLM
+
+from factory.critics.base import JudgeContext
+from factory.critics.registry import verdict_of
+from factory.distilabel import (
+    APCCritic,
+    AttributionCritic,
+    FaithfulnessCritic,
+    GroundingCritic,
+    HeuristicCritic,
+    PortrayalCritic,
+    ToxicityCritic,
+)
+from factory.distilabel.columns import conversation_of
+from factory.llm.client import ChatClient
+from factory.llm.embeddings import MiniLMEmbedder
+from factory.llm.spec import EndpointSpec
+from factory.recipes.critics import CriticsConfig
+from factory.recipes.generation import GenerationConfig
+from factory.records import BigFiveScores, DialogueRecord, GenerationMeta, PersonaProfile, Turn
+from tests.conftest import subprocess_env
+from tests.openai_server import ScriptedOpenAIServer
+from tests.scripts import CONTRADICTION_MARK, TOXIC_MARK, DialogueScript
+
+NURSE = PersonaProfile(
+    id="a", kind="mbti", mbti="INTJ", statements=["I work night shifts as a nurse.", "I grow tomatoes."]
+)
+BAKER = PersonaProfile(
+    id="b",
+    kind="big_five",
+    big_five=BigFiveScores(openness=4, conscientiousness=5, extraversion=3, agreeableness=4, neuroticism=6),
+    statements=["I bake bread for the market.", "I have a dog."],
+)
+
+
+def _dialogue(id_: str, *lines: str) -> DialogueRecord:
+    speakers = [NURSE, BAKER]
+    return DialogueRecord(
+        id=id_,
+        recipe="t",
+        speakers=speakers,
+        turns=[Turn(speaker=speakers[n % 2].id, text=text) for n, text in enumerate(lines)],
+        generation=GenerationMeta(model="m", prompt_hash="h", seed=5),
+    )
+
+
+DIALOGUES = [
+    _dialogue(
+        "good",
+        "Another night shift on the hospital ward as a nurse.",
+        "I was up early to bake bread for the market.",
+        "My tomatoes need water after the shift.",
+        "Bring some to the market, my dog loves tomatoes!",
+    ),
+    _dialogue("contradicts", "Long night at work.", "My dog is asleep.", f"{CONTRADICTION_MARK}.", "Odd thing to say."),
+    _dialogue("toxic", "Hello there.", f"Honestly, {TOXIC_MARK}.", "That is rude.", "Sorry."),
+    _dialogue("short", "Hi."),
+]
+STEPS = [
+    HeuristicCritic,
+    GroundingCritic,
+    FaithfulnessCritic,
+    APCCritic,
+    ToxicityCritic,
+    PortrayalCritic,
+    AttributionCritic,
+]
+
+
+def _row(record: DialogueRecord) -> dict:
+    return {
+        "id": record.id,
+        "seed": record.generation.seed,
+        "personas": [p.model_dump(mode="json") for p in record.speakers],
+        "conversation": conversation_of(record),
+    }
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ScriptedOpenAIServer(DialogueScript()) as scripted:
+        yield scripted
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return MiniLMEmbedder()
+
+
+def _engine_verdicts(critic: str, base_url: str, embedder) -> list[dict]:
+    spec = EndpointSpec(base_urls=(base_url,), model="scripted-model", max_retries=0)
+    config = getattr(CriticsConfig.model_validate({critic: {"enabled": True}}), critic)
+
+    async def judge_all() -> list[dict]:
+        client = ChatClient(spec, None)
+        context = JudgeContext(
+            client, GenerationConfig(min_turns=2, max_turns=1000), judge_model=spec.model, embedder=embedder
+        )
+        try:
+            verdicts = await asyncio.gather(*(verdict_of(critic, record, config, context) for record in DIALOGUES))
+        finally:
+            await client.aclose()
+        return [verdict.model_dump(mode="json") for verdict in verdicts]
+
+    return asyncio.run(judge_all())
+
+
+@pytest.mark.parametrize("step_class", STEPS, ids=[step.critic for step in STEPS])
+def test_each_critic_step_gives_the_engines_verdict(server, minilm, step_class):
+    expected = _engine_verdicts(step_class.critic, server.base_url, minilm)
+    step = step_class(llm=OpenAILLM(base_url=server.base_url, api_key="unused", model="scripted-model"))
+    step.load()
+    try:
+        rows = next(step.process_applying_mappings([_row(record) for record in DIALOGUES]))
+    finally:
+        step.unload()
+    assert [row["verdicts"] for row in rows] == [[verdict] for verdict in expected]
+    assert any(verdict["passed"] for verdict in expected) or step_class.critic in ("toxicity",)
+
+
+def test_the_readmes_example_judges_a_foreign_chat_dataset_in_a_pipeline(tmp_path, server, project_root):
+    """The README's example as a user runs it: a script of its own, against a judge endpoint."""
+    readme = (project_root / "README.md").read_text(encoding="utf-8")
+    example = readme.split("<!-- distilabel-example -->")[1].split("<!-- /distilabel-example -->")[0]
+    script = tmp_path / "judge_chats.py"
+    script.write_text(example.split("```python", 1)[1].rsplit("```", 1)[0], encoding="utf-8")
+    calls = server.chat_calls
+    finished = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=subprocess_env(JUDGE_BASE_URL=server.base_url, JUDGE_MODEL="scripted-model"),
+        timeout=300,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    verdicts = ast.literal_eval(finished.stdout.strip().splitlines()[-1])
+    assert [(critic, passed) for critic, passed, _ in verdicts] == [("heuristic", True), ("faithfulness", True)]
+    assert server.chat_calls == calls + 1  # one judge call, the heuristic asked nothing
