@@ -6,6 +6,9 @@ in one process, on the same planned prompts, at the same concurrency; each figur
 2. a plain distilabel ``TextGeneration`` pipeline (local, not Ray) with ``OpenAILLM``;
 3. the factory's engine in this process with its critics off (the same calls, journaled to disk as
    they finish), then with its critics on (a judge call per dialogue as well);
+3b. the engine inside a distilabel pipeline: ``factory.distilabel``'s generator step, which runs
+   the recipe as ``persona-factory run`` does (published into a scratch folder) in distilabel's
+   step process, critics off;
 4. the same two on local Ray workers: Ray's start and the workers' start are timed apart from the
    steady rate.
 
@@ -101,6 +104,18 @@ def plain_distilabel(base_url: str, model: str, prompts: list[list[dict]], batch
     return time.perf_counter() - started
 
 
+def engine_in_distilabel(base_url: str, recipe: dict, cache: Path) -> float:
+    import yaml
+
+    from factory.distilabel.engine import GENERATOR_NAME, build_pipeline
+
+    pipeline = build_pipeline(yaml.safe_dump(recipe), f"bench-engine-{cache.name}")
+    pipeline._cache_dir = cache  # where distilabel keeps this run's batches, apart from the others
+    started = time.perf_counter()
+    pipeline.run(parameters={GENERATOR_NAME: {"base_url": base_url}}, use_cache=False)
+    return time.perf_counter() - started
+
+
 class Timed:
     """Calls per second of one factory run: overall, and steady (from the first finished chunk on)."""
 
@@ -185,6 +200,16 @@ def main() -> None:
         distilabel_rate = median(rates)
         print(f"plain distilabel (batch {args.batch}):        {distilabel_rate:8.1f} calls/s")
 
+        rates = []
+        for repeat in range(args.repeats):
+            before = server.chat_calls
+            seconds = engine_in_distilabel(
+                server.base_url, recipe_for(args.calls, args.concurrency, False, False), work / f"engine-{repeat}"
+            )
+            rates.append((server.chat_calls - before) / seconds)
+        engine_step_rate = median(rates)
+        print(f"factory engine as a distilabel step:{engine_step_rate:8.1f} calls/s")
+
         local = {}
         for critics in (False, True):
             results = [Timed(server).run(factory(critics, on_ray=False)) for _ in range(args.repeats)]
@@ -209,6 +234,7 @@ def main() -> None:
 
     print(f"ratio critics on/limit: {local[True] / limit:.2f}")
     print(f"ratio factory/distilabel: {local[False] / distilabel_rate:.2f}")
+    print(f"ratio engine step/limit: {engine_step_rate / limit:.2f}")
     print(f"ratio factory/limit: {local[False] / limit:.2f}")
     sys.stdout.flush()
 

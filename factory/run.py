@@ -25,6 +25,7 @@ from factory.critics.report import load_critic_report
 from factory.dataset.card import CardContext, published_folder_name
 from factory.dataset.dialogues import ChatRows, Released, dialogue_card, write_dialogues
 from factory.dataset.folder import DatasetFolder
+from factory.dataset.pipeline_file import pipeline_yaml
 from factory.dataset.stats import RunStats
 from factory.dataset.version import VersionWriter
 from factory.engine.distributed import ray_session
@@ -219,6 +220,7 @@ def _write(
         card=card, ids_by_split=ids, review_seed=recipe.seed,
         review_samples={"accepted": review, "rejected": -(-review // 2)},
         recipe_text=started.recipe_text, manifest=manifest,
+        pipeline_text=pipeline_yaml(started.recipe_text, recipe.name),
     )  # fmt: skip
     return stats
 

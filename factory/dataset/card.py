@@ -111,7 +111,7 @@ def factory_card_data(
         language=["en"],
         task_categories=["text-generation"],
         size_categories=[size_category(rows)],
-        tags=["synthetic", "persona", tag, "persona-factory"],
+        tags=["synthetic", "persona", tag, "persona-factory", *(["distilabel"] if tag == "dialogue" else [])],
         pretty_name=pretty_name,
         configs=[
             {
@@ -233,6 +233,20 @@ def _use(context: CardContext, splits: list[str]) -> list[str]:
         f"Splits: {', '.join(f'`{split}`' for split in splits)} (a split with no rows is left out).",
         "",
         f"Records follow the `dialogue_record` JSON Schema {SCHEMA_VERSION} of persona-factory.",
+        "",
+        "## Reproduce with distilabel",
+        "",
+        "`pipeline.yaml` is this version's recipe as a [distilabel](https://distilabel.argilla.io) pipeline: one "
+        "step that runs it on persona-factory's engine (same seed, same critics) and yields every dialogue with its "
+        "verdicts. With `pip install persona-factory`:",
+        "",
+        "```",
+        "distilabel pipeline info --config pipeline.yaml",
+        "distilabel pipeline run --config pipeline.yaml "
+        "--param generate_dialogues.base_url=http://host:8000/v1 --param generate_dialogues.model=MODEL",
+        "```",
+        "",
+        "Without `base_url` the embedded model runs; `judge_base_url` and `judge_model` set the critics' judge.",
         "",
         "## Source data and licence",
         "",

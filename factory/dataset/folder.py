@@ -26,7 +26,7 @@ from factory.errors import OutputError
 
 STATE_DIR = ".persona-factory"
 REVIEW_PREFIX = "review/"
-PUBLISHED_ENTRIES = ("data", "README.md", "recipe.yaml", "manifest.json")
+PUBLISHED_ENTRIES = ("data", "README.md", "recipe.yaml", "manifest.json", "pipeline.yaml")
 _VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 _GIT_IDENTITY = ["-c", "user.name=persona-factory", "-c", "user.email=persona-factory@localhost"]
 
@@ -211,7 +211,12 @@ class DatasetFolder:
                 target.unlink()
             if (staging / name).exists():
                 os.replace(staging / name, target)
-        self.git("add", "-A", "--", *[name for name in PUBLISHED_ENTRIES])
+        # an entry a kind of folder does not have (a bank has no pipeline.yaml) is no pathspec for git
+        tracked = set(self.git("ls-files", "--", *PUBLISHED_ENTRIES).split())
+        entries = [
+            n for n in PUBLISHED_ENTRIES if (self.path / n).exists() or any(t.split("/")[0] == n for t in tracked)
+        ]
+        self.git("add", "-A", "--", *entries)
         self.git("commit", "-q", "-m", message)
         marker.unlink()
         shutil.rmtree(staging, ignore_errors=True)

@@ -142,13 +142,16 @@ class VersionWriter:
         review_samples: dict[str, int],
         recipe_text: str,
         manifest: dict[str, Any],
+        pipeline_text: str | None = None,
     ) -> None:
         """The card with its review section (the samples a reviewer must read, drawn with
-        ``review_seed``), the recipe and the manifest."""
+        ``review_seed``), the recipe, the manifest, and the distilabel pipeline that reruns it."""
         picked = pick_samples(ids_by_split, review_seed, review_samples)
         review = ReviewState(samples=picked, seed=review_seed)
         (self.staging / "README.md").write_text(write_state(card, review), encoding="utf-8")
         (self.staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
+        if pipeline_text is not None:
+            (self.staging / "pipeline.yaml").write_text(pipeline_text, encoding="utf-8")
         text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
         (self.staging / "manifest.json").write_text(text, encoding="utf-8")
 

@@ -149,3 +149,53 @@ def test_the_readmes_example_judges_a_foreign_chat_dataset_in_a_pipeline(tmp_pat
     verdicts = ast.literal_eval(finished.stdout.strip().splitlines()[-1])
     assert [(critic, passed) for critic, passed, _ in verdicts] == [("heuristic", True), ("faithfulness", True)]
     assert server.chat_calls == calls + 1  # one judge call, the heuristic asked nothing
+
+
+def test_every_version_carries_a_pipeline_yaml_that_distilabel_reruns(tmp_path, server):
+    """`distilabel pipeline info` and `run --config` on a version's pipeline.yaml, as a user would."""
+    import pyarrow.parquet as pq
+    from distilabel.pipeline import Pipeline
+
+    from factory.recipes import apply_overrides, load_recipe
+    from factory.run import run_recipe
+    from tests.recipes import small_recipe, write_recipe
+
+    path = write_recipe(tmp_path, small_recipe(dialogues=8, ray={"enabled": False}))
+    out = tmp_path / "out"
+    run_recipe(apply_overrides(load_recipe(path), base_url=server.base_url), out, recipe_text=path.read_text())
+    pipeline_file = out / "pipeline.yaml"
+    assert Pipeline.from_yaml(pipeline_file).name == "e2e"
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "## Reproduce with distilabel" in card and "- distilabel" in card.split("---")[1]
+    accepted = {row["id"] for p in (out / "data").glob("accepted-*.parquet") for row in pq.read_table(p).to_pylist()}
+    assert accepted, "the scripted run accepts some dialogues"
+
+    env = subprocess_env(DISTILABEL_CACHE_DIR=str(tmp_path / "distilabel"))
+    distilabel = [sys.executable, "-m", "distilabel", "pipeline"]
+    info = subprocess.run(
+        [*distilabel, "info", "--config", str(pipeline_file)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert info.returncode == 0, info.stderr[-2000:]
+    rerun = subprocess.run(
+        [*distilabel, "run", "--config", str(pipeline_file), "--param", f"generate_dialogues.base_url={server.base_url}"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    outputs = list((tmp_path / "distilabel").rglob("*.parquet"))
+    rows = [row for p in outputs for row in pq.read_table(p).to_pylist()]
+    assert len(rows) == 8
+    assert {row["id"] for row in rows if row["accepted"]} == accepted
+
+
+def test_the_pipeline_file_is_the_pipeline_distilabel_builds(tmp_path, project_root):
+    """The run writes pipeline.yaml without importing distilabel; distilabel must read it back as
+    the very pipeline it builds itself."""
+    from distilabel.pipeline import Pipeline
+
+    from factory.dataset.pipeline_file import pipeline_yaml
+    from factory.distilabel.engine import build_pipeline
+
+    recipe_text = (project_root / "pipelines" / "quickstart.yaml").read_text(encoding="utf-8")
+    written = tmp_path / "pipeline.yaml"
+    written.write_text(pipeline_yaml(recipe_text, "quickstart"), encoding="utf-8")
+    assert Pipeline.from_yaml(written).dump() == build_pipeline(recipe_text, "quickstart").dump()

@@ -1,0 +1,103 @@
+"""A whole recipe as one distilabel generator step, run on the factory's own engine; and the
+``pipeline.yaml`` every version carries, which distilabel reads and reruns.
+
+The step runs the recipe exactly as ``persona-factory run`` does (the engine at the endpoint's
+limit, the critics, acceptance), into a scratch dataset folder, then yields its dialogues in
+batches with the columns the critic steps read. On Ray when the step's process has Ray
+initialised (a pipeline run with ``.ray()``), in process otherwise.
+"""
+
+# No ``from __future__ import annotations``: distilabel reads the step's annotations at run time.
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow.parquet as pq
+import yaml
+from distilabel.mixins.runtime_parameters import RuntimeParameter
+from distilabel.pipeline import Pipeline
+from distilabel.steps import GeneratorStep
+from distilabel.typing import GeneratorStepOutput, StepColumns
+from pydantic import Field
+
+from factory.dataset.pipeline_file import GENERATOR_NAME, PIPELINE_DESCRIPTION
+from factory.distilabel.columns import conversation_of
+from factory.errors import RecipeError
+from factory.recipes import Recipe, apply_overrides, parse_recipe
+from factory.records import DialogueRecord
+
+COLUMNS = ["id", "personas", "conversation", "verdicts", "accepted", "seed", "mode", "model_name"]
+
+
+def dialogue_row(record: DialogueRecord) -> dict[str, Any]:
+    """A factory dialogue with the columns distilabel steps read."""
+    return {
+        "id": record.id,
+        "personas": [persona.model_dump(mode="json") for persona in record.speakers],
+        "conversation": conversation_of(record),
+        "verdicts": [verdict.model_dump(mode="json") for verdict in record.verdicts],
+        "accepted": record.accepted,
+        "seed": record.generation.seed,
+        "mode": record.generation.mode,
+        "model_name": record.generation.model,
+    }
+
+
+class RecipeDialogues(GeneratorStep):  # type: ignore[misc]  # distilabel's types are not followed (pyproject)
+    """Every dialogue of a recipe, made and judged by the factory's engine."""
+
+    recipe: str = Field(description="The recipe, as YAML text (what a version's recipe.yaml holds).")
+    base_url: RuntimeParameter[str] | None = Field(
+        default=None, description="The generator's endpoint; none: embedded."
+    )
+    model: RuntimeParameter[str] | None = Field(default=None, description="The generator's model.")
+    judge_base_url: RuntimeParameter[str] | None = Field(default=None, description="The critics' judge endpoint.")
+    judge_model: RuntimeParameter[str] | None = Field(default=None, description="The critics' judge model.")
+
+    @property
+    def outputs(self) -> StepColumns:
+        return COLUMNS
+
+    def loaded_recipe(self) -> Recipe:
+        try:
+            data = yaml.safe_load(self.recipe)
+        except yaml.YAMLError as exc:
+            raise RecipeError(f"the step's recipe is not YAML: {exc}") from None
+        # relative paths in the recipe start where the pipeline runs
+        recipe = parse_recipe(data, path=Path.cwd() / "recipe.yaml")
+        recipe = apply_overrides(
+            recipe, base_url=self.base_url, model=self.model,
+            judge_base_url=self.judge_base_url, judge_model=self.judge_model,
+        )  # fmt: skip
+        ray = sys.modules.get("ray")
+        on_ray = ray is not None and ray.is_initialized()
+        return recipe.model_copy(update={"ray": recipe.ray.model_copy(update={"enabled": on_ray})})
+
+    def process(self, offset: int = 0) -> GeneratorStepOutput:
+        from factory.run import run_recipe  # the run is above this layer's steps, and heavy to import
+
+        with tempfile.TemporaryDirectory(prefix="persona-factory-") as scratch:
+            result = run_recipe(self.loaded_recipe(), Path(scratch) / "dataset", show_progress=False)
+            rows = [
+                dialogue_row(DialogueRecord.model_validate(row))
+                for split in ("accepted", "rejected")
+                for path in sorted((result.path / "data").glob(f"{split}-*.parquet"))
+                for row in pq.read_table(path).to_pylist()
+            ]
+        rows.sort(key=lambda row: row["id"])
+        rows = rows[offset:]
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start : start + self.batch_size]
+            yield batch, start + len(batch) >= len(rows)
+        if not rows:
+            yield [], True
+
+
+def build_pipeline(recipe_text: str, name: str, mode: Literal["engine"] = "engine") -> Pipeline:
+    """The distilabel pipeline of a recipe: ``engine`` runs it on the factory's engine as one step."""
+    if mode != "engine":
+        raise ValueError(f"unknown pipeline mode {mode!r}")
+    with Pipeline(name=name, description=PIPELINE_DESCRIPTION) as pipeline:
+        RecipeDialogues(name=GENERATOR_NAME, recipe=recipe_text)
+    return pipeline
