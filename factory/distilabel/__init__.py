@@ -11,6 +11,7 @@ from factory.distilabel.critics import (
     FaithfulnessCritic,
     GroundingCritic,
     HeuristicCritic,
+    LLMCriticStep,
     PortrayalCritic,
     ToxicityCritic,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "FaithfulnessCritic",
     "GroundingCritic",
     "HeuristicCritic",
+    "LLMCriticStep",
     "PortrayalCritic",
     "ToxicityCritic",
 ]

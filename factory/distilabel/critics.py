@@ -12,31 +12,34 @@ embeds with the critic's ``embeddings`` settings.
 import asyncio
 from typing import Any, ClassVar
 
-from distilabel.models.llms.base import LLM, AsyncLLM
-from distilabel.steps import Step, StepInput
+from distilabel.steps import StepInput
 from distilabel.typing import StepColumns, StepOutput
 from pydantic import Field, PrivateAttr
 
 from factory.critics.base import JudgeContext
 from factory.critics.registry import verdict_of
+from factory.distilabel.base import AsyncStep, LLMStep
 from factory.distilabel.columns import record_of
 from factory.distilabel.port import DistilabelChat
 from factory.llm.embeddings import Embedder, open_embedder
-from factory.recipes.critics import CriticsConfig, needs_llm
+from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig
+from factory.settings import environment
 
 
-class CriticStep(Step):  # type: ignore[misc]  # distilabel's types are not followed (pyproject)
+class CriticStep(AsyncStep):
     """One factory critic; ``settings`` are its recipe settings (``critics.<name>`` in a recipe)."""
 
     critic: ClassVar[str] = ""
-    llm: LLM | None = None
     settings: dict[str, Any] = Field(default_factory=dict, description="The critic's settings, as in a recipe.")
     min_turns: int = Field(default=2, description="The heuristic's fewest turns.")
     max_turns: int = Field(default=1000, description="The heuristic's most turns.")
+    gates: list[str] = Field(
+        default_factory=list,
+        description="Hard gates: a row already failed by one of these critics is passed on unjudged (the cascade).",
+    )
 
     _embedder: Embedder | None = PrivateAttr(default=None)
-    _loop: asyncio.AbstractEventLoop | None = PrivateAttr(default=None)
 
     @property
     def inputs(self) -> StepColumns:
@@ -48,61 +51,52 @@ class CriticStep(Step):  # type: ignore[misc]  # distilabel's types are not foll
 
     def load(self) -> None:
         super().load()
-        if needs_llm(self.critic):
-            if self.llm is None:
-                raise ValueError(f"the {self.critic} critic step needs an llm")
-            self.llm.load()
-        config = self._config()
         if self.critic == "grounding":
-            self._embedder = open_embedder(config.embeddings, getattr(self.llm, "base_url", None), None)
+            self._embedder = open_embedder(self._config().embeddings, None, environment().api_key)
 
     def unload(self) -> None:
         if self._embedder is not None:
             self._embedder.close()
-        if self.llm is not None:
-            close_async_client(self.llm)
-            self.llm.unload()
-        if self._loop is not None:
-            self._loop.close()
-            self._loop = None
         super().unload()
 
     def _config(self) -> Any:
         return getattr(CriticsConfig.model_validate({self.critic: {"enabled": True, **self.settings}}), self.critic)
 
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        # an async LLM's client belongs to its loop; otherwise the step keeps one of its own
-        if isinstance(self.llm, AsyncLLM):
-            loop: asyncio.AbstractEventLoop = self.llm.event_loop
-            return loop
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop
+    def _chat(self) -> DistilabelChat | None:
+        return None
 
     def process(self, inputs: StepInput) -> StepOutput:
         config = self._config()
-        client = DistilabelChat(self.llm) if self.llm is not None and needs_llm(self.critic) else None
+        client = self._chat()
         context = JudgeContext(
             client, GenerationConfig(min_turns=self.min_turns, max_turns=self.max_turns),
             judge_model=client.model if client else None, embedder=self._embedder,
         )  # fmt: skip
-        records = [record_of(row, number) for number, row in enumerate(inputs)]
+        gates = set(self.gates)
+        judged = [
+            (row, record_of(row, number))
+            for number, row in enumerate(inputs)
+            if not any(v["critic"] in gates and not v["passed"] for v in row.get("verdicts") or [])
+        ]
 
         async def judge_all() -> list[Any]:
-            return list(await asyncio.gather(*(verdict_of(self.critic, r, config, context) for r in records)))
+            return list(await asyncio.gather(*(verdict_of(self.critic, r, config, context) for _, r in judged)))
 
-        for row, verdict in zip(inputs, self._event_loop().run_until_complete(judge_all())):
+        for (row, _), verdict in zip(judged, self.run_async(judge_all())):
             row["verdicts"] = [*(row.get("verdicts") or []), verdict.model_dump(mode="json")]
+        for row in inputs:
+            row.setdefault("verdicts", [])
         yield inputs
 
 
-def close_async_client(llm: LLM) -> None:
-    """Close an async LLM's HTTP client on its own loop. distilabel's ``unload`` leaves it open, and
-    its connections then outlive the loop they belong to."""
-    client = getattr(llm, "_aclient", None)
-    close = getattr(client, "close", None)
-    if isinstance(llm, AsyncLLM) and close is not None and asyncio.iscoroutinefunction(close):
-        llm.event_loop.run_until_complete(close())
+class LLMCriticStep(CriticStep, LLMStep):
+    """A critic that asks a model: ``llm`` is any distilabel LLM."""
+
+    def _chat(self) -> DistilabelChat | None:
+        return DistilabelChat(self.llm)
+
+
+CRITIC_STEPS: dict[str, type[CriticStep]] = {}
 
 
 class HeuristicCritic(CriticStep):
@@ -117,29 +111,34 @@ class GroundingCritic(CriticStep):
     critic: ClassVar[str] = "grounding"
 
 
-class FaithfulnessCritic(CriticStep):
+class FaithfulnessCritic(LLMCriticStep):
     """Synthetic-Persona-Chat's expert: does anyone contradict their own profile?"""
 
     critic: ClassVar[str] = "faithfulness"
 
 
-class APCCritic(CriticStep):
+class APCCritic(LLMCriticStep):
     """The APC score: relevance and entailment of every persona statement against its speaker."""
 
     critic: ClassVar[str] = "apc"
 
 
-class ToxicityCritic(CriticStep):
+class ToxicityCritic(LLMCriticStep):
     critic: ClassVar[str] = "toxicity"
 
 
-class PortrayalCritic(CriticStep):
+class PortrayalCritic(LLMCriticStep):
     """PsyPlay's back-test: infer each speaker's MBTI type or Big Five levels from the dialogue."""
 
     critic: ClassVar[str] = "portrayal"
 
 
-class AttributionCritic(CriticStep):
+class AttributionCritic(LLMCriticStep):
     """PersonaEval: with speaker labels hidden, who said each turn?"""
 
     critic: ClassVar[str] = "attribution"
+
+
+CRITIC_STEPS.update(
+    (step.critic, step) for step in (*CriticStep.__subclasses__(), *LLMCriticStep.__subclasses__()) if step.critic
+)

@@ -14,17 +14,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow.parquet as pq
-import yaml
 from distilabel.mixins.runtime_parameters import RuntimeParameter
+from distilabel.models.llms.base import LLM
 from distilabel.pipeline import Pipeline
 from distilabel.steps import GeneratorStep
 from distilabel.typing import GeneratorStepOutput, StepColumns
 from pydantic import Field
 
+from factory.critics.base import hard_gates
 from factory.dataset.pipeline_file import GENERATOR_NAME, PIPELINE_DESCRIPTION
 from factory.distilabel.columns import conversation_of
+from factory.distilabel.critics import CRITIC_STEPS
+from factory.distilabel.steps import Accept, RecipeCasts, WriteDialogues, recipe_of
 from factory.errors import RecipeError
-from factory.recipes import Recipe, apply_overrides, parse_recipe
+from factory.recipes import Recipe, apply_overrides
+from factory.recipes.critics import needs_llm
 from factory.records import DialogueRecord
 
 COLUMNS = ["id", "personas", "conversation", "verdicts", "accepted", "seed", "mode", "model_name"]
@@ -60,14 +64,8 @@ class RecipeDialogues(GeneratorStep):  # type: ignore[misc]  # distilabel's type
         return COLUMNS
 
     def loaded_recipe(self) -> Recipe:
-        try:
-            data = yaml.safe_load(self.recipe)
-        except yaml.YAMLError as exc:
-            raise RecipeError(f"the step's recipe is not YAML: {exc}") from None
-        # relative paths in the recipe start where the pipeline runs
-        recipe = parse_recipe(data, path=Path.cwd() / "recipe.yaml")
         recipe = apply_overrides(
-            recipe, base_url=self.base_url, model=self.model,
+            recipe_of(self.recipe), base_url=self.base_url, model=self.model,
             judge_base_url=self.judge_base_url, judge_model=self.judge_model,
         )  # fmt: skip
         ray = sys.modules.get("ray")
@@ -94,10 +92,42 @@ class RecipeDialogues(GeneratorStep):  # type: ignore[misc]  # distilabel's type
             yield [], True
 
 
-def build_pipeline(recipe_text: str, name: str, mode: Literal["engine"] = "engine") -> Pipeline:
-    """The distilabel pipeline of a recipe: ``engine`` runs it on the factory's engine as one step."""
-    if mode != "engine":
+def build_pipeline(
+    recipe_text: str, name: str, mode: Literal["engine", "steps"] = "engine", llm: LLM | None = None
+) -> Pipeline:
+    """The distilabel pipeline of a recipe. ``engine``: one step that runs it on the factory's
+    engine. ``steps``: its casts, the writer and each critic of its cascade as steps of their own,
+    all asking ``llm`` (by default an ``OpenAILLM`` at the recipe's endpoint); one round, no
+    best-of-N or dedup."""
+    if mode == "engine":
+        with Pipeline(name=name, description=PIPELINE_DESCRIPTION) as pipeline:
+            RecipeDialogues(name=GENERATOR_NAME, recipe=recipe_text)
+        return pipeline
+    if mode != "steps":
         raise ValueError(f"unknown pipeline mode {mode!r}")
-    with Pipeline(name=name, description=PIPELINE_DESCRIPTION) as pipeline:
-        RecipeDialogues(name=GENERATOR_NAME, recipe=recipe_text)
+    recipe = recipe_of(recipe_text)
+    llm = llm or _recipe_llm(recipe)
+    gates = sorted(hard_gates(recipe.critics))
+    generation = recipe.generation
+    with Pipeline(name=name, description="persona-factory: the recipe as distilabel steps") as pipeline:
+        last: Any = RecipeCasts(name="plan_casts", recipe=recipe_text)
+        last = last >> WriteDialogues(name="write_dialogues", recipe=recipe_text, llm=llm)
+        for critic, config in recipe.critics.cascade():
+            settings = config.model_dump(mode="json", exclude={"enabled", "llm", "jury"})
+            step = CRITIC_STEPS[critic](
+                name=f"critic_{critic}", settings=settings, min_turns=generation.min_turns,
+                max_turns=generation.max_turns, gates=gates, **({"llm": llm} if needs_llm(critic) else {}),
+            )  # fmt: skip
+            last = last >> step
+        last >> Accept(name="accept")
     return pipeline
+
+
+def _recipe_llm(recipe: Recipe) -> LLM:
+    from distilabel.models import OpenAILLM
+
+    from factory.settings import environment
+
+    if not recipe.llm.base_urls or not recipe.llm.model:
+        raise RecipeError("steps mode needs llm.base_url and llm.model, or an llm= of your own", field="llm")
+    return OpenAILLM(base_url=recipe.llm.base_urls[0], model=recipe.llm.model, api_key=environment().api_key or "none")

@@ -20,6 +20,7 @@ from factory.distilabel import (
     FaithfulnessCritic,
     GroundingCritic,
     HeuristicCritic,
+    LLMCriticStep,
     PortrayalCritic,
     ToxicityCritic,
 )
@@ -120,7 +121,8 @@ def _engine_verdicts(critic: str, base_url: str, embedder) -> list[dict]:
 @pytest.mark.parametrize("step_class", STEPS, ids=[step.critic for step in STEPS])
 def test_each_critic_step_gives_the_engines_verdict(server, minilm, step_class):
     expected = _engine_verdicts(step_class.critic, server.base_url, minilm)
-    step = step_class(llm=OpenAILLM(base_url=server.base_url, api_key="unused", model="scripted-model"))
+    llm = OpenAILLM(base_url=server.base_url, api_key="unused", model="scripted-model")
+    step = step_class(llm=llm) if issubclass(step_class, LLMCriticStep) else step_class()
     step.load()
     try:
         rows = next(step.process_applying_mappings([_row(record) for record in DIALOGUES]))
@@ -199,3 +201,59 @@ def test_the_pipeline_file_is_the_pipeline_distilabel_builds(tmp_path, project_r
     written = tmp_path / "pipeline.yaml"
     written.write_text(pipeline_yaml(recipe_text, "quickstart"), encoding="utf-8")
     assert Pipeline.from_yaml(written).dump() == build_pipeline(recipe_text, "quickstart").dump()
+
+
+STEPS_SCRIPT = """
+import json, sys
+from distilabel.models import OpenAILLM
+from factory.distilabel.engine import build_pipeline
+
+recipe_path, base_url, out, where = sys.argv[1:5]
+llm = OpenAILLM(base_url=base_url, model="scripted-model", api_key="unused")
+pipeline = build_pipeline(open(recipe_path).read(), "e2e-steps", mode="steps", llm=llm)
+if __name__ == "__main__":
+    distiset = (pipeline.ray() if where == "ray" else pipeline).run(use_cache=False)
+    rows = [dict(row) for row in distiset["default"]["train"]]
+    open(out, "w").write(json.dumps(rows, default=str))
+"""
+
+
+@pytest.mark.parametrize("where", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_steps_mode_gives_the_engines_dialogues_for_the_same_seed(tmp_path, server, where):
+    """The recipe as distilabel steps (casts, writer, each critic, accept) against a CLI run of it."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from factory.recipes import apply_overrides, load_recipe
+    from factory.run import run_recipe
+    from tests.recipes import small_recipe, write_recipe
+
+    path = write_recipe(tmp_path, small_recipe(dialogues=8, ray={"enabled": False}))
+    out = tmp_path / "out"
+    run_recipe(apply_overrides(load_recipe(path), base_url=server.base_url), out, recipe_text=path.read_text())
+    engine = {
+        row["id"]: row
+        for split in ("accepted", "rejected")
+        for p in (out / "data").glob(f"{split}-*.parquet")
+        for row in pq.read_table(p).to_pylist()
+    }
+
+    script = tmp_path / "steps.py"
+    script.write_text(STEPS_SCRIPT, encoding="utf-8")
+    rows_file = tmp_path / "rows.json"
+    env = subprocess_env(DISTILABEL_CACHE_DIR=str(tmp_path / "distilabel"))
+    finished = subprocess.run(
+        [sys.executable, str(script), str(path), server.base_url, str(rows_file), where],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    steps = {row["id"]: row for row in json.loads(rows_file.read_text())}
+    assert set(steps) == set(engine) and len(steps) == 8
+    for id_, row in steps.items():
+        mine = engine[id_]
+        assert row["prompt_hash"] == mine["generation"]["prompt_hash"]
+        assert [m["content"] for m in row["conversation"]] == [turn["text"] for turn in mine["turns"]]
+        assert row["verdicts"] == mine["verdicts"]
+        assert row["accepted"] == mine["accepted"]
+    assert any(row["accepted"] for row in steps.values()) and not all(row["accepted"] for row in steps.values())

@@ -1,0 +1,132 @@
+"""A recipe as distilabel steps (``build_pipeline(..., mode="steps")``): the casts planned from
+the recipe's seed, each dialogue written by the recipe's writer (SPC in one call, role-play turn by
+turn), the critics of the cascade one step each, and the accept decision. Every step runs the
+engine's own code, so for the same seed and replies the rows are the engine's dialogues.
+
+The planned dialogue travels as ``record`` (the factory's record, as JSON); the columns the critic
+steps read (``personas``, ``conversation``, ``verdicts``) are written beside it.
+"""
+
+# No ``from __future__ import annotations``: distilabel reads the steps' annotations at run time.
+import asyncio
+import json
+from pathlib import Path
+
+import yaml
+from distilabel.steps import GeneratorStep, Step, StepInput
+from distilabel.typing import GeneratorStepOutput, StepColumns, StepOutput
+from pydantic import Field
+
+from factory.critics.base import passed_so_far
+from factory.distilabel.base import LLMStep
+from factory.distilabel.columns import conversation_of
+from factory.distilabel.port import DistilabelChat
+from factory.engine.rounds import plan_rows
+from factory.errors import RecipeError
+from factory.generation import WRITERS
+from factory.generation.writer import Voices
+from factory.llm.spec import EndpointSpec
+from factory.personas import plan
+from factory.recipes import Recipe, parse_recipe
+from factory.records import DialogueRecord, Verdict
+
+
+def recipe_of(text: str) -> Recipe:
+    """A recipe from its YAML text; relative paths in it start where the pipeline runs."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"the step's recipe is not YAML: {exc}") from None
+    return parse_recipe(data, path=Path.cwd() / "recipe.yaml")
+
+
+class RecipeCasts(GeneratorStep):  # type: ignore[misc]  # distilabel's types are not followed (pyproject)
+    """Every candidate dialogue of a recipe, planned from its seed: the empty record and its prompt."""
+
+    recipe: str = Field(description="The recipe, as YAML text.")
+
+    @property
+    def outputs(self) -> StepColumns:
+        return ["id", "record", "prompt"]
+
+    def process(self, offset: int = 0) -> GeneratorStepOutput:
+        recipe = recipe_of(self.recipe)
+        if recipe.generation.rounds > 1 or recipe.critics.quality.enabled or recipe.critics.dedup.enabled:
+            raise RecipeError(
+                "steps mode runs one round with per-dialogue critics; use mode 'engine' for rounds, quality or dedup"
+            )
+        # the model is the writing step's LLM's; the planned prompts do not depend on it
+        spec = EndpointSpec(base_urls=("http://planned",), model="")
+        rows = [
+            {"id": record.id, "record": record.model_dump_json(), "prompt": prompt}
+            for record, prompt in plan_rows(recipe, plan(recipe).casts, spec)
+        ][offset:]
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start : start + self.batch_size]
+            yield batch, start + len(batch) >= len(rows)
+        if not rows:
+            yield [], True
+
+
+class WriteDialogues(LLMStep):
+    """Each planned dialogue written by its mode's writer through ``llm``."""
+
+    recipe: str = Field(description="The recipe, as YAML text: its generation settings.")
+
+    @property
+    def inputs(self) -> StepColumns:
+        return ["record", "prompt"]
+
+    @property
+    def outputs(self) -> StepColumns:
+        return ["record", "personas", "conversation", "verdicts", "seed", "prompt_hash", "model_name"]
+
+    def process(self, inputs: StepInput) -> StepOutput:
+        generation = recipe_of(self.recipe).generation
+        voices = Voices(DistilabelChat(self.llm))
+        records = [DialogueRecord.model_validate_json(row["record"]) for row in inputs]
+        for record in records:
+            record.generation.model = str(self.llm.model_name)
+
+        async def write_all() -> None:
+            await asyncio.gather(
+                *(
+                    WRITERS[r.generation.mode].write(r, row["prompt"], voices, generation)
+                    for r, row in zip(records, inputs)
+                )
+            )
+
+        self.run_async(write_all())
+        for row, record in zip(inputs, records):
+            row.update(
+                record=record.model_dump_json(),
+                personas=[persona.model_dump(mode="json") for persona in record.speakers],
+                conversation=conversation_of(record),
+                verdicts=[verdict.model_dump(mode="json") for verdict in record.verdicts],
+                seed=record.generation.seed,
+                prompt_hash=record.generation.prompt_hash,
+                model_name=record.generation.model,
+            )
+        yield inputs
+
+
+class Accept(Step):  # type: ignore[misc]  # distilabel's types are not followed (pyproject)
+    """A dialogue is accepted when every verdict it has passes (as the engine decides)."""
+
+    @property
+    def inputs(self) -> StepColumns:
+        return ["record", "verdicts"]
+
+    @property
+    def outputs(self) -> StepColumns:
+        return ["accepted"]
+
+    def process(self, inputs: StepInput) -> StepOutput:
+        for row in inputs:
+            record = DialogueRecord.model_validate_json(row["record"])
+            record.verdicts = [Verdict.model_validate(verdict) for verdict in row["verdicts"]]
+            row["accepted"] = passed_so_far(record)
+            row["record"] = json.dumps(
+                {**json.loads(row["record"]), "verdicts": row["verdicts"], "accepted": row["accepted"]}
+            )
+        yield inputs
