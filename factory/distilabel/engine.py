@@ -25,7 +25,7 @@ from factory.critics.base import hard_gates
 from factory.dataset.pipeline_file import GENERATOR_NAME, PIPELINE_DESCRIPTION
 from factory.distilabel.columns import conversation_of
 from factory.distilabel.critics import CRITIC_STEPS
-from factory.distilabel.steps import Accept, RecipeCasts, WriteDialogues, recipe_of
+from factory.distilabel.steps import Accept, RecipeCasts, SelectBest, WriteDialogues, recipe_of
 from factory.errors import RecipeError
 from factory.recipes import Recipe, apply_overrides
 from factory.recipes.critics import needs_llm
@@ -97,8 +97,8 @@ def build_pipeline(
 ) -> Pipeline:
     """The distilabel pipeline of a recipe. ``engine``: one step that runs it on the factory's
     engine. ``steps``: its casts, the writer and each critic of its cascade as steps of their own,
-    all asking ``llm`` (by default an ``OpenAILLM`` at the recipe's endpoint); one round, no
-    best-of-N or dedup."""
+    all asking ``llm`` (by default an ``OpenAILLM`` at the recipe's endpoint), then best-of-N and
+    the accept decision; one round, no run-wide dedup."""
     if mode == "engine":
         with Pipeline(name=name, description=PIPELINE_DESCRIPTION) as pipeline:
             RecipeDialogues(name=GENERATOR_NAME, recipe=recipe_text)
@@ -109,17 +109,22 @@ def build_pipeline(
     llm = llm or _recipe_llm(recipe)
     gates = sorted(hard_gates(recipe.critics))
     generation = recipe.generation
+    # whole casts to a batch, for best-of-N: a multiple of the candidates, in cast order
+    batch = generation.candidates * max(1, 50 // generation.candidates)
     with Pipeline(name=name, description="persona-factory: the recipe as distilabel steps") as pipeline:
-        last: Any = RecipeCasts(name="plan_casts", recipe=recipe_text)
-        last = last >> WriteDialogues(name="write_dialogues", recipe=recipe_text, llm=llm)
+        last: Any = RecipeCasts(name="plan_casts", recipe=recipe_text, batch_size=batch)
+        last = last >> WriteDialogues(name="write_dialogues", recipe=recipe_text, llm=llm, input_batch_size=batch)
         for critic, config in recipe.critics.cascade():
             settings = config.model_dump(mode="json", exclude={"enabled", "llm", "jury"})
             step = CRITIC_STEPS[critic](
                 name=f"critic_{critic}", settings=settings, min_turns=generation.min_turns,
-                max_turns=generation.max_turns, gates=gates, **({"llm": llm} if needs_llm(critic) else {}),
+                max_turns=generation.max_turns, gates=gates, input_batch_size=batch,
+                **({"llm": llm} if needs_llm(critic) else {}),
             )  # fmt: skip
             last = last >> step
-        last >> Accept(name="accept")
+        if recipe.critics.quality.enabled and generation.candidates > 1:
+            last = last >> SelectBest(name="select_best", recipe=recipe_text, llm=llm, input_batch_size=batch)
+        last >> Accept(name="accept", recipe=recipe_text, input_batch_size=batch)
     return pipeline
 
 

@@ -9,25 +9,28 @@ steps read (``personas``, ``conversation``, ``verdicts``) are written beside it.
 
 # No ``from __future__ import annotations``: distilabel reads the steps' annotations at run time.
 import asyncio
-import json
 from pathlib import Path
+from typing import Any
 
 import yaml
 from distilabel.steps import GeneratorStep, Step, StepInput
 from distilabel.typing import GeneratorStepOutput, StepColumns, StepOutput
 from pydantic import Field
 
-from factory.critics.base import passed_so_far
+from factory.critics.base import JudgeContext, passed_so_far
+from factory.critics.quality import select_best
 from factory.distilabel.base import LLMStep
 from factory.distilabel.columns import conversation_of
 from factory.distilabel.port import DistilabelChat
 from factory.engine.rounds import plan_rows
 from factory.errors import RecipeError
 from factory.generation import WRITERS
+from factory.generation.role_play.chat import chat_example
 from factory.generation.writer import Voices
 from factory.llm.spec import EndpointSpec
 from factory.personas import plan
 from factory.recipes import Recipe, parse_recipe
+from factory.recipes.generation import GenerationConfig
 from factory.records import DialogueRecord, Verdict
 
 
@@ -51,10 +54,8 @@ class RecipeCasts(GeneratorStep):  # type: ignore[misc]  # distilabel's types ar
 
     def process(self, offset: int = 0) -> GeneratorStepOutput:
         recipe = recipe_of(self.recipe)
-        if recipe.generation.rounds > 1 or recipe.critics.quality.enabled or recipe.critics.dedup.enabled:
-            raise RecipeError(
-                "steps mode runs one round with per-dialogue critics; use mode 'engine' for rounds, quality or dedup"
-            )
+        if recipe.generation.rounds > 1 or recipe.critics.dedup.enabled:
+            raise RecipeError("steps mode runs one round without run-wide dedup; use mode 'engine' for those")
         # the model is the writing step's LLM's; the planned prompts do not depend on it
         spec = EndpointSpec(base_urls=("http://planned",), model="")
         rows = [
@@ -110,8 +111,12 @@ class WriteDialogues(LLMStep):
         yield inputs
 
 
-class Accept(Step):  # type: ignore[misc]  # distilabel's types are not followed (pyproject)
-    """A dialogue is accepted when every verdict it has passes (as the engine decides)."""
+class SelectBest(LLMStep):
+    """Best-of-N (the quality critic): among a cast's candidates that passed every critic so far,
+    the one the judge's pairwise policy votes prefer. A batch holds whole casts (its size is a
+    multiple of the recipe's candidates, and the casts arrive in order)."""
+
+    recipe: str = Field(description="The recipe, as YAML text: its quality settings.")
 
     @property
     def inputs(self) -> StepColumns:
@@ -119,14 +124,53 @@ class Accept(Step):  # type: ignore[misc]  # distilabel's types are not followed
 
     @property
     def outputs(self) -> StepColumns:
-        return ["accepted"]
+        return ["verdicts"]
 
     def process(self, inputs: StepInput) -> StepOutput:
+        config = recipe_of(self.recipe).critics.quality
+        client = DistilabelChat(self.llm)
+        context = JudgeContext(client, GenerationConfig(min_turns=2, max_turns=1000), judge_model=client.model)
+        by_cast: dict[str, list[DialogueRecord]] = {}
+        rows_of: dict[str, dict[str, Any]] = {}
+        for row in sorted(inputs, key=lambda row: row["id"]):
+            record = DialogueRecord.model_validate_json(row["record"])
+            record.verdicts = [Verdict.model_validate(verdict) for verdict in row["verdicts"]]
+            if passed_so_far(record):
+                by_cast.setdefault(record.generation.cast_id, []).append(record)
+                rows_of[record.id] = row
+
+        async def select_all() -> None:
+            await asyncio.gather(*(select_best(group, config, context) for group in by_cast.values()))
+
+        self.run_async(select_all())
+        for group in by_cast.values():
+            for record in group:
+                rows_of[record.id]["verdicts"] = [verdict.model_dump(mode="json") for verdict in record.verdicts]
+        yield inputs
+
+
+class Accept(Step):  # type: ignore[misc]  # distilabel's types are not followed (pyproject)
+    """A dialogue is accepted when every verdict it has passes (as the engine decides); an accepted
+    role-play is also a chat example (``messages``, the version's ``messages`` config), else ``[]``."""
+
+    recipe: str = Field(description="The recipe, as YAML text: its role-play settings.")
+
+    @property
+    def inputs(self) -> StepColumns:
+        return ["record", "verdicts"]
+
+    @property
+    def outputs(self) -> StepColumns:
+        return ["accepted", "messages"]
+
+    def process(self, inputs: StepInput) -> StepOutput:
+        role_play = recipe_of(self.recipe).generation.role_play
         for row in inputs:
             record = DialogueRecord.model_validate_json(row["record"])
             record.verdicts = [Verdict.model_validate(verdict) for verdict in row["verdicts"]]
-            row["accepted"] = passed_so_far(record)
-            row["record"] = json.dumps(
-                {**json.loads(row["record"]), "verdicts": row["verdicts"], "accepted": row["accepted"]}
-            )
+            record.accepted = passed_so_far(record)
+            chat = record.accepted and record.generation.mode == "role_play"
+            row["accepted"] = record.accepted
+            row["messages"] = [m.model_dump() for m in chat_example(record, role_play).messages] if chat else []
+            row["record"] = record.model_dump_json()
         yield inputs

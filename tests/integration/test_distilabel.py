@@ -218,8 +218,15 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("where", ["local", pytest.param("ray", marks=pytest.mark.ray)])
-def test_steps_mode_gives_the_engines_dialogues_for_the_same_seed(tmp_path, server, where):
+BEST_OF_TWO = {"generation": {"candidates": 2}, "critics": {"quality": {"enabled": True}}}
+
+
+@pytest.mark.parametrize(
+    ("where", "overrides"),
+    [("local", {}), ("local", BEST_OF_TWO), pytest.param("ray", {}, marks=pytest.mark.ray)],
+    ids=["local", "best-of-two", "ray"],
+)
+def test_steps_mode_gives_the_engines_dialogues_for_the_same_seed(tmp_path, server, where, overrides):
     """The recipe as distilabel steps (casts, writer, each critic, accept) against a CLI run of it."""
     import json
 
@@ -229,7 +236,8 @@ def test_steps_mode_gives_the_engines_dialogues_for_the_same_seed(tmp_path, serv
     from factory.run import run_recipe
     from tests.recipes import small_recipe, write_recipe
 
-    path = write_recipe(tmp_path, small_recipe(dialogues=8, ray={"enabled": False}))
+    recipe = small_recipe(dialogues=8, ray={"enabled": False}, **overrides)
+    path = write_recipe(tmp_path, recipe)
     out = tmp_path / "out"
     run_recipe(apply_overrides(load_recipe(path), base_url=server.base_url), out, recipe_text=path.read_text())
     engine = {
@@ -249,7 +257,8 @@ def test_steps_mode_gives_the_engines_dialogues_for_the_same_seed(tmp_path, serv
     )  # fmt: skip
     assert finished.returncode == 0, finished.stderr[-3000:]
     steps = {row["id"]: row for row in json.loads(rows_file.read_text())}
-    assert set(steps) == set(engine) and len(steps) == 8
+    planned = 8 * recipe["generation"].get("candidates", 1)
+    assert set(steps) == set(engine) and len(steps) == planned
     for id_, row in steps.items():
         mine = engine[id_]
         assert row["prompt_hash"] == mine["generation"]["prompt_hash"]
@@ -257,3 +266,5 @@ def test_steps_mode_gives_the_engines_dialogues_for_the_same_seed(tmp_path, serv
         assert row["verdicts"] == mine["verdicts"]
         assert row["accepted"] == mine["accepted"]
     assert any(row["accepted"] for row in steps.values()) and not all(row["accepted"] for row in steps.values())
+    if overrides:
+        assert any(v["critic"] == "quality" for row in steps.values() for v in row["verdicts"])
