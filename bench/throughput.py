@@ -9,6 +9,8 @@ in one process, on the same planned prompts, at the same concurrency; each figur
 3b. the engine inside a distilabel pipeline: ``factory.distilabel``'s generator step, which runs
    the recipe as ``persona-factory run`` does (published into a scratch folder) in distilabel's
    step process, critics off;
+3c. the recipe as distilabel steps (``build_pipeline(mode="steps")``: casts, the writer through
+   ``OpenAILLM``, accept), critics off: distilabel's batch at a time, a batch per step;
 4. the same two on local Ray workers: Ray's start and the workers' start are timed apart from the
    steady rate.
 
@@ -116,6 +118,20 @@ def engine_in_distilabel(base_url: str, recipe: dict, cache: Path) -> float:
     return time.perf_counter() - started
 
 
+def steps_in_distilabel(base_url: str, model: str, recipe: dict, cache: Path) -> float:
+    import yaml
+    from distilabel.models import OpenAILLM
+
+    from factory.distilabel.engine import build_pipeline
+
+    llm = OpenAILLM(model=model, base_url=base_url, api_key="bench")
+    pipeline = build_pipeline(yaml.safe_dump(recipe), f"bench-steps-{cache.name}", mode="steps", llm=llm)
+    pipeline._cache_dir = cache
+    started = time.perf_counter()
+    pipeline.run(use_cache=False)
+    return time.perf_counter() - started
+
+
 class Timed:
     """Calls per second of one factory run: overall, and steady (from the first finished chunk on)."""
 
@@ -210,6 +226,17 @@ def main() -> None:
         engine_step_rate = median(rates)
         print(f"factory engine as a distilabel step:{engine_step_rate:8.1f} calls/s")
 
+        rates = []
+        for repeat in range(args.repeats):
+            before = server.chat_calls
+            seconds = steps_in_distilabel(
+                server.base_url, server.model, recipe_for(args.calls, args.concurrency, False, False),
+                work / f"steps-{repeat}",
+            )  # fmt: skip
+            rates.append((server.chat_calls - before) / seconds)
+        steps_rate = median(rates)
+        print(f"factory as distilabel steps:        {steps_rate:8.1f} calls/s")
+
         local = {}
         for critics in (False, True):
             results = [Timed(server).run(factory(critics, on_ray=False)) for _ in range(args.repeats)]
@@ -235,6 +262,7 @@ def main() -> None:
     print(f"ratio critics on/limit: {local[True] / limit:.2f}")
     print(f"ratio factory/distilabel: {local[False] / distilabel_rate:.2f}")
     print(f"ratio engine step/limit: {engine_step_rate / limit:.2f}")
+    print(f"ratio steps/limit: {steps_rate / limit:.2f}")
     print(f"ratio factory/limit: {local[False] / limit:.2f}")
     sys.stdout.flush()
 
