@@ -64,6 +64,7 @@ def run(
     ray: bool | None = typer.Option(
         None, "--ray/--no-ray", help="Run on Ray workers, or in this process (default: the recipe's ray.enabled)."
     ),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Answer questions asked before from the reply cache."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out (same recipe)."),
     restart: bool = typer.Option(False, "--restart", help="Discard the interrupted run in --out and start over."),
     progress: bool = typer.Option(True, help="Show progress bars."),
@@ -85,6 +86,9 @@ def run(
     )  # fmt: skip
     if ray is not None:
         loaded = loaded.model_copy(update={"ray": loaded.ray.model_copy(update={"enabled": ray})})
+    if not cache:
+        llm = loaded.llm.model_copy(update={"cache": loaded.llm.cache.model_copy(update={"enabled": False})})
+        loaded = loaded.model_copy(update={"llm": llm})
     try:
         result = run_recipe(
             loaded,

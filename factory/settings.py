@@ -48,6 +48,7 @@ class Environment:
     api_key: str | None
     judge_base_url: str | None
     judge_model: str | None
+    reply_cache: str | None
     ray_address: str | None
     hf_endpoint: str | None
     hf_token: str | None
@@ -66,6 +67,7 @@ def environment() -> Environment:
         api_key=os.environ.get("OPENAI_API_KEY"),
         judge_base_url=os.environ.get("PERSONA_FACTORY_JUDGE_BASE_URL") or None,
         judge_model=os.environ.get("PERSONA_FACTORY_JUDGE_MODEL") or None,
+        reply_cache=os.environ.get("PERSONA_FACTORY_CACHE") or None,
         ray_address=os.environ.get("RAY_ADDRESS"),
         hf_endpoint=os.environ.get("HF_ENDPOINT") or None,
         hf_token=os.environ.get("HF_TOKEN") or None,

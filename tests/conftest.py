@@ -31,6 +31,7 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
     for name in ISOLATED_UNSET:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("PERSONA_FACTORY_CACHE", str(home / "replies"))  # each test's replies its own
     monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "hf" / "datasets"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     # `datasets` reads its cache location when imported, before this fixture runs.

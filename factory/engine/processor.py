@@ -29,6 +29,7 @@ from factory.critics.registry import verdict_of
 from factory.failpoints import failpoint
 from factory.generation import WRITERS
 from factory.generation.writer import Voices
+from factory.llm.cache import ReplyCache
 from factory.llm.client import ChatClient
 from factory.llm.embeddings import Embedder, open_embedder
 from factory.llm.spec import EndpointSpec
@@ -52,6 +53,8 @@ class EngineSettings:
     agents: dict[str, EndpointSpec] = field(default_factory=dict)
     # each LLM critic's judges; a critic missing here is judged by the generator's endpoint
     judges: dict[str, JudgePanel] = field(default_factory=dict)
+    # the reply cache's folder (llm.cache), or None: off
+    reply_cache: str | None = None
 
 
 def where_am_i() -> str:
@@ -73,15 +76,16 @@ class ChunkProcessor:
 
     def __init__(self, settings: EngineSettings, api_key: str | None) -> None:
         self.settings = settings
-        self.client = ChatClient(settings.endpoint, api_key)
-        self.agent_clients = {key: ChatClient(spec, api_key) for key, spec in settings.agents.items()}
+        self.cache = ReplyCache(settings.reply_cache) if settings.reply_cache else None
+        self.client = ChatClient(settings.endpoint, api_key, self.cache)
+        self.agent_clients = {key: ChatClient(spec, api_key, self.cache) for key, spec in settings.agents.items()}
         self.voices = Voices(self.client, dict(self.agent_clients))
         # one client per judge endpoint, shared by the critics it judges for (so one adaptive limit)
         self.judge_clients: dict[EndpointSpec, ChatClient] = {settings.endpoint: self.client}
         for panel in settings.judges.values():
             for juror in panel.jurors:
                 if juror.spec not in self.judge_clients:
-                    self.judge_clients[juror.spec] = ChatClient(juror.spec, api_key)
+                    self.judge_clients[juror.spec] = ChatClient(juror.spec, api_key, self.cache)
         self.context = JudgeContext(
             self.client, settings.generation, judge_model=settings.endpoint.model, panels=dict(settings.judges),
             clients=self.judge_clients, embedder=_embedder(settings, api_key),
@@ -126,6 +130,8 @@ class ChunkProcessor:
             await client.aclose()
         if self.context.embedder is not None:
             self.context.embedder.close()
+        if self.cache is not None:
+            self.cache.close()
 
 
 def _embedder(settings: EngineSettings, api_key: str | None) -> Embedder | None:

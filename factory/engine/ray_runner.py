@@ -106,6 +106,7 @@ class RayRunner:
             settings.critics,
             {key: split_limits(spec, workers) for key, spec in settings.agents.items()},
             {name: split_panel(panel, workers) for name, panel in settings.judges.items()},
+            settings.reply_cache,
         )
         self.workers = workers
         self.cpus_per_worker = cpus_per_worker

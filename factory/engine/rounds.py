@@ -24,6 +24,7 @@ from factory.failpoints import failpoint
 from factory.generation import WRITERS
 from factory.generation.spc import pick_few_shot
 from factory.generation.writer import FewShotExample
+from factory.llm.cache import cache_directory
 from factory.llm.spec import EndpointSpec
 from factory.personas.casting import Cast
 from factory.recipes import Recipe
@@ -183,7 +184,7 @@ def execute(
     """Every round: plan the chunks of its casts not yet in the journal, run them, write each
     finished chunk to the journal; then feed the round's best accepted dialogues to the next."""
     generation = recipe.generation
-    settings = EngineSettings(spec, generation, recipe.critics, agents or {}, judges or {})
+    settings = EngineSettings(spec, generation, recipe.critics, agents or {}, judges or {}, cache_directory(recipe.llm.cache))  # fmt: skip
     mode_of = modes_of(recipe, casts)
     runner: LocalRunner | RayRunner
     if on_ray:

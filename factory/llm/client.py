@@ -23,6 +23,7 @@ from typing import Any
 import openai
 
 from factory.errors import EndpointError, LLMCallError, NotAChatCompletion
+from factory.llm.cache import ReplyCache, reply_key
 from factory.llm.limiter import AdaptiveLimiter
 from factory.llm.port import ChatResult
 from factory.llm.spec import EndpointSpec, public
@@ -101,8 +102,10 @@ class ChatClient:
     Use it from one event loop (its condition and connection pools belong to that loop).
     """
 
-    def __init__(self, spec: EndpointSpec, api_key: str | None) -> None:
+    def __init__(self, spec: EndpointSpec, api_key: str | None, cache: ReplyCache | None = None) -> None:
         self.spec = spec
+        self.cache = cache
+        self.cache_hits = self.cache_misses = 0
         self.endpoints = [
             EndpointHealth(
                 url=url,
@@ -207,6 +210,20 @@ class ChatClient:
             body["seed"] = seed
         if response_format is not None:
             body["response_format"] = response_format
+        key = reply_key(self.spec.model, body) if self.cache is not None else ""
+        if self.cache is not None:
+            cached = self.cache.get(key)
+            if cached is not None:
+                self.cache_hits += 1
+                return cached
+            self.cache_misses += 1
+        result = await self._ask(body, response_format)
+        if self.cache is not None:
+            self.cache.put(key, result)
+        return result
+
+    async def _ask(self, body: dict[str, Any], response_format: dict[str, Any] | None) -> ChatResult:
+        """The request, retried by our policy, until it is answered or the retries are spent."""
         kind = _request_kind(response_format)
         last_error: Exception | None = None
         attempt = 0
@@ -289,8 +306,12 @@ class ChatClient:
             ) from None
 
     def report(self) -> dict[str, dict[str, Any]]:
-        """Per base URL (without credentials): calls, failures, ejections, the concurrency reached."""
-        return {public(e.url): e.report() for e in self.endpoints}
+        """Per base URL (without credentials): calls, failures, ejections, the concurrency reached;
+        the reply cache's hits and misses are the first URL's (they are the endpoint's, not a URL's)."""
+        report = {public(e.url): e.report() for e in self.endpoints}
+        if self.cache is not None:
+            report[public(self.endpoints[0].url)].update(cache_hits=self.cache_hits, cache_misses=self.cache_misses)
+        return report
 
     async def aclose(self) -> None:
         for endpoint in self.endpoints:

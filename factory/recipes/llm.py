@@ -68,6 +68,19 @@ class EndpointLimits(_Config):
     backoff_max: float = Field(json_schema_extra=MAY_CHANGE_ON_RESUME, default=30.0, gt=0)
 
 
+class ReplyCacheConfig(_Config):
+    """Chat replies kept on disk by what determines them: a rerun of the same plan pays nothing."""
+
+    enabled: bool = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME, default=True, description="Answer a question asked before from disk."
+    )
+    path: str | None = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
+        default=None,
+        description="The cache's folder; unset, PERSONA_FACTORY_CACHE or ~/.cache/persona-factory/replies.",
+    )
+
+
 class LLMConfig(EndpointLimits):
     """Where the LLM is and how hard to push it. No secrets here: the key comes from
     ``OPENAI_API_KEY`` (see :mod:`factory.settings`)."""
@@ -84,6 +97,8 @@ class LLMConfig(EndpointLimits):
         description="How critics ask for JSON: OpenAI's json_schema, or json_object with a schema "
         "(llama-cpp-python's server). Unset: json_object for the embedded model, json_schema otherwise.",
     )
+
+    cache: ReplyCacheConfig = Field(default_factory=ReplyCacheConfig)
 
     @field_validator("base_url")
     @classmethod

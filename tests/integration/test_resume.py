@@ -117,7 +117,11 @@ def test_resume_after_a_kill(tmp_path, scripted_server, failpoint, finished_at_k
     rows = [row for split in datasets.load_dataset(str(out)).values() for row in split]
     planned_ids = {cast.dialogue_id for cast in plan(recipe).casts}
     assert sorted(row["id"] for row in rows) == sorted(planned_ids)
-    assert resumed_calls == sum(calls_of(row) for row in rows if row["id"] not in done)
+    # what the unfinished dialogues cost: asked now, or answered from the reply cache (a call that
+    # was answered before the kill is not paid for again)
+    endpoint = result.manifest["execution"]["endpoints"][scripted_server.base_url]
+    assert endpoint["cache_misses"] == resumed_calls
+    assert resumed_calls + endpoint["cache_hits"] == sum(calls_of(row) for row in rows if row["id"] not in done)
     assert result.manifest["resumed_with"]["dialogues"] == len(done)
     assert not (out / ".persona-factory" / "run").exists()
 
@@ -132,10 +136,13 @@ def test_resume_a_run_on_ray_killed_mid_generation(tmp_path, scripted_server):
 
     recipe = apply_overrides(load_recipe(recipe_path), base_url=scripted_server.base_url)
     before = settled(scripted_server)
-    run_recipe(recipe, out, show_progress=False, resume=True)
+    result = run_recipe(recipe, out, show_progress=False, resume=True)
     rows = [row for split in datasets.load_dataset(str(out)).values() for row in split]
     assert len(rows) == DIALOGUES == len({row["id"] for row in rows})
-    assert scripted_server.chat_calls - before == sum(calls_of(row) for row in rows if row["id"] not in done)
+    endpoint = result.manifest["execution"]["endpoints"][scripted_server.base_url]
+    asked = scripted_server.chat_calls - before
+    assert endpoint["cache_misses"] == asked
+    assert asked + endpoint["cache_hits"] == sum(calls_of(row) for row in rows if row["id"] not in done)
 
 
 def test_a_changed_recipe_cannot_resume_and_says_why(tmp_path, scripted_server):

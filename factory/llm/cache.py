@@ -1,0 +1,83 @@
+"""Every chat reply kept on disk, keyed by what determines it, so that no question is paid for twice.
+
+The key is the model, the messages, the temperature, the token limit, the seed and the response
+format: a rerun of the same plan (after a crash, or with only a critic's settings changed) asks the
+same questions and gets its answers from here, without a request. A call at a temperature above
+zero is kept too: the same plan asks it again with the same seed. One SQLite file in WAL mode, so
+the processes and Ray workers of one machine read and write it at once; a cluster gives each node
+its own, or a shared path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from factory.llm.port import ChatResult
+from factory.recipes.llm import ReplyCacheConfig
+from factory.records import TokenUsage
+from factory.settings import environment
+
+FILE_NAME = "replies.sqlite3"
+DEFAULT_DIRECTORY = Path("~/.cache/persona-factory/replies")
+
+
+def cache_directory(config: ReplyCacheConfig) -> str | None:
+    """Where the run's replies are kept: the recipe's path, PERSONA_FACTORY_CACHE, or the default;
+    None when the cache is off."""
+    if not config.enabled:
+        return None
+    return str(Path(config.path or environment().reply_cache or DEFAULT_DIRECTORY).expanduser())
+
+
+def reply_key(model: str, body: dict[str, Any]) -> str:
+    """What determines an answer: the model and the request's messages and sampling settings."""
+    determining = {
+        "model": model,
+        "messages": body.get("messages"),
+        "temperature": body.get("temperature"),
+        "max_tokens": body.get("max_tokens"),
+        "seed": body.get("seed"),
+        "response_format": body.get("response_format"),
+    }
+    return hashlib.sha256(json.dumps(determining, sort_keys=True).encode()).hexdigest()
+
+
+class ReplyCache:
+    """``get`` / ``put`` chat results by key. Opened per process; safe across processes."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory).expanduser() / FILE_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
+            "prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, finish_reason TEXT, stored REAL)"
+        )
+
+    def get(self, key: str) -> ChatResult | None:
+        row = self._db.execute(
+            "SELECT text, prompt_tokens, completion_tokens, finish_reason FROM replies WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        text, prompt_tokens, completion_tokens, finish_reason = row
+        return ChatResult(
+            text, TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens), finish_reason
+        )
+
+    def put(self, key: str, result: ChatResult) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?)",
+            (key, result.text, result.usage.prompt_tokens, result.usage.completion_tokens, result.finish_reason,
+             time.time()),
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self._db.close()
