@@ -52,6 +52,7 @@ def test_killed_run_leaves_previous_version_unchanged(tmp_path, scripted_server)
             "--base-url",
             scripted_server.base_url,
             "--no-progress",
+            "--no-cache",  # the same questions as the first run: from the cache it would ask nothing
         ],
         env=subprocess_env(),
         stdout=subprocess.DEVNULL,
