@@ -198,43 +198,31 @@ def main() -> None:
 
             return go
 
-        limits = []
-        for _ in range(args.repeats):
-            before = server.chat_calls
-            seconds = asyncio.run(plain_asyncio(server.base_url, server.model, prompts, args.concurrency))
-            limits.append((server.chat_calls - before) / seconds)
-        limit = median(limits)
+        def median_rate(run: Callable[[int], float]) -> float:
+            """Calls per second of ``run(repeat)`` (which returns its seconds), the median of the repeats."""
+            rates = []
+            for repeat in range(args.repeats):
+                before = server.chat_calls
+                seconds = run(repeat)
+                rates.append((server.chat_calls - before) / seconds)
+            return median(rates)
+
+        plain_recipe = recipe_for(args.calls, args.concurrency, False, False)
+        limit = median_rate(
+            lambda _: asyncio.run(plain_asyncio(server.base_url, server.model, prompts, args.concurrency))
+        )
         print(f"plain asyncio (limit):              {limit:8.1f} calls/s")
-
-        rates = []
-        for repeat in range(args.repeats):
-            before = server.chat_calls
-            seconds = plain_distilabel(
-                server.base_url, server.model, prompts, args.batch, work / f"distilabel-{repeat}"
-            )
-            rates.append((server.chat_calls - before) / seconds)
-        distilabel_rate = median(rates)
+        distilabel_rate = median_rate(
+            lambda r: plain_distilabel(server.base_url, server.model, prompts, args.batch, work / f"distilabel-{r}")
+        )
         print(f"plain distilabel (batch {args.batch}):        {distilabel_rate:8.1f} calls/s")
-
-        rates = []
-        for repeat in range(args.repeats):
-            before = server.chat_calls
-            seconds = engine_in_distilabel(
-                server.base_url, recipe_for(args.calls, args.concurrency, False, False), work / f"engine-{repeat}"
-            )
-            rates.append((server.chat_calls - before) / seconds)
-        engine_step_rate = median(rates)
+        engine_step_rate = median_rate(
+            lambda r: engine_in_distilabel(server.base_url, plain_recipe, work / f"engine-{r}")
+        )
         print(f"factory engine as a distilabel step:{engine_step_rate:8.1f} calls/s")
-
-        rates = []
-        for repeat in range(args.repeats):
-            before = server.chat_calls
-            seconds = steps_in_distilabel(
-                server.base_url, server.model, recipe_for(args.calls, args.concurrency, False, False),
-                work / f"steps-{repeat}",
-            )  # fmt: skip
-            rates.append((server.chat_calls - before) / seconds)
-        steps_rate = median(rates)
+        steps_rate = median_rate(
+            lambda r: steps_in_distilabel(server.base_url, server.model, plain_recipe, work / f"steps-{r}")
+        )
         print(f"factory as distilabel steps:        {steps_rate:8.1f} calls/s")
 
         local = {}

@@ -96,9 +96,6 @@ class LLMCriticStep(CriticStep, LLMStep):
         return DistilabelChat(self.llm)
 
 
-CRITIC_STEPS: dict[str, type[CriticStep]] = {}
-
-
 class HeuristicCritic(CriticStep):
     """Turn bounds, alternation, repetition, a profile recited (no model)."""
 
@@ -139,6 +136,16 @@ class AttributionCritic(LLMCriticStep):
     critic: ClassVar[str] = "attribution"
 
 
-CRITIC_STEPS.update(
-    (step.critic, step) for step in (*CriticStep.__subclasses__(), *LLMCriticStep.__subclasses__()) if step.critic
-)
+# each critic's step, by the critic's name (build_pipeline lays out a recipe's cascade from it)
+CRITIC_STEPS: dict[str, type[CriticStep]] = {
+    step.critic: step
+    for step in (
+        HeuristicCritic,
+        GroundingCritic,
+        FaithfulnessCritic,
+        APCCritic,
+        ToxicityCritic,
+        PortrayalCritic,
+        AttributionCritic,
+    )
+}

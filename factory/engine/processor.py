@@ -136,10 +136,9 @@ class ChunkProcessor:
 
 def _embedder(settings: EngineSettings, api_key: str | None) -> Embedder | None:
     """The grounding critic's embedding model, loaded only when it judges."""
-    grounding = settings.critics.grounding
-    if not grounding.enabled or "grounding" not in settings.critics.order:
+    if not any(name == "grounding" for name, _ in settings.critics.cascade()):
         return None
-    return open_embedder(grounding.embeddings, settings.endpoint.base_url, api_key)
+    return open_embedder(settings.critics.grounding.embeddings, settings.endpoint.base_url, api_key)
 
 
 @dataclass

@@ -184,13 +184,10 @@ def execute(
     """Every round: plan the chunks of its casts not yet in the journal, run them, write each
     finished chunk to the journal; then feed the round's best accepted dialogues to the next."""
     generation = recipe.generation
-    settings = EngineSettings(spec, generation, recipe.critics, agents or {}, judges or {}, cache_directory(recipe.llm.cache))  # fmt: skip
+    cache = cache_directory(recipe.llm.cache)
+    settings = EngineSettings(spec, generation, recipe.critics, agents or {}, judges or {}, cache)
     mode_of = modes_of(recipe, casts)
-    runner: LocalRunner | RayRunner
-    if on_ray:
-        runner = RayRunner(settings, recipe.ray.workers, recipe.ray.cpus_per_worker, api_key)
-    else:
-        runner = LocalRunner(settings, api_key)
+    runner = _runner(recipe, settings, on_ray, api_key)
     shares = round_shares(casts, generation.rounds)
     keep = max(generation.few_shot, 2) if generation.few_shot else 0
     summaries = [RoundSummary(round=r, keep=keep, casts=len(share)) for r, share in enumerate(shares)]
@@ -229,6 +226,13 @@ def execute(
         report=_combine(reports),
         nodes_by_step={step: sorted(ids) for step, ids in sorted(nodes.items())},
     )
+
+
+def _runner(recipe: Recipe, settings: EngineSettings, on_ray: bool, api_key: str | None) -> LocalRunner | RayRunner:
+    """Ray actors spread over the cluster, or this process."""
+    if on_ray:
+        return RayRunner(settings, recipe.ray.workers, recipe.ray.cpus_per_worker, api_key)
+    return LocalRunner(settings, api_key)
 
 
 def _combine(reports: list[RunnerReport]) -> dict[str, Any]:

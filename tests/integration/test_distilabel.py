@@ -30,20 +30,14 @@ from factory.llm.embeddings import MiniLMEmbedder
 from factory.llm.spec import EndpointSpec
 from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig
-from factory.records import BigFiveScores, DialogueRecord, GenerationMeta, PersonaProfile, Turn
+from factory.records import DialogueRecord, GenerationMeta, Turn
 from tests.conftest import subprocess_env
 from tests.openai_server import ScriptedOpenAIServer
 from tests.scripts import CONTRADICTION_MARK, TOXIC_MARK, DialogueScript
+from tests.unit.test_experts import BAKER, NURSE
 
-NURSE = PersonaProfile(
-    id="a", kind="mbti", mbti="INTJ", statements=["I work night shifts as a nurse.", "I grow tomatoes."]
-)
-BAKER = PersonaProfile(
-    id="b",
-    kind="big_five",
-    big_five=BigFiveScores(openness=4, conscientiousness=5, extraversion=3, agreeableness=4, neuroticism=6),
-    statements=["I bake bread for the market.", "I have a dog."],
-)
+# the experts' unit-test personas; the baker also has a dog, for the grounding critic to find
+BAKER = BAKER.model_copy(update={"statements": [*BAKER.statements, "I have a dog."]})
 
 
 def _dialogue(id_: str, *lines: str) -> DialogueRecord:

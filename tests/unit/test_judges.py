@@ -162,3 +162,14 @@ def test_grounding_does_not_judge_a_dialogue_without_turns(minilm):
     empty = OWN.model_copy(update={"turns": []})
     verdict = _grounding(empty, minilm)
     assert not verdict.passed and "no turns" in verdict.reason
+
+
+def test_loading_the_embedding_model_prints_no_progress_bar():
+    """Every Ray worker loads it: a "Loading weights" bar each would land in the run's output."""
+    import subprocess
+    import sys
+
+    probe = "from factory.llm.embeddings import MiniLMEmbedder; MiniLMEmbedder().embed(['hello'])"
+    finished = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "Loading weights" not in finished.stderr + finished.stdout
