@@ -33,7 +33,7 @@ def recipe_for(dialogues: int, max_tokens: int, concurrency: int) -> dict:
         "casting": {"dialogues": dialogues},
         "generation": {"min_turns": 4, "max_turns": 8, "few_shot": 1, "max_tokens": max_tokens, "temperature": 0.7},
         "critics": {"heuristic": {"enabled": False}, "faithfulness": {"enabled": False}},
-        "llm": {"max_concurrency": concurrency, "structured_output": "json_object"},
+        "llm": {"max_concurrency": concurrency, "structured_output": "json_object", "cache": {"enabled": False}},
         "ray": {"enabled": False},
     }
 

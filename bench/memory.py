@@ -35,7 +35,7 @@ def recipe_for(dialogues: int, concurrency: int) -> dict:
         "casting": {"dialogues": dialogues},
         "generation": {"min_turns": 4, "max_turns": 12, "few_shot": 1, "max_tokens": 300, "chunk_size": 16},
         "critics": {"heuristic": {"enabled": True}, "faithfulness": {"enabled": False}},
-        "llm": {"max_concurrency": concurrency, "max_retries": 3},
+        "llm": {"max_concurrency": concurrency, "max_retries": 3, "cache": {"enabled": False}},  # every call a request
         "ray": {"enabled": False},
         "output": {"samples_in_card": 3, "review_samples": 5},
     }

@@ -50,7 +50,7 @@ def recipe_for(dialogues: int, turns: int, concurrency: int, mode: str) -> dict:
             "role_play": {"turn_order": "alternate", "scenarios": ["They meet in a community garden."]},
         },
         "critics": {"heuristic": {"enabled": False}, "faithfulness": {"enabled": False}},
-        "llm": {"max_concurrency": concurrency, "max_retries": 3},
+        "llm": {"max_concurrency": concurrency, "max_retries": 3, "cache": {"enabled": False}},  # every call a request
         "ray": {"enabled": False},
     }
 

@@ -65,7 +65,7 @@ def recipe_for(calls: int, concurrency: int, critics: bool, on_ray: bool) -> dic
         "casting": {"dialogues": calls},
         "generation": {"min_turns": 4, "max_turns": 12, "few_shot": 1, "max_tokens": 300},
         "critics": {"heuristic": {"enabled": critics}, "faithfulness": {"enabled": critics}},
-        "llm": {"max_concurrency": concurrency, "max_retries": 3},
+        "llm": {"max_concurrency": concurrency, "max_retries": 3, "cache": {"enabled": False}},  # every call a request
         "ray": {"enabled": on_ray},
     }
 
