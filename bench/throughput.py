@@ -139,11 +139,11 @@ class Timed:
         self.server = server
         self.first: tuple[float, int] | None = None
 
-    def progress(self, _dialogues: int) -> None:
+    def progress(self, _dialogues: int, _calls: int) -> None:
         if self.first is None:
             self.first = (time.perf_counter(), self.server.chat_calls)
 
-    def run(self, go: Callable[[Callable[[int], None]], None]) -> tuple[float, float, float, int]:
+    def run(self, go: Callable[[Callable[[int, int], None]], None]) -> tuple[float, float, float, int]:
         """(overall rate, steady rate, seconds to the first finished chunk, calls)."""
         before = self.server.chat_calls
         started = time.perf_counter()
@@ -188,10 +188,10 @@ def main() -> None:
         )
         runs = iter(range(1_000_000))
 
-        def factory(critics: bool, on_ray: bool) -> Callable[[Callable[[int], None]], None]:
+        def factory(critics: bool, on_ray: bool) -> Callable[[Callable[[int, int], None]], None]:
             recipe = recipes[(critics, on_ray)]
 
-            def go(progress: Callable[[int], None]) -> None:
+            def go(progress: Callable[[int, int], None]) -> None:
                 journal = RunJournal(work / f"journal-{next(runs)}")
                 execute(recipe, casts, spec, journal, on_ray=on_ray, progress=progress)
                 journal.close()

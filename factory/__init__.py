@@ -21,6 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("generation",),  # writers: SPC in one call, role-play turn by turn
     ("critics",),  # the critic registry, each critic, dedup, acceptance, evaluation
     ("engine",),  # rounds, the dialogue coroutine, local and Ray runners, journal, resume
+    ("plan",),  # a run's calls, tokens and cost, told before it starts
     ("run", "bank"),  # a dialogue run; a persona-bank build
     ("distilabel",),  # the factory's parts as distilabel steps; a whole recipe as one
     ("cli",),  # flags -> one library call -> print

@@ -54,6 +54,10 @@ class EndpointError(FactoryError, ConnectionError):
     """The LLM endpoint cannot be used at all (unreachable, wrong model, bad key)."""
 
 
+class BudgetReached(FactoryError):
+    """The run stopped before its budget (--max-tokens, --max-cost) ran out; the journal keeps what it did."""
+
+
 class EmbeddedServerError(FactoryError, RuntimeError):
     """The embedded llama.cpp server could not be started or did not become healthy."""
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 
 PersonaKind = Literal["mbti", "big_five", "statements", "implicit"]
 
@@ -94,6 +94,7 @@ class JurorVerdict(_Record):
     score: float | None = None
     reason: str
     tokens: int = 0
+    prompt_tokens: int = 0
     answered: bool = True
 
 
@@ -103,6 +104,7 @@ class Verdict(_Record):
     score: float | None = Field(default=None, description="The critic's score in [0, 1], if it gives one.")
     reason: str
     tokens: int = Field(default=0, description="Tokens the critic spent on this dialogue.")
+    prompt_tokens: int = Field(default=0, description="Of those, the prompts' (the rest were completions).")
     answered: bool = Field(
         default=True,
         description="False when the critic's judge gave no usable answer (the call failed, the reply was unparsable or "

@@ -20,7 +20,7 @@ import yaml
 
 from factory.critics.acceptance import settle_run
 from factory.critics.base import JudgePanel
-from factory.critics.jury import judge_panels
+from factory.critics.jury import judge_panels, prices_of
 from factory.critics.report import load_critic_report
 from factory.dataset.card import CardContext, published_folder_name
 from factory.dataset.dialogues import ChatRows, Released, dialogue_card, write_dialogues
@@ -28,12 +28,13 @@ from factory.dataset.folder import DatasetFolder
 from factory.dataset.pipeline_file import pipeline_yaml
 from factory.dataset.stats import RunStats
 from factory.dataset.version import VersionWriter
+from factory.engine.budget import Budget, BudgetGate
 from factory.engine.distributed import ray_session
 from factory.engine.journal import RunJournal
-from factory.engine.progress import progress_for
+from factory.engine.progress import RunProgress, progress_for
 from factory.engine.resume import InterruptedRun
 from factory.engine.rounds import Execution, execute, planned_dialogues, prompt_preview
-from factory.errors import PipelineError
+from factory.errors import BudgetReached, PipelineError
 from factory.generation.role_play.chat import chat_example
 from factory.llm.embedded import check_running_servers
 from factory.llm.endpoint import (
@@ -43,8 +44,10 @@ from factory.llm.endpoint import (
     package_versions,
     structured_output_used,
 )
+from factory.llm.pricing import usd
 from factory.llm.spec import EndpointSpec
 from factory.personas import CastPlan, plan
+from factory.plan import plan_run
 from factory.recipes import Recipe
 from factory.settings import environment
 
@@ -71,6 +74,11 @@ class RunResult:
                 f"rejected by {rejected}",
                 f"tokens      {stats.total_tokens:,} ({stats.generation_tokens:,} generation, "
                 f"{stats.critic_tokens:,} critics; {per_accepted} per accepted dialogue)",
+                *(
+                    [f"cost        {usd(stats.total_cost)} ({usd(stats.cost_per_accepted)} per accepted dialogue)"]
+                    if stats.generation_cost is not None
+                    else []
+                ),
                 f"time        {self.seconds:.1f}s"
                 + (f" (resumed: {resumed['dialogues']} dialogues were already finished)" if resumed else ""),
                 str(self.path),
@@ -90,6 +98,18 @@ class _Started:
     monotonic: float
     at: datetime
 
+    @classmethod
+    def of(cls, recipe: Recipe, recipe_text: str | None, out: str | Path) -> _Started:
+        return cls(
+            recipe=recipe,
+            recipe_text=recipe_text or yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False),
+            out=out,
+            plan=plan(recipe),  # persona files, banks and casting fail here, before anything is written
+            critic_report=load_critic_report(recipe.critics.report, recipe.resolve_path),
+            monotonic=time.monotonic(),
+            at=datetime.now(timezone.utc),
+        )
+
 
 def run_recipe(
     recipe: Recipe,
@@ -97,20 +117,16 @@ def run_recipe(
     *,
     recipe_text: str | None = None,
     show_progress: bool = True,
+    quiet: bool = False,
     resume: bool = False,
     restart: bool = False,
+    budget: Budget | None = None,
 ) -> RunResult:
     """Run a recipe into the dataset folder ``out`` as its next version. ``resume`` continues the
-    folder's interrupted run (the same recipe and inputs); ``restart`` discards it."""
-    started = _Started(
-        recipe=recipe,
-        recipe_text=recipe_text or yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False),
-        out=out,
-        plan=plan(recipe),  # persona files, banks and casting fail here, before anything is written
-        critic_report=load_critic_report(recipe.critics.report, recipe.resolve_path),
-        monotonic=time.monotonic(),
-        at=datetime.now(timezone.utc),
-    )
+    folder's interrupted run (the same recipe and inputs); ``restart`` discards it; ``quiet`` shows
+    progress as a line a minute even on a terminal. A ``budget`` stops the run at a chunk boundary
+    before it would spend more (:class:`BudgetReached`)."""
+    started = _Started.of(recipe, recipe_text, out)
     folder = DatasetFolder(out)
     folder.check_usable()
     interrupted = InterruptedRun(folder.state / "run")
@@ -122,6 +138,7 @@ def run_recipe(
         prompt_preview(recipe, started.plan.casts, spec)  # few-shot files and prompts fail here
         agents = agent_endpoints(recipe.generation.role_play.agents, recipe.llm, spec, api_key)
         judges = judge_panels(recipe.critics, recipe.llm, spec, api_key)  # judge endpoints fail here too
+        gate = _budget_gate(budget, recipe, folder, spec, judges)  # a budget it cannot price fails here
         # Ray is reached before the folder is touched: a cluster that cannot be joined leaves no run behind
         ray_where = stack.enter_context(ray_session(recipe.ray.address)) if recipe.ray.enabled else None
         # From here to the published version the folder is this run's alone.
@@ -131,24 +148,56 @@ def run_recipe(
             recipe, spec.model, planned, started.plan.inputs, started.at, folder, resume=resume, restart=restart
         )
         journal = RunJournal(interrupted.path / "journal")
-        execution = _execute(started, spec, AgentsAndJudges(agents, judges), journal, planned, api_key, show_progress)
-        if journal.rows != planned:
-            raise PipelineError(
-                f"planned {planned} dialogues but the journal holds {journal.rows}; resume with --resume"
-            )
+        speakers = AgentsAndJudges(agents, judges)
+        shown = progress_for(planned, journal.rows, show_progress, prices_of(spec, judges), quiet)
+        execution = _execute(started, spec, speakers, journal, api_key, shown, gate)
+        _check_finished(execution, gate, journal.rows, planned, out)
         writer = VersionWriter(folder)
         manifest = writer.manifest_head(
             recipe, endpoint_provenance(spec), interrupted.started_at or started.at, started.monotonic
         )
-        manifest.update(
-            _run_manifest(started, spec, AgentsAndJudges(agents, judges), execution, carried, ray_where, folder.path)
-        )
-        stats = _write(writer, started, journal, spec, execution, manifest)
+        manifest.update(_run_manifest(started, spec, speakers, execution, carried, ray_where, folder.path))
+        stats = _write(writer, started, journal, spec, execution, manifest, judges)
         interrupted.publishing(writer.version)
         writer.publish(f"{writer.version}: {recipe.name}, {stats.accepted} accepted of {stats.generated}")
         interrupted.discard()
     return RunResult(
         folder.path, writer.version, writer.previous, stats, manifest, time.monotonic() - started.monotonic
+    )
+
+
+def _budget_gate(
+    budget: Budget | None, recipe: Recipe, folder: DatasetFolder, spec: EndpointSpec, judges: dict[str, JudgePanel]
+) -> BudgetGate | None:
+    """The gate of a budget, its first chunks priced by the plan (on the folder's last version when there is one)."""
+    if budget is None or not budget.limited:
+        return None
+    version = folder.current_version()
+    estimate = plan_run(recipe, folder.read_manifest(version) if version else None, version)
+    per_dialogue = estimate.dialogues or 1
+    tokens = (estimate.expected_tokens() or 0.0) / per_dialogue
+    cost = estimate.total_cost()
+    return BudgetGate(budget, prices_of(spec, judges), tokens, cost / per_dialogue if cost is not None else None)
+
+
+def _check_finished(
+    execution: Execution, gate: BudgetGate | None, journaled: int, planned: int, out: str | Path
+) -> None:
+    """Every planned dialogue is in the journal, or the run stops here, saying why."""
+    if execution.budget_stop is not None and gate is not None:
+        raise _budget_reached(gate, execution.budget_stop, journaled, planned, out)
+    if journaled != planned:
+        raise PipelineError(f"planned {planned} dialogues but the journal holds {journaled}; resume with --resume")
+
+
+def _budget_reached(gate: BudgetGate, why: str, finished: int, planned: int, out: str | Path) -> BudgetReached:
+    """What a run stopped by its budget says: what is kept, and the budget that would finish it."""
+    # the whole run at the cost per dialogue so far (the plan's before any finished), and a tenth more
+    tokens, cost = gate.per_dialogue()
+    tokens, cost = round(tokens * planned * 1.1), round(cost * planned * 1.1, 2)
+    return BudgetReached(
+        f"the budget stopped the run: {why}; {finished} of {planned} dialogues are finished and journaled. "
+        f"Continue with --resume --out {out} {gate.budget.flags(tokens, cost)}"
     )
 
 
@@ -165,21 +214,21 @@ def _execute(
     spec: EndpointSpec,
     speakers: AgentsAndJudges,
     journal: RunJournal,
-    planned: int,
     api_key: str | None,
-    show_progress: bool,
+    shown: RunProgress | None,
+    budget: BudgetGate | None = None,
 ) -> Execution:
     """The engine's rounds, into the journal, with progress per finished dialogue."""
     recipe = started.recipe
-    bar = progress_for(planned, journal.rows, show_progress)
     try:
         execution = execute(
             recipe, started.plan.casts, spec, journal, on_ray=recipe.ray.enabled, api_key=api_key,
-            progress=bar.update if bar else None, agents=speakers.agents, judges=speakers.judges,
+            progress=shown.update if shown else None, agents=speakers.agents, judges=speakers.judges, budget=budget,
+            journaled=shown.journaled if shown else None,
         )  # fmt: skip
     finally:
-        if bar is not None:
-            bar.close()
+        if shown is not None:
+            shown.close()
         journal.close()
     check_running_servers()  # a run whose embedded server died made no dialogues worth publishing
     return execution
@@ -192,6 +241,7 @@ def _write(
     spec: EndpointSpec,
     execution: Execution,
     manifest: dict[str, Any],
+    judges: dict[str, JudgePanel],
 ) -> RunStats:
     """The version's data, card, recipe and manifest, into its staging folder."""
     recipe = started.recipe
@@ -213,7 +263,9 @@ def _write(
         load_as=published_folder_name(started.out),
     )
     settle = settle_run(recipe.critics, journal.batches)
-    stats, samples, ids = write_dialogues(writer, journal.batches, settle, _chat_rows(recipe), context)
+    stats, samples, ids = write_dialogues(
+        writer, journal.batches, settle, _chat_rows(recipe), context, prices_of(spec, judges)
+    )
     card = dialogue_card(writer, context, stats, samples, manifest, _released(writer.folder), started.recipe_text)
     review = recipe.output.review_samples
     writer.finish(

@@ -7,7 +7,8 @@ Replies come from a script: a function of the request body. Faults are injected 
 ``fail_next``: an HTTP status, ``RESET`` (the connection is dropped without an answer) or
 ``HANG`` (the answer comes after ``hang_seconds``, past a client's timeout); ``context_words``
 makes a prompt longer than that a 400, as a model's context limit does. Every request is recorded
-(``keep_requests=False`` only counts them, for long benchmarks).
+(``keep_requests=False`` only counts them, for long benchmarks). Usage counts words, or, given
+``count_tokens`` (a text's tokens) and ``count_prompt`` (a prompt's), what a tokenizer says.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def echo_script(request: dict[str, Any]) -> str:
     return "User 1: Hello.\nUser 2: Hi."
 
 
+def _word_count(text: str) -> int:
+    return len(text.split())
+
+
 _TOKEN = re.compile(r"[a-z0-9']+")
 
 
@@ -80,8 +85,12 @@ class ScriptedOpenAIServer:
         keep_requests: bool = True,
         context_words: int | None = None,
         hang_seconds: float = 30.0,
+        count_tokens: Callable[[str], int] | None = None,
+        count_prompt: Callable[[list[dict[str, Any]]], int] | None = None,
     ) -> None:
         self.script = script
+        self.count_tokens = count_tokens
+        self.count_prompt = count_prompt
         self.model = model
         self.delay = delay
         self.keep_requests = keep_requests
@@ -227,8 +236,9 @@ class ScriptedOpenAIServer:
                 if reply.status != 200:
                     self._send(reply.status, {"error": {"message": reply.content or "scripted error"}}, reply.headers)
                     return
-                prompt_tokens = words
-                completion_tokens = len(reply.content.split())
+                messages = body.get("messages", [])
+                prompt_tokens = server.count_prompt(messages) if server.count_prompt else words
+                completion_tokens = (server.count_tokens or _word_count)(reply.content)
                 self._send(
                     200,
                     {

@@ -38,6 +38,13 @@ class JudgePanel:
 
 
 @dataclass
+class PromptMeter:
+    """The prompt tokens one judgement spent (verdicts carry their total; prices tell the two apart)."""
+
+    prompt_tokens: int = 0
+
+
+@dataclass
 class JudgeContext:
     """What a judge is given besides the dialogue: a client of its model (``judge_model``), the
     generation settings, and, to find each critic's own judges, their panels and clients."""
@@ -49,14 +56,22 @@ class JudgeContext:
     panels: dict[str, JudgePanel] = field(default_factory=dict)
     clients: Mapping[EndpointSpec, ChatPort] = field(default_factory=dict)
     embedder: Embedder | None = None
+    meter: PromptMeter | None = None
 
     def seats(self, critic: str) -> list[JudgeContext]:
-        """A context per judge of ``critic``: its jurors', or this one when it has no panel."""
+        """A context per judge of ``critic`` (its jurors', or this one's when it has no panel),
+        each with a meter of its own."""
         panel = self.panels.get(critic)
         if panel is None:
-            return [self]
+            return [replace(self, meter=PromptMeter())]
         return [
-            replace(self, client=self.clients[juror.spec], judge_model=juror.spec.model, temperature=juror.temperature)
+            replace(
+                self,
+                client=self.clients[juror.spec],
+                judge_model=juror.spec.model,
+                temperature=juror.temperature,
+                meter=PromptMeter(),
+            )
             for juror in panel.jurors
         ]
 
@@ -82,6 +97,8 @@ class JudgeContext:
         )  # fmt: skip
         if answer.call_error is not None:
             return None, f"judge call failed: {answer.call_error}", 0
+        if self.meter is not None:
+            self.meter.prompt_tokens += answer.usage.prompt_tokens
         tokens = answer.usage.total_tokens
         if answer.data is None:
             preview = answer.text.strip().replace("\n", " ")[:120]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from factory.critics.base import JudgePanel, Juror
 from factory.errors import EndpointError, PipelineError
 from factory.llm.endpoint import check_endpoint
+from factory.llm.pricing import Prices
 from factory.llm.spec import EndpointSpec
 from factory.recipes.critics import Aggregate, CriticsConfig, JudgeLLMConfig, judges_of, needs_llm
 from factory.recipes.llm import EndpointLimits, LLMConfig
@@ -42,6 +43,14 @@ def judge_panels(
     return panels
 
 
+def prices_of(generator: EndpointSpec | None, panels: dict[str, JudgePanel]) -> Prices:
+    """What each endpoint of a run charges: the generator, and every critic's jurors in turn."""
+    return Prices(
+        generator.pricing if generator is not None else None,
+        {critic: tuple(juror.spec.pricing for juror in panel.jurors) for critic, panel in panels.items()},
+    )
+
+
 def needs_generator(critics: CriticsConfig, names: list[str]) -> bool:
     """Whether any judge of these critics is the generator's endpoint (has no base URL of its own)."""
     return any(not judge.base_urls for name in names if needs_llm(name) for judge in judges_of(critics, name)[0])
@@ -64,7 +73,8 @@ def judge_spec(
         return generator.model_copy(update={"model": judge.model or generator.model, **limits})
     settings = LLMConfig.model_validate(
         {
-            **llm.model_dump(include=set(EndpointLimits.model_fields)),
+            # another server: the generator's limits carry over, its price does not
+            **llm.model_dump(include=set(EndpointLimits.model_fields) - {"pricing"}),
             **limits,
             "structured_output": judge.structured_output,
         }
@@ -89,18 +99,26 @@ def aggregate_verdicts(critic: str, verdicts: list[Verdict], how: Aggregate, thr
     gave no usable answer are left out; when none answered, neither does the jury."""
     jurors = [
         JurorVerdict(
-            judge=v.judge or "?", passed=v.passed, score=v.score, reason=v.reason, tokens=v.tokens, answered=v.answered
+            judge=v.judge or "?",
+            passed=v.passed,
+            score=v.score,
+            reason=v.reason,
+            tokens=v.tokens,
+            prompt_tokens=v.prompt_tokens,
+            answered=v.answered,
         )
         for v in verdicts
     ]
     judge = " + ".join(j.judge for j in jurors)
     tokens = sum(v.tokens for v in verdicts)
+    prompt_tokens = sum(v.prompt_tokens for v in verdicts)
     answered = [v for v in verdicts if v.answered]
     if not answered:
         reason = "no juror gave a usable answer: " + "; ".join(f"{v.judge}: {v.reason}" for v in verdicts)
         return Verdict(
-            critic=critic, passed=False, reason=reason, tokens=tokens, answered=False, judge=judge, jurors=jurors
-        )
+            critic=critic, passed=False, reason=reason, tokens=tokens, prompt_tokens=prompt_tokens,
+            answered=False, judge=judge, jurors=jurors,
+        )  # fmt: skip
     scores = [v.score if v.score is not None else float(v.passed) for v in answered]
     mean = sum(scores) / len(scores)
     passes = sum(v.passed for v in answered)
@@ -120,6 +138,7 @@ def aggregate_verdicts(critic: str, verdicts: list[Verdict], how: Aggregate, thr
         score=round(mean, 4),
         reason=f"{head}; {deciding.judge}: {deciding.reason}",
         tokens=tokens,
+        prompt_tokens=prompt_tokens,
         judge=judge,
         jurors=jurors,
     )

@@ -21,7 +21,7 @@ SYSTEM = (
 )
 
 
-def _checked(speaker: PersonaProfile) -> str | None:
+def checked_kind(speaker: PersonaProfile) -> str | None:
     return "mbti" if speaker.mbti else ("big_five" if speaker.big_five else None)
 
 
@@ -82,7 +82,7 @@ async def judge(record: DialogueRecord, config: PortrayalCriticConfig, context: 
     passed = True
     notes = []
     for index, speaker in enumerate(record.speakers, start=1):
-        kind = _checked(speaker)
+        kind = checked_kind(speaker)
         if kind is None:
             continue
         data, error, spent = await context.ask(

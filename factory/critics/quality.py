@@ -90,15 +90,22 @@ async def select_best(candidates: list[DialogueRecord], config: QualityCriticCon
     seats = context.seats(CRITIC_NAME)
     outcomes: dict[tuple[int, ...], dict[str, int]] = {}
     tokens = [0] * len(candidates)
+    prompt_tokens = [0] * len(candidates)
     failed_pairs = 0
     for i, j in itertools.combinations(range(len(candidates)), 2):
         seed = candidates[i].generation.seed + j
+        prompted_before = [seat.meter.prompt_tokens if seat.meter else 0 for seat in seats]
         compared = await asyncio.gather(
             *(compare((i, candidates[i]), (j, candidates[j]), config, seat, seed) for seat in seats)
         )
         for juror, (winners, spent) in enumerate(compared):
+            # a comparison's cost is the pair's, shared between its two dialogues
             tokens[i] += spent // 2
             tokens[j] += spent - spent // 2
+            meter = seats[juror].meter
+            prompted = (meter.prompt_tokens if meter else 0) - prompted_before[juror]
+            prompt_tokens[i] += prompted // 2
+            prompt_tokens[j] += prompted - prompted // 2
             if winners is None:
                 failed_pairs += 1
             else:
@@ -121,6 +128,7 @@ async def select_best(candidates: list[DialogueRecord], config: QualityCriticCon
                 score=round(votes[index] / possible, 4),
                 reason=reason,
                 tokens=tokens[index],
+                prompt_tokens=prompt_tokens[index],
                 judge=judge,
             )
         )

@@ -11,6 +11,7 @@ cast's candidates, or the run); its judge is registered here with one line. The 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from factory.critics import apc, attribution, faithfulness, grounding, portrayal, toxicity
@@ -18,7 +19,7 @@ from factory.critics.base import Judge, JudgeContext
 from factory.critics.heuristic import heuristic_verdict
 from factory.critics.jury import aggregate_verdicts
 from factory.recipes.critics import critic_names, needs_llm
-from factory.records import DialogueRecord, Verdict
+from factory.records import DialogueRecord, PersonaProfile, Verdict
 
 
 async def _heuristic(record: DialogueRecord, config: Any, context: JudgeContext) -> Verdict:
@@ -35,11 +36,27 @@ JUDGES: dict[str, Judge] = {
     "attribution": attribution.judge,
 }
 
+
+def _once(speakers: Sequence[PersonaProfile]) -> int:
+    return 1
+
+
+# How many calls one judge of an LLM critic makes on a dialogue of these speakers (what `plan` counts).
+CALLS: dict[str, Callable[[Sequence[PersonaProfile]], int]] = {
+    "faithfulness": _once,
+    "apc": lambda speakers: sum(1 for speaker in speakers if speaker.statements),
+    "toxicity": _once,
+    "portrayal": lambda speakers: sum(1 for speaker in speakers if portrayal.checked_kind(speaker)),
+    "attribution": _once,
+}
+
 PER_DIALOGUE = critic_names("dialogue")
 if set(JUDGES) != set(PER_DIALOGUE):  # pragma: no cover - a registration error, caught at import
     raise ImportError(
         f"critics declared without a judge, or judges without settings: {set(JUDGES) ^ set(PER_DIALOGUE)}"
     )
+if set(CALLS) != {name for name in PER_DIALOGUE if needs_llm(name)}:  # pragma: no cover - as above
+    raise ImportError(f"LLM critics whose calls are not counted: {set(CALLS) ^ set(PER_DIALOGUE)}")
 
 
 async def verdict_of(name: str, record: DialogueRecord, config: Any, context: JudgeContext) -> Verdict:
@@ -51,6 +68,7 @@ async def verdict_of(name: str, record: DialogueRecord, config: Any, context: Ju
     verdicts = await asyncio.gather(*(judge(record, config, seat) for seat in seats))
     for verdict, seat in zip(verdicts, seats):
         verdict.judge = seat.judge_model
+        verdict.prompt_tokens = seat.meter.prompt_tokens if seat.meter else 0
     if len(verdicts) == 1:
         return verdicts[0]
     return aggregate_verdicts(name, list(verdicts), context.aggregate(name), getattr(config, "threshold", 0.5))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from factory.dataset.stats import RunStats
+from factory.llm.pricing import usd
 from factory.recipes.critics import needs_llm
 from factory.records import DialogueRecord, speaker_label
 
@@ -165,6 +166,7 @@ def _judges(models: list[str]) -> str:
 
 
 def critics_section(stats: RunStats, enabled: list[str]) -> list[str]:
+    priced = stats.generation_cost is not None or any(c.cost is not None for c in stats.critics)
     rows = [
         [
             c.critic,
@@ -174,12 +176,15 @@ def critics_section(stats: RunStats, enabled: list[str]) -> list[str]:
             f"{c.pass_rate:.0%}",
             stats.rejected_by.get(c.critic, 0),
             c.tokens,
+            *([usd(c.cost)] if priced else []),
         ]
         for c in stats.critics
     ]
     # a critic that judged nothing (every dialogue failed a gate before it) is listed, not left out
     seen = {c.critic for c in stats.critics}
-    rows += [[name, "-", 0, 0, "not reached", 0, 0] for name in enabled if name not in seen]
+    rows += [
+        [name, "-", 0, 0, "not reached", 0, 0, *([usd(0.0)] if priced else [])] for name in enabled if name not in seen
+    ]
     warnings = [
         f"> **Warning:** `{critic}` is judged by {', '.join(f'`{m}`' for m in models)}, the model that wrote the "
         "dialogues: a model grading its own writing is lenient. Set `critics.llm` (or `--judge-model`) to judge "
@@ -192,21 +197,32 @@ def critics_section(stats: RunStats, enabled: list[str]) -> list[str]:
         "A dialogue is accepted when every critic passes it. `rejected` counts the dialogues each critic failed; "
         "`judge` names the model(s) that gave its verdicts.",
         "",
-        markdown_table(["critic", "judge", "judged", "passed", "pass rate", "rejected", "tokens"], rows),
+        markdown_table(
+            ["critic", "judge", "judged", "passed", "pass rate", "rejected", "tokens", *(["cost"] if priced else [])],
+            rows,
+        ),
         "",
         *(line for warning in warnings for line in (warning, "")),
     ]
 
 
 def tokens_section(stats: RunStats) -> list[str]:
+    """Tokens, and with prices set (``llm.pricing``) their cost, in all and per accepted dialogue."""
     per_accepted = f"{stats.tokens_per_accepted:,.0f}" if stats.tokens_per_accepted is not None else "n/a"
+    rows = [["tokens", stats.generation_tokens, stats.critic_tokens, stats.total_tokens, per_accepted]]
+    if stats.total_cost is not None or stats.generation_cost is not None:
+        critic_costs = [c.cost for c in stats.critics]
+        critics_cost = None if any(cost is None for cost in critic_costs) else sum(c or 0.0 for c in critic_costs)
+        rows.append(
+            ["cost", usd(stats.generation_cost), usd(critics_cost), usd(stats.total_cost), usd(stats.cost_per_accepted)]
+        )
     return [
         "## Tokens",
         "",
-        markdown_table(
-            ["generation", "critics", "total", "per accepted dialogue"],
-            [[stats.generation_tokens, stats.critic_tokens, stats.total_tokens, per_accepted]],
-        ),
+        "Tokens as the endpoints counted them, replies from the reply cache included; the cost prices them "
+        "with each endpoint's `pricing`.",
+        "",
+        markdown_table(["", "generation", "critics", "total", "per accepted dialogue"], rows),
         "",
     ]
 

@@ -17,6 +17,7 @@ from factory.dataset.changelog import changelog
 from factory.dataset.stats import RunStats, StatsAccumulator
 from factory.dataset.version import VersionWriter
 from factory.failpoints import failpoint
+from factory.llm.pricing import Prices
 from factory.records import ChatExample, DialogueRecord
 
 SPLITS = ("accepted", "rejected")
@@ -53,6 +54,7 @@ def write_dialogues(
     settle: Callable[[DialogueRecord], None],
     chat_rows: ChatRows,
     context: CardContext,
+    prices: Prices | None = None,
 ) -> tuple[RunStats, list[DialogueRecord], dict[str, list[str]]]:
     """The splits and the chat config into ``writer``; the statistics, the records the card shows
     and the ids of each split (for the review's samples)."""
@@ -65,7 +67,7 @@ def write_dialogues(
             chat_count += record.accepted and chat_rows.has_row(record)
     splits = {split: writer.split(split, counts[split], DialogueRecord) for split in SPLITS}
     chat = writer.split(CHAT_CONFIG, chat_count, ChatExample)
-    accumulator = StatsAccumulator()
+    accumulator = StatsAccumulator(prices)
     shown = {"accepted": context.samples, "rejected": max(1, context.samples // 2) if context.samples else 0}
     samples: dict[str, list[DialogueRecord]] = {split: [] for split in SPLITS}
     ids: dict[str, list[str]] = {split: [] for split in SPLITS}

@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 
+from factory.llm.pricing import Prices, add_cost
 from factory.records import DialogueRecord
 from factory.traits import coarse_band
 
@@ -22,6 +23,8 @@ class CriticStats:
     passed: int
     tokens: int
     judges: list[str] = field(default_factory=list)  # the models that judged (a jury's jurors each)
+    prompt_tokens: int = 0
+    cost: float | None = None  # USD; unknown without a price for its judges
 
     @property
     def pass_rate(self) -> float:
@@ -47,6 +50,20 @@ class RunStats:
     # role-play: why the dialogues ended (max_turns, sentiment, goal)
     ended_by: dict[str, int] = field(default_factory=dict)
     generator_models: list[str] = field(default_factory=list)
+    generation_prompt_tokens: int = 0
+    generation_cost: float | None = None  # USD; unknown without the generator's price
+
+    @property
+    def total_cost(self) -> float | None:
+        total = self.generation_cost
+        for critic in self.critics:
+            total = add_cost(total, critic.cost)
+        return total
+
+    @property
+    def cost_per_accepted(self) -> float | None:
+        total = self.total_cost
+        return total / self.accepted if total is not None and self.accepted else None
 
     def judged_by_generator(self) -> dict[str, list[str]]:
         """Critics whose judges include a model that also wrote the dialogues, with those models."""
@@ -68,13 +85,24 @@ class RunStats:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["critics"] = [{**asdict(critic), "pass_rate": round(critic.pass_rate, 4)} for critic in self.critics]
+        data["critics"] = [
+            {**asdict(critic), "pass_rate": round(critic.pass_rate, 4), "cost": _rounded(critic.cost)}
+            for critic in self.critics
+        ]
+        data["generation_cost"] = _rounded(self.generation_cost)
         data["acceptance_rate"] = round(self.acceptance_rate, 4)
         data["total_tokens"] = self.total_tokens
         data["tokens_per_accepted"] = (
             round(self.tokens_per_accepted, 1) if self.tokens_per_accepted is not None else None
         )
+        data["total_cost"] = _rounded(self.total_cost)
+        data["cost_per_accepted"] = _rounded(self.cost_per_accepted)
         return data
+
+
+def _rounded(cost: float | None) -> float | None:
+    """USD to a millionth of a dollar: enough for a token at any price listed today."""
+    return None if cost is None else round(cost, 6)
 
 
 def _verdict_frame(records: list[DialogueRecord]) -> pl.DataFrame:
@@ -104,9 +132,14 @@ class StatsAccumulator:
     """The statistics of a version, gathered a batch of records at a time: polars groups each
     batch, and only the per-group sums are kept, so a run of any size costs the same memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, prices: Prices | None = None) -> None:
+        self.prices = prices or Prices()
         self.generated = self.accepted = self.generation_tokens = self.accepted_turns = 0
-        self.critics: dict[str, list[int]] = {}  # critic -> [judged, passed, tokens], in first-seen order
+        self.generation_prompt_tokens = 0
+        self.critics: dict[str, list[int]] = {}  # critic -> [judged, passed, tokens, prompt tokens], first-seen order
+        # USD, None once an unpriced token was spent; nothing is priced without a price at all
+        self.generation_cost: float | None = 0.0 if self.prices.priced else None
+        self.critic_costs: dict[str, float | None] = {}
         self.rejected_by: dict[str, int] = {}
         self.kinds: dict[str, int] = {}
         self.cells: dict[tuple[str, str], list[int]] = {}  # (dimension, cell) -> [speakers, accepted]
@@ -122,6 +155,7 @@ class StatsAccumulator:
         self.generated += len(records)
         self.accepted += len(accepted)
         self.generation_tokens += sum(record.generation.usage.total_tokens for record in records)
+        self.generation_prompt_tokens += sum(record.generation.usage.prompt_tokens for record in records)
         self.accepted_turns += sum(len(record.turns) for record in accepted)
         verdicts = _verdict_frame(records)
         for row in (
@@ -131,7 +165,7 @@ class StatsAccumulator:
             )
             .iter_rows(named=True)
         ):
-            totals = self.critics.setdefault(row["critic"], [0, 0, 0])
+            totals = self.critics.setdefault(row["critic"], [0, 0, 0, 0])
             totals[0] += row["judged"]
             totals[1] += int(row["passed"])
             totals[2] += int(row["tokens"])
@@ -144,7 +178,13 @@ class StatsAccumulator:
             self.rejected_by[critic] = self.rejected_by.get(critic, 0) + dialogues
         for record in records:
             self.generator_models.add(record.generation.model)
+            if self.prices.priced:
+                self.generation_cost = add_cost(self.generation_cost, self.prices.generation(record))
             for verdict in record.verdicts:
+                self.critics[verdict.critic][3] += verdict.prompt_tokens
+                if self.prices.priced:
+                    so_far = self.critic_costs.get(verdict.critic, 0.0)
+                    self.critic_costs[verdict.critic] = add_cost(so_far, self.prices.verdict(verdict))
                 judges = [juror.judge for juror in verdict.jurors] or ([verdict.judge] if verdict.judge else [])
                 self.judges.setdefault(verdict.critic, set()).update(judges)
             totals = self.modes.setdefault(record.generation.mode, [0, 0])
@@ -170,7 +210,15 @@ class StatsAccumulator:
             generation_tokens=self.generation_tokens,
             critic_tokens=sum(totals[2] for totals in self.critics.values()),
             critics=[
-                CriticStats(critic, totals[0], totals[1], totals[2], sorted(self.judges.get(critic, ())))
+                CriticStats(
+                    critic,
+                    totals[0],
+                    totals[1],
+                    totals[2],
+                    sorted(self.judges.get(critic, ())),
+                    prompt_tokens=totals[3],
+                    cost=self.critic_costs.get(critic),
+                )
                 for critic, totals in self.critics.items()
             ],
             rejected_by=dict(self.rejected_by),
@@ -197,4 +245,6 @@ class StatsAccumulator:
             ],
             ended_by=dict(sorted(self.ended_by.items())),
             generator_models=sorted(self.generator_models),
+            generation_prompt_tokens=self.generation_prompt_tokens,
+            generation_cost=self.generation_cost,
         )

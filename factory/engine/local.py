@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
-from factory.engine.processor import Chunk, ChunkProcessor, Done, EngineSettings, RunnerReport, chunks_in_flight
+from factory.engine.processor import Chunk, ChunkProcessor, Done, EngineSettings, RunnerReport, Ticks, chunks_in_flight
 from factory.records import DialogueRecord
 
 
@@ -17,15 +17,22 @@ class LocalRunner:
         self.settings = settings
         self.api_key = api_key
 
-    def run(self, chunks: Iterable[Chunk], done: Done, progress: Callable[[int], None] | None = None) -> RunnerReport:
+    def run(self, chunks: Iterable[Chunk], done: Done, progress: Ticks | None = None) -> RunnerReport:
         return asyncio.run(self._run(iter(chunks), done, progress))
 
-    async def _run(self, chunks: Iterator[Chunk], done: Done, progress: Callable[[int], None] | None) -> RunnerReport:
+    async def _run(self, chunks: Iterator[Chunk], done: Done, progress: Ticks | None) -> RunnerReport:
         report = RunnerReport()
         started = time.monotonic()
         processor = ChunkProcessor(self.settings, self.api_key)
         if progress:
-            processor.on_finished = lambda: progress(1)
+            asked = [0]
+
+            def finished_one() -> None:
+                now = processor.requests()
+                progress(1, now - asked[0])
+                asked[0] = now
+
+            processor.on_finished = finished_one
         window = chunks_in_flight(self.settings, 1)
         pending: set[asyncio.Task[list[DialogueRecord]]] = set()
         try:

@@ -118,6 +118,10 @@ class ChunkProcessor:
             await asyncio.gather(*(select_best(group, critics.quality, self.context) for group in by_cast.values()))
         return list(records)
 
+    def requests(self) -> int:
+        """Requests sent so far by every client of this processor (retries included; cache hits not)."""
+        return sum(client.attempts for client in self._clients())
+
     def _clients(self) -> list[ChatClient]:
         return list({id(c): c for c in (*self.judge_clients.values(), *self.agent_clients.values())}.values())
 
@@ -166,6 +170,8 @@ def chunks_in_flight(settings: EngineSettings, workers: int) -> int:
 
 
 Done = Callable[[list[DialogueRecord]], None]
+# dialogues finished and requests sent since the last call: what moves a progress display
+Ticks = Callable[[int, int], None]
 
 
 def merge_endpoint_reports(

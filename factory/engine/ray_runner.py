@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +19,7 @@ from factory.engine.processor import (
     Done,
     EngineSettings,
     RunnerReport,
+    Ticks,
     chunks_in_flight,
     merge_endpoint_reports,
 )
@@ -59,8 +60,9 @@ def _worker_class() -> Any:
         async def report(self) -> dict[str, Any]:
             return self.processor.report() if self.processor else {}
 
-        async def finished(self) -> int:
-            return self.processor.finished if self.processor else 0
+        async def finished(self) -> tuple[int, int]:
+            """Dialogues finished and requests sent so far, for the driver's progress."""
+            return (self.processor.finished, self.processor.requests()) if self.processor else (0, 0)
 
         def pid(self) -> int:
             return os.getpid()
@@ -118,7 +120,7 @@ class RayRunner:
             options["num_cpus"] = self.cpus_per_worker
         return _worker_class().options(**options).remote(self.settings, self.api_key)
 
-    def run(self, chunks: Iterable[Chunk], done: Done, progress: Callable[[int], None] | None = None) -> RunnerReport:
+    def run(self, chunks: Iterable[Chunk], done: Done, progress: Ticks | None = None) -> RunnerReport:
         import ray
 
         report = RunnerReport()
@@ -244,14 +246,16 @@ PROGRESS_POLL_SECONDS = 0.5
 
 class WorkerProgress:
     """Progress per finished dialogue on Ray: chunks come back whole, so while they are out the
-    workers are asked how many dialogues they have finished. Never moves back (a worker that dies
-    takes its count with it; its dialogues count again when they are redone)."""
+    workers are asked how many dialogues they have finished and how many requests they sent.
+    Never moves back (a worker that dies takes its counts with it; its dialogues count again
+    when they are redone)."""
 
-    def __init__(self, progress: Callable[[int], None] | None) -> None:
+    def __init__(self, progress: Ticks | None) -> None:
         self.progress = progress
-        self.shown = 0
+        self.shown = self.calls_shown = 0
         self.total_returned = 0
         self.returned_by: dict[int, int] = {}
+        self.calls_by: dict[int, int] = {}
 
     def returned(self, slot: int, dialogues: int) -> None:
         self.returned_by[slot] = self.returned_by.get(slot, 0) + dialogues
@@ -267,13 +271,17 @@ class WorkerProgress:
             counts = ray.get([worker.finished.remote() for worker in workers.values()], timeout=PROGRESS_POLL_SECONDS)
         except Exception:
             return
-        in_flight = sum(max(0, count - self.returned_by.get(slot, 0)) for slot, count in zip(workers, counts))
+        in_flight = 0
+        for slot, (finished, calls) in zip(workers, counts):
+            in_flight += max(0, finished - self.returned_by.get(slot, 0))
+            self.calls_by[slot] = max(calls, self.calls_by.get(slot, 0))
         self._show(self.total_returned + in_flight)
 
     def _show(self, total: int) -> None:
-        if self.progress is not None and total > self.shown:
-            self.progress(total - self.shown)
-            self.shown = total
+        calls = sum(self.calls_by.values())
+        if self.progress is not None and (total > self.shown or calls > self.calls_shown):
+            self.progress(max(0, total - self.shown), max(0, calls - self.calls_shown))
+            self.shown, self.calls_shown = max(total, self.shown), max(calls, self.calls_shown)
 
 
 def _alive(worker: Any) -> bool:

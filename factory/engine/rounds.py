@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from factory.critics.base import JudgePanel, passed_so_far
+from factory.engine.budget import BudgetGate
 from factory.engine.journal import RunJournal
 from factory.engine.local import LocalRunner
-from factory.engine.processor import Chunk, EngineSettings, RunnerReport, merge_endpoint_reports
+from factory.engine.processor import Chunk, EngineSettings, RunnerReport, Ticks, merge_endpoint_reports
 from factory.engine.ray_runner import RayRunner
 from factory.failpoints import failpoint
 from factory.generation import WRITERS
@@ -167,6 +168,7 @@ class Execution:
     rounds: list[dict[str, Any]]
     report: dict[str, Any]
     nodes_by_step: dict[str, list[str]]
+    budget_stop: str | None = None  # why the budget held the rest of the run back, if it did
 
 
 def execute(
@@ -177,12 +179,16 @@ def execute(
     *,
     on_ray: bool,
     api_key: str | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Ticks | None = None,
     agents: dict[str, EndpointSpec] | None = None,
     judges: dict[str, JudgePanel] | None = None,
+    budget: BudgetGate | None = None,
+    journaled: Callable[[list[DialogueRecord], bool], None] | None = None,
 ) -> Execution:
     """Every round: plan the chunks of its casts not yet in the journal, run them, write each
-    finished chunk to the journal; then feed the round's best accepted dialogues to the next."""
+    finished chunk to the journal; then feed the round's best accepted dialogues to the next.
+    A ``budget`` holds back the chunks it cannot pay for, and the rounds after them;
+    ``journaled`` hears of every batch in the journal (``True``: one an earlier attempt left)."""
     generation = recipe.generation
     cache = cache_directory(recipe.llm.cache)
     settings = EngineSettings(spec, generation, recipe.critics, agents or {}, judges or {}, cache)
@@ -190,42 +196,56 @@ def execute(
     runner = _runner(recipe, settings, on_ray, api_key)
     shares = round_shares(casts, generation.rounds)
     keep = max(generation.few_shot, 2) if generation.few_shot else 0
-    summaries = [RoundSummary(round=r, keep=keep, casts=len(share)) for r, share in enumerate(shares)]
-    nodes: dict[str, set[str]] = {}
-
-    def count(record: DialogueRecord) -> None:
-        summaries[record.generation.iteration].add(record)
-        for placement in record.generation.placements:
-            nodes.setdefault(placement.step, set()).add(placement.node_id)
-
+    tally = _Tally([RoundSummary(round=r, keep=keep, casts=len(share)) for r, share in enumerate(shares)], budget)
     # What the journal already holds counts towards its round, as if it had just been made.
-    done: set[str] = set()
     for batch in journal.batches():
-        for record in batch:
-            done.add(record.id)
-            count(record)
+        tally.add(batch)
+        if journaled is not None:
+            journaled(batch, True)
     reports: list[RunnerReport] = []
     failpoint("planned")
     fed_back: list[FewShotExample] = []
     for iteration, share in enumerate(shares):
-        summary = summaries[iteration]
 
         def finished(records: list[DialogueRecord]) -> None:
             journal.append(records)
             failpoint("journaled")
-            for record in records:
-                count(record)
+            tally.add(records, just_made=True)
+            if journaled is not None:
+                journaled(records, False)
 
-        reports.append(
-            runner.run(chunks_of(recipe, share, spec, iteration, fed_back, done, mode_of), finished, progress)
-        )
+        chunks = chunks_of(recipe, share, spec, iteration, fed_back, tally.done, mode_of)
+        reports.append(runner.run(budget.gate(chunks) if budget else chunks, finished, progress))
+        if budget is not None and budget.stopped:
+            break  # the next round feeds on this one's best: it waits for the resume that finishes this one
+        summary = tally.summaries[iteration]
         if summary.accepted and generation.few_shot:
             fed_back = [FewShotExample.from_record(r, generation.max_turns) for r in summary.best()]
     return Execution(
-        rounds=[summary.as_dict() for summary in summaries],
+        rounds=[summary.as_dict() for summary in tally.summaries],
         report=_combine(reports),
-        nodes_by_step={step: sorted(ids) for step, ids in sorted(nodes.items())},
+        nodes_by_step={step: sorted(ids) for step, ids in sorted(tally.nodes.items())},
+        budget_stop=budget.stopped if budget is not None else None,
     )
+
+
+@dataclass
+class _Tally:
+    """What the journal holds, by round and by node, and what it has cost (for the budget)."""
+
+    summaries: list[RoundSummary]
+    budget: BudgetGate | None
+    done: set[str] = field(default_factory=set)
+    nodes: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, records: list[DialogueRecord], just_made: bool = False) -> None:
+        for record in records:
+            self.done.add(record.id)
+            self.summaries[record.generation.iteration].add(record)
+            for placement in record.generation.placements:
+                self.nodes.setdefault(placement.step, set()).add(placement.node_id)
+        if self.budget is not None:
+            (self.budget.done if just_made else self.budget.spent)(records)
 
 
 def _runner(recipe: Recipe, settings: EngineSettings, on_ray: bool, api_key: str | None) -> LocalRunner | RayRunner:

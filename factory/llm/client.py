@@ -71,6 +71,9 @@ class EndpointHealth:
     protocol_failures: int = 0
     consecutive_protocol_failures: int = 0
     json_object_fallbacks: int = 0
+    # what the answers of this URL said they cost (replies from the cache cost nothing and are not here)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
     @property
     def client(self) -> openai.AsyncOpenAI:
@@ -86,6 +89,8 @@ class EndpointHealth:
             "concurrency_decreases": self.limiter.decreases,
             "not_chat_completions": self.protocol_failures,
             "json_schema_refused": self.json_object_fallbacks,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
         }
 
 
@@ -289,6 +294,8 @@ class ChatClient:
             await self._release(endpoint, "refused", 0.0, kind)
             raise
         endpoint.consecutive_protocol_failures = 0
+        endpoint.prompt_tokens += result.usage.prompt_tokens
+        endpoint.completion_tokens += result.usage.completion_tokens
         if wants_json and self.json_schema_accepted is None:
             self.json_schema_accepted = asked_json_schema
             endpoint.json_object_fallbacks += not asked_json_schema

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from factory.recipes.base import MAY_CHANGE_ON_RESUME, _Config
+
+
+class PricingConfig(_Config):
+    """What an endpoint charges, in USD per million tokens: prompts and completions are priced apart."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)  # part of an endpoint's (hashable) spec
+
+    input_per_mtok: float = Field(ge=0, description="USD per million prompt tokens.")
+    output_per_mtok: float = Field(ge=0, description="USD per million completion tokens.")
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1_000_000
 
 
 class EndpointLimits(_Config):
@@ -66,6 +78,12 @@ class EndpointLimits(_Config):
     )
     backoff_base: float = Field(json_schema_extra=MAY_CHANGE_ON_RESUME, default=0.5, gt=0)
     backoff_max: float = Field(json_schema_extra=MAY_CHANGE_ON_RESUME, default=30.0, gt=0)
+    pricing: PricingConfig | None = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
+        default=None,
+        description="What this endpoint charges; set, plans, budgets, manifests and cards speak in USD too. A judge "
+        "on the generator's server is priced as it is unless it sets its own; one on another server is not.",
+    )
 
 
 class ReplyCacheConfig(_Config):
@@ -99,6 +117,12 @@ class LLMConfig(EndpointLimits):
     )
 
     cache: ReplyCacheConfig = Field(default_factory=ReplyCacheConfig)
+    tokenizer: str | None = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
+        default=None,
+        description="The model's tokenizer, for `plan` to count prompts with: a GGUF file or a tokenizer.json "
+        "(relative to the recipe). Unset: the embedded model's own, or about 4 characters per token.",
+    )
 
     @field_validator("base_url")
     @classmethod

@@ -73,8 +73,9 @@ def test_the_bar_advances_per_dialogue_on_ray_with_one_chunk(tmp_path, scripted_
     assert "WARNING" not in shown and "Token authentication" not in shown
 
 
-def test_a_log_gets_progress_lines_not_a_redrawn_bar(tmp_path, scripted_server):
-    recipe = write_recipe(tmp_path, small_recipe(dialogues=8, ray={"enabled": False}))
+def test_a_log_gets_a_line_a_minute_with_the_figures_not_a_redrawn_bar(tmp_path, scripted_server):
+    priced = {"max_retries": 2, "backoff_base": 0.05, "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
+    recipe = write_recipe(tmp_path, small_recipe(dialogues=8, ray={"enabled": False}, llm=priced))
     result = subprocess.run(
         [
             sys.executable,
@@ -94,5 +95,20 @@ def test_a_log_gets_progress_lines_not_a_redrawn_bar(tmp_path, scripted_server):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("dialogues:")]
-    assert lines[0].startswith("dialogues: 0/8 (0%)") and lines[-1].startswith("dialogues: 8/8 (100%)")
-    assert sum(line.startswith("dialogues: 8/8") for line in lines) == 1 and "\r" not in result.stderr
+    # a run of seconds: the line at the start and the one at the end, nothing in between
+    assert len(lines) == 2 and "\r" not in result.stderr
+    assert lines[0].startswith("dialogues: 0/8 (0%)") and lines[1].startswith("dialogues: 8/8 (100%)")
+    accepted = int(re.search(r"accepted (\d+)", lines[1]).group(1))
+    assert f"{accepted} accepted," in result.stdout  # the count the run's summary gives
+    calls = float(re.search(r"([\d.]+) calls/s", lines[1]).group(1))
+    assert calls > 0 and re.search(r"[\d,]+ tok/s", lines[1]) and "$" in lines[1]
+
+
+def test_quiet_prints_lines_on_a_terminal_too(tmp_path, scripted_server):
+    recipe = write_recipe(tmp_path, small_recipe(dialogues=4, ray={"enabled": False}))
+    code, shown = run_on_a_terminal(
+        [sys.executable, "-m", "factory.cli", "run", str(recipe), "--out", str(tmp_path / "out"),
+         "--base-url", scripted_server.base_url, "--quiet"]
+    )  # fmt: skip
+    assert code == 0, shown[-2000:]
+    assert "dialogues: 4/4 (100%)" in shown and "%|" not in shown  # lines, no bar

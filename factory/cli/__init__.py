@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from factory.cli.review import review_app
 from factory.errors import FactoryError, InputError
 from factory.settings import PACKAGED_RECIPES
 
@@ -29,18 +30,13 @@ personas_app = typer.Typer(no_args_is_help=True, help="Persona banks: build them
 app.add_typer(personas_app, name="personas")
 critics_app = typer.Typer(no_args_is_help=True, help="The expert critics: measure them against labelled data.")
 app.add_typer(critics_app, name="critics")
-review_app = typer.Typer(
-    no_args_is_help=True, help="Review a version from its dataset card, then release or reject it."
-)
 app.add_typer(review_app, name="review")
 
-TARGET_HELP = "A dataset or bank folder, or a Hub repository written hf://org/name."
 JudgeBaseURL = Annotated[
     str | None,
     typer.Option(help="Endpoint of the critics' judge (or PERSONA_FACTORY_JUDGE_BASE_URL); none: the generator's."),
 ]
 JudgeModel = Annotated[str | None, typer.Option(help="The judge's model (or PERSONA_FACTORY_JUDGE_MODEL).")]
-VERSION_HELP = "The version; the latest in review when unset."
 
 
 def resolve_recipe_path(recipe: str) -> Path:
@@ -67,16 +63,21 @@ def run(
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Answer questions asked before from the reply cache."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out (same recipe)."),
     restart: bool = typer.Option(False, "--restart", help="Discard the interrupted run in --out and start over."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Stop before the run spends more tokens."),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="Stop before it spends more USD (llm.pricing)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Progress as a line a minute, even on a terminal."),
 ) -> None:
     """Run a recipe end to end and publish the result as a new version of the dataset folder.
 
     Finished dialogues are journaled as they finish; a run that is killed leaves no version and can
     be continued with --resume, which generates and judges only what is not finished.
     """
+    from factory.engine.budget import Budget
     from factory.recipes import apply_overrides, load_recipe
     from factory.run import run_recipe
 
+    budget = Budget(max_tokens, max_cost)  # a bad budget fails before anything starts
     if resume and restart:
         raise typer.BadParameter("choose one of --resume and --restart")
     path = resolve_recipe_path(recipe)
@@ -95,13 +96,41 @@ def run(
             out,
             recipe_text=path.read_text(encoding="utf-8"),
             show_progress=progress,
+            quiet=quiet,
             resume=resume,
             restart=restart,
+            budget=budget,
         )
     except (KeyboardInterrupt, Interrupted) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         raise Interrupted(signum, f"; the finished dialogues are kept: continue with --resume --out {out}") from None
     typer.echo(result.summary())
+
+
+@app.command("plan")
+def plan_command(
+    recipe: str = typer.Argument(..., help="Recipe YAML (or the name of a packaged recipe)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="The dataset folder the run will add to: its latest version gives the expected case."
+    ),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint the run will use (none: embedded)."),
+    model: str | None = typer.Option(None, help="Model name at that endpoint."),
+    judge_base_url: JudgeBaseURL = None,
+    judge_model: JudgeModel = None,
+) -> None:
+    """Print the calls, tokens and cost a run of the recipe would take, without calling any model."""
+    from factory.dataset.folder import DatasetFolder
+    from factory.plan import plan_run
+    from factory.recipes import apply_overrides, load_recipe
+
+    loaded = apply_overrides(
+        load_recipe(resolve_recipe_path(recipe)), base_url=base_url, model=model,
+        judge_base_url=judge_base_url, judge_model=judge_model,
+    )  # fmt: skip
+    folder = DatasetFolder(out) if out is not None and out.is_dir() else None
+    version = folder.current_version() if folder is not None and folder.is_repository() else None
+    previous = folder.read_manifest(version) if folder is not None and version is not None else None
+    typer.echo(plan_run(loaded, previous, version).render())
 
 
 @personas_app.command("build")
@@ -222,85 +251,6 @@ def push(
     typer.echo(messages[result.state])
 
 
-@review_app.command("show")
-def review_show(
-    target: str = typer.Argument(..., help=TARGET_HELP), version: str | None = typer.Option(None, help=VERSION_HELP)
-) -> None:
-    """The review state: status, checklist, samples to read, sign-offs."""
-    from factory.dataset.review_section import read_state
-    from factory.review import card_of, opened
-
-    place, version = opened(target, version)
-    state = read_state(card_of(place, version))
-    lines = [f"{place.name} {version}: {state.status}"]
-    lines += [f"  [{'x' if state.checklist[key] else ' '}] {key}: {text}" for key, text in state.items.items()]
-    lines += [f"  read ({split}): {', '.join(ids)}" for split, ids in state.samples.items()]
-    lines += [
-        f"  signed: {s['reviewer']} {s['decision']} ({s['date']}) {s.get('notes', '')}".rstrip() for s in state.signoffs
-    ]
-    typer.echo("\n".join(lines))
-
-
-@review_app.command("sample")
-def review_sample(
-    target: str = typer.Argument(..., help=TARGET_HELP), version: str | None = typer.Option(None, help=VERSION_HELP)
-) -> None:
-    """Print the dialogues the card asks the reviewer to read."""
-    from factory.review import format_dialogue, opened, sample_dialogues
-
-    place, version = opened(target, version)
-    typer.echo("\n".join(format_dialogue(row) for row in sample_dialogues(place, version)))
-
-
-@review_app.command("sign")
-def review_sign(
-    target: str = typer.Argument(..., help=TARGET_HELP),
-    reviewer: str = typer.Option(..., help="Who signs."),
-    decision: str = typer.Option(..., help="approve or reject."),
-    notes: str = typer.Option("", help="What the reviewer found."),
-    check: list[str] = typer.Option(
-        [],
-        help="Checklist items confirmed: coverage, samples_read, no_harm, and critics (dialogues) or dropped (persona banks).",
-    ),
-    version: str | None = typer.Option(None, help=VERSION_HELP),
-) -> None:
-    """Record a reviewer's decision, notes and ticked checklist items in the card."""
-    from factory.review import DECISIONS, opened, sign_version
-
-    if decision not in DECISIONS:  # before the target is opened: a typo costs no request
-        raise InputError(f"decision must be approve or reject, not {decision!r}", field="--decision")
-    place, version = opened(target, version)
-    state = sign_version(place, version, reviewer, decision, notes, check)
-    missing = ", ".join(state.missing) or "none"
-    typer.echo(f"{version}: {reviewer} signed ({decision}); checklist items left: {missing}")
-
-
-@review_app.command("approve")
-def review_approve(
-    target: str = typer.Argument(..., help=TARGET_HELP), version: str | None = typer.Option(None, help=VERSION_HELP)
-) -> None:
-    """Release a reviewed version: refused while the checklist is incomplete."""
-    from factory.review import approve_version, opened
-
-    place, version = opened(target, version)
-    approve_version(place, version)
-    typer.echo(f"{version} is approved and released as the tag {version} on main of {place.name}")
-
-
-@review_app.command("reject")
-def review_reject(
-    target: str = typer.Argument(..., help=TARGET_HELP),
-    reason: str = typer.Option(..., help="Why the version is rejected (written into the card)."),
-    version: str | None = typer.Option(None, help=VERSION_HELP),
-) -> None:
-    """Close a review without releasing the version; the reasons go into the card."""
-    from factory.review import opened, reject_version
-
-    place, version = opened(target, version)
-    reject_version(place, version, reason)
-    typer.echo(f"{version} is rejected: {reason}")
-
-
 @app.command()
 def serve(
     port: int | None = typer.Option(None, help="Port on 127.0.0.1 (default: a free one)."),
@@ -385,7 +335,3 @@ def main() -> None:
     except click.exceptions.ClickException as exc:  # click's own usage errors and the like
         exc.show()
         sys.exit(exc.exit_code)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,5 @@
+"""``python -m factory.cli``: the ``persona-factory`` command."""
+
+from factory.cli import main
+
+main()
