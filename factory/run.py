@@ -23,7 +23,7 @@ from factory.critics.base import JudgePanel
 from factory.critics.jury import judge_panels, prices_of
 from factory.critics.report import load_critic_report
 from factory.dataset.card import CardContext, published_folder_name
-from factory.dataset.dialogues import ChatRows, Released, dialogue_card, write_dialogues
+from factory.dataset.dialogues import ChatRows, dialogue_card, released_of, write_dialogues
 from factory.dataset.folder import DatasetFolder
 from factory.dataset.pipeline_file import pipeline_yaml
 from factory.dataset.stats import RunStats
@@ -266,7 +266,7 @@ def _write(
     stats, samples, ids = write_dialogues(
         writer, journal.batches, settle, _chat_rows(recipe), context, prices_of(spec, judges)
     )
-    card = dialogue_card(writer, context, stats, samples, manifest, _released(writer.folder), started.recipe_text)
+    card = dialogue_card(writer, context, stats, samples, manifest, released_of(writer.folder), started.recipe_text)
     review = recipe.output.review_samples
     writer.finish(
         card=card, ids_by_split=ids, review_seed=recipe.seed,
@@ -283,15 +283,6 @@ def _chat_rows(recipe: Recipe) -> ChatRows:
         has_row=lambda record: record.generation.mode == "role_play",
         row=lambda record: chat_example(record, recipe.generation.role_play),
     )
-
-
-def _released(folder: DatasetFolder) -> Released | None:
-    """What the changelog compares with: the last released version, or the latest before any release."""
-    release = folder.current_release() or folder.current_version()
-    if release is None:
-        return None
-    recipe_text = folder.read_bytes(folder.resolve(release), "recipe.yaml").decode("utf-8")
-    return Released(release, folder.read_manifest(release) or {}, recipe_text)
 
 
 def _run_manifest(

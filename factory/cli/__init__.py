@@ -232,6 +232,58 @@ def critics_eval(
     typer.echo("\n".join(lines))
 
 
+@critics_app.command("judge")
+def critics_judge(
+    source: str = typer.Argument(
+        ...,
+        help="A dataset folder (its latest version), a chat dataset (.parquet/.jsonl, or a folder), or hf://org/name.",
+    ),
+    experts: str = typer.Option(..., help="Comma-separated critics to judge with, e.g. heuristic,faithfulness,apc."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Dataset folder the judged dialogues go to, as its next version."
+    ),
+    revision: str | None = typer.Option(None, help="The source's version, or the Hub revision (default: the latest)."),
+    column_map: str | None = typer.Option(
+        None,
+        "--map",
+        help="A chat dataset's columns: messages=COL,personas=COL[,id=COL] (default: messages, personas).",
+    ),
+    recipe: Path | None = typer.Option(None, help="Take the critics' settings (and endpoints) from this recipe."),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint; none starts the embedded model."),
+    model: str | None = typer.Option(None, help="Model name at that endpoint."),
+    judge_base_url: JudgeBaseURL = None,
+    judge_model: JudgeModel = None,
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Answer questions asked before from the reply cache."),
+    progress: bool = typer.Option(True, help="Show progress."),
+) -> None:
+    """Judge dialogues that exist with the critics, and write them as the next version of --out:
+    a version the factory made (nothing is generated again), or any chat dataset with personas."""
+    from factory.recipes import apply_overrides, judge_override, load_recipe
+    from factory.recipes.llm import LLMConfig
+    from factory.rejudge import ChatMapping, JudgeSettings, judge_source, load_source
+    from factory.settings import environment
+
+    mapping = ChatMapping.parse(column_map)
+    names = [name.strip() for name in experts.split(",") if name.strip()]
+    if recipe is not None:
+        loaded = apply_overrides(
+            load_recipe(recipe), base_url=base_url, model=model, judge_base_url=judge_base_url, judge_model=judge_model
+        )
+        settings = JudgeSettings.of(loaded)
+    else:
+        env = environment()
+        settings = JudgeSettings(llm=LLMConfig(base_url=base_url or env.base_url, model=model or env.model))
+        judge = judge_override(judge_base_url, judge_model)
+        if judge is not None:
+            settings.critics = settings.critics.model_copy(update={"llm": judge})
+    if not cache:
+        settings.llm = settings.llm.model_copy(
+            update={"cache": settings.llm.cache.model_copy(update={"enabled": False})}
+        )
+    result = judge_source(load_source(source, revision, mapping), settings, names, out, show_progress=progress)
+    typer.echo(result.summary())
+
+
 @app.command()
 def push(
     folder: Path = typer.Argument(..., help="A dataset or persona bank folder."),

@@ -14,6 +14,7 @@ from typing import Any
 
 from factory.dataset.card import CardContext, render_card
 from factory.dataset.changelog import changelog
+from factory.dataset.folder import DatasetFolder
 from factory.dataset.stats import RunStats, StatsAccumulator
 from factory.dataset.version import VersionWriter
 from factory.failpoints import failpoint
@@ -113,3 +114,12 @@ def dialogue_card(
             released.version, released.manifest, released.recipe_text, manifest["stats"], recipe_text
         )
     return str(render_card(context, stats, samples, splits=splits, info=info))
+
+
+def released_of(folder: DatasetFolder) -> Released | None:
+    """What the changelog compares with: the last released version, or the latest before any release."""
+    release = folder.current_release() or folder.current_version()
+    if release is None:
+        return None
+    recipe_text = folder.read_bytes(folder.resolve(release), "recipe.yaml").decode("utf-8")
+    return Released(release, folder.read_manifest(release) or {}, recipe_text)

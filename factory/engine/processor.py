@@ -108,15 +108,21 @@ class ChunkProcessor:
         return record
 
     async def process(self, chunk: Chunk) -> list[DialogueRecord]:
-        records = await asyncio.gather(*(self._one(row) for row in chunk))
-        generation, critics = self.settings.generation, self.settings.critics
-        if critics.quality.enabled and generation.candidates > 1:
-            by_cast: dict[str, list[DialogueRecord]] = {}
-            for record in sorted(records, key=lambda r: r.id):
-                if passed_so_far(record):
-                    by_cast.setdefault(record.generation.cast_id, []).append(record)
-            await asyncio.gather(*(select_best(group, critics.quality, self.context) for group in by_cast.values()))
-        return list(records)
+        records = list(await asyncio.gather(*(self._one(row) for row in chunk)))
+        if self.settings.generation.candidates > 1:
+            await self.best_of_casts(records)
+        return records
+
+    async def best_of_casts(self, records: list[DialogueRecord]) -> None:
+        """Best-of-N: the quality critic keeps one of each cast's candidates that passed so far."""
+        critics = self.settings.critics
+        if not critics.quality.enabled:
+            return
+        by_cast: dict[str, list[DialogueRecord]] = {}
+        for record in sorted(records, key=lambda r: r.id):
+            if passed_so_far(record):
+                by_cast.setdefault(record.generation.cast_id or record.id, []).append(record)
+        await asyncio.gather(*(select_best(group, critics.quality, self.context) for group in by_cast.values()))
 
     def requests(self) -> int:
         """Requests sent so far by every client of this processor (retries included; cache hits not)."""

@@ -1,0 +1,223 @@
+"""Where the dialogues to judge come from: a factory version (a folder or a Hub repository), or
+a chat dataset the factory did not make, read through a column mapping. Bad input is one line
+naming the file, the row and the column."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from factory.dataset.dialogues import SPLITS
+from factory.dataset.folder import DatasetFolder
+from factory.errors import InputError
+from factory.jsonl import read_jsonl
+from factory.records import FORMAT, DialogueRecord, GenerationMeta, PersonaProfile, Turn
+
+IMPORTED_MODEL = "unknown (imported)"
+
+
+@dataclass
+class ChatMapping:
+    """Which columns of a chat dataset hold what."""
+
+    messages: str = "messages"
+    personas: str = "personas"
+    id: str | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> ChatMapping:
+        """``messages=dialog,personas=persona_lines,id=conv_id``; unnamed keys keep their default."""
+        mapping = cls()
+        for part in filter(None, (text or "").split(",")):
+            key, _, column = part.partition("=")
+            if key.strip() not in ("messages", "personas", "id") or not column.strip():
+                raise InputError(f"{part!r}: give messages=COLUMN, personas=COLUMN or id=COLUMN", field="--map")
+            setattr(mapping, key.strip(), column.strip())
+        return mapping
+
+
+@dataclass
+class JudgedSource:
+    """The dialogues to judge, and where they came from (for the manifest and the card)."""
+
+    records: list[DialogueRecord]
+    provenance: dict[str, Any]
+
+
+def load_source(source: str, revision: str | None, mapping: ChatMapping) -> JudgedSource:
+    """The dialogues of ``source``: a factory version, a chat dataset, or either on the Hub."""
+    if source.startswith("hf://"):
+        return _hub_source(source.removeprefix("hf://"), revision, mapping)
+    path = Path(source)
+    if not path.exists():
+        raise InputError("no such file or folder", path=path)
+    folder = DatasetFolder(path)
+    if path.is_dir() and folder.is_repository():
+        version = revision or folder.current_version()
+        if version is None:
+            raise InputError("a dataset folder without a version", path=path)
+        commit = folder.resolve(version)
+        records = _version_records(folder.published_files(version), f"{path}@{version}")
+        return JudgedSource(records, {"path": str(path), "revision": version, "commit": commit})
+    chats = sorted(p for p in path.rglob("*") if _chat_file(p.name)) if path.is_dir() else [path]
+    if not chats:
+        raise InputError("no .parquet or .jsonl files to judge", path=path)
+    records = [r for file in chats for r in _chat_records(file.name, _rows(file), mapping, str(file))]
+    return JudgedSource(records, {"path": str(path), "mapping": mapping.__dict__})
+
+
+def _chat_file(name: str) -> bool:
+    return name.endswith((".parquet", ".jsonl"))
+
+
+def _rows(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    if file.suffix == ".jsonl":
+        yield from read_jsonl(file)
+        return
+    yield from enumerate(pq.read_table(file).to_pylist(), start=1)
+
+
+def _hub_source(repo: str, revision: str | None, mapping: ChatMapping) -> JudgedSource:
+    from huggingface_hub import hf_hub_download
+
+    from factory.errors import hub_errors
+    from factory.hub import hub_api
+
+    api = hub_api()
+    where = f"hf://{repo}@{revision or 'main'}"
+    with hub_errors("the files of", repo):
+        commit = api.dataset_info(repo, revision=revision).sha
+        names = api.list_repo_files(repo, repo_type="dataset", revision=commit)
+
+    def fetch(name: str) -> bytes:
+        with hub_errors(f"{name} from", repo):
+            path = hf_hub_download(
+                repo, name, repo_type="dataset", revision=commit, endpoint=api.endpoint, token=api.token
+            )
+        return Path(path).read_bytes()
+
+    provenance = {"repo": repo, "revision": revision or "main", "commit": commit}
+    if "manifest.json" in names:  # a factory version, pushed
+        files = {name: fetch(name) for name in names if name.startswith("data/")}
+        return JudgedSource(_version_records(files, where), provenance)
+    records: list[DialogueRecord] = []
+    for name in sorted(n for n in names if _chat_file(n)):
+        data = fetch(name)
+        rows = (
+            enumerate(pq.read_table(io.BytesIO(data)).to_pylist(), start=1)
+            if name.endswith(".parquet")
+            else (
+                (n, json.loads(line))
+                for n, line in enumerate(data.decode("utf-8").splitlines(), start=1)
+                if line.strip()
+            )
+        )
+        records.extend(_chat_records(Path(name).name, rows, mapping, f"{where}/{name}"))
+    if not records:
+        raise InputError("no .parquet or .jsonl files to judge", path=where)
+    return JudgedSource(records, {**provenance, "mapping": mapping.__dict__})
+
+
+def _version_records(files: dict[str, bytes], where: str) -> list[DialogueRecord]:
+    """A factory version's dialogues (both splits), their verdicts cleared but the writer's own."""
+    records = []
+    for name, data in sorted(files.items()):
+        if not (name.startswith("data/") and name.endswith(".parquet")) or Path(name).name.split("-")[0] not in SPLITS:
+            continue
+        for row in pq.read_table(io.BytesIO(data)).to_pylist():
+            record = DialogueRecord.model_validate(row)
+            record.verdicts = [v for v in record.verdicts if v.critic == FORMAT]
+            record.accepted = False
+            records.append(record)
+    if not records:
+        raise InputError("the version has no dialogues", path=where)
+    return records
+
+
+def _chat_records(
+    stem: str, rows: Iterator[tuple[int, Any]], mapping: ChatMapping, where: str
+) -> Iterator[DialogueRecord]:
+    columns_checked = False
+    for number, row in rows:
+        if not isinstance(row, dict):
+            raise InputError("a row that is not an object", path=where, row=number)
+        if not columns_checked:
+            for key in ("messages", "personas", "id"):
+                column = getattr(mapping, key)
+                if column is not None and column not in row:
+                    raise InputError(
+                        f"no column {column!r} (--map {key}={column}); the columns are: {', '.join(sorted(row))}",
+                        path=where,
+                    )
+            columns_checked = True
+        yield _chat_record(row, number, stem, mapping, where)
+
+
+def _chat_record(row: dict[str, Any], number: int, stem: str, mapping: ChatMapping, where: str) -> DialogueRecord:
+    messages = row[mapping.messages]
+    if not isinstance(messages, list) or not messages:
+        raise InputError("not a list of messages", path=where, row=number, field=mapping.messages)
+    order: list[str] = []
+    said: list[tuple[str, str]] = []
+    for index, message in enumerate(messages):
+        if isinstance(message, str):
+            speaker, text = f"speaker {index % 2 + 1}", message
+        elif isinstance(message, dict) and isinstance(message.get("content"), str):
+            speaker, text = str(message.get("role") or "speaker"), message["content"]
+        else:
+            raise InputError(
+                f"message {index + 1} is neither a string nor {{role, content}}",
+                path=where,
+                row=number,
+                field=mapping.messages,
+            )
+        if speaker == "system":
+            continue  # instructions, not a turn
+        if speaker not in order:
+            order.append(speaker)
+        said.append((speaker, text))
+    personas = row[mapping.personas]
+    if not isinstance(personas, list) or len(personas) != len(order):
+        raise InputError(
+            f"{len(order)} speakers ({', '.join(order)}) need as many personas, one per speaker in order of "
+            "their first turn",
+            path=where, row=number, field=mapping.personas,
+        )  # fmt: skip
+    dialogue_id = str(row[mapping.id]) if mapping.id else f"{Path(stem).stem}-{number}"
+    speakers = [
+        PersonaProfile(
+            id=f"{dialogue_id}-{n}",
+            kind="statements",
+            name=name,
+            statements=_statements(persona, where, number, mapping.personas),
+            source=f"{where} row {number}",
+        )
+        for n, (name, persona) in enumerate(zip(order, personas), start=1)
+    ]
+    by_name = {name: speaker.id for name, speaker in zip(order, speakers)}
+    return DialogueRecord(
+        id=dialogue_id,
+        recipe="imported",
+        speakers=speakers,
+        turns=[Turn(speaker=by_name[speaker], text=text) for speaker, text in said],
+        generation=GenerationMeta(model=IMPORTED_MODEL, prompt_hash="", seed=number, cast_id=dialogue_id),
+    )
+
+
+def _statements(persona: Any, where: str, row: int, column: str) -> list[str]:
+    if isinstance(persona, str):
+        statements = [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n", persona) if s.strip()]
+    elif isinstance(persona, list) and all(isinstance(s, str) for s in persona):
+        statements = [s.strip() for s in persona if s.strip()]
+    else:
+        raise InputError("a persona is a list of statements or one text", path=where, row=row, field=column)
+    if not statements:
+        raise InputError("a persona without statements", path=where, row=row, field=column)
+    return statements
