@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import sqlite3
 import time
 from pathlib import Path
@@ -24,6 +25,9 @@ from factory.settings import environment
 
 FILE_NAME = "replies.sqlite3"
 DEFAULT_DIRECTORY = Path("~/.cache/persona-factory/replies")
+
+
+OPEN_SECONDS = 60.0
 
 
 def cache_directory(config: ReplyCacheConfig) -> str | None:
@@ -54,12 +58,23 @@ class ReplyCache:
         self.path = Path(directory).expanduser() / FILE_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
-            "prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, finish_reason TEXT, stored REAL)"
-        )
+        # Turning WAL on takes the file for a moment, and SQLite answers "locked" at once to the
+        # others (no busy wait for a journal-mode change): processes that open a new cache together
+        # (Ray workers starting on one node) wait their turn instead of failing.
+        deadline = time.monotonic() + OPEN_SECONDS
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT NOT NULL, prompt_tokens "
+                    "INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, finish_reason TEXT, stored REAL)"
+                )
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.005, 0.05))
 
     def get(self, key: str) -> ChatResult | None:
         row = self._db.execute(

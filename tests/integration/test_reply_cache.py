@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from factory.llm.cache import ReplyCache
 from factory.llm.port import ChatResult
@@ -103,3 +104,45 @@ def test_processes_writing_the_cache_at_once_lose_nothing(tmp_path):
     finally:
         cache.close()
     assert count == 900
+
+
+OPENER = """
+import os, sys, time
+from factory.llm.cache import ReplyCache
+from factory.llm.port import ChatResult
+from factory.records import TokenUsage
+
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.001)
+cache = ReplyCache(sys.argv[1])
+cache.put(sys.argv[3], ChatResult("reply", TokenUsage(prompt_tokens=1, completion_tokens=1), "stop"))
+cache.close()
+"""
+
+
+def test_processes_opening_a_new_cache_at_once_all_open_it(tmp_path):
+    # Ray workers start together and each opens the node's cache: the first to turn on WAL
+    # holds the file a moment, and the others must wait for it, not fail
+    script = tmp_path / "opener.py"
+    script.write_text(OPENER, encoding="utf-8")
+    for attempt in range(3):
+        go = tmp_path / f"go-{attempt}"
+        cache_dir = tmp_path / f"cache-{attempt}"
+        openers = [
+            subprocess.Popen(
+                [sys.executable, str(script), str(cache_dir), str(go), f"key-{n}"],
+                env=subprocess_env(),
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for n in range(10)
+        ]
+        time.sleep(3)  # every process imported and waiting
+        go.touch()
+        finished = [(opener.communicate(timeout=120)[1], opener.returncode) for opener in openers]
+        assert not [stderr[-300:] for stderr, code in finished if code != 0]
+        cache = ReplyCache(cache_dir)
+        try:
+            assert cache._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0] == 10
+        finally:
+            cache.close()
