@@ -140,7 +140,7 @@ def run_recipe(
         judges = judge_panels(recipe.critics, recipe.llm, spec, api_key)  # judge endpoints fail here too
         gate = _budget_gate(budget, recipe, folder, spec, judges)  # a budget it cannot price fails here
         # Ray is reached before the folder is touched: a cluster that cannot be joined leaves no run behind
-        ray_where = stack.enter_context(ray_session(recipe.ray.address)) if recipe.ray.enabled else None
+        ray_where = stack.enter_context(ray_session(recipe.ray.address)) if _on_ray(recipe) else None
         # From here to the published version the folder is this run's alone.
         stack.enter_context(folder.locked())
         folder.prepare()
@@ -178,6 +178,11 @@ def _budget_gate(
     tokens = (estimate.expected_tokens() or 0.0) / per_dialogue
     cost = estimate.total_cost()
     return BudgetGate(budget, prices_of(spec, judges), tokens, cost / per_dialogue if cost is not None else None)
+
+
+def _on_ray(recipe: Recipe) -> bool:
+    """Ray workers, unless the calls go out as batches: the endpoint's batch service does the parallel work."""
+    return recipe.ray.enabled and not recipe.llm.batch
 
 
 def _check_finished(
@@ -222,9 +227,9 @@ def _execute(
     recipe = started.recipe
     try:
         execution = execute(
-            recipe, started.plan.casts, spec, journal, on_ray=recipe.ray.enabled, api_key=api_key,
+            recipe, started.plan.casts, spec, journal, on_ray=_on_ray(recipe), api_key=api_key,
             progress=shown.update if shown else None, agents=speakers.agents, judges=speakers.judges, budget=budget,
-            journaled=shown.journaled if shown else None,
+            journaled=shown.journaled if shown else None, batch_dir=str(journal.directory.parent / "batches"),
         )  # fmt: skip
     finally:
         if shown is not None:

@@ -7,7 +7,10 @@ Replies come from a script: a function of the request body. Faults are injected 
 ``fail_next``: an HTTP status, ``RESET`` (the connection is dropped without an answer) or
 ``HANG`` (the answer comes after ``hang_seconds``, past a client's timeout); ``context_words``
 makes a prompt longer than that a 400, as a model's context limit does. Every request is recorded
-(``keep_requests=False`` only counts them, for long benchmarks). Usage counts words, or, given
+(``keep_requests=False`` only counts them, for long benchmarks). The Files and Batches API
+(``/v1/files``, ``/v1/batches``) runs a batch's lines through the same script in the background,
+``batch_seconds`` after it is created; ``fail_batch_lines(n)`` makes the next ``n`` lines error
+lines, ``expire_next_batch(after=k)`` expires the next batch after ``k`` lines. Usage counts words, or, given
 ``count_tokens`` (a text's tokens) and ``count_prompt`` (a prompt's), what a tokenizer says.
 """
 
@@ -47,6 +50,20 @@ HANG = "hang"
 
 def echo_script(request: dict[str, Any]) -> str:
     return "User 1: Hello.\nUser 2: Hi."
+
+
+def _multipart(content_type: str, body: bytes) -> dict[str, bytes]:
+    """The fields of a multipart/form-data body (what the openai client's file upload sends)."""
+    boundary = re.search(r"boundary=([^;]+)", content_type)
+    if boundary is None:
+        return {}
+    fields = {}
+    for part in body.split(b"--" + boundary.group(1).strip('"').encode()):
+        head, _, content = part.partition(b"\r\n\r\n")
+        name = re.search(rb'name="([^"]+)"', head)
+        if name:
+            fields[name.group(1).decode()] = content.removesuffix(b"\r\n")
+    return fields
 
 
 def _word_count(text: str) -> int:
@@ -101,6 +118,12 @@ class ScriptedOpenAIServer:
         self.api_keys: set[str] = set()  # the bearer tokens chat requests came with
         self.embedding_requests: list[dict[str, Any]] = []
         self.faults_served = 0
+        self.files: dict[str, tuple[str, bytes]] = {}  # id -> (purpose, content)
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_seconds = 0.2
+        self.batch_lines_answered = 0
+        self._failing_lines = 0
+        self._expire_after: int | None = None
         self._calls = 0
         self._failures: list[int | str] = []
         self._lock = threading.Lock()
@@ -122,6 +145,138 @@ class ScriptedOpenAIServer:
         before the script answers again."""
         with self._lock:
             self._failures.extend(faults)
+
+    def fail_batch_lines(self, count: int) -> None:
+        """The next ``count`` lines of a batch fail (a 500 in the batch's error file)."""
+        with self._lock:
+            self._failing_lines += count
+
+    def expire_next_batch(self, after: int) -> None:
+        """The next batch expires once ``after`` of its lines are answered (the rest never are)."""
+        with self._lock:
+            self._expire_after = after
+
+    def _add_file(self, purpose: str, content: bytes) -> dict[str, Any]:
+        with self._lock:
+            file_id = f"file-{len(self.files) + 1}"
+            self.files[file_id] = (purpose, content)
+        return {
+            "id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+            "filename": f"{file_id}.jsonl", "purpose": purpose, "status": "processed",
+        }  # fmt: skip
+
+    def _create_batch(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if body.get("input_file_id") not in self.files:
+            return 400, {"error": {"message": f"no file {body.get('input_file_id')}", "type": "invalid_request_error"}}
+        with self._lock:
+            batch_id = f"batch_{len(self.batches) + 1}"
+            expire_after, self._expire_after = self._expire_after, None
+            batch = {
+                "id": batch_id, "object": "batch", "endpoint": body.get("endpoint", "/v1/chat/completions"),
+                "input_file_id": body["input_file_id"], "completion_window": body.get("completion_window", "24h"),
+                "status": "in_progress", "created_at": int(time.time()), "output_file_id": None,
+                "error_file_id": None, "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            }  # fmt: skip
+            self.batches[batch_id] = batch
+        threading.Thread(target=self._run_batch, args=(batch, expire_after), daemon=True).start()
+        return 200, dict(batch)
+
+    def _run_batch(self, batch: dict[str, Any], expire_after: int | None) -> None:
+        time.sleep(self.batch_seconds)
+        lines = [json.loads(line) for line in self.files[batch["input_file_id"]][1].decode().splitlines() if line]
+        answered, failed = [], []
+        for index, line in enumerate(lines):
+            if expire_after is not None and index >= expire_after:
+                break
+            with self._lock:
+                failing = self._failing_lines > 0
+                self._failing_lines -= failing
+                self.batch_lines_answered += 1
+            status, payload = (500, {"error": {"message": "injected"}}) if failing else self.answer(line["body"])
+            entry = {"id": f"batch_req_{index}", "custom_id": line["custom_id"]}
+            if status == 200:
+                answered.append(
+                    {
+                        **entry,
+                        "response": {"status_code": 200, "request_id": entry["id"], "body": payload},
+                        "error": None,
+                    }
+                )
+            else:
+                failed.append(
+                    {
+                        **entry,
+                        "response": {"status_code": status, "request_id": entry["id"], "body": payload},
+                        "error": None,
+                    }
+                )
+
+        def jsonl(rows: list[dict[str, Any]]) -> str | None:
+            if not rows:
+                return None
+            return str(self._add_file("batch_output", "".join(json.dumps(row) + "\n" for row in rows).encode())["id"])
+
+        output_file_id, error_file_id = jsonl(answered), jsonl(failed)
+        with self._lock:
+            batch.update(
+                status="expired" if expire_after is not None and expire_after < len(lines) else "completed",
+                output_file_id=output_file_id,
+                error_file_id=error_file_id,
+                request_counts={"total": len(lines), "completed": len(answered), "failed": len(failed)},
+            )
+
+    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A chat completion for ``body``, as the script answers it: (status, JSON body)."""
+        reply = self._scripted(body)
+        if reply.raw is not None:
+            return reply.status, {"error": {"message": "not a JSON answer"}}
+        return reply.status, self._completion(body, reply) if reply.status == 200 else {
+            "error": {"message": reply.content or "scripted error"}
+        }
+
+    def _scripted(self, body: dict[str, Any]) -> ScriptedReply:
+        """The script's reply, or the 400 a model answers a prompt longer than its context with."""
+        words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        if self.context_words is not None and words > self.context_words:
+            return ScriptedReply(
+                status=400,
+                raw=json.dumps(
+                    {
+                        "error": {
+                            "message": f"This model's maximum context length is {self.context_words} words; "
+                            f"the prompt has {words}",
+                            "type": "invalid_request_error",
+                            "code": "context_length_exceeded",
+                        }
+                    }
+                ).encode(),
+            )
+        reply = self.script(body)
+        return ScriptedReply(content=reply) if isinstance(reply, str) else reply
+
+    def _completion(self, body: dict[str, Any], reply: ScriptedReply) -> dict[str, Any]:
+        messages = body.get("messages", [])
+        words = sum(len(str(m.get("content", "")).split()) for m in messages)
+        prompt_tokens = self.count_prompt(messages) if self.count_prompt else words
+        completion_tokens = (self.count_tokens or _word_count)(reply.content)
+        return {
+            "id": f"chatcmpl-{self.chat_calls}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", self.model),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.content},
+                    "finish_reason": reply.finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
 
     def _next_failure(self) -> int | str | None:
         with self._lock:
@@ -178,6 +333,20 @@ class ScriptedOpenAIServer:
                 self.wfile.write(payload)
 
             def do_GET(self) -> None:
+                content = re.search(r"/files/([^/]+)/content$", self.path)
+                batch = re.search(r"/batches/([^/?]+)$", self.path)
+                if content:
+                    found = server.files.get(content.group(1))
+                    if found is None:
+                        self._send(404, {"error": {"message": "no such file"}})
+                        return
+                    self._send_raw(ScriptedReply(raw=found[1], content_type="application/octet-stream"))
+                    return
+                if batch:
+                    with server._lock:
+                        found_batch = dict(server.batches.get(batch.group(1)) or {})
+                    self._send(200, found_batch) if found_batch else self._send(404, {"error": {"message": "no batch"}})
+                    return
                 if self.path.rstrip("/").endswith("/models") and server.models_reply is not None:
                     self._send_raw(server.models_reply)
                 elif self.path.rstrip("/").endswith("/models"):
@@ -189,7 +358,15 @@ class ScriptedOpenAIServer:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                if self.path.rstrip("/").endswith("/files"):
+                    fields = _multipart(self.headers.get("Content-Type", ""), raw)
+                    self._send(200, server._add_file(fields.get("purpose", b"").decode(), fields.get("file", b"")))
+                    return
+                body = json.loads(raw or b"{}")
+                if self.path.rstrip("/").endswith("/batches"):
+                    self._send(*server._create_batch(body))
+                    return
                 if self.path.rstrip("/").endswith("/embeddings"):
                     self._embeddings(body)
                     return
@@ -213,54 +390,13 @@ class ScriptedOpenAIServer:
                 elif failure is not None:
                     self._send(int(failure), {"error": {"message": f"injected {failure}", "type": "injected"}})
                     return
-                words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
-                if server.context_words is not None and words > server.context_words:
-                    self._send(
-                        400,
-                        {
-                            "error": {
-                                "message": f"This model's maximum context length is {server.context_words} "
-                                f"words; the prompt has {words}",
-                                "type": "invalid_request_error",
-                                "code": "context_length_exceeded",
-                            }
-                        },
-                    )
-                    return
-                reply = server.script(body)
-                if isinstance(reply, str):
-                    reply = ScriptedReply(content=reply)
+                reply = server._scripted(body)
                 if reply.raw is not None:
                     self._send_raw(reply)
-                    return
-                if reply.status != 200:
+                elif reply.status != 200:
                     self._send(reply.status, {"error": {"message": reply.content or "scripted error"}}, reply.headers)
-                    return
-                messages = body.get("messages", [])
-                prompt_tokens = server.count_prompt(messages) if server.count_prompt else words
-                completion_tokens = (server.count_tokens or _word_count)(reply.content)
-                self._send(
-                    200,
-                    {
-                        "id": f"chatcmpl-{server.chat_calls}",
-                        "object": "chat.completion",
-                        "created": int(time.time()),
-                        "model": body.get("model", server.model),
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": reply.content},
-                                "finish_reason": reply.finish_reason,
-                            }
-                        ],
-                        "usage": {
-                            "prompt_tokens": prompt_tokens,
-                            "completion_tokens": completion_tokens,
-                            "total_tokens": prompt_tokens + completion_tokens,
-                        },
-                    },
-                    reply.headers,
-                )
+                else:
+                    self._send(200, server._completion(body, reply), reply.headers)
 
         return Handler
 

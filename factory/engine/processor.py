@@ -21,6 +21,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from factory.critics.base import JudgeContext, JudgePanel, blocked_by, hard_gates, passed_so_far
@@ -29,10 +30,12 @@ from factory.critics.registry import verdict_of
 from factory.failpoints import failpoint
 from factory.generation import WRITERS
 from factory.generation.writer import Voices
+from factory.llm.batch import BatchChat
 from factory.llm.cache import ReplyCache
 from factory.llm.client import ChatClient
 from factory.llm.embeddings import Embedder, open_embedder
-from factory.llm.spec import EndpointSpec
+from factory.llm.port import ChatPort
+from factory.llm.spec import EndpointSpec, prompt_hash, public
 from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig
 from factory.records import DialogueRecord, StepPlacement
@@ -55,6 +58,9 @@ class EngineSettings:
     judges: dict[str, JudgePanel] = field(default_factory=dict)
     # the reply cache's folder (llm.cache), or None: off
     reply_cache: str | None = None
+    # llm.batch: where the run keeps its batches and their answers, and how often it polls them
+    batch_dir: str | None = None
+    batch_poll_seconds: float = 30.0
 
 
 def where_am_i() -> str:
@@ -79,7 +85,9 @@ class ChunkProcessor:
         self.cache = ReplyCache(settings.reply_cache) if settings.reply_cache else None
         self.client = ChatClient(settings.endpoint, api_key, self.cache)
         self.agent_clients = {key: ChatClient(spec, api_key, self.cache) for key, spec in settings.agents.items()}
-        self.voices = Voices(self.client, dict(self.agent_clients))
+        self.batches: dict[EndpointSpec, BatchChat] = {}
+        self.api_key = api_key
+        self.voices = Voices(self._port(self.client), {key: self._port(c) for key, c in self.agent_clients.items()})
         # one client per judge endpoint, shared by the critics it judges for (so one adaptive limit)
         self.judge_clients: dict[EndpointSpec, ChatClient] = {settings.endpoint: self.client}
         for panel in settings.judges.values():
@@ -87,12 +95,25 @@ class ChunkProcessor:
                 if juror.spec not in self.judge_clients:
                     self.judge_clients[juror.spec] = ChatClient(juror.spec, api_key, self.cache)
         self.context = JudgeContext(
-            self.client, settings.generation, judge_model=settings.endpoint.model, panels=dict(settings.judges),
-            clients=self.judge_clients, embedder=_embedder(settings, api_key),
+            self._port(self.client), settings.generation, judge_model=settings.endpoint.model,
+            panels=dict(settings.judges), clients={spec: self._port(c) for spec, c in self.judge_clients.items()},
+            embedder=_embedder(settings, api_key),
         )  # fmt: skip
         self.placement = where_am_i()
         self.finished = 0  # dialogues judged by this processor, reported chunks or not (for progress)
         self.on_finished: Callable[[], None] | None = None
+
+    def _port(self, client: ChatClient) -> ChatPort:
+        """The client itself, or with llm.batch, the Batch API of its endpoint (one per endpoint and model)."""
+        if self.settings.batch_dir is None:
+            return client
+        if client.spec not in self.batches:
+            where = (
+                Path(self.settings.batch_dir)
+                / prompt_hash([{"endpoint": client.spec.base_url, "model": client.spec.model}])[:16]
+            )
+            self.batches[client.spec] = BatchChat(client, self.api_key, where, self.settings.batch_poll_seconds)
+        return self.batches[client.spec]
 
     async def _one(self, row: PlannedRow) -> DialogueRecord:
         record = row[0]  # planned for this one dialogue; a Ray worker gets its own copy
@@ -133,9 +154,16 @@ class ChunkProcessor:
 
     def report(self) -> dict[str, dict[str, Any]]:
         # an agent or judge with only its own model shares the recipe's URL: its calls add to that URL's
-        return merge_endpoint_reports([client.report() for client in self._clients()], levels="sum")
+        reports = merge_endpoint_reports([client.report() for client in self._clients()], levels="sum")
+        for batch in self.batches.values():  # a batch's lines are not chat requests: counted apart, per URL
+            into = reports.setdefault(public(batch.spec.base_url), {})
+            for key, value in batch.report().items():
+                into[key] = into.get(key, 0) + value
+        return reports
 
     async def aclose(self) -> None:
+        for batch in self.batches.values():
+            await batch.aclose()
         for client in self._clients():
             await client.aclose()
         if self.context.embedder is not None:
@@ -170,7 +198,10 @@ class RunnerReport:
 
 
 def chunks_in_flight(settings: EngineSettings, workers: int) -> int:
-    """Enough chunks per worker that its adaptive limit, at its maximum, never runs dry."""
+    """Enough chunks per worker that its adaptive limit, at its maximum, never runs dry; with
+    llm.batch, every chunk at once, so that a round's calls go out as one batch."""
+    if settings.batch_dir is not None:
+        return 1 << 30
     per_worker = settings.endpoint.max_concurrency * len(settings.endpoint.base_urls) / max(1, workers)
     return max(2, -(-2 * int(per_worker) // settings.generation.chunk_size))
 

@@ -184,16 +184,20 @@ def execute(
     judges: dict[str, JudgePanel] | None = None,
     budget: BudgetGate | None = None,
     journaled: Callable[[list[DialogueRecord], bool], None] | None = None,
+    batch_dir: str | None = None,
 ) -> Execution:
     """Every round: plan the chunks of its casts not yet in the journal, run them, write each
     finished chunk to the journal; then feed the round's best accepted dialogues to the next.
     A ``budget`` holds back the chunks it cannot pay for, and the rounds after them;
-    ``journaled`` hears of every batch in the journal (``True``: one an earlier attempt left)."""
+    ``journaled`` hears of every batch in the journal (``True``: one an earlier attempt left).
+    With llm.batch the calls go through the endpoint's Batch API, kept in ``batch_dir``."""
     generation = recipe.generation
-    cache = cache_directory(recipe.llm.cache)
-    settings = EngineSettings(spec, generation, recipe.critics, agents or {}, judges or {}, cache)
+    settings = EngineSettings(
+        spec, generation, recipe.critics, agents or {}, judges or {}, cache_directory(recipe.llm.cache),
+        batch_dir if recipe.llm.batch else None, recipe.llm.batch_poll_seconds,
+    )  # fmt: skip
     mode_of = modes_of(recipe, casts)
-    runner = _runner(recipe, settings, on_ray, api_key)
+    runner = _runner(recipe, settings, on_ray and not recipe.llm.batch, api_key)  # batches go out from the driver
     shares = round_shares(casts, generation.rounds)
     keep = max(generation.few_shot, 2) if generation.few_shot else 0
     tally = _Tally([RoundSummary(round=r, keep=keep, casts=len(share)) for r, share in enumerate(shares)], budget)

@@ -205,16 +205,7 @@ class ChatClient:
         seed: int | None = None,
         response_format: dict[str, Any] | None = None,
     ) -> ChatResult:
-        body: dict[str, Any] = {
-            "model": self.spec.model,
-            "messages": messages,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-        }
-        if seed is not None:
-            body["seed"] = seed
-        if response_format is not None:
-            body["response_format"] = response_format
+        body = chat_body(self.spec.model, messages, temperature, max_tokens, seed, response_format)
         key = reply_key(self.spec.model, body) if self.cache is not None else ""
         if self.cache is not None:
             cached = self.cache.get(key)
@@ -268,7 +259,7 @@ class ChatClient:
             # builds pydantic objects of the reply, a fifth of the client's CPU per call
             # (bench/throughput.py). Errors, retries and headers are the client's as ever.
             response = await endpoint.client.post("/chat/completions", body=body, cast_to=object)
-            result = _result(response)
+            result = completion_result(response)
         except openai.RateLimitError as exc:
             await self._release(endpoint, "overloaded", 0.0, kind)
             return exc, False
@@ -326,6 +317,23 @@ class ChatClient:
                 await client.close()
 
 
+def chat_body(
+    model: str,
+    messages: list[dict[str, str]],
+    temperature: float,
+    max_tokens: int,
+    seed: int | None,
+    response_format: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A Chat Completions request body, as sent alone or as a line of a batch."""
+    body: dict[str, Any] = {"model": model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens}
+    if seed is not None:
+        body["seed"] = seed
+    if response_format is not None:
+        body["response_format"] = response_format
+    return body
+
+
 def json_object_form(response_format: dict[str, Any]) -> dict[str, Any]:
     """A ``json_schema`` response format as llama.cpp's Python server takes it."""
     if response_format.get("type") != "json_schema":
@@ -365,7 +373,7 @@ def describe_answer(response: Any) -> str:
     return f"a JSON {type(response).__name__}"
 
 
-def _result(response: Any) -> ChatResult:
+def completion_result(response: Any) -> ChatResult:
     """Text, usage and finish reason of a Chat Completions answer (its JSON)."""
     choices = response.get("choices") if isinstance(response, dict) else None
     choice = choices[0] if isinstance(choices, list) and choices else None

@@ -89,6 +89,10 @@ class Recipe(_Config):
                 f"generation.role_play.agents names {', '.join(beyond)}, but dialogues have "
                 f"{self.casting.group_size} speakers"
             )
+        if self.llm.batch and self.generation.mode != "spc":
+            raise ValueError(
+                "llm.batch is for generation.mode 'spc' (one call per dialogue); a role-play asks turn by turn"
+            )
         return self
 
     def resolve_path(self, value: str) -> Path:

@@ -117,6 +117,15 @@ class LLMConfig(EndpointLimits):
     )
 
     cache: ReplyCacheConfig = Field(default_factory=ReplyCacheConfig)
+    batch: bool = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
+        default=False,
+        description="Send the calls through the endpoint's Batch API (Files + Batches), a wave of calls per batch; "
+        "runs on the driver, not on Ray workers.",
+    )
+    batch_poll_seconds: float = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME, default=30.0, gt=0, description="Seconds between polls of a batch."
+    )
     tokenizer: str | None = Field(
         json_schema_extra=MAY_CHANGE_ON_RESUME,
         default=None,

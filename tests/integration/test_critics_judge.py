@@ -27,7 +27,11 @@ TOKEN = "hf_judge_token_3c1d"
 CHATS = [
     {
         "conv": "c1",
-        "dialog": ["Hi! I just got back from a run.", "Nice, I teach piano so I mostly sit all day.", "Ha, I run daily."],
+        "dialog": [
+            "Hi! I just got back from a run.",
+            "Nice, I teach piano so I mostly sit all day.",
+            "Ha, I run daily.",
+        ],
         "persona_lines": [["I run every morning.", "I have two cats."], ["I teach piano."]],
     },
     {
