@@ -111,6 +111,9 @@ class ChatClient:
         self.spec = spec
         self.cache = cache
         self.cache_hits = self.cache_misses = 0
+        # questions that reached the endpoint (not the cache): plain text (the dialogues, role-play
+        # turns) and JSON answers (critics, role-play's judge, persona sources)
+        self.asked = {"generation_requests": 0, "judge_requests": 0}
         self.endpoints = [
             EndpointHealth(
                 url=url,
@@ -213,6 +216,7 @@ class ChatClient:
                 self.cache_hits += 1
                 return cached
             self.cache_misses += 1
+        self.asked["generation_requests" if response_format is None else "judge_requests"] += 1
         result = await self._ask(body, response_format)
         if self.cache is not None:
             self.cache.put(key, result)
@@ -305,8 +309,10 @@ class ChatClient:
 
     def report(self) -> dict[str, dict[str, Any]]:
         """Per base URL (without credentials): calls, failures, ejections, the concurrency reached;
-        the reply cache's hits and misses are the first URL's (they are the endpoint's, not a URL's)."""
+        the questions asked and the reply cache's hits and misses are the first URL's (they are the
+        endpoint's, not a URL's)."""
         report = {public(e.url): e.report() for e in self.endpoints}
+        report[public(self.endpoints[0].url)].update(self.asked)
         if self.cache is not None:
             report[public(self.endpoints[0].url)].update(cache_hits=self.cache_hits, cache_misses=self.cache_misses)
         return report

@@ -28,6 +28,7 @@ def test_a_rerun_with_one_critic_changed_asks_only_that_critic(tmp_path, scripte
     assert _generation_calls(scripted_server) == 8
     endpoint = result.manifest["execution"]["endpoints"][scripted_server.base_url]
     assert endpoint["cache_hits"] == 0 and endpoint["cache_misses"] == asked
+    assert endpoint["generation_requests"] == 8
 
     changed = small_recipe(dialogues=8, ray={"enabled": False}, critics={"faithfulness": {"few_shot": False}})
     second = write_recipe(tmp_path, changed, "second.yaml")
@@ -38,6 +39,7 @@ def test_a_rerun_with_one_critic_changed_asks_only_that_critic(tmp_path, scripte
     assert len(new_requests) == reached > 0  # only the critic whose prompt changed was asked again
     endpoint = again.manifest["execution"]["endpoints"][scripted_server.base_url]
     assert endpoint["cache_hits"] == 8 and endpoint["cache_misses"] == reached
+    assert endpoint["generation_requests"] == 0 and endpoint["judge_requests"] == reached  # as the manifest says
     assert again.stats.accepted == result.stats.accepted
 
 
