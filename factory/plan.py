@@ -19,6 +19,7 @@ from typing import Any
 from factory.critics.base import JudgeContext
 from factory.critics.quality import select_best
 from factory.critics.registry import CALLS, verdict_of
+from factory.dataset.folder import DatasetFolder
 from factory.engine.rounds import plan_rows, planned_dialogues, round_shares
 from factory.errors import LLMCallError
 from factory.llm.port import ChatResult
@@ -131,10 +132,16 @@ def _cost(value: float | None) -> str:
     return "n/a" if value is None else usd(value)
 
 
-def plan_run(recipe: Recipe, previous: dict[str, Any] | None = None, previous_version: str | None = None) -> RunPlan:
+def plan_run(
+    recipe: Recipe,
+    previous: dict[str, Any] | None = None,
+    previous_version: str | None = None,
+    casts: list[Cast] | None = None,
+) -> RunPlan:
     """The calls, tokens and cost of running ``recipe``; ``previous`` is the manifest of the
-    version the expected figures are measured on (the folder's latest), if any."""
-    casts = plan(recipe).casts
+    version the expected figures are measured on (the folder's latest), if any; ``casts`` the
+    run's, when it has planned them already."""
+    casts = plan(recipe).casts if casts is None else casts
     counter = counter_for(_tokenizer(recipe))
     stats = (previous or {}).get("stats") or None
     generation = recipe.generation
@@ -199,6 +206,12 @@ def _stand_in(recipe: Recipe, cast: Cast, tokens: float, counter: TokenCounter) 
     return record
 
 
+def latest_version(folder: DatasetFolder) -> tuple[dict[str, Any] | None, str | None]:
+    """The manifest and name of the folder's latest version, which the expected case is measured on."""
+    version = folder.current_version() if folder.is_repository() else None
+    return (folder.read_manifest(version) if version else None), version
+
+
 def _tokenizer(recipe: Recipe) -> str | Path | None:
     if recipe.llm.tokenizer:
         return recipe.resolve_path(recipe.llm.tokenizer)
@@ -224,7 +237,7 @@ def _generator_model(recipe: Recipe) -> str:
 
 
 def _critic_share(stats: dict[str, Any] | None, critic: str) -> float | None:
-    """The share of an earlier version's dialogues that reached ``critic``, and its tokens per judgement."""
+    """The share of an earlier version's dialogues that reached ``critic``."""
     if not stats or not stats.get("generated"):
         return None
     judged = next((c["judged"] for c in stats.get("critics", []) if c["critic"] == critic), 0)

@@ -47,7 +47,8 @@ from factory.llm.endpoint import (
 from factory.llm.pricing import usd
 from factory.llm.spec import EndpointSpec
 from factory.personas import CastPlan, plan
-from factory.plan import plan_run
+from factory.personas.casting import Cast
+from factory.plan import latest_version, plan_run
 from factory.recipes import Recipe
 from factory.settings import environment
 
@@ -138,7 +139,9 @@ def run_recipe(
         prompt_preview(recipe, started.plan.casts, spec)  # few-shot files and prompts fail here
         agents = agent_endpoints(recipe.generation.role_play.agents, recipe.llm, spec, api_key)
         judges = judge_panels(recipe.critics, recipe.llm, spec, api_key)  # judge endpoints fail here too
-        gate = _budget_gate(budget, recipe, folder, spec, judges)  # a budget it cannot price fails here
+        gate = _budget_gate(
+            budget, recipe, started.plan.casts, folder, spec, judges
+        )  # a budget it cannot price fails here
         # Ray is reached before the folder is touched: a cluster that cannot be joined leaves no run behind
         ray_where = stack.enter_context(ray_session(recipe.ray.address)) if _on_ray(recipe) else None
         # From here to the published version the folder is this run's alone.
@@ -167,13 +170,17 @@ def run_recipe(
 
 
 def _budget_gate(
-    budget: Budget | None, recipe: Recipe, folder: DatasetFolder, spec: EndpointSpec, judges: dict[str, JudgePanel]
+    budget: Budget | None,
+    recipe: Recipe,
+    casts: list[Cast],
+    folder: DatasetFolder,
+    spec: EndpointSpec,
+    judges: dict[str, JudgePanel],
 ) -> BudgetGate | None:
     """The gate of a budget, its first chunks priced by the plan (on the folder's last version when there is one)."""
     if budget is None or not budget.limited:
         return None
-    version = folder.current_version()
-    estimate = plan_run(recipe, folder.read_manifest(version) if version else None, version)
+    estimate = plan_run(recipe, *latest_version(folder), casts=casts)
     per_dialogue = estimate.dialogues or 1
     tokens = (estimate.expected_tokens() or 0.0) / per_dialogue
     cost = estimate.total_cost()

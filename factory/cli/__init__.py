@@ -120,16 +120,14 @@ def plan_command(
 ) -> None:
     """Print the calls, tokens and cost a run of the recipe would take, without calling any model."""
     from factory.dataset.folder import DatasetFolder
-    from factory.plan import plan_run
+    from factory.plan import latest_version, plan_run
     from factory.recipes import apply_overrides, load_recipe
 
     loaded = apply_overrides(
         load_recipe(resolve_recipe_path(recipe)), base_url=base_url, model=model,
         judge_base_url=judge_base_url, judge_model=judge_model,
     )  # fmt: skip
-    folder = DatasetFolder(out) if out is not None and out.is_dir() else None
-    version = folder.current_version() if folder is not None and folder.is_repository() else None
-    previous = folder.read_manifest(version) if folder is not None and version is not None else None
+    previous, version = latest_version(DatasetFolder(out)) if out is not None and out.is_dir() else (None, None)
     typer.echo(plan_run(loaded, previous, version).render())
 
 

@@ -18,6 +18,7 @@ nothing it had not reported is in the journal, so nothing is lost or counted twi
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from factory.llm.cache import ReplyCache
 from factory.llm.client import ChatClient
 from factory.llm.embeddings import Embedder, open_embedder
 from factory.llm.port import ChatPort
-from factory.llm.spec import EndpointSpec, prompt_hash, public
+from factory.llm.spec import EndpointSpec, public
 from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig
 from factory.records import DialogueRecord, StepPlacement
@@ -85,7 +86,7 @@ class ChunkProcessor:
         self.cache = ReplyCache(settings.reply_cache) if settings.reply_cache else None
         self.client = ChatClient(settings.endpoint, api_key, self.cache)
         self.agent_clients = {key: ChatClient(spec, api_key, self.cache) for key, spec in settings.agents.items()}
-        self.batches: dict[EndpointSpec, BatchChat] = {}
+        self.batches: dict[str, BatchChat] = {}
         self.api_key = api_key
         self.voices = Voices(self._port(self.client), {key: self._port(c) for key, c in self.agent_clients.items()})
         # one client per judge endpoint, shared by the critics it judges for (so one adaptive limit)
@@ -104,16 +105,15 @@ class ChunkProcessor:
         self.on_finished: Callable[[], None] | None = None
 
     def _port(self, client: ChatClient) -> ChatPort:
-        """The client itself, or with llm.batch, the Batch API of its endpoint (one per endpoint and model)."""
+        """The client itself, or with llm.batch, the Batch API of its endpoint: one per base URL
+        and model (specs that differ in limits alone share it, and its registry on disk)."""
         if self.settings.batch_dir is None:
             return client
-        if client.spec not in self.batches:
-            where = (
-                Path(self.settings.batch_dir)
-                / prompt_hash([{"endpoint": client.spec.base_url, "model": client.spec.model}])[:16]
-            )
-            self.batches[client.spec] = BatchChat(client, self.api_key, where, self.settings.batch_poll_seconds)
-        return self.batches[client.spec]
+        name = hashlib.sha256(f"{client.spec.base_url}\n{client.spec.model}".encode()).hexdigest()[:16]
+        if name not in self.batches:
+            where = Path(self.settings.batch_dir) / name
+            self.batches[name] = BatchChat(client, self.api_key, where, self.settings.batch_poll_seconds)
+        return self.batches[name]
 
     async def _one(self, row: PlannedRow) -> DialogueRecord:
         record = row[0]  # planned for this one dialogue; a Ray worker gets its own copy

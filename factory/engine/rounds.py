@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from factory.critics.base import JudgePanel, passed_so_far
-from factory.engine.budget import BudgetGate
+from factory.engine.budget import BudgetGate, record_tokens
 from factory.engine.journal import RunJournal
 from factory.engine.local import LocalRunner
 from factory.engine.processor import Chunk, EngineSettings, RunnerReport, Ticks, merge_endpoint_reports
@@ -134,7 +134,7 @@ class RoundSummary:
 
     def add(self, record: DialogueRecord) -> None:
         self.dialogues += 1
-        self.tokens += record.generation.usage.total_tokens + sum(v.tokens for v in record.verdicts)
+        self.tokens += record_tokens(record)
         self.few_shot_from.update(record.generation.few_shot_ids)
         if passed_so_far(record):
             self.accepted += 1

@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -115,7 +116,7 @@ def judge_source(
         sort_keys=False,
     )  # fmt: skip
     made_by = JudgingRecipe(f"judged-{recipe.name}", text)
-    with open_endpoint(recipe.llm) if needs_generator(critics, experts) else _no_generator() as generator:
+    with open_endpoint(recipe.llm) if needs_generator(critics, experts) else nullcontext() as generator:
         judges = judge_panels(critics, recipe.llm, generator, api_key)
         spec = generator or next(iter(judges.values())).jurors[0].spec
         records, report = _judge_all(source.records, recipe, critics, spec, judges, api_key, show_progress)
@@ -129,16 +130,6 @@ def judge_source(
             stats = _write(writer, records, critics, made_by, recipe, spec, judges, manifest, out)
             writer.publish(f"{writer.version}: {made_by.name}, {stats.accepted} accepted of {stats.generated}")
     return JudgeResult(folder.path, writer.version, stats.generated, stats.accepted, dict(stats.rejected_by))
-
-
-class _no_generator:
-    """No generator endpoint is needed when every judge has a server of its own."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _only(critics: CriticsConfig, experts: list[str]) -> CriticsConfig:

@@ -5,7 +5,6 @@ naming the file, the row and the column."""
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -96,30 +95,22 @@ def _hub_source(repo: str, revision: str | None, mapping: ChatMapping) -> Judged
         commit = api.dataset_info(repo, revision=revision).sha
         names = api.list_repo_files(repo, repo_type="dataset", revision=commit)
 
-    def fetch(name: str) -> bytes:
+    def fetch(name: str) -> Path:
         with hub_errors(f"{name} from", repo):
-            path = hf_hub_download(
-                repo, name, repo_type="dataset", revision=commit, endpoint=api.endpoint, token=api.token
+            return Path(
+                hf_hub_download(
+                    repo, name, repo_type="dataset", revision=commit, endpoint=api.endpoint, token=api.token
+                )
             )
-        return Path(path).read_bytes()
 
     provenance = {"repo": repo, "revision": revision or "main", "commit": commit}
     if "manifest.json" in names:  # a factory version, pushed
-        files = {name: fetch(name) for name in names if name.startswith("data/")}
+        files = {name: fetch(name).read_bytes() for name in names if name.startswith("data/")}
         return JudgedSource(_version_records(files, where), provenance)
     records: list[DialogueRecord] = []
     for name in sorted(n for n in names if _chat_file(n)):
-        data = fetch(name)
-        rows = (
-            enumerate(pq.read_table(io.BytesIO(data)).to_pylist(), start=1)
-            if name.endswith(".parquet")
-            else (
-                (n, json.loads(line))
-                for n, line in enumerate(data.decode("utf-8").splitlines(), start=1)
-                if line.strip()
-            )
-        )
-        records.extend(_chat_records(Path(name).name, rows, mapping, f"{where}/{name}"))
+        # read as a local file is: the same rows, the same one-line errors for a bad one
+        records.extend(_chat_records(Path(name).name, _rows(fetch(name)), mapping, f"{where}/{name}"))
     if not records:
         raise InputError("no .parquet or .jsonl files to judge", path=where)
     return JudgedSource(records, {**provenance, "mapping": mapping.__dict__})
