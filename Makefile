@@ -27,10 +27,18 @@ $(LLAMA_WHEEL_STAMP): | $(BIN)/python
 
 $(STAMP): pyproject.toml Makefile $(LLAMA_WHEEL_STAMP) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
-	$(BIN)/python -m pip install --quiet --find-links $(WHEELS) 'llama-cpp-python==$(LLAMA_CPP_VERSION)' -e '.[embedded,test]'
+	$(BIN)/python -m pip install --quiet --find-links $(WHEELS) 'llama-cpp-python==$(LLAMA_CPP_VERSION)' -e '.[embedded,review,test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The review app's browser test drives Debian's Chromium; installed once per machine where missing
+# (as root, or through sudo).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium > /dev/null || \
+		{ $(if $(filter 0,$(shell id -u)),,sudo) apt-get update > /dev/null && \
+		  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium > /dev/null; }
+
+install: $(STAMP) $(CHROMIUM)
 
 demo: install
 	$(BIN)/persona-factory run pipelines/quickstart.yaml --out out/quickstart

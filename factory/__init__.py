@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("critics",),  # the critic registry, each critic, dedup, acceptance, evaluation
     ("engine",),  # rounds, the dialogue coroutine, local and Ray runners, journal, resume
     ("plan",),  # a run's calls, tokens and cost, told before it starts
-    ("run", "bank", "rejudge"),  # a dialogue run; a persona-bank build; judging dialogues that exist
+    ("run", "bank", "rejudge", "calibrate"),  # a dialogue run; a bank build; judging again; critics against labels
     ("distilabel",),  # the factory's parts as distilabel steps; a whole recipe as one
     ("cli",),  # flags -> one library call -> print
 )

@@ -27,6 +27,7 @@ from factory.dataset.bank_card import (
 )
 from factory.dataset.card import published_folder_name
 from factory.dataset.folder import DatasetFolder
+from factory.dataset.review_section import persona_cell
 from factory.dataset.version import VersionWriter
 from factory.errors import PipelineError
 from factory.llm.embeddings import Embedder, open_embedder
@@ -119,7 +120,7 @@ def build_bank(
             manifest.update(_bank_manifest(writer, made, coverage, runner, embedder))
             writer.finish(
                 card=_bank_card(writer, recipe, made, coverage, spec, embedder, out),
-                ids_by_split={BANK_SPLIT: [p.id for p in made.personas]},
+                cells_by_split={BANK_SPLIT: {p.id: persona_cell(p) for p in made.personas}},
                 review_seed=recipe.seed, review_samples={BANK_SPLIT: REVIEW_SAMPLES},
                 recipe_text=recipe_text, manifest=manifest,
             )  # fmt: skip

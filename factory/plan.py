@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -27,7 +28,7 @@ from factory.llm.pricing import usd
 from factory.llm.spec import EndpointSpec, json_response_format
 from factory.llm.tokens import TokenCounter, counter_for
 from factory.personas import plan
-from factory.personas.casting import Cast
+from factory.personas.casting import Cast, cells_of, quota_cells
 from factory.recipes import Recipe
 from factory.recipes.critics import LLMCriticConfig, judges_of, needs_llm
 from factory.recipes.llm import PricingConfig
@@ -72,6 +73,7 @@ class RunPlan:
     tokenizer: TokenCounter
     measured_on: str | None  # the version the expected figures come from
     steps: list[StepPlan] = field(default_factory=list)
+    top_up_casts: int = 0  # casting.accepted_per_cell: the most casts its top-up rounds may add
 
     def total(self, attribute: str) -> float | None:
         values = [getattr(step, attribute) for step in self.steps]
@@ -119,6 +121,11 @@ class RunPlan:
                 f"worst case: {_number(sum(t for t in worst_tokens if t is not None))} tokens"
                 + (f", {usd(self.total_cost(worst=True))}" if self.total_cost(worst=True) is not None else "")
             )
+        if self.top_up_casts:
+            lines.append(
+                f"casting.accepted_per_cell: top-up rounds may add up to {self.top_up_casts:,} casts for cells the "
+                "critics leave short (not in the figures above)"
+            )
         if all(step.pricing is None for step in self.steps):
             lines.append("no cost: set llm.pricing {input_per_mtok, output_per_mtok} (and a judge's own) to see one")
         return "\n".join(lines)
@@ -153,6 +160,7 @@ def plan_run(
         rounds=len(round_shares(casts, generation.rounds)) if casts else 0,
         tokenizer=counter,
         measured_on=previous_version if stats else None,
+        top_up_casts=top_up_bound(recipe, casts),
     )
     result.steps.append(_generation(recipe, casts, counter, stats))
     if not casts:
@@ -168,6 +176,16 @@ def plan_run(
         asked = _asked(partial(select_best, pair, recipe.critics.quality), recipe)
         result.steps.append(_quality(recipe, casts, stats, counter, asked))
     return result
+
+
+def top_up_bound(recipe: Recipe, casts: list[Cast]) -> int:
+    """The most casts accepted_per_cell's top-up rounds can add: each gives one short cell one
+    more try, and a cell has at most ``attempts_per_cell`` in all."""
+    if not recipe.casting.accepted_per_cell:
+        return 0
+    cells = quota_cells(recipe.casting.quota)
+    initial = Counter(cell for cast in casts for cell in cells_of(cast.speakers, cells))
+    return sum(max(0, recipe.casting.attempts_per_cell - initial[cell]) for cell in cells)
 
 
 class _Recorder:

@@ -154,7 +154,7 @@ def run_recipe(
         speakers = AgentsAndJudges(agents, judges)
         shown = progress_for(planned, journal.rows, show_progress, prices_of(spec, judges), quiet)
         execution = _execute(started, spec, speakers, journal, api_key, shown, gate)
-        _check_finished(execution, gate, journal.rows, planned, out)
+        _check_finished(execution, gate, journal.rows, planned + execution.topped_up, out)
         writer = VersionWriter(folder)
         manifest = writer.manifest_head(
             recipe, endpoint_provenance(spec), interrupted.started_at or started.at, started.monotonic
@@ -237,6 +237,7 @@ def _execute(
             recipe, started.plan.casts, spec, journal, on_ray=_on_ray(recipe), api_key=api_key,
             progress=shown.update if shown else None, agents=speakers.agents, judges=speakers.judges, budget=budget,
             journaled=shown.journaled if shown else None, batch_dir=str(journal.directory.parent / "batches"),
+            top_up=started.plan.top_up,
         )  # fmt: skip
     finally:
         if shown is not None:
@@ -269,6 +270,7 @@ def _write(
         pretty_name=recipe.output.pretty_name,
         samples=recipe.output.samples_in_card,
         rounds=execution.rounds,
+        coverage=execution.coverage,
         critic_report=started.critic_report,
         persona_banks=manifest["persona_banks"],
         critics=recipe.critics.enabled(),
@@ -281,8 +283,8 @@ def _write(
     card = dialogue_card(writer, context, stats, samples, manifest, released_of(writer.folder), started.recipe_text)
     review = recipe.output.review_samples
     writer.finish(
-        card=card, ids_by_split=ids, review_seed=recipe.seed,
-        review_samples={"accepted": review, "rejected": -(-review // 2)},
+        card=card, cells_by_split=ids, review_seed=recipe.seed,
+        review_samples={"accepted": review, "rejected": -(-review // 2)}, labels_required=recipe.output.review_labels,
         recipe_text=started.recipe_text, manifest=manifest,
         pipeline_text=pipeline_yaml(started.recipe_text, recipe.name),
     )  # fmt: skip

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from factory.cli.calibrate import critics_calibrate
 from factory.cli.review import review_app
 from factory.errors import FactoryError, InputError
 from factory.settings import PACKAGED_RECIPES
@@ -30,6 +31,7 @@ personas_app = typer.Typer(no_args_is_help=True, help="Persona banks: build them
 app.add_typer(personas_app, name="personas")
 critics_app = typer.Typer(no_args_is_help=True, help="The expert critics: measure them against labelled data.")
 app.add_typer(critics_app, name="critics")
+critics_app.command("calibrate")(critics_calibrate)
 app.add_typer(review_app, name="review")
 
 JudgeBaseURL = Annotated[

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from factory.errors import InputError
@@ -28,9 +30,39 @@ def review_show(
     lines += [f"  [{'x' if state.checklist[key] else ' '}] {key}: {text}" for key, text in state.items.items()]
     lines += [f"  read ({split}): {', '.join(ids)}" for split, ids in state.samples.items()]
     lines += [
+        f"  labelled: {label['id']} by {label['reviewer']}: in character {'yes' if label['in_character'] else 'no'}, "
+        f"quality {label['quality']}" + (f", flags {', '.join(label['flags'])}" if label["flags"] else "")
+        for label in state.labels
+    ]
+    if state.labels_required and state.unlabelled:
+        lines.append(f"  to label: {', '.join(state.unlabelled)}")
+    lines += [
         f"  signed: {s['reviewer']} {s['decision']} ({s['date']}) {s.get('notes', '')}".rstrip() for s in state.signoffs
     ]
     typer.echo("\n".join(lines))
+
+
+@review_app.command("label")
+def review_label(
+    target: str = typer.Argument(..., help=TARGET_HELP),
+    dialogue_id: str = typer.Option(..., "--id", help="A sampled dialogue's id (`review show` lists them)."),
+    reviewer: str = typer.Option(..., help="Who labels."),
+    in_character: str = typer.Option(..., help="yes or no: does every speaker stay in character?"),
+    quality: int = typer.Option(..., help="1 (unusable) to 5 (worth training on)."),
+    flag: list[str] = typer.Option([], help="toxic, identifying, off_persona or repetitive; repeatable."),
+    note: str = typer.Option("", help="What the reviewer saw."),
+    version: str | None = typer.Option(None, help=VERSION_HELP),
+) -> None:
+    """Label one sampled dialogue in the card: in character, quality, flags."""
+    from factory.review import label_version, opened
+
+    if in_character not in ("yes", "no"):
+        raise InputError(f"in-character must be yes or no, not {in_character!r}", field="--in-character")
+    place, version = opened(target, version)
+    label = {"id": dialogue_id, "in_character": in_character == "yes", "quality": quality, "flags": flag, "note": note}
+    state = label_version(place, version, reviewer, label)
+    left = ", ".join(state.unlabelled) or "none"
+    typer.echo(f"{version}: {dialogue_id} labelled by {reviewer}; sampled dialogues left to label: {left}")
 
 
 @review_app.command("sample")
@@ -91,3 +123,34 @@ def review_reject(
     place, version = opened(target, version)
     reject_version(place, version, reason)
     typer.echo(f"{version} is rejected: {reason}")
+
+
+@review_app.command("app")
+def review_app_command(
+    target: str = typer.Argument(..., help=TARGET_HELP),
+    version: str | None = typer.Option(None, help=VERSION_HELP),
+    host: str = typer.Option("127.0.0.1", help="Address to serve on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(7860, help="Port to serve on."),
+    space: Path | None = typer.Option(
+        None, help="Instead of serving: write app.py, requirements.txt and README.md of a Hugging Face Space here."
+    ),
+) -> None:
+    """The review in a web page: summary and charts, each sampled dialogue with its verdicts, a label
+    form, the checklist, sign, approve and reject; the same card state as the other review commands."""
+    from factory.hub import HUB_PREFIX
+
+    if space is not None:
+        from factory.review.app import write_space
+
+        if not target.startswith(HUB_PREFIX):
+            raise InputError(f"a Space reviews a Hub dataset: write the target as {HUB_PREFIX}org/name", field="TARGET")
+        written = write_space(target[len(HUB_PREFIX) :], space)
+        typer.echo(f"wrote {', '.join(str(path) for path in written)}; push the folder as a Gradio Space")
+        return
+    try:
+        import gradio  # noqa: F401
+    except ImportError as missing:
+        raise InputError("the review app needs Gradio: pip install 'persona-factory[review]'") from missing
+    from factory.review.app import launch
+
+    launch(target, version, host, port)

@@ -46,14 +46,16 @@ from factory.records import DialogueRecord, Verdict
 from factory.settings import environment, resolve_data_path
 
 
-def auroc(scores: list[float], positives: list[bool]) -> float | None:
-    """Probability that a random positive scores above a random negative (ties count half)."""
-    pos = [s for s, p in zip(scores, positives) if p]
-    neg = [s for s, p in zip(scores, positives) if not p]
+def auroc(scores: list[float], positives: list[bool], weights: list[float] | None = None) -> float | None:
+    """Probability that a random positive scores above a random negative (ties count half); with
+    ``weights``, each example counts as that many (a stratified sample's rows stand for their stratum)."""
+    weights = weights or [1.0] * len(scores)
+    pos = [(s, w) for s, p, w in zip(scores, positives, weights) if p]
+    neg = [(s, w) for s, p, w in zip(scores, positives, weights) if not p]
     if not pos or not neg:
         return None
-    wins = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg)
-    return wins / (len(pos) * len(neg))
+    wins = sum(wa * wb * ((a > b) + 0.5 * (a == b)) for a, wa in pos for b, wb in neg)
+    return wins / (sum(w for _, w in pos) * sum(w for _, w in neg))
 
 
 def _ranks(values: list[float]) -> list[float]:

@@ -12,6 +12,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from factory.dataset.card_sections import (
     changelog_section,
     counts_section,
+    coverage_section,
     critic_report_section,
     critics_section,
     modes_section,
@@ -20,6 +21,7 @@ from factory.dataset.card_sections import (
     samples_section,
     tokens_section,
 )
+from factory.dataset.charts import Chart, charts_section
 from factory.dataset.stats import RunStats
 from factory.records import SCHEMA_VERSION, DialogueRecord
 
@@ -91,6 +93,8 @@ class CardContext:
     chat_config: bool = False  # accepted role-plays also as chat messages, the `messages` config
     critics: list[str] = field(default_factory=list)  # every critic the recipe enabled, in cascade order
     load_as: str = "PATH"  # what `load_dataset` is given: the folder as the run named it, the Hub repo once pushed
+    coverage: list[dict[str, Any]] = field(default_factory=list)  # quota cells after filtering
+    charts: list[Chart] = field(default_factory=list)  # PNG files of the version, linked by relative path
 
 
 def factory_card_data(
@@ -151,6 +155,7 @@ def card_data(
             "rounds": context.rounds,
             "persona_banks": context.persona_banks,
             "changelog": context.changelog,
+            "coverage": context.coverage,
         },
     )
 
@@ -201,6 +206,8 @@ def render_card(
         *critics_section(stats, context.critics),
         *tokens_section(stats),
         *persona_sections(stats),
+        *coverage_section(context.coverage),
+        *charts_section(context.charts),
         *rounds_section(context.rounds),
         *changelog_section(context.changelog),
         *critic_report_section(context.critic_report),

@@ -78,6 +78,33 @@ def rounds_section(rounds: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def coverage_section(coverage: list[dict[str, Any]]) -> list[str]:
+    """The quota cells after the critics: what was asked, cast and kept, and why a cell fell short."""
+    if not coverage:
+        return []
+    requested = coverage[0]["requested"]
+    rows = [
+        [c["cell"], "-" if c["requested"] is None else c["requested"], c["cast"], c["accepted"],
+         "yes" if c["filled"] else f"no: rejected most by `{c['rejected_most_by'] or 'none'}`"]
+        for c in coverage
+    ]  # fmt: skip
+    short = [c for c in coverage if not c["filled"]]
+    lines = ["## Coverage after filtering", ""]
+    if requested is not None:
+        lines += [
+            f"`casting.accepted_per_cell` asks for {requested} accepted dialogue(s) per cell; cells short of it were "
+            "cast again, round after round, until full or out of attempts (`casting.cell_attempts`).",
+            "",
+        ]
+    lines += [markdown_table(["cell", "requested", "cast", "accepted", "filled"], rows), ""]
+    if short:
+        named = ", ".join(
+            f"{c['cell']} ({c['accepted']} of {c['requested']}, mostly `{c['rejected_most_by']}`)" for c in short
+        )
+        lines += [f"Not filled: {named}.", ""]
+    return lines
+
+
 def changelog_section(changelog: dict[str, Any] | None) -> list[str]:
     if not changelog:
         return []
@@ -115,6 +142,9 @@ def _measured_with(expert: str, report: dict[str, Any]) -> list[str]:
     return [report["model"]] if report.get("model") and needs_llm(expert) else []
 
 
+TRUST_HEADING = "## How far to trust these critics"  # `critics eval` and `critics calibrate` both write here
+
+
 def critic_report_section(report: dict[str, Any] | None) -> list[str]:
     if not report:
         return []
@@ -124,7 +154,7 @@ def critic_report_section(report: dict[str, Any] | None) -> list[str]:
         for e in report.get("experts", [])
     ]  # fmt: skip
     return [
-        "## How far to trust these critics",
+        TRUST_HEADING,
         "",
         f"From `persona-factory critics eval` on {report.get('data', 'labelled data')}:",
         "",

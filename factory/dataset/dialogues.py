@@ -14,7 +14,9 @@ from typing import Any
 
 from factory.dataset.card import CardContext, render_card
 from factory.dataset.changelog import changelog
+from factory.dataset.charts import write_charts
 from factory.dataset.folder import DatasetFolder
+from factory.dataset.review_section import dialogue_cell
 from factory.dataset.stats import RunStats, StatsAccumulator
 from factory.dataset.version import VersionWriter
 from factory.failpoints import failpoint
@@ -56,9 +58,9 @@ def write_dialogues(
     chat_rows: ChatRows,
     context: CardContext,
     prices: Prices | None = None,
-) -> tuple[RunStats, list[DialogueRecord], dict[str, list[str]]]:
+) -> tuple[RunStats, list[DialogueRecord], dict[str, dict[str, str]]]:
     """The splits and the chat config into ``writer``; the statistics, the records the card shows
-    and the ids of each split (for the review's samples)."""
+    and the ids of each split with their persona cells (for the review's stratified sample)."""
     counts = dict.fromkeys(SPLITS, 0)
     chat_count = 0
     for batch in batches():
@@ -71,7 +73,7 @@ def write_dialogues(
     accumulator = StatsAccumulator(prices)
     shown = {"accepted": context.samples, "rejected": max(1, context.samples // 2) if context.samples else 0}
     samples: dict[str, list[DialogueRecord]] = {split: [] for split in SPLITS}
-    ids: dict[str, list[str]] = {split: [] for split in SPLITS}
+    ids: dict[str, dict[str, str]] = {split: {} for split in SPLITS}
     for batch in batches():
         for record in batch:
             settle(record)
@@ -81,7 +83,7 @@ def write_dialogues(
             splits[split].add(record)
             if record.accepted and chat_rows.has_row(record):
                 chat.add(chat_rows.row(record))
-            ids[split].append(record.id)
+            ids[split][record.id] = dialogue_cell(record)
             samples[split] = sorted([*samples[split], record], key=lambda r: r.id)[: shown[split]]
     writer.close_splits()
     failpoint("writing")
@@ -109,6 +111,8 @@ def dialogue_card(
         chat_info = writer.dataset_info([CHAT_CONFIG], config_name=CHAT_CONFIG)
         chat_info["splits"] = [{**split, "name": "train"} for split in chat_info["splits"]]
         info = [main_info, chat_info]
+    context.charts = write_charts(writer.staging, stats, context.rounds, context.coverage)
+    manifest["charts"] = [chart.path for chart in context.charts]
     if released is not None:
         context.changelog = manifest["changelog"] = changelog(
             released.version, released.manifest, released.recipe_text, manifest["stats"], recipe_text

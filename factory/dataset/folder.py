@@ -26,7 +26,7 @@ from factory.errors import OutputError
 
 STATE_DIR = ".persona-factory"
 REVIEW_PREFIX = "review/"
-PUBLISHED_ENTRIES = ("data", "README.md", "recipe.yaml", "manifest.json", "pipeline.yaml")
+PUBLISHED_ENTRIES = ("data", "charts", "README.md", "recipe.yaml", "manifest.json", "pipeline.yaml")
 _VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 _GIT_IDENTITY = ["-c", "user.name=persona-factory", "-c", "user.email=persona-factory@localhost"]
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import random
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from factory.errors import ReviewError
+from factory.records import DialogueRecord, PersonaProfile
 
 # What a reviewer confirms, by what the version holds: a dialogue dataset or a persona bank.
 CHECKLISTS = {
@@ -33,6 +35,8 @@ CHECKLISTS = {
         "dropped": "The personas that were dropped, and why, are acceptable (see Dropped).",
     },
 }
+# What a reviewer may flag a dialogue for, besides the yes/no of in character and a quality of 1-5.
+LABEL_FLAGS = ("toxic", "identifying", "off_persona", "repetitive")
 SECTION_START = "<!-- review:start -->"
 SECTION_END = "<!-- review:end -->"
 _BOX = re.compile(r"^- \[([ xX])\] .*<!-- review:(\w+) -->\s*$", re.M)
@@ -47,6 +51,11 @@ class ReviewState:
     seed: int = 0
     signoffs: list[dict[str, str]] = field(default_factory=list)
     reasons: str = ""
+    # the sample's strata: split, persona cell, how many of the version's rows it holds, which were drawn
+    strata: list[dict[str, Any]] = field(default_factory=list)
+    # per dialogue and reviewer: id, reviewer, in_character, quality, flags, note, date
+    labels: list[dict[str, Any]] = field(default_factory=list)
+    labels_required: bool = False  # approval waits for a label on every sampled dialogue
 
     def __post_init__(self) -> None:
         self.checklist = {key: self.checklist.get(key, False) for key in CHECKLISTS[self.kind]}
@@ -59,18 +68,76 @@ class ReviewState:
     def missing(self) -> list[str]:
         return [key for key, done in self.checklist.items() if not done]
 
+    @property
+    def sampled(self) -> list[str]:
+        return [i for ids in self.samples.values() for i in ids]
+
+    @property
+    def unlabelled(self) -> list[str]:
+        labelled = {label["id"] for label in self.labels}
+        return [i for i in self.sampled if i not in labelled]
+
+    def weights(self) -> dict[str, float]:
+        """Each sampled row's weight: the rows of its stratum it stands for (1 without strata, as
+        in cards written before the sample was stratified)."""
+        weights = {i: 1.0 for i in self.sampled}
+        for stratum in self.strata:
+            for i in stratum["ids"]:
+                weights[i] = stratum["size"] / len(stratum["ids"])
+        return weights
+
+    def split_of(self, dialogue_id: str) -> str | None:
+        return next((split for split, ids in self.samples.items() if dialogue_id in ids), None)
+
 
 def card_kind(metadata: dict[str, Any]) -> str:
     return "personas" if (metadata.get("persona_factory") or {}).get("kind") == "persona_bank" else "dialogues"
 
 
-def pick_samples(ids_by_split: dict[str, list[str]], seed: int, per_split: dict[str, int]) -> dict[str, list[str]]:
+def persona_cell(persona: PersonaProfile) -> str:
+    """The cell a persona is drawn from in the review's stratified sample: its MBTI type, or its kind."""
+    return f"mbti={persona.mbti}" if persona.mbti else f"kind={persona.kind}"
+
+
+def dialogue_cell(record: DialogueRecord) -> str:
+    """A dialogue's stratum: its first speaker's cell (every speaker's would split a small sample to nothing)."""
+    return persona_cell(record.speakers[0]) if record.speakers else "none"
+
+
+def pick_samples(
+    cells_by_split: dict[str, dict[str, str]], seed: int, per_split: dict[str, int]
+) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
+    """The rows to read of each split, drawn with ``seed`` and stratified over persona cells
+    (``cells_by_split`` maps each row's id to its cell): each cell gets its share of the split's
+    draws (largest remainder), so the sample is spread as the split is, and the strata recorded
+    with their sizes weight each labelled row for estimates over the whole version."""
     rng = random.Random(seed)
-    return {
-        split: sorted(rng.sample(sorted(ids), min(per_split.get(split, 0), len(ids))))
-        for split, ids in ids_by_split.items()
-        if ids and per_split.get(split, 0)
-    }
+    samples: dict[str, list[str]] = {}
+    strata: list[dict[str, Any]] = []
+    for split, cells in cells_by_split.items():
+        wanted = min(per_split.get(split, 0), len(cells))
+        if not wanted:
+            continue
+        by_cell: dict[str, list[str]] = defaultdict(list)
+        for row_id in sorted(cells):
+            by_cell[cells[row_id]].append(row_id)
+        for cell, drawn in _allocate({cell: len(ids) for cell, ids in sorted(by_cell.items())}, wanted, rng).items():
+            ids = sorted(rng.sample(by_cell[cell], drawn))
+            strata.append({"split": split, "cell": cell, "size": len(by_cell[cell]), "ids": ids})
+        samples[split] = sorted(i for stratum in strata if stratum["split"] == split for i in stratum["ids"])
+    return samples, strata
+
+
+def _allocate(sizes: dict[str, int], wanted: int, rng: random.Random) -> dict[str, int]:
+    """``wanted`` draws shared over strata in proportion to their sizes, remainders to the largest
+    fractions (ties broken by ``rng``); strata that get none are left out."""
+    total = sum(sizes.values())
+    exact = {cell: wanted * size / total for cell, size in sizes.items()}
+    shares = {cell: int(value) for cell, value in exact.items()}
+    order = sorted(sizes, key=lambda cell: (-(exact[cell] - shares[cell]), rng.random()))
+    for cell in order[: wanted - sum(shares.values())]:
+        shares[cell] += 1
+    return {cell: share for cell, share in shares.items() if share}
 
 
 def render_section(state: ReviewState) -> str:
@@ -82,6 +149,9 @@ def render_section(state: ReviewState) -> str:
     lines += ["", f"Dialogues to read (drawn with seed {state.seed}; `persona-factory review sample` prints them):", ""]
     for split, ids in state.samples.items():
         lines.append(f"- {split}: " + ", ".join(f"`{i}`" for i in ids))
+    if state.kind == "dialogues":
+        lines += ["", "Labels (`persona-factory review label`, or the review app):", ""]
+        lines += [_label_line(label) for label in state.labels] or ["- none yet"]
     lines += ["", "Sign-offs:", ""]
     lines += [
         f"- {s['reviewer']}: {s['decision']} ({s['date']}){' - ' + s['notes'] if s.get('notes') else ''}"
@@ -91,6 +161,13 @@ def render_section(state: ReviewState) -> str:
         lines += ["", f"Rejected because: {state.reasons}"]
     lines += ["", SECTION_END]
     return "\n".join(lines)
+
+
+def _label_line(label: dict[str, Any]) -> str:
+    flags = f", flagged {', '.join(label['flags'])}" if label.get("flags") else ""
+    note = f" - {label['note']}" if label.get("note") else ""
+    character = "in character" if label["in_character"] else "NOT in character"
+    return f"- `{label['id']}`: {character}, quality {label['quality']}{flags} ({label['reviewer']}, {label['date']}){note}"
 
 
 def _split_card(text: str) -> tuple[dict[str, Any], str]:
@@ -112,6 +189,9 @@ def read_state(text: str) -> ReviewState:
         seed=review.get("seed", 0),
         signoffs=review.get("signoffs") or [],
         reasons=review.get("reasons") or "",
+        strata=review.get("strata") or [],
+        labels=review.get("labels") or [],
+        labels_required=bool(review.get("labels_required", False)),
     )
     for mark, key in _BOX.findall(body):
         if key in state.checklist:
@@ -131,6 +211,9 @@ def write_state(text: str, state: ReviewState) -> str:
         "samples": state.samples,
         "checklist": state.checklist,
         "signoffs": state.signoffs,
+        "strata": state.strata,
+        "labels": state.labels,
+        "labels_required": state.labels_required,
         **({"reasons": state.reasons} if state.reasons else {}),
     }
     section = render_section(state)

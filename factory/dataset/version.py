@@ -137,17 +137,19 @@ class VersionWriter:
         self,
         *,
         card: str,
-        ids_by_split: dict[str, list[str]],
+        cells_by_split: dict[str, dict[str, str]],
         review_seed: int,
         review_samples: dict[str, int],
+        labels_required: bool = False,
         recipe_text: str,
         manifest: dict[str, Any],
         pipeline_text: str | None = None,
     ) -> None:
         """The card with its review section (the samples a reviewer must read, drawn with
-        ``review_seed``), the recipe, the manifest, and the distilabel pipeline that reruns it."""
-        picked = pick_samples(ids_by_split, review_seed, review_samples)
-        review = ReviewState(samples=picked, seed=review_seed)
+        ``review_seed``, stratified over the persona cells ``cells_by_split`` gives each row), the
+        recipe, the manifest, and the distilabel pipeline that reruns it."""
+        picked, strata = pick_samples(cells_by_split, review_seed, review_samples)
+        review = ReviewState(samples=picked, seed=review_seed, strata=strata, labels_required=labels_required)
         (self.staging / "README.md").write_text(write_state(card, review), encoding="utf-8")
         (self.staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
         if pipeline_text is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from factory.critics.base import JudgePanel, passed_so_far
 from factory.engine.budget import BudgetGate, record_tokens
+from factory.engine.coverage import CellCoverage
 from factory.engine.journal import RunJournal
 from factory.engine.local import LocalRunner
 from factory.engine.processor import Chunk, EngineSettings, RunnerReport, Ticks, merge_endpoint_reports
@@ -27,7 +28,7 @@ from factory.generation.spc import pick_few_shot
 from factory.generation.writer import FewShotExample
 from factory.llm.cache import cache_directory
 from factory.llm.spec import EndpointSpec
-from factory.personas.casting import Cast
+from factory.personas.casting import Cast, CellTopUp, quota_cells
 from factory.recipes import Recipe
 from factory.records import DialogueRecord, GenerationMeta
 
@@ -169,6 +170,8 @@ class Execution:
     report: dict[str, Any]
     nodes_by_step: dict[str, list[str]]
     budget_stop: str | None = None  # why the budget held the rest of the run back, if it did
+    coverage: list[dict[str, Any]] = field(default_factory=list)  # per quota cell: requested, cast, accepted
+    topped_up: int = 0  # dialogues planned by the top-up rounds, beyond the recipe's own
 
 
 def execute(
@@ -185,67 +188,114 @@ def execute(
     budget: BudgetGate | None = None,
     journaled: Callable[[list[DialogueRecord], bool], None] | None = None,
     batch_dir: str | None = None,
+    top_up: CellTopUp | None = None,
 ) -> Execution:
     """Every round: plan the chunks of its casts not yet in the journal, run them, write each
     finished chunk to the journal; then feed the round's best accepted dialogues to the next.
-    A ``budget`` holds back the chunks it cannot pay for, and the rounds after them;
-    ``journaled`` hears of every batch in the journal (``True``: one an earlier attempt left).
-    With llm.batch the calls go through the endpoint's Batch API, kept in ``batch_dir``."""
+    With ``top_up`` (casting.accepted_per_cell), rounds of new casts follow for the quota cells
+    still short of accepted dialogues. A ``budget`` holds back the chunks it cannot pay for, and
+    the rounds after them; ``journaled`` hears of every batch in the journal (``True``: one an
+    earlier attempt left). With llm.batch the calls go through the endpoint's Batch API, kept in
+    ``batch_dir``."""
     generation = recipe.generation
     settings = EngineSettings(
         spec, generation, recipe.critics, agents or {}, judges or {}, cache_directory(recipe.llm.cache),
         batch_dir if recipe.llm.batch else None, recipe.llm.batch_poll_seconds,
     )  # fmt: skip
-    mode_of = modes_of(recipe, casts)
     runner = _runner(recipe, settings, on_ray and not recipe.llm.batch, api_key)  # batches go out from the driver
     shares = round_shares(casts, generation.rounds)
-    keep = max(generation.few_shot, 2) if generation.few_shot else 0
-    tally = _Tally([RoundSummary(round=r, keep=keep, casts=len(share)) for r, share in enumerate(shares)], budget)
+    cells = quota_cells(recipe.casting.quota) if recipe.casting.strategy == "quota" else []
+    tally = _Tally(
+        [], budget, keep=max(generation.few_shot, 2) if generation.few_shot else 0,
+        coverage=CellCoverage(cells, recipe.casting.accepted_per_cell),
+    )  # fmt: skip
+    for iteration, share in enumerate(shares):
+        tally.summary(iteration).casts = len(share)
     # What the journal already holds counts towards its round, as if it had just been made.
     for batch in journal.batches():
         tally.add(batch)
         if journaled is not None:
             journaled(batch, True)
-    reports: list[RunnerReport] = []
     failpoint("planned")
-    fed_back: list[FewShotExample] = []
-    for iteration, share in enumerate(shares):
-
-        def finished(records: list[DialogueRecord]) -> None:
-            journal.append(records)
-            failpoint("journaled")
-            tally.add(records, just_made=True)
-            if journaled is not None:
-                journaled(records, False)
-
-        chunks = chunks_of(recipe, share, spec, iteration, fed_back, tally.done, mode_of)
-        reports.append(runner.run(budget.gate(chunks) if budget else chunks, finished, progress))
-        if budget is not None and budget.stopped:
-            break  # the next round feeds on this one's best: it waits for the resume that finishes this one
-        summary = tally.summaries[iteration]
-        if summary.accepted and generation.few_shot:
-            fed_back = [FewShotExample.from_record(r, generation.max_turns) for r in summary.best()]
+    rounds = _Rounds(recipe, spec, runner, journal, tally, progress, journaled, mode_of=modes_of(recipe, casts))
+    finished = all(rounds.run(iteration, share) for iteration, share in enumerate(shares))
+    iteration, topped_up = len(shares), 0
+    while finished and top_up is not None and (more := tally.coverage.next_casts(top_up, iteration)):
+        rounds.mode_of = modes_of(recipe, more)
+        topped_up += planned_dialogues(recipe, more)
+        finished = rounds.run(iteration, more)
+        iteration += 1
     return Execution(
         rounds=[summary.as_dict() for summary in tally.summaries],
-        report=_combine(reports),
+        report=_combine(rounds.reports),
         nodes_by_step={step: sorted(ids) for step, ids in sorted(tally.nodes.items())},
         budget_stop=budget.stopped if budget is not None else None,
+        coverage=tally.coverage.report() if cells else [],
+        topped_up=topped_up,
     )
 
 
 @dataclass
+class _Rounds:
+    """Runs one round after another, feeding each the best accepted dialogues of the one before."""
+
+    recipe: Recipe
+    spec: EndpointSpec
+    runner: LocalRunner | RayRunner
+    journal: RunJournal
+    tally: _Tally
+    progress: Ticks | None
+    journaled: Callable[[list[DialogueRecord], bool], None] | None
+    mode_of: Callable[[Cast], str]
+    fed_back: list[FewShotExample] = field(default_factory=list)
+    reports: list[RunnerReport] = field(default_factory=list)
+
+    def run(self, iteration: int, casts: list[Cast]) -> bool:
+        """One round; False when the budget stopped it (the next round feeds on this one's best: it
+        waits for the resume that finishes this one)."""
+        summary = self.tally.summary(iteration)
+        summary.casts = len(casts)
+
+        def finished(records: list[DialogueRecord]) -> None:
+            self.journal.append(records)
+            failpoint("journaled")
+            self.tally.add(records, just_made=True)
+            if self.journaled is not None:
+                self.journaled(records, False)
+
+        generation = self.recipe.generation
+        chunks = chunks_of(self.recipe, casts, self.spec, iteration, self.fed_back, self.tally.done, self.mode_of)
+        budget = self.tally.budget
+        self.reports.append(self.runner.run(budget.gate(chunks) if budget else chunks, finished, self.progress))
+        if budget is not None and budget.stopped:
+            return False
+        if summary.accepted and generation.few_shot:
+            self.fed_back = [FewShotExample.from_record(r, generation.max_turns) for r in summary.best()]
+        return True
+
+
+@dataclass
 class _Tally:
-    """What the journal holds, by round and by node, and what it has cost (for the budget)."""
+    """What the journal holds, by round, by node and by quota cell, and what it has cost (for the budget)."""
 
     summaries: list[RoundSummary]
     budget: BudgetGate | None
+    keep: int
+    coverage: CellCoverage
     done: set[str] = field(default_factory=set)
     nodes: dict[str, set[str]] = field(default_factory=dict)
+
+    def summary(self, iteration: int) -> RoundSummary:
+        """The round's summary; a top-up round's is made when it is first met (in the journal, or run)."""
+        while len(self.summaries) <= iteration:
+            self.summaries.append(RoundSummary(round=len(self.summaries), keep=self.keep))
+        return self.summaries[iteration]
 
     def add(self, records: list[DialogueRecord], just_made: bool = False) -> None:
         for record in records:
             self.done.add(record.id)
-            self.summaries[record.generation.iteration].add(record)
+            self.summary(record.generation.iteration).add(record)
+            self.coverage.add(record)
             for placement in record.generation.placements:
                 self.nodes.setdefault(placement.step, set()).add(placement.node_id)
         if self.budget is not None:

@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from factory.personas.casting import Cast, cast_dialogues
+from factory.personas.casting import Cast, CellTopUp, cast_dialogues
 from factory.personas.source import SourceContext
 from factory.personas.sources import source_for
 from factory.recipes import Recipe
@@ -46,6 +46,7 @@ class CastPlan:
     # What each input of the recipe held, by where the recipe names it (``personas[0]``): a resumed
     # run must be made from the same inputs, not only from the same recipe text.
     inputs: dict[str, str] = field(default_factory=dict)
+    top_up: CellTopUp | None = None  # casting.accepted_per_cell: new casts for the cells left short
 
 
 def digest(value: Any) -> str:
@@ -72,4 +73,8 @@ def plan(recipe: Recipe) -> CastPlan:
     few_shot = recipe.resolve_path(recipe.generation.few_shot_path)
     if recipe.generation.few_shot and few_shot.is_file():
         inputs["generation.few_shot_path"] = hashlib.sha256(few_shot.read_bytes()).hexdigest()[:16]
-    return CastPlan(cast_dialogues(pool.personas, recipe.casting, rng, id_prefix=recipe.name), pool.banks, inputs)
+    casts = cast_dialogues(pool.personas, recipe.casting, rng, id_prefix=recipe.name)
+    top_up = (
+        CellTopUp(pool.personas, recipe.casting, recipe.seed, recipe.name) if recipe.casting.accepted_per_cell else None
+    )
+    return CastPlan(casts, pool.banks, inputs, top_up)

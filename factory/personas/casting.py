@@ -250,3 +250,55 @@ def _user_assistant(pool: list[PersonaProfile], casting: CastingConfig, rng: ran
         user, assistant = user_deck.take(set()), assistant_deck.take(set())
         _new_cast(casts, [user, assistant], rng, prefix, roles=("user", "assistant"))
     return casts
+
+
+@dataclass
+class CellTopUp:
+    """New casts for the quota cells short of ``casting.accepted_per_cell`` accepted dialogues.
+
+    Each top-up round's casts depend only on the counts of the rounds before it and on the
+    recipe's seed, so a resumed run casts exactly what the first attempt did."""
+
+    pool: list[PersonaProfile]
+    casting: CastingConfig
+    seed: int
+    prefix: str
+
+    @property
+    def cells(self) -> list[tuple[str, str]]:
+        return quota_cells(self.casting.quota)
+
+    def demand(
+        self, cast: dict[tuple[str, str], int], accepted: dict[tuple[str, str], int]
+    ) -> dict[tuple[str, str], int]:
+        """Dialogues each cell still needs, as far as its attempts allow."""
+        wanted = self.casting.accepted_per_cell or 0
+        limit = self.casting.attempts_per_cell
+        needs = {cell: min(wanted - accepted.get(cell, 0), limit - cast.get(cell, 0)) for cell in self.cells}
+        return {cell: need for cell, need in needs.items() if need > 0}
+
+    def casts(self, demand: dict[tuple[str, str], int], iteration: int) -> list[Cast]:
+        """One cast per missing dialogue, its first speaker from the short cell and its partners
+        from cells already full where there are any: a partner whose own dialogues fail would fail
+        this one too, and drag a second cell down with the first."""
+        rng = random.Random(f"{self.seed}:top-up:{iteration}")
+        decks = {cell: Deck([p for p in self.pool if cell_value(p, cell[0]) == cell[1]], rng) for cell in demand}
+        short = {p.id for p in self.pool for cell in demand if cell_value(p, cell[0]) == cell[1]}
+        partners = Deck([p for p in self.pool if p.id not in short] or self.pool, rng)
+        fallback = Deck(self.pool, rng)
+        casts: list[Cast] = []
+        for cell, need in demand.items():
+            for _ in range(need):
+                speakers = [decks[cell].take(set())]
+                while len(speakers) < self.casting.group_size:
+                    taken = {p.id for p in speakers}
+                    speakers.append(partners.draw(taken) or fallback.take(taken))
+                _new_cast(casts, speakers, rng, f"{self.prefix}-r{iteration}")
+        return casts
+
+
+def cells_of(
+    speakers: tuple[PersonaProfile, ...] | list[PersonaProfile], cells: list[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """The quota cells a dialogue's speakers stand in (a dialogue counts once per cell)."""
+    return {cell for cell in cells for persona in speakers if cell_value(persona, cell[0]) == cell[1]}

@@ -57,6 +57,10 @@ class OutputConfig(_Config):
     review_samples: int = Field(
         default=5, ge=0, le=200, description="Accepted dialogues a reviewer must read (and half as many rejected)."
     )
+    review_labels: bool = Field(
+        default=True,
+        description="Approval waits until every sampled dialogue has a reviewer's label (in character, quality, flags).",
+    )
 
 
 class Recipe(_Config):

@@ -125,6 +125,22 @@ class CastingConfig(_Config):
         default=2, ge=1, le=5, description="contrasting: opposite MBTI axes (or Big Five traits in opposite bands)."
     )
     quota: list[QuotaCell] = Field(default_factory=list, description="quota: the cells every run must cover.")
+    accepted_per_cell: int | None = Field(
+        default=None,
+        ge=1,
+        description="quota: after the rounds, cells with fewer accepted dialogues than this get new casts, round "
+        "after round, until each holds this many or has had `cell_attempts` casts.",
+    )
+    cell_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        description="accepted_per_cell: casts a cell may have in all (the first rounds' included) before it is "
+        "named as unfilled; 4 x accepted_per_cell when unset.",
+    )
+
+    @property
+    def attempts_per_cell(self) -> int:
+        return self.cell_attempts or 4 * (self.accepted_per_cell or 0)
 
     @field_validator("dialogues")
     @classmethod
@@ -141,6 +157,8 @@ class CastingConfig(_Config):
     def _strategy_settings(self) -> CastingConfig:
         if self.strategy == "quota" and not self.quota:
             raise ValueError("strategy 'quota' needs `quota` (e.g. [{by: mbti}])")
+        if self.accepted_per_cell and self.strategy != "quota":
+            raise ValueError("accepted_per_cell tops up the cells of `quota`: it needs strategy 'quota'")
         if self.strategy == "user_assistant" and self.group_size != 2:
             raise ValueError("strategy 'user_assistant' casts one user and one assistant (group_size 2)")
         return self

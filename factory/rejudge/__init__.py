@@ -215,8 +215,9 @@ def _write(
     card = dialogue_card(writer, context, stats, samples, manifest, released_of(writer.folder), made_by.text)
     review = recipe.output.review_samples
     writer.finish(
-        card=card, ids_by_split=ids, review_seed=recipe.seed,
-        review_samples={"accepted": review, "rejected": -(-review // 2)}, recipe_text=made_by.text, manifest=manifest,
+        card=card, cells_by_split=ids, review_seed=recipe.seed,
+        review_samples={"accepted": review, "rejected": -(-review // 2)}, labels_required=recipe.output.review_labels,
+        recipe_text=made_by.text, manifest=manifest,
     )  # fmt: skip
     return stats
 

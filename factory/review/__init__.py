@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from factory.dataset.review_section import ReviewState, read_state, write_state
+from factory.dataset.review_section import LABEL_FLAGS, ReviewState, read_state, write_state
 from factory.errors import InputError, ReviewError
 from factory.hub import HUB_PREFIX, looks_like_repo_id, repo_id
 from factory.records import speaker_label
@@ -73,6 +73,49 @@ def reject_version(target: ReviewTarget, version: str, reasons: str) -> None:
     target.reject(version, write_state(card, state), f"{version}: rejected", reasons)
 
 
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def label_version(target: ReviewTarget, version: str, reviewer: str, label: dict[str, Any]) -> ReviewState:
+    """Record a reviewer's label of one sampled dialogue in the card (replacing that reviewer's
+    earlier label of it)."""
+    card = card_of(target, version)
+    state = add_label(read_state(card), reviewer, label)
+    target.save(version, write_state(card, state), f"{version}: {label['id']} labelled by {reviewer}")
+    return state
+
+
+def add_label(state: ReviewState, reviewer: str, label: dict[str, Any]) -> ReviewState:
+    if state.status != "in_review":
+        raise ReviewError(f"this version is {state.status}, not in review")
+    if state.kind != "dialogues":
+        raise ReviewError("labels are for dialogue versions; a persona bank's review is its checklist")
+    if label["id"] not in state.sampled:
+        raise ReviewError(
+            f"{label['id']} is not one of the sampled dialogues; label one of {', '.join(state.sampled) or 'none'}"
+        )
+    if not (isinstance(label["quality"], int) and 1 <= label["quality"] <= 5):
+        raise InputError(f"quality must be a whole number from 1 to 5, not {label['quality']!r}", field="--quality")
+    unknown = [flag for flag in label.get("flags", []) if flag not in LABEL_FLAGS]
+    if unknown:
+        raise InputError(
+            f"unknown flag(s) {', '.join(unknown)}; the flags are {', '.join(LABEL_FLAGS)}", field="--flag"
+        )
+    entry = {
+        "id": label["id"],
+        "reviewer": reviewer,
+        "in_character": bool(label["in_character"]),
+        "quality": label["quality"],
+        "flags": list(label.get("flags", [])),
+        "note": label.get("note", ""),
+        "date": _now(),
+    }
+    kept = [old for old in state.labels if (old["id"], old["reviewer"]) != (entry["id"], reviewer)]
+    state.labels = [*kept, entry]
+    return state
+
+
 def sign(state: ReviewState, reviewer: str, decision: str, notes: str, checks: list[str]) -> ReviewState:
     unknown = [c for c in checks if c not in state.checklist]
     if unknown:
@@ -86,7 +129,7 @@ def sign(state: ReviewState, reviewer: str, decision: str, notes: str, checks: l
             "reviewer": reviewer,
             "decision": decision,
             "notes": notes,
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "date": _now(),
         }
     )
     return state
@@ -105,6 +148,11 @@ def approvable(state: ReviewState) -> None:
             "the checklist is incomplete: "
             + ", ".join(state.missing)
             + " (tick them with `review sign --check ...` or in the card)"
+        )
+    if state.labels_required and state.unlabelled:
+        raise ReviewError(
+            f"{len(state.unlabelled)} sampled dialogue(s) have no label yet: {', '.join(state.unlabelled)} "
+            "(`review label --id ...` or the review app)"
         )
     decisions = standing_decisions(state)
     objecting = sorted(reviewer for reviewer, decision in decisions.items() if decision != "approve")

@@ -4,6 +4,7 @@ tags) and on the Hub stand-in (pull requests, main and tags)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,16 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         env=env or subprocess_env(),
         timeout=300,
     )
+
+
+def label_all(target: str, card: Path, env: dict[str, str], reviewer: str = "ana") -> None:
+    """A label on every sampled dialogue of the version whose card is ``card``."""
+    for dialogue_id in read_state(card.read_text()).sampled:
+        labelled = cli(
+            "review", "label", target, "--id", dialogue_id, "--reviewer", reviewer, "--in-character", "yes",
+            "--quality", "4", env=env,
+        )  # fmt: skip
+        assert labelled.returncode == 0, labelled.stderr
 
 
 def build(bank: Path, seed: int) -> None:
@@ -127,9 +138,13 @@ def test_hub_release_of_two_runs_with_a_changelog(tmp_path, scripted_server):
         assert cli("review", "approve", "hf://org/chats", env=env).returncode == 1  # nothing ticked yet
         signed = cli("review", "sign", "hf://org/chats", "--reviewer", "ana", *ALL_CHECKS, env=env)
         assert signed.returncode == 0, signed.stderr
+        unlabelled = cli("review", "approve", "hf://org/chats", env=env)
+        assert unlabelled.returncode == 1 and "sampled dialogue(s) have no label yet" in unlabelled.stderr
+        label_all("hf://org/chats", out / "README.md", env)
         approved = cli("review", "approve", "hf://org/chats", env=env)
         assert approved.returncode == 0, approved.stderr
         repo = hub.repos["org/chats"]
+        assert_charts_resolve(hub, "org/chats", "v1.0.0", tmp_path / "downloads")
         assert repo.tags["v1.0.0"] == repo.branches["main"] and repo.pulls[1].status == "merged"
 
         second = small_recipe(dialogues=6, generation={"temperature": 0.5})
@@ -144,6 +159,7 @@ def test_hub_release_of_two_runs_with_a_changelog(tmp_path, scripted_server):
 
         assert cli("push", str(out), "--repo", "org/chats", env=env).returncode == 0
         assert cli("review", "sign", "hf://org/chats", "--reviewer", "ben", *ALL_CHECKS, env=env).returncode == 0
+        label_all("hf://org/chats", out / "README.md", env, reviewer="ben")
         assert cli("review", "approve", "hf://org/chats", env=env).returncode == 0
         assert set(repo.tags) == {"v1.0.0", "v1.1.0"} and repo.tags["v1.1.0"] == repo.branches["main"]
 
@@ -161,6 +177,23 @@ def test_hub_release_of_two_runs_with_a_changelog(tmp_path, scripted_server):
         meta = yaml.safe_load(main_card.split("---")[1])["persona_factory"]
         assert meta["review_status"] == "approved" and meta["version"] == "v1.1.0"
         assert [s["reviewer"] for s in meta["review"]["signoffs"]] == ["ben"]
+
+
+def assert_charts_resolve(hub: HubServer, repo: str, revision: str, cache: Path) -> None:
+    """Every image the card links is, relative to the card, a PNG file of the same revision,
+    downloaded over the Hub's protocol as a page showing the card would."""
+    from huggingface_hub import hf_hub_download
+
+    def download(name: str) -> bytes:
+        where = hf_hub_download(
+            repo, name, repo_type="dataset", revision=revision, endpoint=hub.endpoint, token=TOKEN, cache_dir=cache
+        )
+        return Path(where).read_bytes()
+
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", download("README.md").decode())
+    assert {"charts/pass_rate_per_critic.png", "charts/tokens_per_accepted.png"} <= set(links)
+    for link in links:
+        assert not link.startswith(("/", "http")) and download(link)[:8] == b"\x89PNG\r\n\x1a\n", link
 
 
 def test_hub_reject_closes_the_pull_request_with_the_reasons_in_the_card(tmp_path):
