@@ -237,7 +237,7 @@ def _execute(
             recipe, started.plan.casts, spec, journal, on_ray=_on_ray(recipe), api_key=api_key,
             progress=shown.update if shown else None, agents=speakers.agents, judges=speakers.judges, budget=budget,
             journaled=shown.journaled if shown else None, batch_dir=str(journal.directory.parent / "batches"),
-            top_up=started.plan.top_up,
+            top_up=started.plan.top_up, planned_more=shown.extend if shown else None,
         )  # fmt: skip
     finally:
         if shown is not None:

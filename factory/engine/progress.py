@@ -36,6 +36,10 @@ class RunProgress:
         self.done_now += dialogues
         self.calls += calls
 
+    def extend(self, dialogues: int, why: str) -> None:
+        """More dialogues planned while running (a top-up round): the total grows."""
+        self.total += dialogues
+
     def journaled(self, records: list[DialogueRecord], earlier: bool = False) -> None:
         self.accepted += sum(passed_so_far(record) for record in records)
         if self.prices is not None:
@@ -87,6 +91,10 @@ class LogProgress(RunProgress):
         if time.monotonic() - self.last >= self.interval:
             self._say()
 
+    def extend(self, dialogues: int, why: str) -> None:
+        super().extend(dialogues, why)
+        print(f"{dialogues} more dialogue(s): {why}", file=sys.stderr, flush=True)
+
     def _say(self) -> None:
         self.last = time.monotonic()
         share = self.n / self.total if self.total else 1.0
@@ -114,6 +122,12 @@ class BarProgress(RunProgress):
         super().update(dialogues, calls)
         self.bar.set_postfix_str(self.figures(), refresh=False)
         self.bar.update(dialogues)
+
+    def extend(self, dialogues: int, why: str) -> None:
+        super().extend(dialogues, why)
+        self.bar.total = self.total
+        self.bar.write(f"{dialogues} more dialogue(s): {why}")
+        self.bar.refresh()
 
     def journaled(self, records: list[DialogueRecord], earlier: bool = False) -> None:
         super().journaled(records, earlier)

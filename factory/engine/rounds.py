@@ -189,6 +189,7 @@ def execute(
     journaled: Callable[[list[DialogueRecord], bool], None] | None = None,
     batch_dir: str | None = None,
     top_up: CellTopUp | None = None,
+    planned_more: Callable[[int, str], None] | None = None,
 ) -> Execution:
     """Every round: plan the chunks of its casts not yet in the journal, run them, write each
     finished chunk to the journal; then feed the round's best accepted dialogues to the next.
@@ -196,7 +197,7 @@ def execute(
     still short of accepted dialogues. A ``budget`` holds back the chunks it cannot pay for, and
     the rounds after them; ``journaled`` hears of every batch in the journal (``True``: one an
     earlier attempt left). With llm.batch the calls go through the endpoint's Batch API, kept in
-    ``batch_dir``."""
+    ``batch_dir``. ``planned_more`` hears of each top-up round's dialogues, and why."""
     generation = recipe.generation
     settings = EngineSettings(
         spec, generation, recipe.critics, agents or {}, judges or {}, cache_directory(recipe.llm.cache),
@@ -219,12 +220,7 @@ def execute(
     failpoint("planned")
     rounds = _Rounds(recipe, spec, runner, journal, tally, progress, journaled, mode_of=modes_of(recipe, casts))
     finished = all(rounds.run(iteration, share) for iteration, share in enumerate(shares))
-    iteration, topped_up = len(shares), 0
-    while finished and top_up is not None and (more := tally.coverage.next_casts(top_up, iteration)):
-        rounds.mode_of = modes_of(recipe, more)
-        topped_up += planned_dialogues(recipe, more)
-        finished = rounds.run(iteration, more)
-        iteration += 1
+    topped_up = rounds.top_up(top_up, len(shares), planned_more) if finished and top_up is not None else 0
     return Execution(
         rounds=[summary.as_dict() for summary in tally.summaries],
         report=_combine(rounds.reports),
@@ -249,6 +245,21 @@ class _Rounds:
     mode_of: Callable[[Cast], str]
     fed_back: list[FewShotExample] = field(default_factory=list)
     reports: list[RunnerReport] = field(default_factory=list)
+
+    def top_up(self, top_up: CellTopUp, iteration: int, planned_more: Callable[[int, str], None] | None) -> int:
+        """Top-up rounds from ``iteration`` on, while cells are short and have attempts left; the
+        dialogues they planned."""
+        planned = 0
+        while more := self.tally.coverage.next_casts(top_up, iteration):
+            self.mode_of = modes_of(self.recipe, more)
+            planned += planned_dialogues(self.recipe, more)
+            if planned_more is not None:
+                why = f"top-up round {iteration} for cells short of accepted_per_cell"
+                planned_more(planned_dialogues(self.recipe, more), why)
+            if not self.run(iteration, more):
+                break
+            iteration += 1
+        return planned
 
     def run(self, iteration: int, casts: list[Cast]) -> bool:
         """One round; False when the budget stopped it (the next round feeds on this one's best: it

@@ -124,3 +124,15 @@ def test_a_run_killed_in_a_top_up_round_resumes_to_the_same_version(tmp_path):
     assert ids(tmp_path / "killed") == ids(tmp_path / "whole")
     assert resumed.manifest["rounds"] == whole.manifest["rounds"]
     assert len(whole.manifest["rounds"]) >= 3  # the first round and at least two top-ups for INTJ
+
+
+def test_the_progress_line_grows_with_each_top_up_round(tmp_path, capsys):
+    judge = TypeJudge(["INTJ"], times=None)
+    with ScriptedOpenAIServer(judge) as server:
+        path = write_recipe(tmp_path, quota_recipe(server.base_url, accepted_per_cell=1, cell_attempts=2))
+        run_recipe(load_recipe(path), tmp_path / "out", show_progress=True, quiet=True)
+    said = capsys.readouterr().err
+    # INTJ's one dialogue was rejected, emptying its partner's cell too: one new cast each; then
+    # INTJ is out of attempts (2) and its partner full
+    assert "2 more dialogue(s): top-up round 1 for cells short of accepted_per_cell" in said
+    assert said.strip().splitlines()[-1].startswith("dialogues: 10/10 (100%)")  # the total counts the top-up
