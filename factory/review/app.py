@@ -115,7 +115,10 @@ def _who(reviewer: str) -> str:
 
 
 def render_dialogue(row: dict[str, Any]) -> str:
-    """A dialogue as the page shows it: the personas side by side, the turns, every verdict."""
+    """A dialogue as the page shows it: the personas side by side, the turns, every verdict (a
+    persona of a bank: its statements)."""
+    if "turns" not in row:
+        return "\n".join([f"#### `{row['id']}` ({row['kind']})", "", *(f"- {s}" for s in row["statements"])])
     names = {s["id"]: s.get("name") or speaker_label(i) for i, s in enumerate(row["speakers"], start=1)}
     header = [f"{names[s['id']]}" + (f" ({s['mbti']})" if s.get("mbti") else "") for s in row["speakers"]]
     personas = markdown_table(header, [["<br>".join(s["statements"]) for s in row["speakers"]]])

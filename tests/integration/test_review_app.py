@@ -161,3 +161,10 @@ def test_space_files_run_the_same_app_on_the_hub_repository(tmp_path):
     assert "sdk: gradio" in (tmp_path / "space" / "README.md").read_text()
     assert cli("review", "app", str(tmp_path), "--space", str(tmp_path / "s2")).returncode == 2  # not a Hub repo
     shutil.rmtree(tmp_path / "space")
+
+
+def test_a_bank_persona_is_shown_by_its_statements():
+    from factory.review.app import render_dialogue
+
+    shown = render_dialogue({"id": "mbti-00001-intj-ab", "kind": "mbti", "statements": ["I plan.", "I read."]})
+    assert "`mbti-00001-intj-ab` (mbti)" in shown and "- I plan." in shown and "- I read." in shown
