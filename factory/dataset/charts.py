@@ -69,6 +69,7 @@ def _bars(
     target: float | None = None,
 ) -> Chart:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     figure, axes = plt.subplots(figsize=(max(4.0, 0.45 * len(labels) + 2), 3.2), dpi=100)
     try:
@@ -78,6 +79,8 @@ def _bars(
             axes.legend(loc="upper right", fontsize=8)
         axes.set_title(title, fontsize=10)
         axes.set_ylabel(ylabel, fontsize=9)
+        if ylabel != "pass rate":  # counts and tokens: whole numbers on the axis
+            axes.yaxis.set_major_locator(MaxNLocator(integer=True))
         axes.tick_params(axis="x", labelsize=8)
         if len(labels) > 6:
             for tick in axes.get_xticklabels():

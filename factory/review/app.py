@@ -40,6 +40,7 @@ class ReviewSession:
 
     def __init__(self, where: str, version: str | None) -> None:
         self.target: ReviewTarget
+        self.where = where  # as the reviewer named it: a folder path or hf://org/name
         self.target, self.version = opened(where, version)
         self.rows = {row["id"]: row for row in sample_dialogues(self.target, self.version)}
         self.manifest = json.loads(self.target.file(self.version, "manifest.json"))
@@ -51,11 +52,12 @@ class ReviewSession:
     def header(self) -> str:
         state = self.state()
         left = f"; {len(state.unlabelled)} sampled dialogue(s) to label" if state.labels_required else ""
-        return f"### {self.target.name} {self.version}: **{state.status}**{left}"
+        return f"### {self.where} {self.version}: **{state.status}**{left}"
 
     def summary(self) -> str:
         stats = self.manifest.get("stats", {})
-        rows = [[stats.get("generated"), stats.get("accepted"), stats.get("rejected"), stats.get("acceptance_rate")]]
+        rate = f"{stats['acceptance_rate']:.0%}" if stats.get("acceptance_rate") is not None else "n/a"
+        rows = [[stats.get("generated"), stats.get("accepted"), stats.get("rejected"), rate]]
         critics = [[c["critic"], c["judged"], c["passed"], f"{c['pass_rate']:.0%}"] for c in stats.get("critics", [])]
         return "\n\n".join([
             markdown_table(["generated", "accepted", "rejected", "acceptance rate"], rows),
@@ -155,7 +157,7 @@ def build_app(session: ReviewSession) -> Any:
         reviewer = gr.Textbox(label="Reviewer", elem_id="reviewer", placeholder="your name")
         with gr.Tab("Summary"):
             gr.Markdown(session.summary())
-            gr.Gallery(value=session.charts(), label="Charts", columns=2, elem_id="charts")
+            gr.Gallery(value=session.charts(), label="Charts", columns=1, object_fit="contain", elem_id="charts")
         with gr.Tab("Dialogues", elem_id="dialogues-tab"):
             _dialogue_tab(gr, session, reviewer, header)
         with gr.Tab("Sign and release", elem_id="sign-tab"):
