@@ -129,3 +129,25 @@ def test_the_calibration_goes_into_the_trust_section_and_the_changes_once():
     assert body.index("## How far to trust") < body.index("## Use") < body.index("## Review")
     assert "| apc | 8 | 4 | 0.75 [0.30, 0.95] | 0.75 [0.30, 0.95] | 0.88 | 0.8 (precision 1.00 [0.34, 1.00]) |" in body
     assert read_state(once).labels == labelled_state().labels  # the review state is kept
+
+
+def test_proposed_thresholds_are_written_into_the_recipe(tmp_path):
+    import yaml
+
+    from factory.calibrate import write_thresholds
+
+    result = calibrate(labelled_state(), rows(), "v1.0.0", target_precision=0.9)
+    version_recipe = "name: r\ncritics:\n  apc:\n    enabled: true\n    threshold: 0.6\n"
+    fresh = tmp_path / "next.yaml"
+    assert write_thresholds(fresh, result, version_recipe) == ["critics.apc.threshold = 0.8"]
+    assert yaml.safe_load(fresh.read_text())["critics"]["apc"] == {"enabled": True, "threshold": 0.8}
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("# my recipe\nname: mine\n")
+    write_thresholds(mine, result, version_recipe)  # an existing file is the one changed
+    assert yaml.safe_load(mine.read_text()) == {"name": "mine", "critics": {"apc": {"threshold": 0.8}}}
+    unreachable = calibrate(labelled_state(), rows(), "v1.0.0", target_precision=1.0)
+    unreachable.critics = [c for c in unreachable.critics if c.critic != "apc"]
+    untouched = tmp_path / "untouched.yaml"
+    untouched.write_text("# kept\nname: u\n")
+    assert write_thresholds(untouched, unreachable, version_recipe) == []
+    assert untouched.read_text() == "# kept\nname: u\n"  # nothing to change: comments and all stay
