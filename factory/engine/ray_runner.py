@@ -88,20 +88,38 @@ def split_panel(panel: JudgePanel, workers: int) -> JudgePanel:
     return replace(panel, jurors=jurors)
 
 
+def worker_nodes(cpus_per_worker: float | None) -> list[str]:
+    """``ray.workers: auto``: a node id per worker, one per alive node, or as many as
+    ``cpus_per_worker`` fits in each node's CPUs."""
+    import ray
+
+    nodes: list[str] = []
+    for node in ray.nodes():  # type: ignore[no-untyped-call]
+        if not node.get("Alive"):
+            continue
+        cpus = float(node.get("Resources", {}).get("CPU", 0))
+        per_node = max(1, int(cpus // cpus_per_worker)) if cpus_per_worker else 1
+        nodes += [node["NodeID"]] * per_node
+    return nodes or [""]
+
+
 class RayRunner:
-    """Chunks on ``workers`` async Ray actors, spread over the cluster's nodes."""
+    """Chunks on ``workers`` async Ray actors, spread over the cluster's nodes (``auto``: one per
+    node, each asked for by its node, so none is left out)."""
 
     WORKER_NAME = "persona-factory-worker"
 
     def __init__(
         self,
         settings: EngineSettings,
-        workers: int,
+        workers: int | str,
         cpus_per_worker: float | None,
         api_key: str | None = None,
         max_restarts: int | None = None,
     ) -> None:
         self.api_key = Secret(api_key)
+        self.nodes = worker_nodes(cpus_per_worker) if workers == "auto" else []
+        workers = len(self.nodes) if workers == "auto" else int(workers)
         self.settings = EngineSettings(
             split_limits(settings.endpoint, workers),
             settings.generation,
@@ -115,10 +133,20 @@ class RayRunner:
         self.max_restarts = 3 * workers if max_restarts is None else max_restarts
 
     def _start_worker(self, index: int) -> Any:
-        options: dict[str, Any] = {"scheduling_strategy": "SPREAD", "name": f"{self.WORKER_NAME}-{index}"}
+        options: dict[str, Any] = {"scheduling_strategy": self._placement(index), "name": f"{self.WORKER_NAME}-{index}"}
         if self.cpus_per_worker is not None:
             options["num_cpus"] = self.cpus_per_worker
         return _worker_class().options(**options).remote(self.settings, self.api_key)
+
+    def _placement(self, index: int) -> Any:
+        """Each of ``auto``'s workers on its node (soft: a replacement goes elsewhere if the node is
+        gone); a number of workers spread as Ray sees fit."""
+        node = self.nodes[index % len(self.nodes)] if self.nodes else ""
+        if not node:
+            return "SPREAD"
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        return NodeAffinitySchedulingStrategy(node_id=node, soft=True)
 
     def run(self, chunks: Iterable[Chunk], done: Done, progress: Ticks | None = None) -> RunnerReport:
         import ray

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -41,11 +41,10 @@ class RayConfig(_Config):
         default=True, description="Run the dialogues on Ray workers; false runs them in this process (no Ray at all)."
     )
     address: str | None = Field(default=None, description="Existing cluster; none starts local Ray.")
-    workers: int = Field(
-        default=1,
-        ge=1,
-        le=1024,
-        description="Engine workers (async Ray actors), spread over the nodes; they share the endpoint's concurrency.",
+    workers: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = Field(
+        default="auto",
+        description="Engine workers (async Ray actors), spread over the nodes; they share the endpoint's concurrency. "
+        "auto: one per alive node (or as many as cpus_per_worker fits on each), so a cluster is used whole.",
     )
     cpus_per_worker: float | None = Field(default=None, gt=0, description="CPUs reserved per worker.")
 

@@ -101,3 +101,20 @@ def test_a_worker_killed_midway_is_replaced_and_every_dialogue_is_accounted_for(
     assert result.stats.generated == dialogues
     # every dialogue was written: no row is an empty placeholder of a lost chunk
     assert all(row for split in rows.values() for row in split["raw_generation"])
+
+
+def test_workers_auto_uses_every_node_with_the_quickstart_unchanged(
+    tmp_path, scripted_server, two_node_cluster, project_root
+):
+    """``ray.workers`` unset is ``auto``: one worker per alive node, so a recipe written for one
+    machine spreads over a cluster it is given."""
+    cluster, worker = two_node_cluster
+    recipe = apply_overrides(
+        load_recipe(project_root / "pipelines" / "quickstart.yaml"),
+        base_url=scripted_server.base_url, ray_address=cluster.address,
+    )  # fmt: skip
+    assert recipe.ray.workers == "auto"
+    run_recipe(recipe, tmp_path / "out", show_progress=False)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    generated_on = set(manifest["ray"]["nodes_by_step"]["generate"])
+    assert generated_on == {cluster.head_node.node_id, worker.node_id}, manifest["ray"]["nodes_by_step"]
