@@ -12,7 +12,6 @@ differ.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -23,7 +22,7 @@ import yaml
 
 from factory.critics.evaluate import auroc
 from factory.dataset.card_sections import TRUST_HEADING, markdown_table
-from factory.dataset.review_section import SECTION_START, ReviewState, read_state, write_state
+from factory.dataset.review_section import SECTION_START, ReviewState, join_card, read_state, split_card, write_state
 from factory.errors import InputError, ReviewError
 from factory.records import FORMAT
 from factory.review import card_of, opened, sample_dialogues
@@ -211,12 +210,8 @@ def calibrate_version(where: str, version: str | None, target_precision: float) 
 
 def with_calibration(card: str, calibration: Calibration) -> str:
     """The card with the calibration in its YAML, its trust section and its changes."""
-    match = re.match(r"^---\n(.*?)\n---\n", card, re.S)
-    if not match:
-        raise ReviewError("the card has no YAML metadata block")
-    metadata = yaml.safe_load(match.group(1)) or {}
+    metadata, body = split_card(card)
     metadata.setdefault("persona_factory", {})["calibration"] = calibration.as_dict()
-    body = card[match.end() :]
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     change = (
         f"Critics calibrated on {date} against {calibration.labels} reviewer labels: the accepted split is in "
@@ -228,7 +223,7 @@ def with_calibration(card: str, calibration: Calibration) -> str:
     body = _put_block(body, "calibration", TRUST_HEADING, trust)
     if CHANGES_HEADING in body:
         body = _put_block(body, "calibration-change", CHANGES_HEADING, change)
-    card = f"---\n{yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)}---\n{body}"
+    card = join_card(metadata, body)
     return write_state(card, read_state(card))  # the review section stays as the state says
 
 

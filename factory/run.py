@@ -23,7 +23,7 @@ from factory.critics.base import JudgePanel
 from factory.critics.jury import judge_panels, prices_of
 from factory.critics.report import load_critic_report
 from factory.dataset.card import CardContext, published_folder_name
-from factory.dataset.dialogues import ChatRows, dialogue_card, released_of, write_dialogues
+from factory.dataset.dialogues import ChatRows, dialogue_card, released_of, review_draws, write_dialogues
 from factory.dataset.folder import DatasetFolder
 from factory.dataset.pipeline_file import pipeline_yaml
 from factory.dataset.stats import RunStats
@@ -281,10 +281,9 @@ def _write(
         writer, journal.batches, settle, _chat_rows(recipe), context, prices_of(spec, judges)
     )
     card = dialogue_card(writer, context, stats, samples, manifest, released_of(writer.folder), started.recipe_text)
-    review = recipe.output.review_samples
     writer.finish(
         card=card, cells_by_split=ids, review_seed=recipe.seed,
-        review_samples={"accepted": review, "rejected": -(-review // 2)}, labels_required=recipe.output.review_labels,
+        review_samples=review_draws(recipe.output.review_samples), labels_required=recipe.output.review_labels,
         recipe_text=started.recipe_text, manifest=manifest,
         pipeline_text=pipeline_yaml(started.recipe_text, recipe.name),
     )  # fmt: skip

@@ -47,6 +47,11 @@ class ChatRows:
     row: Callable[[DialogueRecord], ChatExample]
 
 
+def review_draws(accepted: int) -> dict[str, int]:
+    """The dialogues a reviewer reads of each split: ``accepted`` accepted, half as many rejected."""
+    return {"accepted": accepted, "rejected": -(-accepted // 2)}
+
+
 def split_of(record: DialogueRecord) -> str:
     return "accepted" if record.accepted else "rejected"
 

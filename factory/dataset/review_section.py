@@ -170,7 +170,8 @@ def _label_line(label: dict[str, Any]) -> str:
     return f"- `{label['id']}`: {character}, quality {label['quality']}{flags} ({label['reviewer']}, {label['date']}){note}"
 
 
-def _split_card(text: str) -> tuple[dict[str, Any], str]:
+def split_card(text: str) -> tuple[dict[str, Any], str]:
+    """A card's YAML metadata and its body."""
     match = re.match(r"^---\n(.*?)\n---\n", text, re.S)
     if not match:
         raise ReviewError("the card has no YAML metadata block")
@@ -179,7 +180,7 @@ def _split_card(text: str) -> tuple[dict[str, Any], str]:
 
 def read_state(text: str) -> ReviewState:
     """The review state of a card: the status and sign-offs from its YAML, the ticks from its body."""
-    metadata, body = _split_card(text)
+    metadata, body = split_card(text)
     ours = metadata.get("persona_factory") or {}
     review = ours.get("review") or {}
     state = ReviewState(
@@ -201,7 +202,7 @@ def read_state(text: str) -> ReviewState:
 
 def write_state(text: str, state: ReviewState) -> str:
     """The card with this review state in its YAML and its Review section (added if missing)."""
-    metadata, body = _split_card(text)
+    metadata, body = split_card(text)
     if state.kind != card_kind(metadata):  # a fresh state for this card: its checklist is the card's kind
         state = ReviewState(**{**state.__dict__, "kind": card_kind(metadata), "checklist": state.checklist})
     ours = metadata.setdefault("persona_factory", {})
@@ -221,6 +222,11 @@ def write_state(text: str, state: ReviewState) -> str:
         body = body[: body.index(SECTION_START)] + section + body[body.index(SECTION_END) + len(SECTION_END) :]
     else:
         body = body.rstrip("\n") + "\n\n" + section + "\n"
+    return join_card(metadata, body)
+
+
+def join_card(metadata: dict[str, Any], body: str) -> str:
+    """A card from its YAML metadata and its body (what :func:`split_card` took apart)."""
     return f"---\n{yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)}---\n{body}"
 
 

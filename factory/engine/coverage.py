@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from factory.critics.base import passed_so_far
-from factory.personas.casting import CellTopUp, cells_of
+from factory.personas.casting import Cast, CellTopUp, cells_of
 from factory.records import DialogueRecord
 
 Cell = tuple[str, str]
@@ -44,7 +44,7 @@ class CellCoverage:
             accepted.update(self.accepted.get(earlier, Counter()))
         return cast, accepted
 
-    def next_casts(self, top_up: CellTopUp, iteration: int) -> list[Any]:
+    def next_casts(self, top_up: CellTopUp, iteration: int) -> list[Cast]:
         """The casts of top-up round ``iteration``: none once every cell is full or out of attempts."""
         return top_up.casts(top_up.demand(*self.before(iteration)), iteration)
 

@@ -28,7 +28,7 @@ from factory.critics.acceptance import settle_run
 from factory.critics.base import JudgePanel
 from factory.critics.jury import judge_panels, needs_generator, prices_of
 from factory.dataset.card import CardContext, published_folder_name
-from factory.dataset.dialogues import ChatRows, dialogue_card, released_of, write_dialogues
+from factory.dataset.dialogues import ChatRows, dialogue_card, released_of, review_draws, write_dialogues
 from factory.dataset.folder import DatasetFolder
 from factory.dataset.stats import RunStats
 from factory.dataset.version import VersionWriter
@@ -213,10 +213,9 @@ def _write(
     no_chat = ChatRows(has_row=lambda record: False, row=_no_chat_row)
     stats, samples, ids = write_dialogues(writer, batches, settle, no_chat, context, prices_of(spec, judges))
     card = dialogue_card(writer, context, stats, samples, manifest, released_of(writer.folder), made_by.text)
-    review = recipe.output.review_samples
     writer.finish(
         card=card, cells_by_split=ids, review_seed=recipe.seed,
-        review_samples={"accepted": review, "rejected": -(-review // 2)}, labels_required=recipe.output.review_labels,
+        review_samples=review_draws(recipe.output.review_samples), labels_required=recipe.output.review_labels,
         recipe_text=made_by.text, manifest=manifest,
     )  # fmt: skip
     return stats
