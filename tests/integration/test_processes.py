@@ -101,7 +101,7 @@ def llama_servers_of(pid: int) -> list[psutil.Process]:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [child for child in children if "llama_cpp.server" in " ".join(child.cmdline())]
+    return [child for child in children if "llama-server" in " ".join(child.cmdline())]
 
 
 def gone(process: psutil.Process) -> bool:
