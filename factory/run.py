@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from factory.llm.endpoint import (
     structured_output_used,
 )
 from factory.llm.pricing import usd
+from factory.llm.serve import models_to_serve, serving
 from factory.llm.spec import EndpointSpec
 from factory.personas import CastPlan, plan
 from factory.personas.casting import Cast
@@ -135,15 +136,18 @@ def run_recipe(
     api_key = environment().api_key
     planned = planned_dialogues(recipe, started.plan.casts)
     with ExitStack() as stack:
-        spec = stack.enter_context(open_endpoint(recipe.llm))
-        prompt_preview(recipe, started.plan.casts, spec)  # few-shot files and prompts fail here
-        agents = agent_endpoints(recipe.generation.role_play.agents, recipe.llm, spec, api_key)
-        judges = judge_panels(recipe.critics, recipe.llm, spec, api_key)  # judge endpoints fail here too
-        gate = _budget_gate(
-            budget, recipe, started.plan.casts, folder, spec, judges
-        )  # a budget it cannot price fails here
+        # A model the run serves itself is deployed on Ray first; the recipe's endpoints then point at it.
+        ray_where = stack.enter_context(ray_session(recipe.ray.address)) if models_to_serve(recipe) else None
+        working, served = stack.enter_context(serving(recipe))
+        started = replace(started, recipe=working)
+        spec = stack.enter_context(open_endpoint(working.llm))
+        prompt_preview(working, started.plan.casts, spec)  # few-shot files and prompts fail here
+        agents = agent_endpoints(working.generation.role_play.agents, working.llm, spec, api_key)
+        judges = judge_panels(working.critics, working.llm, spec, api_key)  # judge endpoints fail here too
+        gate = _budget_gate(budget, working, started.plan.casts, folder, spec, judges)  # one it cannot price fails here
         # Ray is reached before the folder is touched: a cluster that cannot be joined leaves no run behind
-        ray_where = stack.enter_context(ray_session(recipe.ray.address)) if _on_ray(recipe) else None
+        if _on_ray(recipe) and ray_where is None:
+            ray_where = stack.enter_context(ray_session(recipe.ray.address))
         # From here to the published version the folder is this run's alone.
         stack.enter_context(folder.locked())
         folder.prepare()
@@ -160,6 +164,7 @@ def run_recipe(
             recipe, endpoint_provenance(spec), interrupted.started_at or started.at, started.monotonic
         )
         manifest.update(_run_manifest(started, spec, speakers, execution, carried, ray_where, folder.path))
+        manifest["ray"]["served"] = {role: model.manifest() for role, model in served.items()}
         stats = _write(writer, started, journal, spec, execution, manifest, judges)
         interrupted.publishing(writer.version)
         writer.publish(f"{writer.version}: {recipe.name}, {stats.accepted} accepted of {stats.generated}")

@@ -55,3 +55,20 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key not in ISOLATED_UNSET}
     env.update(extra)
     return env
+
+
+@pytest.fixture
+def two_node_cluster():
+    """A head and one worker node of two CPUs each, as (cluster, worker node)."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    worker = cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    try:
+        yield cluster, worker
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()

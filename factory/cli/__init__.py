@@ -16,8 +16,9 @@ import typer
 
 from factory.cli.calibrate import critics_calibrate
 from factory.cli.review import review_app
+from factory.cli.serve import serve
 from factory.errors import FactoryError, InputError
-from factory.settings import PACKAGED_RECIPES
+from factory.recipes.paths import resolve_recipe_path
 
 app = typer.Typer(
     add_completion=False,
@@ -33,21 +34,13 @@ critics_app = typer.Typer(no_args_is_help=True, help="The expert critics: measur
 app.add_typer(critics_app, name="critics")
 critics_app.command("calibrate")(critics_calibrate)
 app.add_typer(review_app, name="review")
+app.command()(serve)
 
 JudgeBaseURL = Annotated[
     str | None,
     typer.Option(help="Endpoint of the critics' judge (or PERSONA_FACTORY_JUDGE_BASE_URL); none: the generator's."),
 ]
 JudgeModel = Annotated[str | None, typer.Option(help="The judge's model (or PERSONA_FACTORY_JUDGE_MODEL).")]
-
-
-def resolve_recipe_path(recipe: str) -> Path:
-    """A path, or the name of a recipe shipped with the package (``quickstart``)."""
-    path = Path(recipe)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
-        return path
-    packaged = PACKAGED_RECIPES / f"{recipe}.yaml"
-    return packaged if packaged.is_file() else path
 
 
 @app.command()
@@ -301,24 +294,6 @@ def push(
         "released": f"{result.version} is already released in {repo}; nothing pushed",
     }
     typer.echo(messages[result.state])
-
-
-@app.command()
-def serve(
-    port: int | None = typer.Option(None, help="Port on 127.0.0.1 (default: a free one)."),
-    n_ctx: int = typer.Option(4096, help="Context window."),
-    log: Path | None = typer.Option(None, help="Keep the server's log in this file (default: none is kept)."),
-) -> None:
-    """Start the embedded llama.cpp server (SmolLM2-135M-Instruct) for other tools; Ctrl-C stops it."""
-    import time
-
-    from factory.llm.embedded import EmbeddedServer
-
-    with EmbeddedServer(port=port, n_ctx=n_ctx, log_path=log) as server:
-        where = f" (log: {log})" if log else ""
-        typer.echo(f"serving {server.model} at {server.base_url}{where}; Ctrl-C to stop")
-        while True:
-            time.sleep(1)
 
 
 @schemas_app.command("export")

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from factory.recipes.base import MAY_CHANGE_ON_RESUME, _Config
 from factory.recipes.llm import EmbeddingsConfig, EndpointLimits, url_list
+from factory.recipes.serve import ServeConfig
 
 Scope = Literal["dialogue", "cast", "run"]
 Aggregate = Literal["majority", "mean"]
@@ -24,6 +25,10 @@ class JudgeLLMConfig(EndpointLimits):
     model: str | None = Field(default=None, description="The judge's model name.")
     temperature: float | None = Field(default=None, ge=0, le=2, description="The judge's sampling temperature.")
     structured_output: Literal["json_schema", "json_object"] | None = None
+    serve: ServeConfig | None = Field(
+        default=None,
+        description="critics.llm only: deploy the judge model on the Ray cluster with Ray Serve for the run.",
+    )
 
     @property
     def base_urls(self) -> list[str]:
@@ -205,6 +210,21 @@ class CriticsConfig(_Config):
         repeated = {name for name in self.order if self.order.count(name) > 1}
         if repeated:
             raise ValueError(f"order names {', '.join(sorted(repeated))} more than once")
+        return self
+
+    @model_validator(mode="after")
+    def _served_once(self) -> CriticsConfig:
+        """One judge model is served per run, from critics.llm; a critic or juror points elsewhere by base_url."""
+        if self.llm.serve is not None and self.llm.base_url is not None:
+            raise ValueError("critics.llm.serve deploys the judge itself: leave critics.llm.base_url unset")
+        judges = {"jury": list(self.jury.judges) if self.jury else []}
+        for name in type(self).model_fields:
+            config = getattr(self, name)
+            if isinstance(config, LLMCriticConfig):
+                judges[name] = [config.llm, *(config.jury.judges if config.jury else [])]
+        served = [name for name, settings in judges.items() if any(judge.serve for judge in settings)]
+        if served:
+            raise ValueError(f"{served[0]}: serve is set on critics.llm only (one judge model is served per run)")
         return self
 
     def cascade(self) -> list[tuple[str, CriticConfig]]:

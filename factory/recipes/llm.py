@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from factory.recipes.base import MAY_CHANGE_ON_RESUME, _Config
+from factory.recipes.serve import ServeConfig
 
 
 class PricingConfig(_Config):
@@ -110,10 +111,14 @@ class LLMConfig(EndpointLimits):
         "across them; one that fails is taken out for a while); none starts the embedded model.",
     )
     model: str | None = Field(default=None, description="Model name sent with every request.")
+    serve: ServeConfig | None = Field(
+        default=None,
+        description="Deploy the model on the Ray cluster with Ray Serve for the run (instead of base_url).",
+    )
     structured_output: Literal["json_schema", "json_object"] | None = Field(
         default=None,
         description="How critics ask for JSON: OpenAI's json_schema, or json_object with a schema "
-        "(llama-cpp-python's server). Unset: json_object for the embedded model, json_schema otherwise.",
+        "(llama.cpp's servers). Unset: json_object for the embedded model, json_schema otherwise.",
     )
 
     cache: ReplyCacheConfig = Field(default_factory=ReplyCacheConfig)
@@ -139,6 +144,12 @@ class LLMConfig(EndpointLimits):
         if isinstance(value, list) and (not value or len(set(value)) != len(value)):
             raise ValueError("list one or more distinct base URLs")
         return value
+
+    @model_validator(mode="after")
+    def _served_or_given(self) -> LLMConfig:
+        if self.serve is not None and self.base_url is not None:
+            raise ValueError("llm.serve deploys the model itself: leave llm.base_url unset, or drop llm.serve")
+        return self
 
     @property
     def base_urls(self) -> list[str]:

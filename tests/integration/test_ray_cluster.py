@@ -19,23 +19,6 @@ from tests.recipes import small_recipe, write_recipe
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-@pytest.fixture
-def two_node_cluster():
-    import ray
-    from ray.cluster_utils import Cluster
-
-    # Each worker reserves two CPUs (cpus_per_worker), so no node of two CPUs holds two workers.
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
-    worker = cluster.add_node(num_cpus=2)
-    cluster.wait_for_nodes()
-    try:
-        yield cluster, worker
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        cluster.shutdown()
-
-
 def test_workers_run_on_both_nodes(tmp_path, scripted_server, two_node_cluster):
     cluster, worker = two_node_cluster
     recipe_path = write_recipe(
