@@ -11,6 +11,7 @@ from factory.personas.expansion import SPCExpansion
 from factory.personas.implicit import ImplicitProfiles
 from factory.personas.mbti import MBTISampler
 from factory.personas.mbti_bank import MBTIBank
+from factory.personas.pool import HubPersonaPool
 from factory.personas.source import PersonaSource
 from factory.personas.statements import StatementFile
 
@@ -22,6 +23,7 @@ SOURCES: dict[str, PersonaSource] = {
     "mbti_bank": MBTIBank(),
     "implicit": ImplicitProfiles(),
     "spc_expansion": SPCExpansion(),
+    "hub_personas": HubPersonaPool(),
 }
 
 

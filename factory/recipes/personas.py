@@ -86,7 +86,79 @@ class BankSource(_Config):
         return self
 
 
-PersonaSource = Annotated[MBTISource | BigFiveSource | StatementsSource | BankSource, Field(discriminator="source")]
+class PersonaColumns(_Config):
+    """Which column of a persona pool holds what; a column left unset is not read."""
+
+    persona: str | None = Field(default=None, description="Free text describing the persona.")
+    statements: str | None = Field(default=None, description="First-person statements (a list, or one per line).")
+    more_text: list[str] = Field(default_factory=list, description="Further free-text columns, a statement each.")
+    name: str | None = None
+    age: str | None = None
+    gender: str | None = None
+    occupation: str | None = None
+    education: str | None = None
+    location: list[str] = Field(default_factory=list, description="Columns joined into the location (city, state).")
+    topics: str | None = Field(default=None, description="Labels or topics (a list, or a JSON list in a string).")
+
+    @model_validator(mode="after")
+    def _some_text(self) -> PersonaColumns:
+        if not (self.persona or self.statements):
+            raise ValueError("map `persona` (free text) or `statements` to a column")
+        return self
+
+
+class PoolSample(_Config):
+    """How many personas to draw from a pool, spread over its clusters or a column's values."""
+
+    count: int = Field(ge=1, le=100_000)
+    stratify_by: str | None = Field(
+        default=None,
+        description="cluster (k-means on the personas' embeddings) or a column name; unset: a plain random draw.",
+    )
+    clusters: int = Field(default=16, ge=2, le=1000, description="stratify_by cluster: how many clusters.")
+
+
+class HubPersonasSource(_Config):
+    """Personas from a public persona pool (PersonaHub, FinePersonas, Nemotron-Personas, or any
+    dataset with a persona column): a Hub dataset at a revision, or a local parquet/JSONL/CSV file."""
+
+    source: Literal["hub_personas"]
+    path: str | None = Field(default=None, description="A local parquet, JSONL or CSV file, relative to the recipe.")
+    repo: str | None = Field(default=None, description="A Hub dataset id (honours HF_ENDPOINT and HF_TOKEN).")
+    revision: str | None = Field(default=None, description="The Hub revision (a tag or commit) to read.")
+    subset: str | None = Field(default=None, description="The dataset's config name (PersonaHub: persona).")
+    split: str = "train"
+    layout: Literal["personahub", "finepersonas", "nemotron"] | None = Field(
+        default=None, description="A built-in column mapping for that pool's layout."
+    )
+    columns: PersonaColumns | None = Field(default=None, description="The column mapping (over the layout's).")
+    scan: int = Field(
+        default=20_000,
+        ge=1,
+        le=10_000_000,
+        description="Rows read from the pool, from its start (a Hub pool is streamed: only these are fetched).",
+    )
+    sample: PoolSample | None = Field(default=None, description="Draw this many; all rows read when unset.")
+    dedup_threshold: float | None = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="MinHash Jaccard of word 3-grams above which a persona repeats an earlier one and is dropped; "
+        "null keeps every row.",
+    )
+
+    @model_validator(mode="after")
+    def _one_location_and_a_mapping(self) -> HubPersonasSource:
+        if (self.path is None) == (self.repo is None):
+            raise ValueError("give exactly one of `path` (a local file) or `repo` (a Hub dataset)")
+        if self.layout is None and self.columns is None:
+            raise ValueError("give a `layout` (personahub, finepersonas, nemotron) or `columns` (the mapping)")
+        return self
+
+
+PersonaSource = Annotated[
+    MBTISource | BigFiveSource | StatementsSource | BankSource | HubPersonasSource, Field(discriminator="source")
+]
 
 
 class QuotaCell(_Config):
@@ -228,7 +300,13 @@ class SPCExpansionSource(_Config):
 
 
 BankBuildSource = Annotated[
-    MBTIBankSource | ImplicitSource | SPCExpansionSource | MBTISource | BigFiveSource | StatementsSource,
+    MBTIBankSource
+    | ImplicitSource
+    | SPCExpansionSource
+    | MBTISource
+    | BigFiveSource
+    | StatementsSource
+    | HubPersonasSource,
     Field(discriminator="source"),
 ]
 

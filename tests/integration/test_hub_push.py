@@ -4,6 +4,7 @@ re-pushes, a failed push that changes nothing and is retried, and the token in n
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -133,3 +134,39 @@ def test_a_dialogue_run_can_seed_from_a_bank_on_the_hub(tmp_path, hub, bank, mon
         {"repo": "org/types", "revision": "refs/pr/1", "commit": head, "bank_version": "v1.0.0", "personas": 16}
     ]
     assert len({s.mbti for c in cast_plan.casts for s in c.speakers}) == 16
+
+
+def test_a_persona_pool_on_the_hub_is_streamed_at_its_revision(tmp_path, hub):
+    import polars as pl
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=hub.endpoint, token=TOKEN)
+    api.create_repo("org/pool", repo_type="dataset")
+    rows = [{"persona": f"A lighthouse keeper number {i} who paints gulls at dawn, {i * 13}."} for i in range(40)]
+    pl.DataFrame(rows).write_parquet(tmp_path / "train.parquet")
+    first = api.upload_file(
+        path_or_fileobj=str(tmp_path / "train.parquet"), path_in_repo="persona/train.parquet",
+        repo_id="org/pool", repo_type="dataset",
+    ).oid  # fmt: skip
+    pl.DataFrame(rows[:5]).write_parquet(tmp_path / "train.parquet")
+    api.upload_file(
+        path_or_fileobj=str(tmp_path / "train.parquet"), path_in_repo="persona/train.parquet",
+        repo_id="org/pool", repo_type="dataset",
+    )  # fmt: skip
+    recipe = {
+        "name": "pool",
+        "personas": [{"source": "hub_personas", "repo": "org/pool", "revision": first, "layout": "personahub",
+                      "scan": 30, "dedup_threshold": None}],
+        "casting": {"dialogues": 2},
+    }  # fmt: skip
+
+    out = python(
+        hub_env(hub, tmp_path),
+        "import json, random; from factory.recipes import parse_recipe; from factory.personas import build_persona_pool; "
+        f"pool = build_persona_pool(parse_recipe({recipe!r}), random.Random(1)); "
+        "print(json.dumps([p.source for p in pool.personas]))",
+    )
+
+    sources = json.loads(out.strip().splitlines()[-1])
+    assert len(sources) == 30  # the first revision's 40 rows, of which `scan` were read
+    assert sources[0] == f"org/pool@{first} row 1"

@@ -1,0 +1,273 @@
+"""``source: hub_personas``: personas from a public persona pool.
+
+The large pools teams seed from at scale (PersonaHub's text personas, FinePersonas,
+Nemotron-Personas with demographic fields) are read with ``datasets`` as they are published: a
+Hub dataset at a revision (streamed, so only the rows read are fetched) or a local parquet, JSONL
+or CSV file. A column mapping (a built-in layout, or the recipe's own) turns each row into a
+persona profile; free text becomes first-person statements a sentence at a time. Near-duplicate
+personas are dropped (MinHash over word 3-grams, with LSH to find candidates), and the draw is a
+spread over the pool's clusters or a column's values, not the head of the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import random
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from factory.errors import PersonaFileError
+from factory.personas.expansion import spherical_kmeans
+from factory.personas.source import Made, SourceContext
+from factory.personas.statements import MAX_PROFILE_CHARS, MAX_STATEMENT_CHARS
+from factory.recipes.personas import HubPersonasSource, PersonaColumns
+from factory.records import Demographics, Dropped, PersonaProfile
+
+LAYOUTS: dict[str, PersonaColumns] = {
+    # proj-persona/PersonaHub, subset "persona": {"persona": "A retired nurse who ..."}
+    "personahub": PersonaColumns(persona="persona"),
+    # argilla/FinePersonas-v0.1: {"id", "persona", "labels": "[\"Education\", ...]"}
+    "finepersonas": PersonaColumns(persona="persona", topics="labels"),
+    # nvidia/Nemotron-Personas: a persona and themed descriptions, with census-grounded demographics
+    "nemotron": PersonaColumns(
+        persona="persona",
+        more_text=["professional_persona", "hobbies_and_interests"],
+        age="age",
+        gender="sex",
+        occupation="occupation",
+        education="education_level",
+        location=["city", "state", "country"],
+    ),
+}
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
+_ARTICLE = re.compile(r"^(A|An|The)\s+", re.I)
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def column_mapping(settings: HubPersonasSource) -> PersonaColumns:
+    """The layout's mapping with the recipe's own columns over it."""
+    base = LAYOUTS[settings.layout].model_dump() if settings.layout else {}
+    own = settings.columns.model_dump(exclude_unset=True) if settings.columns else {}
+    return PersonaColumns.model_validate({**base, **own})
+
+
+@dataclass
+class PoolRows:
+    label: str  # the file as the recipe names it, or repo@revision: for messages and provenance
+    rows: list[tuple[int, dict[str, Any]]]
+
+
+def read_pool(settings: HubPersonasSource, resolve_path: Callable[[str], Path]) -> PoolRows:
+    """The first ``scan`` rows of the pool, each mapped column checked to be there."""
+    import datasets
+
+    if settings.path is not None:
+        path = resolve_path(settings.path)
+        if not path.is_file():
+            raise PersonaFileError("file not found", path=path)
+        builders = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+        builder = builders.get(path.suffix.lower())
+        if builder is None:
+            raise PersonaFileError("unsupported file type; use .parquet, .jsonl or .csv", path=path)
+        stream = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True)
+        label = settings.path  # as the recipe names it: provenance that names no machine's folders
+    else:
+        stream = datasets.load_dataset(
+            settings.repo, name=settings.subset, revision=settings.revision, split=settings.split, streaming=True
+        )
+        label = f"{settings.repo}@{settings.revision or 'main'}"
+    rows = list(enumerate(itertools.islice(stream, settings.scan), start=1))
+    if not rows:
+        raise PersonaFileError("the pool has no rows", path=label)
+    check_columns(column_mapping(settings), rows[0][1], label)
+    return PoolRows(label, rows)
+
+
+def check_columns(columns: PersonaColumns, first: dict[str, Any], label: str) -> None:
+    wanted = {f"columns.{name}": value for name, value in columns.model_dump().items() if isinstance(value, str)}
+    wanted.update({f"columns.{name}": value for name in ("more_text", "location") for value in getattr(columns, name)})
+    for field, column in wanted.items():
+        if column not in first:
+            raise PersonaFileError(f"no column {column!r}; the pool has {sorted(first)}", path=label, field=field)
+
+
+def first_person(sentence: str) -> str:
+    """PersonaHub's "A retired nurse who ..." as the persona says it: "I am a retired nurse who ..."."""
+    match = _ARTICLE.match(sentence)
+    if match and sentence[: match.end()].strip().lower() in ("a", "an"):
+        return f"I am {sentence[0].lower()}{sentence[1:]}"
+    return sentence
+
+
+def statements_of(text: str) -> list[str]:
+    sentences = [part.strip() for part in _SENTENCE_END.split(" ".join(text.split())) if part.strip()]
+    return [first_person(sentence) for sentence in sentences]
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _listed(value: Any) -> list[str]:
+    """A list column, a JSON list in a string (FinePersonas' labels), or lines of text."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        with contextlib.suppress(ValueError):  # not JSON after all: lines of text
+            value = json.loads(value)
+    if isinstance(value, list):
+        return [str(item).strip() for item in value if str(item).strip()]
+    return [line.strip() for line in _text(value).splitlines() if line.strip()]
+
+
+def persona_of(number: int, record: dict[str, Any], columns: PersonaColumns, label: str) -> PersonaProfile | str:
+    """The row's persona, or why it cannot be one."""
+    description = _text(record.get(columns.persona)) if columns.persona else ""
+    statements = _listed(record.get(columns.statements)) if columns.statements else statements_of(description)
+    for name in columns.more_text:
+        statements += statements_of(_text(record.get(name)))
+    statements = [s for s in dict.fromkeys(statements) if len(s) <= MAX_STATEMENT_CHARS]
+    while statements and sum(map(len, statements)) > MAX_PROFILE_CHARS:
+        statements.pop()  # the first sentences say who the persona is; the tail goes into no prompt
+    if not statements:
+        return "no usable persona text (empty, or every sentence too long)"
+    age = _text(record.get(columns.age)) if columns.age else ""
+    place = ", ".join(part for name in columns.location if (part := _text(record.get(name))))
+    demographics = Demographics(
+        age=int(float(age)) if re.fullmatch(r"\d+(\.0+)?", age) else None,
+        gender=_text(record.get(columns.gender)) or None if columns.gender else None,
+        occupation=_text(record.get(columns.occupation)).replace("_", " ") or None if columns.occupation else None,
+        education=_text(record.get(columns.education)).replace("_", " ") or None if columns.education else None,
+        location=place or None,
+    )
+    digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()[:10]
+    return PersonaProfile(
+        id=f"pool-{digest}",
+        kind="statements",
+        name=_text(record.get(columns.name)) or None if columns.name else None,
+        demographics=demographics,
+        statements=statements,
+        topics=_listed(record.get(columns.topics)) if columns.topics else [],
+        description=description or " ".join(statements),
+        source=f"{label} row {number}",
+    )
+
+
+def near_duplicates(texts: list[str], threshold: float, seed: int = 1) -> set[int]:
+    """Indexes of texts that repeat an earlier one (estimated Jaccard of word 3-grams >= threshold)."""
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=128)
+    repeated = set()
+    for index, text in enumerate(texts):
+        words = _WORD.findall(text.lower())
+        grams = {" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))}
+        signature = MinHash(num_perm=128, seed=seed)
+        signature.update_batch([gram.encode() for gram in grams])
+        if lsh.query(signature):
+            repeated.add(index)
+        else:
+            lsh.insert(str(index), signature)
+    return repeated
+
+
+def stratified(groups: dict[str, list[int]], count: int, rng: random.Random) -> list[int]:
+    """``count`` indexes spread over the groups as evenly as their sizes allow, round robin from shuffled groups."""
+    queues = [rng.sample(members, len(members)) for _, members in sorted(groups.items())]
+    rng.shuffle(queues)
+    chosen: list[int] = []
+    while len(chosen) < count and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(queue.pop())
+    return chosen
+
+
+class HubPersonaPool:
+    """``source: hub_personas``: a persona pool read as published."""
+
+    generative = False
+
+    def attribution(self, settings: HubPersonasSource) -> str | None:
+        return None  # the pool's licence is its own: named by the recipe's output.license
+
+    def prepare(self, settings: HubPersonasSource, resolve_path: Callable[[str], Path]) -> PoolRows:
+        return read_pool(settings, resolve_path)
+
+    def needs_embeddings(self, settings: HubPersonasSource, prepared: PoolRows | None) -> bool:
+        return settings.sample is not None and settings.sample.stratify_by == "cluster"
+
+    def make(self, settings: HubPersonasSource, prepared: PoolRows | None, context: SourceContext) -> Made:
+        pool = prepared or read_pool(settings, context.resolve_path)
+        columns = column_mapping(settings)
+        personas: list[PersonaProfile] = []
+        rows: list[dict[str, Any]] = []
+        dropped = []
+        for number, record in pool.rows:
+            made = persona_of(number, record, columns, pool.label)
+            if isinstance(made, str):
+                dropped.append(Dropped("hub_personas", f"{pool.label} row {number}", made))
+            else:
+                personas.append(made)
+                rows.append(record)
+        usable = len(personas)
+        if settings.dedup_threshold is not None:
+            repeated = near_duplicates([" ".join(p.statements) for p in personas], settings.dedup_threshold)
+            dropped += [
+                Dropped("hub_personas", personas[i].source, "a near-duplicate of an earlier persona")
+                for i in sorted(repeated)
+            ]
+            personas = [p for i, p in enumerate(personas) if i not in repeated]
+            rows = [r for i, r in enumerate(rows) if i not in repeated]
+        chosen = self._draw(settings, personas, rows, context)
+        report = {
+            "read": len(pool.rows),
+            "usable": usable,
+            "near_duplicates": usable - len(personas),
+            "drawn": len(chosen),
+        }
+        return Made([personas[i] for i in chosen], dropped, {"hub_personas": report})
+
+    def _draw(
+        self,
+        settings: HubPersonasSource,
+        personas: list[PersonaProfile],
+        rows: list[dict[str, Any]],
+        context: SourceContext,
+    ) -> list[int]:
+        sample = settings.sample
+        if sample is None or sample.count >= len(personas):
+            return list(range(len(personas)))
+        if sample.stratify_by is None:
+            return sorted(context.rng.sample(range(len(personas)), sample.count))
+        if sample.stratify_by == "cluster":
+            embedder = context.embedder or _default_embedder()
+            vectors = embedder.embed([" ".join(p.statements) for p in personas])
+            labels = [
+                str(label) for label in spherical_kmeans(vectors, sample.clusters, seed=context.rng.randrange(2**31))
+            ]
+        else:
+            if sample.stratify_by not in rows[0]:
+                raise PersonaFileError(
+                    f"no column {sample.stratify_by!r} to stratify by; the pool has {sorted(rows[0])}",
+                    path=settings.path or settings.repo,
+                    field="sample.stratify_by",
+                )
+            labels = [_text(row.get(sample.stratify_by)) for row in rows]
+        groups: dict[str, list[int]] = defaultdict(list)
+        for index, label in enumerate(labels):
+            groups[label].append(index)
+        return sorted(stratified(groups, sample.count, context.rng))
+
+
+def _default_embedder() -> Any:
+    """The packaged all-MiniLM-L6-v2: a dialogue run opens no embedder for its persona sources."""
+    from factory.llm.embeddings import open_embedder
+    from factory.recipes.llm import EmbeddingsConfig
+
+    return open_embedder(EmbeddingsConfig(), None, None)

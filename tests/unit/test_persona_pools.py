@@ -1,0 +1,198 @@
+"""``source: hub_personas`` on small files in the layouts of PersonaHub, FinePersonas and
+Nemotron-Personas: mapping, statements, near-duplicates, stratified draws, and a wrong mapping."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import polars as pl
+import pytest
+
+from factory.errors import PersonaFileError, RecipeError
+from factory.personas import plan
+from factory.personas.pool import HubPersonaPool
+from factory.personas.source import SourceContext
+from factory.recipes import parse_recipe
+from factory.recipes.personas import HubPersonasSource
+
+PROFESSIONS = ["nurse", "carpenter", "violinist", "beekeeper", "chemist", "pilot", "librarian", "chef"]
+
+
+def personahub_rows(count: int) -> list[dict]:
+    return [
+        {"persona": f"A retired {PROFESSIONS[i % 8]} from town {i} who restores old bicycles. Loves jazz records."}
+        for i in range(count)
+    ]
+
+
+def source(**settings) -> HubPersonasSource:
+    return HubPersonasSource.model_validate({"source": "hub_personas", **settings})
+
+
+def make(settings: HubPersonasSource, tmp_path, seed: int = 3):
+    context = SourceContext(lambda name: tmp_path / name, random.Random(seed))
+    return HubPersonaPool().make(settings, None, context)
+
+
+def test_a_personahub_file_becomes_first_person_statement_personas(tmp_path):
+    pl.DataFrame(personahub_rows(5)).write_parquet(tmp_path / "personas.parquet")
+
+    made = make(source(path="personas.parquet", layout="personahub"), tmp_path)
+
+    assert len(made.personas) == 5
+    first = made.personas[0]
+    assert first.statements == ["I am a retired nurse from town 0 who restores old bicycles.", "Loves jazz records."]
+    assert first.description.startswith("A retired nurse") and first.source == "personas.parquet row 1"
+    assert len({p.id for p in made.personas}) == 5
+
+
+def test_finepersonas_labels_become_topics(tmp_path):
+    lines = [
+        {"id": "a", "persona": "A marine biologist studying coral reefs.", "labels": json.dumps(["Science", "Ocean"])},
+        {"id": "b", "persona": "An amateur astronomer with a backyard telescope.", "labels": '["Science"]'},
+    ]
+    (tmp_path / "fine.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+
+    made = make(source(path="fine.jsonl", layout="finepersonas"), tmp_path)
+
+    assert [p.topics for p in made.personas] == [["Science", "Ocean"], ["Science"]]
+    assert made.personas[1].statements == ["I am an amateur astronomer with a backyard telescope."]
+
+
+def test_nemotron_demographics_and_themed_texts_are_mapped(tmp_path):
+    row = {
+        "uuid": "u1",
+        "persona": "Maria Lopez is a meticulous planner who keeps a garden.",
+        "professional_persona": "Maria runs the night shift at a regional hospital pharmacy.",
+        "hobbies_and_interests": "She grows tomatoes and sings in a church choir.",
+        "sex": "Female",
+        "age": 47,
+        "occupation": "pharmacy_technician",
+        "education_level": "bachelors",
+        "city": "Tucson",
+        "state": "AZ",
+        "country": "USA",
+    }
+    pl.DataFrame([row]).write_parquet(tmp_path / "nemotron.parquet")
+
+    persona = make(source(path="nemotron.parquet", layout="nemotron"), tmp_path).personas[0]
+
+    assert persona.demographics.model_dump() == {
+        "age": 47,
+        "gender": "Female",
+        "occupation": "pharmacy technician",
+        "education": "bachelors",
+        "location": "Tucson, AZ, USA",
+    }
+    assert persona.statements[1] == "Maria runs the night shift at a regional hospital pharmacy."
+    assert len(persona.statements) == 3
+
+
+def test_near_duplicates_are_dropped_and_named(tmp_path):
+    rows = personahub_rows(4)
+    rows.insert(2, {"persona": rows[0]["persona"].replace("Loves jazz records.", "Loves jazz records!")})
+    pl.DataFrame(rows).write_parquet(tmp_path / "p.parquet")
+
+    made = make(source(path="p.parquet", layout="personahub", dedup_threshold=0.7), tmp_path)
+
+    assert len(made.personas) == 4
+    assert [d.item for d in made.dropped] == ["p.parquet row 3"]
+    assert made.reports["hub_personas"] == {"read": 5, "usable": 5, "near_duplicates": 1, "drawn": 4}
+
+
+def test_a_column_draw_spreads_over_the_values_not_the_head_of_the_file(tmp_path):
+    # 90 rows of one region, then 10 of each of three others: the head of the file is all "north"
+    regions = ["north"] * 90 + ["south"] * 10 + ["east"] * 10 + ["west"] * 10
+    rows = [
+        {"persona": f"A {PROFESSIONS[i % 8]} number {i} who has a distinct story of their own, {i * 7}.", "region": r}
+        for i, r in enumerate(regions)
+    ]
+    pl.DataFrame(rows).write_parquet(tmp_path / "p.parquet")
+    settings = source(
+        path="p.parquet",
+        columns={"persona": "persona"},
+        sample={"count": 8, "stratify_by": "region"},
+        dedup_threshold=None,
+    )
+
+    made = make(settings, tmp_path)
+
+    drawn = Counter(int(p.source.rsplit(" ", 1)[1]) for p in made.personas)
+    by_region = Counter(regions[row - 1] for row in drawn)
+    assert sum(by_region.values()) == 8 and by_region == {"north": 2, "south": 2, "east": 2, "west": 2}
+
+
+def test_a_cluster_draw_covers_every_cluster(tmp_path):
+    themes = ["sails boats on the open sea", "bakes sourdough bread at dawn", "repairs vintage radios"]
+    rows = [{"persona": f"A person who {themes[i % 3]} and is number {i}."} for i in range(30)]
+    pl.DataFrame(rows).write_parquet(tmp_path / "p.parquet")
+    settings = source(
+        path="p.parquet",
+        layout="personahub",
+        sample={"count": 6, "stratify_by": "cluster", "clusters": 3},
+        dedup_threshold=None,  # the rows of a theme differ only in their number
+    )
+
+    made = make(settings, tmp_path)
+
+    assert len(made.personas) == 6
+    drawn = Counter(next(t for t in themes if t in p.description) for p in made.personas)
+    assert drawn == dict.fromkeys(themes, 2)
+
+
+def test_a_wrong_mapping_names_the_missing_column(tmp_path):
+    pl.DataFrame(personahub_rows(2)).write_parquet(tmp_path / "p.parquet")
+
+    with pytest.raises(PersonaFileError, match=r"no column 'bio'.*\['persona'\]") as caught:
+        make(source(path="p.parquet", columns={"persona": "bio"}), tmp_path)
+    assert caught.value.field == "columns.persona"
+    with pytest.raises(RecipeError, match="layout"):
+        parse_recipe(
+            {"name": "x", "personas": [{"source": "hub_personas", "path": "p.parquet"}], "casting": {"dialogues": 1}}
+        )
+
+
+def test_a_run_is_cast_from_a_pool(tmp_path):
+    pl.DataFrame(personahub_rows(12)).write_parquet(tmp_path / "p.parquet")
+    recipe = parse_recipe(
+        {
+            "name": "pool",
+            "personas": [
+                {"source": "hub_personas", "path": "p.parquet", "layout": "personahub", "sample": {"count": 6}}
+            ],
+            "casting": {"dialogues": 4},
+        },
+        path=tmp_path / "recipe.yaml",
+    )
+
+    casts = plan(recipe).casts
+
+    assert len(casts) == 4
+    assert all(speaker.id.startswith("pool-") for cast in casts for speaker in cast.speakers)
+
+
+def test_a_pool_seeds_a_persona_bank(tmp_path):
+    import datasets
+
+    from factory.bank import build_bank
+    from factory.recipes import PersonaBankRecipe
+
+    pl.DataFrame(personahub_rows(10)).write_parquet(tmp_path / "p.parquet")
+    recipe = parse_recipe(
+        {
+            "name": "pool-bank",
+            "sources": [
+                {"source": "hub_personas", "path": "p.parquet", "layout": "personahub", "sample": {"count": 6}}
+            ],
+            "output": {"license": "cc-by-nc-sa-4.0"},
+        },
+        path=tmp_path / "bank.yaml",
+        model=PersonaBankRecipe,
+    )
+
+    build_bank(recipe, tmp_path / "bank", show_progress=False)
+
+    personas = datasets.load_dataset(str(tmp_path / "bank"), split="personas")
+    assert len(personas) == 6 and all(source.startswith("p.parquet row ") for source in personas["source"])
