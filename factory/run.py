@@ -23,7 +23,14 @@ from factory.critics.base import JudgePanel
 from factory.critics.jury import judge_panels, prices_of
 from factory.critics.report import load_critic_report
 from factory.dataset.card import CardContext, published_folder_name
-from factory.dataset.dialogues import ChatRows, dialogue_card, released_of, review_draws, write_dialogues
+from factory.dataset.dialogues import (
+    ChatRows,
+    dialogue_card,
+    released_of,
+    review_draws,
+    shared_split,
+    write_dialogues,
+)
 from factory.dataset.folder import DatasetFolder
 from factory.dataset.pipeline_file import pipeline_yaml
 from factory.dataset.stats import RunStats
@@ -35,7 +42,7 @@ from factory.engine.progress import RunProgress, progress_for
 from factory.engine.resume import InterruptedRun
 from factory.engine.rounds import Execution, execute, planned_dialogues, prompt_preview
 from factory.errors import BudgetReached, PipelineError
-from factory.generation.role_play.chat import chat_example
+from factory.generation.role_play.chat import chat_examples
 from factory.llm.embedded import check_running_servers
 from factory.llm.endpoint import (
     agent_endpoints,
@@ -51,6 +58,7 @@ from factory.personas import CastPlan, plan
 from factory.personas.casting import Cast
 from factory.plan import latest_version, plan_run
 from factory.recipes import Recipe
+from factory.records import ChatExample, DialogueRecord
 from factory.settings import environment
 
 
@@ -280,6 +288,7 @@ def _write(
         persona_banks=manifest["persona_banks"],
         critics=recipe.critics.enabled(),
         load_as=published_folder_name(started.out),
+        chat_test_share=recipe.output.splits.test if recipe.output.splits else None,
     )
     settle = settle_run(recipe.critics, journal.batches)
     stats, samples, ids = write_dialogues(
@@ -296,11 +305,17 @@ def _write(
 
 
 def _chat_rows(recipe: Recipe) -> ChatRows:
-    """Accepted role-play dialogues are also published as chat examples (the ``messages`` config)."""
-    return ChatRows(
-        has_row=lambda record: record.generation.mode == "role_play",
-        row=lambda record: chat_example(record, recipe.generation.role_play),
-    )
+    """Every accepted dialogue also as chat examples (the ``messages`` config), in persona-disjoint
+    train and test splits when ``output.splits`` asks for them."""
+    output = recipe.output
+
+    def rows(record: DialogueRecord) -> list[ChatExample]:
+        return chat_examples(record, recipe.generation.role_play, output.messages.speakers)
+
+    if output.splits is None:
+        return ChatRows(rows)
+    test = output.splits.test
+    return ChatRows(rows, lambda record: shared_split(record, test, recipe.seed), ("train", "test"))
 
 
 def _run_manifest(

@@ -10,6 +10,7 @@ import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from factory.dataset.card_sections import (
+    ChatSplits,
     changelog_section,
     counts_section,
     coverage_section,
@@ -90,7 +91,10 @@ class CardContext:
     critic_report: dict[str, Any] | None = None
     changelog: dict[str, Any] | None = None
     persona_banks: list[dict[str, Any]] = field(default_factory=list)
-    chat_config: bool = False  # accepted role-plays also as chat messages, the `messages` config
+    chat_config: bool = False  # accepted dialogues also as chat messages, the `messages` config
+    chat_splits: dict[str, int] = field(default_factory=dict)  # its rows per split (train, and test when split)
+    chat_left_out: int = 0  # accepted dialogues in no split: their speakers are in different ones
+    chat_test_share: float | None = None  # output.splits.test, when the config is persona-disjoint
     critics: list[str] = field(default_factory=list)  # every critic the recipe enabled, in cascade order
     load_as: str = "PATH"  # what `load_dataset` is given: the folder as the run named it, the Hub repo once pushed
     coverage: list[dict[str, Any]] = field(default_factory=list)  # quota cells after filtering
@@ -107,6 +111,7 @@ def factory_card_data(
     info: dict[str, Any] | list[dict[str, Any]],
     persona_factory: dict[str, Any],
     chat_config: bool = False,
+    chat_splits: list[str] | None = None,
 ) -> DatasetCardData:
     """The Hub metadata every persona-factory card has; ``persona_factory`` holds our own."""
     return DatasetCardData(
@@ -122,14 +127,17 @@ def factory_card_data(
                 "config_name": "default",
                 "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in splits],
             },
-            *(
-                [{"config_name": "messages", "data_files": [{"split": "train", "path": "data/messages-*.parquet"}]}]
-                if chat_config
-                else []
-            ),
+            *([{"config_name": "messages", "data_files": chat_data_files(chat_splits)}] if chat_config else []),
         ],
         persona_factory=persona_factory,
     )
+
+
+def chat_data_files(splits: list[str] | None) -> list[dict[str, str]]:
+    """The ``messages`` config's files: one train split, or each split's own shards."""
+    if not splits or splits == ["train"]:
+        return [{"split": "train", "path": "data/messages-*.parquet"}]
+    return [{"split": split, "path": f"data/messages-{split}-*.parquet"} for split in splits]
 
 
 def card_data(
@@ -137,6 +145,7 @@ def card_data(
 ) -> DatasetCardData:
     return factory_card_data(
         chat_config=context.chat_config,
+        chat_splits=[split for split, rows in context.chat_splits.items() if rows],
         license=context.license,
         rows=stats.generated,
         tag="dialogue",
@@ -202,7 +211,11 @@ def render_card(
     body = [
         *_header(context),
         *counts_section(stats),
-        *modes_section(stats, context.chat_config),
+        *modes_section(
+            stats,
+            context.chat_config,
+            ChatSplits(context.chat_splits, context.chat_left_out, context.chat_test_share),
+        ),
         *critics_section(stats, context.critics),
         *tokens_section(stats),
         *persona_sections(stats),

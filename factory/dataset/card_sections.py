@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from factory.dataset.stats import RunStats
@@ -22,7 +23,16 @@ MODE_NOTES = {
 }
 
 
-def modes_section(stats: RunStats, chat_config: bool) -> list[str]:
+@dataclass
+class ChatSplits:
+    """The messages config's rows per split, and how it was split."""
+
+    rows: dict[str, int]
+    left_out: int
+    test_share: float | None
+
+
+def modes_section(stats: RunStats, chat_config: bool, chat: ChatSplits | None = None) -> list[str]:
     """Which mode made the data of each config, and, when a recipe used both, how they compare."""
     if not stats.modes:
         return []
@@ -30,9 +40,18 @@ def modes_section(stats: RunStats, chat_config: bool) -> list[str]:
     lines = ["## Generation modes", "", f"The `default` config holds every dialogue, made by {made}."]
     if chat_config:
         lines.append(
-            "The `messages` config holds the accepted `role_play` dialogues as chat messages (OpenAI format, "
-            "the persona's agent prompt as the system message), for chat fine-tuning."
+            "The `messages` config holds the accepted dialogues as chat messages (OpenAI format, the persona's "
+            "agent prompt as the system message), for chat fine-tuning."
         )
+    if chat_config and chat is not None and chat.test_share is not None:
+        counts = ", ".join(f"{rows:,} in `{split}`" for split, rows in chat.rows.items())
+        lines += [
+            "",
+            f"Its splits are persona-disjoint: each persona is in one split for good ({chat.test_share:.0%} of them in "
+            "`test`, by a seeded hash of the persona's id), and a dialogue goes to the split all its speakers are in, "
+            f"so no persona of `test` is seen in `train`. Rows: {counts}; {chat.left_out:,} accepted dialogue"
+            f"{'s' if chat.left_out != 1 else ''} whose speakers are in different splits are in neither.",
+        ]
     lines.append("")
     if len(stats.modes) > 1:
         lines += [

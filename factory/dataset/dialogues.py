@@ -8,6 +8,7 @@ nothing holds the whole run in memory.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -40,11 +41,34 @@ class Released:
 
 @dataclass
 class ChatRows:
-    """Which accepted dialogues are also published as chat examples, and the row of each. Asked
-    once per record to count the rows (shard names need the total), and built only when written."""
+    """The chat examples of each accepted dialogue, and the split of the ``messages`` config they
+    go to (None: the dialogue's speakers are in different splits, so it is in none). Asked once
+    per record to count the rows (shard names need the total), and built again when written."""
 
-    has_row: Callable[[DialogueRecord], bool]
-    row: Callable[[DialogueRecord], ChatExample]
+    rows: Callable[[DialogueRecord], list[ChatExample]]
+    split: Callable[[DialogueRecord], str | None] = lambda record: "train"
+    splits: tuple[str, ...] = ("train",)
+
+    def file(self, split: str) -> str:
+        return chat_file(split, self.splits)
+
+
+def chat_file(split: str, splits: Iterable[str]) -> str:
+    """The shard prefix of a split of the ``messages`` config: ``messages`` when it has one split,
+    ``messages-test`` and so on otherwise."""
+    return CHAT_CONFIG if list(splits) == ["train"] else f"{CHAT_CONFIG}-{split}"
+
+
+def persona_split(persona_id: str, test: float, seed: int) -> str:
+    """A persona's split for good: a seeded hash of its id, ``test`` of them in test."""
+    draw = int(hashlib.sha256(f"{seed}:{persona_id}".encode()).hexdigest()[:12], 16) / 16**12
+    return "test" if draw < test else "train"
+
+
+def shared_split(record: DialogueRecord, test: float, seed: int) -> str | None:
+    """The split every speaker of the dialogue is in, or None when they are in different ones."""
+    found = {persona_split(persona.id, test, seed) for persona in record.speakers}
+    return found.pop() if len(found) == 1 else None
 
 
 def review_draws(accepted: int) -> dict[str, int]:
@@ -67,14 +91,20 @@ def write_dialogues(
     """The splits and the chat config into ``writer``; the statistics, the records the card shows
     and the ids of each split with their persona cells (for the review's stratified sample)."""
     counts = dict.fromkeys(SPLITS, 0)
-    chat_count = 0
+    chat_counts = dict.fromkeys(chat_rows.splits, 0)
+    left_out = 0
     for batch in batches():
         for record in batch:
             settle(record)
             counts[split_of(record)] += 1
-            chat_count += record.accepted and chat_rows.has_row(record)
+            rows = len(chat_rows.rows(record)) if record.accepted else 0
+            chat_split = chat_rows.split(record) if rows else None
+            if chat_split is not None:
+                chat_counts[chat_split] += rows
+            left_out += bool(rows) and chat_split is None
+    context.chat_splits, context.chat_left_out = chat_counts, left_out
     splits = {split: writer.split(split, counts[split], DialogueRecord) for split in SPLITS}
-    chat = writer.split(CHAT_CONFIG, chat_count, ChatExample)
+    chats = {split: writer.split(chat_rows.file(split), chat_counts[split], ChatExample) for split in chat_rows.splits}
     accumulator = StatsAccumulator(prices)
     shown = {"accepted": context.samples, "rejected": max(1, context.samples // 2) if context.samples else 0}
     samples: dict[str, list[DialogueRecord]] = {split: [] for split in SPLITS}
@@ -86,8 +116,10 @@ def write_dialogues(
         for record in batch:
             split = split_of(record)
             splits[split].add(record)
-            if record.accepted and chat_rows.has_row(record):
-                chat.add(chat_rows.row(record))
+            chat_split = chat_rows.split(record) if record.accepted else None
+            if chat_split is not None:
+                for row in chat_rows.rows(record):
+                    chats[chat_split].add(row)
             ids[split][record.id] = dialogue_cell(record)
             samples[split] = sorted([*samples[split], record], key=lambda r: r.id)[: shown[split]]
     writer.close_splits()
@@ -110,11 +142,15 @@ def dialogue_card(
     manifest["stats"] = stats.as_dict()
     main_info = writer.dataset_info(list(SPLITS))
     info: dict[str, Any] | list[dict[str, Any]] = main_info
-    if writer.rows[CHAT_CONFIG]:
-        manifest["configs"] = writer.split_listing([CHAT_CONFIG])
+    chat_files = {
+        split: file for split in context.chat_splits if writer.rows[file := chat_file(split, context.chat_splits)]
+    }
+    if chat_files:
+        manifest["configs"] = writer.split_listing(list(chat_files.values()))
         context.chat_config = True
-        chat_info = writer.dataset_info([CHAT_CONFIG], config_name=CHAT_CONFIG)
-        chat_info["splits"] = [{**split, "name": "train"} for split in chat_info["splits"]]
+        chat_info = writer.dataset_info(list(chat_files.values()), config_name=CHAT_CONFIG)
+        named = {file: split for split, file in chat_files.items()}
+        chat_info["splits"] = [{**split, "name": named[split["name"]]} for split in chat_info["splits"]]
         info = [main_info, chat_info]
     context.charts = write_charts(writer.staging, stats, context.rounds, context.coverage)
     manifest["charts"] = [chart.path for chart in context.charts]

@@ -49,6 +49,29 @@ class RayConfig(_Config):
     cpus_per_worker: float | None = Field(default=None, gt=0, description="CPUs reserved per worker.")
 
 
+class MessagesConfig(_Config):
+    """The ``messages`` config: accepted dialogues as chat fine-tuning rows."""
+
+    speakers: Literal["all", "first"] = Field(
+        default="first",
+        description="first: one row per dialogue, from the assistant's side (or the first speaker's); all: one row "
+        "per speaker, each with that speaker's persona as the system prompt.",
+    )
+
+
+class SplitsConfig(_Config):
+    """Persona-disjoint train and test splits of the ``messages`` config."""
+
+    train: float = Field(default=0.9, gt=0, lt=1)
+    test: float = Field(default=0.1, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _whole(self) -> SplitsConfig:
+        if abs(self.train + self.test - 1) > 1e-9:
+            raise ValueError(f"train and test add up to {self.train + self.test:g}, not 1")
+        return self
+
+
 class OutputConfig(_Config):
     license: str = "cc-by-4.0"
     pretty_name: str | None = None
@@ -59,6 +82,12 @@ class OutputConfig(_Config):
     review_labels: bool = Field(
         default=True,
         description="Approval waits until every sampled dialogue has a reviewer's label (in character, quality, flags).",
+    )
+    messages: MessagesConfig = Field(default_factory=MessagesConfig)
+    splits: SplitsConfig | None = Field(
+        default=None,
+        description="Split the messages config into persona-disjoint train and test (no persona in both); unset: "
+        "one train split.",
     )
 
 

@@ -43,7 +43,7 @@ from factory.recipes import OutputConfig, Recipe
 from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig
 from factory.recipes.llm import LLMConfig
-from factory.records import ChatExample, DialogueRecord
+from factory.records import DialogueRecord
 from factory.rejudge.sources import ChatMapping, JudgedSource, load_source
 from factory.settings import environment
 
@@ -210,7 +210,7 @@ def _write(
         yield records
 
     settle = settle_run(critics, batches)
-    no_chat = ChatRows(has_row=lambda record: False, row=_no_chat_row)
+    no_chat = ChatRows(lambda record: [])  # a judged version has no chat config
     stats, samples, ids = write_dialogues(writer, batches, settle, no_chat, context, prices_of(spec, judges))
     card = dialogue_card(writer, context, stats, samples, manifest, released_of(writer.folder), made_by.text)
     writer.finish(
@@ -219,7 +219,3 @@ def _write(
         recipe_text=made_by.text, manifest=manifest,
     )  # fmt: skip
     return stats
-
-
-def _no_chat_row(record: DialogueRecord) -> ChatExample:
-    raise AssertionError("a judged version has no chat config")  # has_row is never true

@@ -146,7 +146,7 @@ def test_role_play_writes_turn_records_and_a_messages_config(tmp_path):
     card = (tmp_path / "out" / "README.md").read_text()
     metadata = yaml.safe_load(card.split("---")[1])
     assert [config["config_name"] for config in metadata["configs"]] == ["default", "messages"]
-    assert "## Generation modes" in card and "`messages` config holds the accepted `role_play`" in card
+    assert "## Generation modes" in card and "`messages` config holds the accepted dialogues as chat messages" in card
 
 
 def test_memory_is_recorded_on_the_turns_and_shown_to_the_agent(tmp_path):
