@@ -50,7 +50,8 @@ def _verdicts(out):
 
     return [
         Verdict.model_validate(verdict)
-        for path in (out / "data").glob("*.parquet")
+        for split in ("accepted", "rejected")
+        for path in (out / "data").glob(f"{split}-*.parquet")
         for row in pq.read_table(path).to_pylist()
         for verdict in row["verdicts"]
     ]
