@@ -63,13 +63,13 @@ def main() -> int:
         started = time.perf_counter()
         result = run_recipe(recipe, Path(tmp) / "out", show_progress=False)
         seconds = time.perf_counter() - started
-    usage = result.manifest["usage"]["generation"]
+    completion_tokens = sum(e["completion_tokens"] for e in result.manifest["execution"]["endpoints"].values())
     served = result.manifest["ray"]["served"]["generator"]
     print(f"vLLM {args.model}: {args.replicas} replica(s) on {len(served['replica_nodes'])} node(s), {gpus:g} GPUs")
     print(
         f"run (deploy included): {seconds:.1f} s; {result.stats.generated} dialogues, {result.stats.accepted} accepted"
     )
-    print(f"{usage['completion_tokens'] / seconds:.1f} tokens/s  {result.stats.generated / seconds:.3f} dialogues/s")
+    print(f"{completion_tokens / seconds:.1f} tokens/s  {result.stats.generated / seconds:.3f} dialogues/s")
     return 0
 
 
