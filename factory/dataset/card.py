@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,11 +134,16 @@ def factory_card_data(
     )
 
 
+def chat_file(split: str, splits: Iterable[str]) -> str:
+    """The shard prefix of a split of the ``messages`` config: ``messages`` when it has one split,
+    ``messages-test`` and so on otherwise."""
+    return "messages" if list(splits) == ["train"] else f"messages-{split}"
+
+
 def chat_data_files(splits: list[str] | None) -> list[dict[str, str]]:
     """The ``messages`` config's files: one train split, or each split's own shards."""
-    if not splits or splits == ["train"]:
-        return [{"split": "train", "path": "data/messages-*.parquet"}]
-    return [{"split": split, "path": f"data/messages-{split}-*.parquet"} for split in splits]
+    splits = splits or ["train"]
+    return [{"split": split, "path": f"data/{chat_file(split, splits)}-*.parquet"} for split in splits]
 
 
 def card_data(

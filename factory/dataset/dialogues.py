@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from factory.dataset.card import CardContext, render_card
+from factory.dataset.card import CardContext, chat_file, render_card
 from factory.dataset.changelog import changelog
 from factory.dataset.charts import write_charts
 from factory.dataset.folder import DatasetFolder
@@ -51,12 +51,6 @@ class ChatRows:
 
     def file(self, split: str) -> str:
         return chat_file(split, self.splits)
-
-
-def chat_file(split: str, splits: Iterable[str]) -> str:
-    """The shard prefix of a split of the ``messages`` config: ``messages`` when it has one split,
-    ``messages-test`` and so on otherwise."""
-    return CHAT_CONFIG if list(splits) == ["train"] else f"{CHAT_CONFIG}-{split}"
 
 
 def persona_split(persona_id: str, test: float, seed: int) -> str:

@@ -187,12 +187,8 @@ class EmbeddedServer:
                     f"the llama.cpp server exited with code {process.returncode} while starting; "
                     f"the end of its log: {self._log_tail()}"
                 )
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
+            if http_trouble(url, timeout=2) is None:
+                return
             time.sleep(0.25)
         raise EmbeddedServerError(
             f"the llama.cpp server did not answer on {url} within {self.startup_timeout:.0f}s; "
@@ -227,6 +223,17 @@ class EmbeddedServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def http_trouble(url: str, timeout: float) -> str | None:
+    """None when ``url`` answers 200; otherwise what it did instead (``HTTP 503``, ``URLError``)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return None if response.status == 200 else f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        return type(exc).__name__
 
 
 def command_line(options: dict[str, object]) -> list[str]:

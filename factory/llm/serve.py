@@ -9,14 +9,13 @@ restarted by Serve; the client's retries carry the requests it held. Ray must be
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from factory.errors import EndpointError
+from factory.llm.embedded import http_trouble
 from factory.llm.serve_apps import llama_cpp_app, served_model_name, vllm_app
 from factory.recipes import Recipe
 from factory.recipes.serve import ServeConfig
@@ -174,16 +173,11 @@ def wait_until_answering(base_url: str, timeout: float) -> None:
     """The model list answers through Serve's proxy (a replica's server is already up when Serve
     calls it running; the proxy may take a moment more to route to it)."""
     deadline = time.monotonic() + timeout
-    last = "no answer"
+    last: str | None = "no answer"
     while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base_url}/models", timeout=10) as response:
-                if response.status == 200:
-                    return
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            last = type(exc).__name__
+        last = http_trouble(f"{base_url}/models", timeout=10)
+        if last is None:
+            return
         time.sleep(0.5)
     raise EndpointError(
         f"the model served at {base_url} did not answer within {timeout:.0f} s ({last}); is Serve's proxy on "
@@ -205,9 +199,7 @@ def remove_kept(recipe: Recipe) -> list[str]:
     from ray import serve
 
     running = set(serve.status().applications)
-    removed = [
-        app_name(recipe.name, role) for role in models_to_serve(recipe) if app_name(recipe.name, role) in running
-    ]
+    removed = [app for app in (app_name(recipe.name, role) for role in models_to_serve(recipe)) if app in running]
     for app in removed:
         remove(app)
     return removed

@@ -86,16 +86,23 @@ def read_pool(settings: HubPersonasSource, resolve_path: Callable[[str], Path]) 
     rows = list(enumerate(itertools.islice(stream, settings.scan), start=1))
     if not rows:
         raise PersonaFileError("the pool has no rows", path=label)
-    check_columns(column_mapping(settings), rows[0][1], label)
+    check_columns(settings, rows[0][1], label)
     return PoolRows(label, rows)
 
 
-def check_columns(columns: PersonaColumns, first: dict[str, Any], label: str) -> None:
+def check_columns(settings: HubPersonasSource, first: dict[str, Any], label: str) -> None:
+    """Every column the source reads (the mapping's, and the one the draw is stratified by) is in the pool."""
+    columns = column_mapping(settings)
     wanted = {f"columns.{name}": value for name, value in columns.model_dump().items() if isinstance(value, str)}
     wanted.update({f"columns.{name}": value for name in ("more_text", "location") for value in getattr(columns, name)})
+    if settings.sample is not None and settings.sample.stratify_by not in (None, "cluster"):
+        wanted["sample.stratify_by"] = settings.sample.stratify_by
     for field, column in wanted.items():
         if column not in first:
-            raise PersonaFileError(f"no column {column!r}; the pool has {sorted(first)}", path=label, field=field)
+            purpose = " to stratify by" if field == "sample.stratify_by" else ""
+            raise PersonaFileError(
+                f"no column {column!r}{purpose}; the pool has {sorted(first)}", path=label, field=field
+            )
 
 
 def first_person(sentence: str) -> str:
@@ -246,18 +253,11 @@ class HubPersonaPool:
         if sample.stratify_by is None:
             return sorted(context.rng.sample(range(len(personas)), sample.count))
         if sample.stratify_by == "cluster":
-            embedder = context.embedder or _default_embedder()
-            vectors = embedder.embed([" ".join(p.statements) for p in personas])
+            vectors = _embed([" ".join(p.statements) for p in personas], context)
             labels = [
                 str(label) for label in spherical_kmeans(vectors, sample.clusters, seed=context.rng.randrange(2**31))
             ]
-        else:
-            if sample.stratify_by not in rows[0]:
-                raise PersonaFileError(
-                    f"no column {sample.stratify_by!r} to stratify by; the pool has {sorted(rows[0])}",
-                    path=settings.path or settings.repo,
-                    field="sample.stratify_by",
-                )
+        else:  # a column, checked with the mapped ones when the pool was read
             labels = [_text(row.get(sample.stratify_by)) for row in rows]
         groups: dict[str, list[int]] = defaultdict(list)
         for index, label in enumerate(labels):
@@ -265,9 +265,16 @@ class HubPersonaPool:
         return sorted(stratified(groups, sample.count, context.rng))
 
 
-def _default_embedder() -> Any:
-    """The packaged all-MiniLM-L6-v2: a dialogue run opens no embedder for its persona sources."""
+def _embed(texts: list[str], context: SourceContext) -> Any:
+    """The context's embedder, or the packaged all-MiniLM-L6-v2 for this once (a dialogue run opens
+    none for its persona sources), closed when done."""
+    if context.embedder is not None:
+        return context.embedder.embed(texts)
     from factory.llm.embeddings import open_embedder
     from factory.recipes.llm import EmbeddingsConfig
 
-    return open_embedder(EmbeddingsConfig(), None, None)
+    embedder = open_embedder(EmbeddingsConfig(), None, None)
+    try:
+        return embedder.embed(texts)
+    finally:
+        embedder.close()

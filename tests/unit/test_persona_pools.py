@@ -148,6 +148,9 @@ def test_a_wrong_mapping_names_the_missing_column(tmp_path):
     with pytest.raises(PersonaFileError, match=r"no column 'bio'.*\['persona'\]") as caught:
         make(source(path="p.parquet", columns={"persona": "bio"}), tmp_path)
     assert caught.value.field == "columns.persona"
+    with pytest.raises(PersonaFileError, match=r"no column 'region' to stratify by") as caught:
+        make(source(path="p.parquet", layout="personahub", sample={"count": 1, "stratify_by": "region"}), tmp_path)
+    assert caught.value.field == "sample.stratify_by"
     with pytest.raises(RecipeError, match="layout"):
         parse_recipe(
             {"name": "x", "personas": [{"source": "hub_personas", "path": "p.parquet"}], "casting": {"dialogues": 1}}
