@@ -48,9 +48,10 @@ def modes_section(stats: RunStats, chat_config: bool, chat: ChatSplits | None = 
         lines += [
             "",
             f"Its splits are persona-disjoint: each persona is in one split for good ({chat.test_share:.0%} of them in "
-            "`test`, by a seeded hash of the persona's id), and a dialogue goes to the split all its speakers are in, "
-            f"so no persona of `test` is seen in `train`. Rows: {counts}; {chat.left_out:,} accepted dialogue"
-            f"{'s' if chat.left_out != 1 else ''} whose speakers are in different splits are in neither.",
+            "`test`, by a seeded hash of the persona's id); casting pairs personas of one split only, and a dialogue "
+            f"goes to the split all its speakers are in, so no persona of `test` is seen in `train`. Rows: {counts}; "
+            f"{chat.left_out:,} accepted dialogue{'s' if chat.left_out != 1 else ''} whose speakers are in different "
+            "splits are in neither.",
         ]
     lines.append("")
     if len(stats.modes) > 1:

@@ -8,7 +8,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from factory.personas.casting import Cast, CellTopUp, cast_dialogues
+from factory.dataset.dialogues import persona_split
+from factory.personas.casting import Cast, CellTopUp, cast_dialogues, cast_within_splits
 from factory.personas.source import SourceContext
 from factory.personas.sources import source_for
 from factory.recipes import Recipe
@@ -73,7 +74,14 @@ def plan(recipe: Recipe) -> CastPlan:
     few_shot = recipe.resolve_path(recipe.generation.few_shot_path)
     if recipe.generation.few_shot and few_shot.is_file():
         inputs["generation.few_shot_path"] = hashlib.sha256(few_shot.read_bytes()).hexdigest()[:16]
-    casts = cast_dialogues(pool.personas, recipe.casting, rng, id_prefix=recipe.name)
+    splits = recipe.output.splits
+    if splits is None:
+        casts = cast_dialogues(pool.personas, recipe.casting, rng, id_prefix=recipe.name)
+    else:
+        casts = cast_within_splits(
+            pool.personas, recipe.casting, rng, id_prefix=recipe.name,
+            split_of=lambda persona: persona_split(persona.id, splits.test, recipe.seed),
+        )  # fmt: skip
     top_up = (
         CellTopUp(pool.personas, recipe.casting, recipe.seed, recipe.name) if recipe.casting.accepted_per_cell else None
     )

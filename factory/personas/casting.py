@@ -302,3 +302,39 @@ def cells_of(
 ) -> set[tuple[str, str]]:
     """The quota cells a dialogue's speakers stand in (a dialogue counts once per cell)."""
     return {cell for cell in cells for persona in speakers if cell_value(persona, cell[0]) == cell[1]}
+
+
+def cast_within_splits(
+    pool: list[PersonaProfile],
+    casting: CastingConfig,
+    rng: random.Random,
+    *,
+    id_prefix: str,
+    split_of: Callable[[PersonaProfile], str],
+) -> list[Cast]:
+    """Casts whose speakers all come from one split (``split_of``), so no dialogue is lost to
+    persona-disjoint train and test splits: each split is cast by the recipe's strategy on its own
+    personas, with a share of the dialogues in proportion to them, and the casts interleaved."""
+    groups: dict[str, list[PersonaProfile]] = {}
+    for persona in pool:
+        groups.setdefault(split_of(persona), []).append(persona)
+    for split, personas in sorted(groups.items()):
+        if len(personas) < casting.group_size:
+            raise RecipeError(
+                f"the {split} split holds {len(personas)} of the {len(pool)} personas, fewer than a dialogue's "
+                f"{casting.group_size}; add personas or move the split's share",
+                field="output.splits",
+            )
+    placed: list[tuple[float, Cast]] = []
+    left, people = casting.dialogues, len(pool)
+    for split, personas in sorted(groups.items()):
+        count = round(left * len(personas) / people) if people else 0
+        left, people = left - count, people - len(personas)
+        try:
+            casts = cast_dialogues(
+                personas, casting.model_copy(update={"dialogues": count}), rng, id_prefix=f"{id_prefix}-{split}"
+            )
+        except RecipeError as exc:
+            raise RecipeError(f"in the {split} split: {exc.detail}", path=exc.path, field=exc.field) from None
+        placed += [((index + 0.5) / len(casts), cast) for index, cast in enumerate(casts)]
+    return [cast for _, cast in sorted(placed, key=lambda pair: pair[0])]

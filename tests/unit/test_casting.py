@@ -8,9 +8,10 @@ from collections import Counter
 
 import pytest
 
+from factory.dataset.dialogues import persona_split
 from factory.errors import RecipeError
 from factory.personas.big_five import sample_big_five
-from factory.personas.casting import cast_dialogues, contrast, shared_topics
+from factory.personas.casting import cast_dialogues, cast_within_splits, contrast, shared_topics
 from factory.personas.mbti import sample_mbti
 from factory.recipes import parse_recipe
 from factory.recipes.personas import BigFiveSource, CastingConfig
@@ -129,3 +130,33 @@ def test_recipe_settings_for_strategies_are_checked():
     with pytest.raises(RecipeError, match="unknown cell dimension") as error:
         parse_recipe({**base, "casting": {"strategy": "quota", "quota": [{"by": "zodiac"}], "dialogues": 2}})
     assert error.value.field == "casting.quota[0]"
+
+
+@pytest.mark.parametrize("strategy", ["random", "contrasting"])
+def test_with_splits_every_cast_keeps_to_one_split_and_no_dialogue_is_lost(strategy):
+    pool = sample_mbti(40, random.Random(5))
+    split_of = {p.id: persona_split(p.id, 0.3, 9) for p in pool}
+
+    casts = cast_within_splits(
+        pool, _casting(strategy=strategy, dialogues=50), random.Random(2), id_prefix="s",
+        split_of=lambda persona: split_of[persona.id],
+    )  # fmt: skip
+
+    assert len(casts) == 50 and len({cast.dialogue_id for cast in casts}) == 50
+    assert all(len({split_of[p.id] for p in cast.speakers}) == 1 for cast in casts)
+    per_split = Counter(split_of[cast.speakers[0].id] for cast in casts)
+    personas = Counter(split_of.values())
+    # dialogues in proportion to the split's personas, and the two splits interleaved
+    assert abs(per_split["test"] - round(50 * personas["test"] / 40)) <= 1
+    assert {split_of[c.speakers[0].id] for c in casts[:10]} == {"train", "test"}
+
+
+def test_a_split_too_small_for_a_dialogue_is_refused_naming_the_splits_field():
+    pool = sample_mbti(6, random.Random(5))
+
+    with pytest.raises(RecipeError, match=r"the test split holds 1 of the 6 personas") as caught:
+        cast_within_splits(
+            pool, _casting(dialogues=4), random.Random(2), id_prefix="s",
+            split_of=lambda persona: "test" if persona.id == pool[0].id else "train",
+        )  # fmt: skip
+    assert caught.value.field == "output.splits"
