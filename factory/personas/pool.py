@@ -29,6 +29,7 @@ from factory.personas.source import Made, SourceContext
 from factory.personas.statements import MAX_PROFILE_CHARS, MAX_STATEMENT_CHARS
 from factory.recipes.personas import HubPersonasSource, PersonaColumns
 from factory.records import Demographics, Dropped, PersonaProfile
+from factory.traits import MBTI_TYPES
 
 LAYOUTS: dict[str, PersonaColumns] = {
     # proj-persona/PersonaHub, subset "persona": {"persona": "A retired nurse who ..."}
@@ -152,10 +153,14 @@ def persona_of(number: int, record: dict[str, Any], columns: PersonaColumns, lab
         education=_text(record.get(columns.education)).replace("_", " ") or None if columns.education else None,
         location=place or None,
     )
+    mbti = _text(record.get(columns.mbti)).upper() if columns.mbti else ""
+    if mbti and mbti not in MBTI_TYPES:
+        return f"columns.mbti: {mbti!r} is not an MBTI type"
     digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()[:10]
     return PersonaProfile(
         id=f"pool-{digest}",
-        kind="statements",
+        kind="mbti" if mbti else "statements",
+        mbti=mbti or None,
         name=_text(record.get(columns.name)) or None if columns.name else None,
         demographics=demographics,
         statements=statements,

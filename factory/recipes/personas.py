@@ -99,6 +99,9 @@ class PersonaColumns(_Config):
     education: str | None = None
     location: list[str] = Field(default_factory=list, description="Columns joined into the location (city, state).")
     topics: str | None = Field(default=None, description="Labels or topics (a list, or a JSON list in a string).")
+    mbti: str | None = Field(
+        default=None, description="The persona's MBTI type (e.g. INTJ); such a persona is of kind mbti."
+    )
 
     @model_validator(mode="after")
     def _some_text(self) -> PersonaColumns:

@@ -199,3 +199,23 @@ def test_a_pool_seeds_a_persona_bank(tmp_path):
 
     personas = datasets.load_dataset(str(tmp_path / "bank"), split="personas")
     assert len(personas) == 6 and all(source.startswith("p.parquet row ") for source in personas["source"])
+
+
+def test_a_mapped_mbti_column_makes_mbti_personas_and_a_bad_type_drops_its_row(tmp_path):
+    rows = [
+        {"bio": "A night-shift nurse who keeps bees.", "type": "intj"},
+        {"bio": "A chemist who plays the cello.", "type": "XKCD"},
+        {"bio": "A pilot who collects maps.", "type": None},
+    ]
+    (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(row) for row in rows) + "\n", encoding="utf-8")
+
+    made = make(source(path="p.jsonl", columns={"persona": "bio", "mbti": "type"}), tmp_path)
+
+    by_text = {p.description: p for p in made.personas}
+    assert by_text["A night-shift nurse who keeps bees."].mbti == "INTJ"
+    assert by_text["A night-shift nurse who keeps bees."].kind == "mbti"
+    assert (
+        by_text["A pilot who collects maps."].kind == "statements"
+        and by_text["A pilot who collects maps."].mbti is None
+    )
+    assert [(d.item, d.reason) for d in made.dropped] == [("p.jsonl row 2", "columns.mbti: 'XKCD' is not an MBTI type")]
