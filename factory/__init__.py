@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("engine",),  # rounds, the dialogue coroutine, local and Ray runners, journal, resume
     ("plan",),  # a run's calls, tokens and cost, told before it starts
     ("run", "bank", "rejudge", "calibrate"),  # a dialogue run; a bank build; judging again; critics against labels
+    ("model_eval",),  # a chat model on a version's held-out personas, judged by the critics
     ("distilabel",),  # the factory's parts as distilabel steps; a whole recipe as one
     ("cli",),  # flags -> one library call -> print
 )

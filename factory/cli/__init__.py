@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from factory.cli.calibrate import critics_calibrate
+from factory.cli.eval_model import eval_model
 from factory.cli.review import review_app
 from factory.cli.serve import serve
 from factory.errors import FactoryError, InputError
@@ -35,6 +36,7 @@ app.add_typer(critics_app, name="critics")
 critics_app.command("calibrate")(critics_calibrate)
 app.add_typer(review_app, name="review")
 app.command()(serve)
+app.command("eval-model")(eval_model)
 
 JudgeBaseURL = Annotated[
     str | None,

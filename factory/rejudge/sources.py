@@ -57,14 +57,9 @@ def load_source(source: str, revision: str | None, mapping: ChatMapping) -> Judg
     path = Path(source)
     if not path.exists():
         raise InputError("no such file or folder", path=path)
-    folder = DatasetFolder(path)
-    if path.is_dir() and folder.is_repository():
-        version = revision or folder.current_version()
-        if version is None:
-            raise InputError("a dataset folder without a version", path=path)
-        commit = folder.resolve(version)
-        records = _version_records(folder.published_files(version), f"{path}@{version}")
-        return JudgedSource(records, {"path": str(path), "revision": version, "commit": commit})
+    if path.is_dir() and DatasetFolder(path).is_repository():
+        version = read_version(source, revision)
+        return JudgedSource(_version_records(version.files, version.where), version.provenance)
     chats = sorted(p for p in path.rglob("*") if _chat_file(p.name)) if path.is_dir() else [path]
     if not chats:
         raise InputError("no .parquet or .jsonl files to judge", path=path)
@@ -83,37 +78,80 @@ def _rows(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     yield from enumerate(pq.read_table(file).to_pylist(), start=1)
 
 
-def _hub_source(repo: str, revision: str | None, mapping: ChatMapping) -> JudgedSource:
-    from huggingface_hub import hf_hub_download
+@dataclass
+class FactoryVersion:
+    """A version the factory made, read from its folder or its Hub repository: the published
+    files under ``data/`` (and the manifest), and where they came from."""
 
-    from factory.errors import hub_errors
-    from factory.hub import hub_api
+    files: dict[str, bytes]
+    provenance: dict[str, Any]
+    where: str  # how a one-line error names it: PATH@VERSION or hf://REPO@REVISION
 
-    api = hub_api()
-    where = f"hf://{repo}@{revision or 'main'}"
-    with hub_errors("the files of", repo):
-        commit = api.dataset_info(repo, revision=revision).sha
-        names = api.list_repo_files(repo, repo_type="dataset", revision=commit)
 
-    def fetch(name: str) -> Path:
-        with hub_errors(f"{name} from", repo):
+def read_version(source: str, revision: str | None) -> FactoryVersion:
+    """The factory version ``source`` names: a dataset folder (its latest version, or
+    ``revision``) or ``hf://org/name`` (at ``revision``); anything else is one line."""
+    if source.startswith("hf://"):
+        return _hub_version(_HubRepo(source.removeprefix("hf://"), revision))
+    path = Path(source)
+    folder = DatasetFolder(path)
+    if not (path.is_dir() and folder.is_repository()):
+        raise InputError("not a persona-factory dataset folder", path=path)
+    version = revision or folder.current_version()
+    if version is None:
+        raise InputError("a dataset folder without a version", path=path)
+    commit = folder.resolve(version)
+    provenance = {"path": str(path), "revision": version, "commit": commit}
+    return FactoryVersion(folder.published_files(version), provenance, f"{path}@{version}")
+
+
+class _HubRepo:
+    """A dataset repository at one commit: its file names, and each file fetched on demand."""
+
+    def __init__(self, repo: str, revision: str | None) -> None:
+        from factory.errors import hub_errors
+        from factory.hub import hub_api
+
+        self.repo, self.api = repo, hub_api()
+        self.where = f"hf://{repo}@{revision or 'main'}"
+        with hub_errors("the files of", repo):
+            self.commit = self.api.dataset_info(repo, revision=revision).sha
+            self.names = self.api.list_repo_files(repo, repo_type="dataset", revision=self.commit)
+        self.provenance: dict[str, Any] = {"repo": repo, "revision": revision or "main", "commit": self.commit}
+
+    def fetch(self, name: str) -> Path:
+        from huggingface_hub import hf_hub_download
+
+        from factory.errors import hub_errors
+
+        with hub_errors(f"{name} from", self.repo):
             return Path(
                 hf_hub_download(
-                    repo, name, repo_type="dataset", revision=commit, endpoint=api.endpoint, token=api.token
+                    self.repo, name, repo_type="dataset", revision=self.commit, endpoint=self.api.endpoint,
+                    token=self.api.token,
                 )
-            )
+            )  # fmt: skip
 
-    provenance = {"repo": repo, "revision": revision or "main", "commit": commit}
-    if "manifest.json" in names:  # a factory version, pushed
-        files = {name: fetch(name).read_bytes() for name in names if name.startswith("data/")}
-        return JudgedSource(_version_records(files, where), provenance)
+
+def _hub_version(hub: _HubRepo) -> FactoryVersion:
+    if "manifest.json" not in hub.names:
+        raise InputError("not a persona-factory version (it has no manifest.json)", path=hub.where)
+    wanted = [name for name in hub.names if name.startswith("data/") or name == "manifest.json"]
+    return FactoryVersion({name: hub.fetch(name).read_bytes() for name in wanted}, hub.provenance, hub.where)
+
+
+def _hub_source(repo: str, revision: str | None, mapping: ChatMapping) -> JudgedSource:
+    hub = _HubRepo(repo, revision)
+    if "manifest.json" in hub.names:  # a factory version, pushed
+        version = _hub_version(hub)
+        return JudgedSource(_version_records(version.files, version.where), version.provenance)
     records: list[DialogueRecord] = []
-    for name in sorted(n for n in names if _chat_file(n)):
+    for name in sorted(n for n in hub.names if _chat_file(n)):
         # read as a local file is: the same rows, the same one-line errors for a bad one
-        records.extend(_chat_records(Path(name).name, _rows(fetch(name)), mapping, f"{where}/{name}"))
+        records.extend(_chat_records(Path(name).name, _rows(hub.fetch(name)), mapping, f"{hub.where}/{name}"))
     if not records:
-        raise InputError("no .parquet or .jsonl files to judge", path=where)
-    return JudgedSource(records, {**provenance, "mapping": mapping.__dict__})
+        raise InputError("no .parquet or .jsonl files to judge", path=hub.where)
+    return JudgedSource(records, {**hub.provenance, "mapping": mapping.__dict__})
 
 
 def _version_records(files: dict[str, bytes], where: str) -> list[DialogueRecord]:
