@@ -61,7 +61,7 @@ def bank_licence(recipe: PersonaBankRecipe) -> tuple[str, list[str]]:
     attributions."""
     keys = list(dict.fromkeys(key for s in recipe.sources if (key := source_for(s).attribution(s)) is not None))
     attributions = [SOURCE_ATTRIBUTION[key][1] for key in keys]
-    if any(source_for(s).generative for s in recipe.sources):
+    if any(source_for(s).generative(s) for s in recipe.sources):
         attributions.append("Characters, profiles and statements written by the model named above.")
     if recipe.output.license:
         return recipe.output.license, attributions
@@ -183,4 +183,4 @@ def _bank_card(
 
 
 def _generative(recipe: PersonaBankRecipe) -> bool:
-    return any(source_for(settings).generative for settings in recipe.sources)
+    return any(source_for(settings).generative(settings) for settings in recipe.sources)

@@ -111,7 +111,8 @@ def load_bank(source: BankSource) -> tuple[list[PersonaProfile], dict[str, Any]]
 class BankRevision:
     """``source: bank``: the personas of a bank version, from a folder or the Hub."""
 
-    generative = False
+    def generative(self, settings: Any) -> bool:
+        return False
 
     def attribution(self, settings: BankSource) -> str | None:
         return None

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from factory.personas.demographics import sample_demographics
 from factory.personas.source import Made, SourceContext
@@ -165,7 +166,8 @@ def sample_big_five(source: BigFiveSource, rng: random.Random) -> list[PersonaPr
 class BigFiveSampler:
     """``source: big_five``: Big Five profiles with IPIP statements, sampled (no model)."""
 
-    generative = False
+    def generative(self, settings: Any) -> bool:
+        return False
 
     def attribution(self, settings: BigFiveSource) -> str | None:
         return "ipip"

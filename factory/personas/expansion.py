@@ -353,7 +353,8 @@ class Expansion:
 class SPCExpansion:
     """``source: spc_expansion``: Synthetic-Persona-Chat's persona expansion of seed statements."""
 
-    generative = True
+    def generative(self, settings: Any) -> bool:
+        return True
 
     def attribution(self, settings: SPCExpansionSource) -> str | None:
         return "synthetic_persona_chat" if "synthetic_persona_chat" in settings.path else None

@@ -301,7 +301,8 @@ def build_implicit(
 class ImplicitProfiles:
     """``source: implicit``: USP's implicit profiles, inferred by the LLM from real chats."""
 
-    generative = True
+    def generative(self, settings: Any) -> bool:
+        return True
 
     def attribution(self, settings: ImplicitSource) -> str | None:
         return "usp" if "usp" in (settings.path or "") else None

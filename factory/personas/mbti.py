@@ -7,6 +7,7 @@ import hashlib
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from factory.errors import RecipeError
 from factory.personas.demographics import sample_demographics
@@ -50,7 +51,8 @@ def sample_mbti(count: int, rng: random.Random, types: list[str] | None = None) 
 class MBTISampler:
     """``source: mbti``: personas of the 16 types, sampled (no model)."""
 
-    generative = False
+    def generative(self, settings: Any) -> bool:
+        return False
 
     def attribution(self, settings: MBTISource) -> str | None:
         return None

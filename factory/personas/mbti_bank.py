@@ -266,7 +266,8 @@ def build_mbti_bank(
 class MBTIBank:
     """``source: mbti_bank``: CharacterChat's characters, written by the LLM for each type."""
 
-    generative = True
+    def generative(self, settings: Any) -> bool:
+        return True
 
     def attribution(self, settings: MBTIBankSource) -> str | None:
         return None

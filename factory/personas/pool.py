@@ -25,6 +25,7 @@ from typing import Any
 
 from factory.errors import PersonaFileError
 from factory.personas.expansion import spherical_kmeans
+from factory.personas.pool_statements import split_with_llm
 from factory.personas.source import Made, SourceContext
 from factory.personas.statements import MAX_PROFILE_CHARS, MAX_STATEMENT_CHARS
 from factory.recipes.personas import HubPersonasSource, PersonaColumns
@@ -203,7 +204,8 @@ def stratified(groups: dict[str, list[int]], count: int, rng: random.Random) -> 
 class HubPersonaPool:
     """``source: hub_personas``: a persona pool read as published."""
 
-    generative = False
+    def generative(self, settings: HubPersonasSource) -> bool:
+        return settings.statements_by == "llm"
 
     def attribution(self, settings: HubPersonasSource) -> str | None:
         return None  # the pool's licence is its own: named by the recipe's output.license
@@ -243,7 +245,18 @@ class HubPersonaPool:
             "near_duplicates": usable - len(personas),
             "drawn": len(chosen),
         }
-        return Made([personas[i] for i in chosen], dropped, {"hub_personas": report})
+        drawn = [personas[i] for i in chosen]
+        if settings.statements_by == "llm":
+            runner = context.llm()
+            results = runner.gather(
+                (split_with_llm(runner, persona, settings, context.rng.randrange(2**31)) for persona in drawn),
+                desc="statements",
+                show_progress=context.show_progress,
+            )
+            drawn = [result for result in results if isinstance(result, PersonaProfile)]
+            dropped += [result for result in results if isinstance(result, Dropped)]
+            report["split_by_llm"] = len(drawn)
+        return Made(drawn, dropped, {"hub_personas": report})
 
     def _draw(
         self,

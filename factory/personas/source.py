@@ -48,9 +48,10 @@ class Made:
 
 
 class PersonaSource(Protocol):
-    # Writes with an LLM (a bank build opens the endpoint for it); a dialogue run takes only the
-    # sources that do not.
-    generative: bool
+    def generative(self, settings: Any) -> bool:
+        """Writes with an LLM (a bank build opens the endpoint for it); a dialogue run takes only
+        the sources that do not."""
+        ...
 
     # The shipped data it draws on, a key of the bank card's attributions, when it reads one.
     def attribution(self, settings: Any) -> str | None: ...

@@ -174,7 +174,8 @@ def statement_personas(path: Path, count: int | None, rng: random.Random) -> lis
 class StatementFile:
     """``source: statements``: the user profiles of a Synthetic-Persona-Chat style file."""
 
-    generative = False
+    def generative(self, settings: Any) -> bool:
+        return False
 
     def attribution(self, settings: StatementsSource) -> str | None:
         return "synthetic_persona_chat" if "synthetic_persona_chat" in settings.path else None

@@ -25,6 +25,7 @@ from factory.recipes.personas import (
     BankBuildSource,
     BankOutputConfig,
     CastingConfig,
+    HubPersonasSource,
     PersonaSource,
 )
 from factory.settings import environment, resolve_data_path
@@ -127,6 +128,17 @@ class Recipe(_Config):
             )
         return self
 
+    @model_validator(mode="after")
+    def _no_llm_in_the_persona_sources(self) -> Recipe:
+        for index, source in enumerate(self.personas):
+            if isinstance(source, HubPersonasSource) and source.statements_by == "llm":
+                raise ValueError(
+                    f"personas[{index}].statements_by llm writes the statements with the LLM, which a dialogue run "
+                    "does not do for its personas: build a bank with it (persona-factory personas build) and seed "
+                    "the run with source: bank"
+                )
+        return self
+
     def resolve_path(self, value: str) -> Path:
         return resolve_data_path(value, self.base_dir)
 
@@ -201,8 +213,9 @@ def parse_recipe(
         if error["type"] == "extra_forbidden":
             message = "unknown key (check its spelling; unknown keys are errors)"
         else:
-            message = error["msg"]
-            if "input" in error and error["type"] not in ("missing",):
+            message = error["msg"].removeprefix("Value error, ")
+            # a value is worth echoing; a whole section (a check across its fields) is not
+            if "input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], dict | list):
                 message += f" (got {error['input']!r})"
         more = len(exc.errors()) - 1
         if more:

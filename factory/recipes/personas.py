@@ -149,6 +149,14 @@ class HubPersonasSource(_Config):
         description="MinHash Jaccard of word 3-grams above which a persona repeats an earlier one and is dropped; "
         "null keeps every row.",
     )
+    statements_by: Literal["sentences", "llm"] = Field(
+        default="sentences",
+        description="How free text becomes first-person statements: a sentence each, by rule; or llm, the LLM "
+        "rewrites each drawn persona as statements, each checked (first person, drawn from the text, distinct) and "
+        "asked for again when one fails (a bank build only: `personas build`, then `source: bank` in the run).",
+    )
+    max_attempts: int = Field(default=2, ge=1, le=10, description="statements_by llm: asks per persona.")
+    temperature: float = Field(default=0.3, ge=0, le=2, description="statements_by llm: the LLM's temperature.")
 
     @model_validator(mode="after")
     def _one_location_and_a_mapping(self) -> HubPersonasSource:

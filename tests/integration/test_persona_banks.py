@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -14,6 +15,7 @@ import yaml
 from factory.bank import build_bank
 from factory.dataset.bank_card import compute_coverage
 from factory.dataset.folder import DatasetFolder
+from factory.errors import RecipeError
 from factory.personas.conversations import load_conversations
 from factory.personas.implicit import reference_parts
 from factory.personas.mbti_bank import BEHAVIOUR
@@ -226,3 +228,61 @@ def test_a_bank_revision_seeds_a_dialogue_run_with_every_mbti_type(tmp_path, scr
         assert str(tmp_path) not in text
         assert len(host) < 6 or host not in text  # a short host name could be any word's letters
     assert all(set(p) == {"step", "node_id"} for row in rows for p in row["generation"]["placements"])
+
+
+POOL = [
+    "A retired nurse who restores old bicycles. Loves jazz records.",  # split at once
+    "A harbour pilot who keeps racing pigeons.",  # third person, then right
+    "A glassblower who teaches evening classes.",  # third person, then invented: dropped
+]
+SPLITS = {
+    "retired nurse": [["I am a retired nurse.", "I restore old bicycles.", "I love jazz records."]],
+    "harbour pilot": [["She is a harbour pilot."], ["I am a harbour pilot.", "I keep racing pigeons."]],
+    "glassblower": [["He blows glass for a living."], ["I am an astronaut on the moon."]],
+}
+
+
+class PoolSplitter:
+    """The LLM's statements for each description, one reply per attempt in turn."""
+
+    def __init__(self) -> None:
+        self.asked: Counter[str] = Counter()
+
+    def __call__(self, request: dict) -> str:
+        text = request["messages"][-1]["content"]
+        key = next(key for key in SPLITS if key in text)
+        replies = SPLITS[key]
+        self.asked[key] += 1
+        return json.dumps({"statements": replies[min(self.asked[key], len(replies)) - 1]})
+
+
+def test_a_pool_split_into_statements_by_the_llm_is_checked_and_asked_again(tmp_path):
+    (tmp_path / "pool.jsonl").write_text(
+        "".join(json.dumps({"persona": text}) + "\n" for text in POOL), encoding="utf-8"
+    )
+    splitter = PoolSplitter()
+
+    with ScriptedOpenAIServer(splitter) as server:
+        source = {"source": "hub_personas", "path": str(tmp_path / "pool.jsonl"), "layout": "personahub",
+                  "statements_by": "llm", "max_attempts": 2}  # fmt: skip
+        result = build_bank(bank_recipe(server, source), tmp_path / "bank", show_progress=False)
+
+    assert splitter.asked == {"retired nurse": 1, "harbour pilot": 2, "glassblower": 2}
+    rows = {row["description"]: row["statements"] for row in loaded_rows(tmp_path / "bank")}
+    assert rows == {POOL[0]: SPLITS["retired nurse"][0], POOL[1]: SPLITS["harbour pilot"][1]}
+    (dropped,) = result.dropped
+    assert dropped.item.endswith("pool.jsonl row 3")
+    assert "attempt 1: statement 1 is not in the first person: 'He blows glass for a living.'" in dropped.reason
+    assert (
+        "attempt 2: statement 1 says nothing the description does: 'I am an astronaut on the moon.'" in dropped.reason
+    )
+
+
+def test_a_dialogue_run_refuses_statements_by_the_llm_and_says_to_build_a_bank():
+    recipe = small_recipe(personas=[{"source": "hub_personas", "path": "pool.jsonl", "layout": "personahub",
+                                     "statements_by": "llm"}])  # fmt: skip
+    with pytest.raises(
+        RecipeError, match=r"personas\[0\].statements_by llm .*persona-factory personas build"
+    ) as caught:
+        parse_recipe(recipe)
+    assert "Value error" not in str(caught.value) and "(got {" not in str(caught.value)  # the reason, not a dump
