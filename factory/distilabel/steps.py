@@ -151,7 +151,8 @@ class SelectBest(LLMStep):
 
 class Accept(Step):  # type: ignore[misc]  # distilabel's types are not followed (pyproject)
     """A dialogue is accepted when every verdict it has passes (as the engine decides); an accepted
-    role-play is also a chat example (``messages``, the version's ``messages`` config), else ``[]``."""
+    dialogue of either mode is also a chat example (``messages``, as the version's ``messages``
+    config has it with ``speakers: first``), else ``[]``."""
 
     recipe: str = Field(description="The recipe, as YAML text: its role-play settings.")
 
@@ -169,8 +170,8 @@ class Accept(Step):  # type: ignore[misc]  # distilabel's types are not followed
             record = DialogueRecord.model_validate_json(row["record"])
             record.verdicts = [Verdict.model_validate(verdict) for verdict in row["verdicts"]]
             record.accepted = passed_so_far(record)
-            chat = record.accepted and record.generation.mode == "role_play"
             row["accepted"] = record.accepted
-            row["messages"] = [m.model_dump() for m in chat_example(record, role_play).messages] if chat else []
+            chat = chat_example(record, role_play).messages if record.accepted else []
+            row["messages"] = [message.model_dump() for message in chat]
             row["record"] = record.model_dump_json()
         yield inputs

@@ -260,5 +260,12 @@ def test_steps_mode_gives_the_engines_dialogues_for_the_same_seed(tmp_path, serv
         assert row["verdicts"] == mine["verdicts"]
         assert row["accepted"] == mine["accepted"]
     assert any(row["accepted"] for row in steps.values()) and not all(row["accepted"] for row in steps.values())
+    # an accepted dialogue is the chat example the version's messages config holds, in either mode
+    chats = {
+        row["id"]: row["messages"]
+        for p in (out / "data").glob("messages-*.parquet")
+        for row in pq.read_table(p).to_pylist()
+    }
+    assert chats and all(row["messages"] == (chats[id_] if row["accepted"] else []) for id_, row in steps.items())
     if overrides:
         assert any(v["critic"] == "quality" for row in steps.values() for v in row["verdicts"])
