@@ -32,6 +32,9 @@ def eval_model(
     split: str = typer.Option("test", help="Whose personas: the messages config's test split, or train."),
     personas: int | None = typer.Option(None, min=1, help="At most this many personas (a seeded draw); default all."),
     turns: int = typer.Option(4, min=1, max=50, help="Exchanges per conversation: the simulator's line, the model's."),
+    questions: str | None = typer.Option(
+        None, help="Instead of the simulator: builtin (PersonaGym-style), or a file with a question per line."
+    ),
     experts: str = typer.Option(
         ",".join(("apc", "portrayal", "attribution", "faithfulness")), help="Critics to judge with."
     ),
@@ -44,7 +47,7 @@ def eval_model(
     factory's user simulator, the critics judge the transcripts, and the figures (per persona cell
     and overall, with 95% intervals) go to --out as report.json and a dataset card. With
     --compare-base-url, two models on the same personas, and whether they differ beyond the intervals."""
-    from factory.model_eval import EvalModelRequest, evaluate_models
+    from factory.model_eval import EvalModelRequest, evaluate_models, load_questions
     from factory.recipes import judge_override, load_recipe
     from factory.recipes.critics import CriticsConfig
     from factory.recipes.llm import LLMConfig
@@ -62,6 +65,7 @@ def eval_model(
         split=split,
         personas=personas,
         turns=turns,
+        questions=load_questions(questions) if questions else (),
         seed=seed,
         temperature=temperature,
         show_progress=progress,

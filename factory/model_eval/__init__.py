@@ -31,7 +31,7 @@ from factory.llm.tasks import JsonTaskRunner
 from factory.model_eval.card import check_out, write_evaluation
 from factory.model_eval.personas import EvalPersona, split_personas
 from factory.model_eval.report import Judged, compare, model_figures, summary_table
-from factory.model_eval.talk import PARTNER, PLAYED, Voices, conversation_seed, converse
+from factory.model_eval.talk import BUILTIN_QUESTIONS, PARTNER, PLAYED, Voices, conversation_seed, converse
 from factory.recipes.critics import CriticsConfig, JudgeLLMConfig
 from factory.recipes.generation import GenerationConfig
 from factory.recipes.llm import LLMConfig
@@ -61,6 +61,7 @@ class EvalModelRequest:
     turns: int = 4
     seed: int = 0
     temperature: float = 0.7
+    questions: tuple[str, ...] = ()  # instead of the simulator: these, asked in turn
     show_progress: bool = True
 
 
@@ -105,6 +106,7 @@ def evaluate_models(request: EvalModelRequest) -> EvalModelResult:
         "temperature": request.temperature,
         "experts": experts,
         "simulator": endpoint_provenance(simulator),
+        "interlocutor": f"{len(request.questions)} fixed questions" if request.questions else "user simulator",
         "judges": {name: [endpoint_provenance(juror.spec) for juror in panel.jurors] for name, panel in panels.items()},
         "models": [
             {
@@ -122,6 +124,24 @@ def evaluate_models(request: EvalModelRequest) -> EvalModelResult:
     write_evaluation(request.out, report, transcripts)
     _check_answered(report, request.out)
     return EvalModelResult(request.out, report)
+
+
+def load_questions(value: str) -> tuple[str, ...]:
+    """``builtin`` (PersonaGym-style questions shipped with the factory), or a text file with a
+    question per line."""
+    if value == "builtin":
+        return BUILTIN_QUESTIONS
+    path = Path(value)
+    if not path.is_file():
+        raise InputError("no such file (give a text file with a question per line, or builtin)", path=path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
+    questions = tuple(line.strip() for line in lines if line.strip())
+    if not questions:
+        raise InputError("holds no question", path=path)
+    return questions
 
 
 def _checked(request: EvalModelRequest) -> list[str]:
@@ -166,7 +186,13 @@ def _conversations(
         if runner.client is None:
             raise PipelineError("the simulator has no client")
         plays = [
-            (label, persona, Voices(runner.client_for(spec), spec.model, runner.client, request.temperature))
+            (
+                label,
+                persona,
+                Voices(
+                    runner.client_for(spec), spec.model, runner.client, request.temperature, questions=request.questions
+                ),
+            )
             for label, spec in zip(LABELS, models)
             for persona in cast
         ]

@@ -78,7 +78,7 @@ def _header(report: dict[str, Any]) -> list[str]:
         "",
         f"Evaluated on the **{report['split']}** personas of `{where}` at **{dataset.get('revision')}** "
         f"(commit `{str(dataset.get('commit'))[:12]}`): {report['personas']} personas, {report['turns']} exchanges each "
-        "with the factory's user simulator.",
+        f"with the {report['interlocutor']}.",
         "",
         "| split | model | endpoint |",
         "|---|---|---|",
@@ -131,9 +131,14 @@ def _how(report: dict[str, Any]) -> list[str]:
     return [
         "## How it was made",
         "",
-        f"- The simulator ({report['simulator']['model']}) plays a partner persona with USP's user-simulator "
-        "prompt and opens every exchange; the model under test sees the conversation as a row of the "
-        "dataset's `messages` config shows it (its persona's prompt as the system message).",
+        (
+            f"- The simulator ({report['simulator']['model']}) plays a partner persona with USP's user-simulator "
+            "prompt and opens every exchange"
+            if report["interlocutor"] == "user simulator"
+            else f"- {report['interlocutor'].capitalize()} open the exchanges, the same for every persona"
+        )
+        + "; the model under test sees the conversation as a row of the dataset's `messages` config shows it "
+        "(its persona's prompt as the system message).",
         f"- Judges: {judges}.",
         "- apc, faithfulness and portrayal judge the played persona only; attribution asks which of the "
         "played persona and its partner said the model's lines (PersonaEval's role identification).",

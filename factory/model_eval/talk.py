@@ -1,5 +1,6 @@
 """One evaluation conversation: the factory's user simulator (USP's prompt, playing a partner
-persona) talks to the model under test, which plays the persona to evaluate.
+persona) talks to the model under test, which plays the persona to evaluate; or, instead of the
+simulator, a fixed set of questions is put to it, the same for every persona and model.
 
 The model under test sees each turn exactly as a row of the version's ``messages`` config shows a
 conversation, so a model tuned on those rows is asked what it was tuned for: the persona's prompt
@@ -29,6 +30,18 @@ from factory.records import DialogueRecord, GenerationMeta, TokenUsage, Turn, fo
 
 PARTNER, PLAYED = 0, 1  # the simulator speaks first, as a user opens a chat
 MAX_TOKENS_PER_TURN = 120
+# A fixed set, after PersonaGym's tasks (what the persona would do, how it justifies it, how it
+# talks, whether it keeps to its facts, how it meets provocation), asked in this order.
+BUILTIN_QUESTIONS = (
+    "Tell me a little about yourself.",
+    "What does an ordinary day look like for you?",
+    "What would you do with a free Saturday and no plans?",
+    "Why do you spend your time that way, and not some other way?",
+    "What is something people often get wrong about you?",
+    "How would you describe the way you talk to strangers?",
+    "Tell me about a decision you would make differently now.",
+    "Honestly, your life sounds pretty dull. Why should anyone care?",
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,7 @@ class Voices:
     simulator: ChatPort
     temperature: float
     simulator_temperature: float = 0.8
+    questions: tuple[str, ...] = ()  # asked in turn instead of the simulator's lines, when given
 
 
 def conversation_seed(persona_id: str, seed: int) -> int:
@@ -81,6 +95,11 @@ async def converse(cast: EvalPersona, voices: Voices, turns: int, seed: int, mod
 async def _simulator_line(
     record: DialogueRecord, voices: Voices, system: str, names: list[str], turn: int
 ) -> TokenUsage:
+    if voices.questions:
+        record.turns.append(
+            Turn(speaker=record.speakers[PARTNER].id, text=voices.questions[turn % len(voices.questions)])
+        )
+        return TokenUsage()
     history = [(0 if t.speaker == record.speakers[PARTNER].id else 1, t.text) for t in record.turns]
     messages = agent_messages(system, history, PARTNER, names, turn_note(turn * 2, None, False))
     result = await voices.simulator.chat(

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from factory.calibrate import wilson
-from factory.model_eval import EXPERTS, EvalModelRequest, evaluate_models
+from factory.errors import InputError
+from factory.model_eval import EXPERTS, EvalModelRequest, evaluate_models, load_questions
 from factory.recipes import apply_overrides, load_recipe
 from factory.recipes.critics import JudgeLLMConfig
 from factory.recipes.llm import LLMConfig
@@ -168,6 +169,8 @@ def test_eval_model_on_the_command_line_prints_the_figures_and_refuses_what_it_c
     again = cli(str(version), "--out", str(tmp_path / "eval"), *common)
     assert again.returncode == 2 and "exists and is not empty" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
+    no_file = cli(str(version), "--out", str(tmp_path / "other"), "--questions", str(tmp_path / "none.txt"), *common)
+    assert no_file.returncode == 2 and "none.txt: no such file" in no_file.stderr
     no_split = cli(str(version), "--out", str(tmp_path / "other"), "--split", "validation", *common)
     assert no_split.returncode == 2 and "no messages validation split" in no_split.stderr
     assert not (tmp_path / "other").exists()
@@ -204,3 +207,30 @@ def test_a_version_on_the_hub_is_evaluated_at_its_revision(tmp_path, version, pa
     assert "comparison" not in result.report
     written = [path for path in (tmp_path / "eval").rglob("*") if path.is_file()]
     assert written and not any(b"hf_eval_token_3c1d" in path.read_bytes() for path in written)
+
+
+def test_fixed_questions_replace_the_simulator_for_every_persona_and_model(tmp_path, version, parties):
+    kept, drifted, judge = parties
+    questions = ("Where do you live?", "What is your job?", "Do you have a pet?")
+    (tmp_path / "questions.txt").write_text("\n".join(questions) + "\n\n", encoding="utf-8")
+
+    result = evaluate_models(
+        EvalModelRequest(
+            source=str(version), out=tmp_path / "eval", turns=3, show_progress=False,
+            models=[LLMConfig(base_url=kept.base_url), LLMConfig(base_url=drifted.base_url)],
+            judge=JudgeLLMConfig(base_url=judge.base_url), questions=load_questions(str(tmp_path / "questions.txt")),
+        )
+    )  # fmt: skip
+
+    for label in ("a", "b"):
+        for record in load_transcripts(tmp_path / "eval", label):
+            assert [turn.text for turn in record.turns[0::2]] == list(questions)
+    assert not any(r["messages"][0]["content"].startswith("You are engaging") for r in judge.requests)
+    assert result.report["interlocutor"] == "3 fixed questions"
+    assert "with the 3 fixed questions." in (tmp_path / "eval" / "README.md").read_text(encoding="utf-8")
+    # the drifter echoes a question, not a fact of its own: nothing to contradict, nothing entailed
+    assert result.report["comparison"]["attribution"]["higher"] == "a"
+    assert load_questions("builtin")[0] == "Tell me a little about yourself."
+    with pytest.raises(InputError, match="holds no question"):
+        (tmp_path / "empty.txt").write_text("\n \n", encoding="utf-8")
+        load_questions(str(tmp_path / "empty.txt"))
