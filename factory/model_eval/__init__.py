@@ -30,7 +30,7 @@ from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.model_eval.card import check_out, write_evaluation
 from factory.model_eval.personas import EvalPersona, split_personas
-from factory.model_eval.report import Judged, compare, model_figures, summary_table
+from factory.model_eval.report import Judged, compare, comparison_lines, model_figures, summary_table
 from factory.model_eval.talk import BUILTIN_QUESTIONS, PARTNER, PLAYED, Voices, conversation_seed, converse
 from factory.recipes.critics import CriticsConfig, JudgeLLMConfig
 from factory.recipes.generation import GenerationConfig
@@ -71,8 +71,6 @@ class EvalModelResult:
     report: dict[str, Any]
 
     def summary(self) -> str:
-        from factory.model_eval.report import comparison_lines
-
         return "\n".join([*summary_table(self.report), *comparison_lines(self.report), str(self.out)])
 
 
