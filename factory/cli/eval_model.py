@@ -70,7 +70,9 @@ def eval_model(
         temperature=temperature,
         show_progress=progress,
     )
-    typer.echo(evaluate_models(request).summary())
+    result = evaluate_models(request)
+    typer.echo(result.summary())
+    result.check_answered()  # exit 1 after the figures when a critic measured nothing
 
 
 def _models_under_test(

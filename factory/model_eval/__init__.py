@@ -73,10 +73,15 @@ class EvalModelResult:
     def summary(self) -> str:
         return "\n".join([*summary_table(self.report), *comparison_lines(self.report), str(self.out)])
 
+    def check_answered(self) -> None:
+        """Fails (one line) when a critic's judge left most of a model's verdicts unanswered:
+        that critic measured nothing, whatever the rest of the report says."""
+        _check_answered(self.report, self.out)
+
 
 def evaluate_models(request: EvalModelRequest) -> EvalModelResult:
-    """Evaluate the request's models and write the evaluation folder; fails (one line, after the
-    folder is written) when a critic's judge left most of its verdicts unanswered."""
+    """Evaluate the request's models and write the evaluation folder (then see
+    :meth:`EvalModelResult.check_answered`)."""
     experts = _checked(request)
     check_out(request.out)
     version = read_version(request.source, request.revision)
@@ -120,7 +125,6 @@ def evaluate_models(request: EvalModelRequest) -> EvalModelResult:
     if len(models) == 2:
         report["comparison"] = compare(report["models"][0], report["models"][1], experts)
     write_evaluation(request.out, report, transcripts)
-    _check_answered(report, request.out)
     return EvalModelResult(request.out, report)
 
 

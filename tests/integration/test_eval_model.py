@@ -234,3 +234,26 @@ def test_fixed_questions_replace_the_simulator_for_every_persona_and_model(tmp_p
     with pytest.raises(InputError, match="holds no question"):
         (tmp_path / "empty.txt").write_text("\n \n", encoding="utf-8")
         load_questions(str(tmp_path / "empty.txt"))
+
+
+def test_a_critic_whose_judge_answers_nothing_fails_the_command_after_the_figures(tmp_path, version, parties):
+    kept, _drifted, _judge = parties
+
+    def silent_faithfulness(request):
+        if request["messages"][0]["content"].startswith("You are a careful annotator"):
+            return "I would rather not say."
+        return judge_and_simulator(request)
+
+    with ScriptedOpenAIServer(silent_faithfulness, model="judge") as judge:
+        done = cli(
+            str(version), "--out", str(tmp_path / "eval"), "--base-url", kept.base_url, "--judge-base-url",
+            judge.base_url, "--experts", "apc,faithfulness", "--turns", "2", "--no-progress",
+        )  # fmt: skip
+
+    assert done.returncode == 1
+    assert "a      apc" in done.stdout and "a      faithfulness  not measured" in done.stdout
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: faithfulness: the judge left") and "unanswered" in line
+    report = json.loads((tmp_path / "eval" / "report.json").read_text(encoding="utf-8"))
+    figure = report["models"][0]["overall"]["faithfulness"]
+    assert figure["judged"] == 0 and figure["unanswered"] == report["personas"]
