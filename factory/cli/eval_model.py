@@ -3,28 +3,38 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
     from factory.recipes.llm import LLMConfig
 
+BaseURL = Annotated[
+    str | None, typer.Option(help="The model under test's OpenAI-compatible endpoint; none: the embedded model.")
+]
+CompareBaseURL = Annotated[
+    str | None, typer.Option(help="A second model's endpoint, evaluated on the same personas and compared.")
+]
+JudgeBaseURL = Annotated[
+    str | None,
+    typer.Option(help="The critics' judge (or PERSONA_FACTORY_JUDGE_BASE_URL); none: the embedded model."),
+]
+Questions = Annotated[
+    str | None,
+    typer.Option(help="Instead of the simulator: builtin (PersonaGym-style), or a file with a question per line."),
+]
+Experts = Annotated[str, typer.Option(help="Critics to judge with, comma separated.")]
+
 
 def eval_model(
     dataset: str = typer.Argument(..., help="A dataset folder, or hf://org/name, with a messages test split."),
     out: Path = typer.Option(..., "--out", "-o", help="The evaluation folder to write (new, or empty)."),
-    base_url: str | None = typer.Option(
-        None, help="The model under test's OpenAI-compatible endpoint; none: the embedded model."
-    ),
+    base_url: BaseURL = None,
     model: str | None = typer.Option(None, help="The model under test's name at that endpoint."),
-    compare_base_url: str | None = typer.Option(
-        None, help="A second model's endpoint, evaluated on the same personas and compared."
-    ),
+    compare_base_url: CompareBaseURL = None,
     compare_model: str | None = typer.Option(None, help="The second model's name at its endpoint."),
-    judge_base_url: str | None = typer.Option(
-        None, help="The critics' judge (or PERSONA_FACTORY_JUDGE_BASE_URL); none: the embedded model."
-    ),
+    judge_base_url: JudgeBaseURL = None,
     judge_model: str | None = typer.Option(None, help="The judge's model (or PERSONA_FACTORY_JUDGE_MODEL)."),
     simulator_base_url: str | None = typer.Option(None, help="The user simulator's endpoint; none: the judge's."),
     simulator_model: str | None = typer.Option(None, help="The user simulator's model."),
@@ -32,12 +42,8 @@ def eval_model(
     split: str = typer.Option("test", help="Whose personas: the messages config's test split, or train."),
     personas: int | None = typer.Option(None, min=1, help="At most this many personas (a seeded draw); default all."),
     turns: int = typer.Option(4, min=1, max=50, help="Exchanges per conversation: the simulator's line, the model's."),
-    questions: str | None = typer.Option(
-        None, help="Instead of the simulator: builtin (PersonaGym-style), or a file with a question per line."
-    ),
-    experts: str = typer.Option(
-        ",".join(("apc", "portrayal", "attribution", "faithfulness")), help="Critics to judge with."
-    ),
+    questions: Questions = None,
+    experts: Experts = "apc,portrayal,attribution,faithfulness",
     recipe: Path | None = typer.Option(None, help="Take the critics' settings from this recipe's `critics`."),
     temperature: float = typer.Option(0.7, min=0.0, max=2.0, help="The models' sampling temperature."),
     seed: int = typer.Option(0, help="Which personas, which partners, and the calls' seeds."),
