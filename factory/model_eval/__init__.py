@@ -23,6 +23,7 @@ from factory.critics.base import JudgeContext, JudgePanel
 from factory.critics.jury import judge_panels, needs_generator
 from factory.critics.portrayal import checked_kind
 from factory.critics.registry import verdict_of
+from factory.dataset.card import published_folder_name
 from factory.errors import InputError, MostlyUnanswered, PipelineError
 from factory.llm.embedded import check_running_servers
 from factory.llm.endpoint import endpoint_provenance, open_endpoint, package_versions
@@ -101,7 +102,7 @@ def evaluate_models(request: EvalModelRequest) -> EvalModelResult:
     check_running_servers()
     report: dict[str, Any] = {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "dataset": version.provenance,
+        "dataset": _published(version.provenance),
         "split": request.split,
         "personas": len(cast),
         "turns": request.turns,
@@ -126,6 +127,14 @@ def evaluate_models(request: EvalModelRequest) -> EvalModelResult:
         report["comparison"] = compare(report["models"][0], report["models"][1], experts)
     write_evaluation(request.out, report, transcripts)
     return EvalModelResult(request.out, report)
+
+
+def _published(provenance: dict[str, Any]) -> dict[str, Any]:
+    """The dataset as a report may name it: a folder given by an absolute path by its name, which
+    says nothing of this machine's layout."""
+    if "path" not in provenance:
+        return provenance
+    return {**provenance, "path": published_folder_name(provenance["path"])}
 
 
 def load_questions(value: str) -> tuple[str, ...]:

@@ -116,6 +116,8 @@ def test_the_model_that_stays_in_character_scores_higher_on_every_critic(tmp_pat
     card = (out / "README.md").read_text(encoding="utf-8")
     metadata = yaml.safe_load(card.split("---")[1])["persona_factory"]
     assert metadata["dataset"]["revision"] == "v1.0.0" and metadata["dataset"]["commit"]
+    assert metadata["dataset"]["path"] == version.name  # an absolute path names this machine: its name only
+    assert str(version) not in card and str(version) not in (out / "report.json").read_text(encoding="utf-8")
     assert metadata["models"]["a"]["model"] == "in-character" and metadata["judges"]["apc"][0]["model"] == "judge"
     a_apc = report["models"][0]["overall"]["apc"]
     assert f"| a | apc | 1.00 [{a_apc['pass_rate']['low']:.2f}, 1.00] ({n}/{n}) |" in card
