@@ -8,14 +8,13 @@ import io
 import random
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from factory.dataset.dialogues import SPLITS
+from factory.dataset.card import chat_file
 from factory.errors import InputError
 from factory.records import PersonaProfile
-from factory.rejudge.sources import FactoryVersion
+from factory.rejudge.sources import FactoryVersion, is_dialogue_shard
 
 
 @dataclass(frozen=True)
@@ -54,9 +53,9 @@ def split_personas(version: FactoryVersion, split: str, count: int | None, seed:
 
 
 def _split_persona_ids(version: FactoryVersion, split: str) -> set[str]:
-    """The persona of every row of the split's ``messages`` shards (a version without splits has
-    one, ``train``, in shards named ``messages-*``)."""
-    prefixes = ("messages-train", "messages") if split == "train" else (f"messages-{split}",)
+    """The persona of every row of the split's ``messages`` shards, named as the writer names them
+    with one split (``train``) or with two."""
+    prefixes = {chat_file(split, layout) for layout in (["train"], ["train", "test"]) if split in layout}
     names = [name for name in version.files if (m := _SHARD.fullmatch(name)) and m.group(1) in prefixes]
     if not names:
         have = sorted({m.group(1) for name in version.files if (m := _SHARD.fullmatch(name))})
@@ -81,7 +80,7 @@ def _profiles(version: FactoryVersion) -> dict[str, PersonaProfile]:
     """Every speaker of the version's dialogues (either split), by persona id."""
     profiles: dict[str, PersonaProfile] = {}
     for name, data in sorted(version.files.items()):
-        if not (name.startswith("data/") and name.endswith(".parquet")) or Path(name).name.split("-")[0] not in SPLITS:
+        if not is_dialogue_shard(name):
             continue
         for row in pq.read_table(io.BytesIO(data), columns=["speakers"]).column("speakers").to_pylist():
             for speaker in row:

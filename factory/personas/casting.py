@@ -328,7 +328,7 @@ def cast_within_splits(
     placed: list[tuple[float, Cast]] = []
     left, people = casting.dialogues, len(pool)
     for split, personas in sorted(groups.items()):
-        count = round(left * len(personas) / people) if people else 0
+        count = round(left * len(personas) / people)
         left, people = left - count, people - len(personas)
         try:
             casts = cast_dialogues(

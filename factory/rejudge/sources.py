@@ -154,11 +154,16 @@ def _hub_source(repo: str, revision: str | None, mapping: ChatMapping) -> Judged
     return JudgedSource(records, {**hub.provenance, "mapping": mapping.__dict__})
 
 
+def is_dialogue_shard(name: str) -> bool:
+    """Whether a version's file is a shard of its dialogues (``data/accepted-*``, ``data/rejected-*``)."""
+    return name.startswith("data/") and name.endswith(".parquet") and Path(name).name.split("-")[0] in SPLITS
+
+
 def _version_records(files: dict[str, bytes], where: str) -> list[DialogueRecord]:
     """A factory version's dialogues (both splits), their verdicts cleared but the writer's own."""
     records = []
     for name, data in sorted(files.items()):
-        if not (name.startswith("data/") and name.endswith(".parquet")) or Path(name).name.split("-")[0] not in SPLITS:
+        if not is_dialogue_shard(name):
             continue
         for row in pq.read_table(io.BytesIO(data)).to_pylist():
             record = DialogueRecord.model_validate(row)
