@@ -110,9 +110,14 @@ def speaking_style(scores: BigFiveScores) -> str:
 
 
 def big_five_persona(
-    index: int, scores: BigFiveScores, rng: random.Random, per_trait: int = 1, demographics: bool = True
+    index: int,
+    scores: BigFiveScores,
+    rng: random.Random,
+    per_trait: int = 1,
+    demographics: bool = True,
+    names_taken: set[str] | None = None,
 ) -> PersonaProfile:
-    name, demo = sample_demographics(rng) if demographics else (None, Demographics())
+    name, demo = sample_demographics(rng, names_taken) if demographics else (None, Demographics())
     profile = ", ".join(
         f"{trait} {level_band(getattr(scores, trait))} ({getattr(scores, trait)}/7)" for trait in BIG_FIVE_TRAITS
     )
@@ -156,9 +161,12 @@ def sample_scores(source: BigFiveSource, rng: random.Random) -> list[BigFiveScor
     return [BigFiveScores(**{trait: columns[trait][i] for trait in BIG_FIVE_TRAITS}) for i in range(source.count)]
 
 
-def sample_big_five(source: BigFiveSource, rng: random.Random) -> list[PersonaProfile]:
+def sample_big_five(
+    source: BigFiveSource, rng: random.Random, names_taken: set[str] | None = None
+) -> list[PersonaProfile]:
+    taken = names_taken if names_taken is not None else set()
     return [
-        big_five_persona(index, scores, rng, source.statements_per_trait, source.demographics)
+        big_five_persona(index, scores, rng, source.statements_per_trait, source.demographics, taken)
         for index, scores in enumerate(sample_scores(source, rng))
     ]
 
@@ -179,4 +187,4 @@ class BigFiveSampler:
         return False
 
     def make(self, settings: BigFiveSource, prepared: None, context: SourceContext) -> Made:
-        return Made(sample_big_five(settings, context.rng))
+        return Made(sample_big_five(settings, context.rng, context.names_taken))

@@ -17,9 +17,9 @@ from factory.records import PersonaProfile
 from factory.traits import MBTI_TYPES
 
 
-def mbti_persona(code: str, index: int, rng: random.Random) -> PersonaProfile:
+def mbti_persona(code: str, index: int, rng: random.Random, names_taken: set[str] | None = None) -> PersonaProfile:
     kind = MBTI_TYPES[code]
-    name, demographics = sample_demographics(rng)
+    name, demographics = sample_demographics(rng, names_taken)
     axes = "; ".join(kind.axes)
     digest = hashlib.sha256(f"{code}|{name}|{demographics.model_dump_json()}".encode()).hexdigest()[:8]
     return PersonaProfile(
@@ -34,7 +34,9 @@ def mbti_persona(code: str, index: int, rng: random.Random) -> PersonaProfile:
     )
 
 
-def sample_mbti(count: int, rng: random.Random, types: list[str] | None = None) -> list[PersonaProfile]:
+def sample_mbti(
+    count: int, rng: random.Random, types: list[str] | None = None, names_taken: set[str] | None = None
+) -> list[PersonaProfile]:
     """Sample ``count`` MBTI personas; types cycle so every allowed type appears before any repeats."""
     allowed = [t.upper() for t in types] if types else list(MBTI_TYPES)
     unknown = [t for t in allowed if t not in MBTI_TYPES]
@@ -45,7 +47,8 @@ def sample_mbti(count: int, rng: random.Random, types: list[str] | None = None) 
         )
     order = list(allowed)
     rng.shuffle(order)
-    return [mbti_persona(order[i % len(order)], i, rng) for i in range(count)]
+    taken = names_taken if names_taken is not None else set()
+    return [mbti_persona(order[i % len(order)], i, rng, taken) for i in range(count)]
 
 
 class MBTISampler:
@@ -64,4 +67,4 @@ class MBTISampler:
         return False
 
     def make(self, settings: MBTISource, prepared: None, context: SourceContext) -> Made:
-        return Made(sample_mbti(settings.count, context.rng, settings.types))
+        return Made(sample_mbti(settings.count, context.rng, settings.types, context.names_taken))

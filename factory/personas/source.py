@@ -28,6 +28,7 @@ class SourceContext:
     runner: JsonTaskRunner | None = None  # the LLM, for generative sources
     embedder: Embedder | None = None
     show_progress: bool = True
+    names_taken: set[str] = field(default_factory=set)  # the names drawn so far, so none repeats in a pool
 
     def llm(self) -> JsonTaskRunner:
         if self.runner is None:

@@ -113,3 +113,18 @@ def test_two_sources_of_one_kind_give_distinct_personas():
     )
     pool = build_persona_pool(recipe, random.Random(0)).personas
     assert len(pool) == 16 and len({p.id for p in pool}) == 16
+
+
+def test_names_fit_the_gender_and_do_not_repeat_in_a_pool():
+    from factory.personas.demographics import NAMES_BY_GENDER
+    from factory.recipes import load_recipe
+    from factory.recipes.paths import resolve_recipe_path
+
+    quickstart = load_recipe(resolve_recipe_path("quickstart"))
+    big = parse_recipe(small_recipe(personas=[{"source": "mbti", "count": 40}, {"source": "big_five", "count": 40}]))
+    for recipe in (quickstart, big):
+        named = [p for p in build_persona_pool(recipe, random.Random(recipe.seed)).personas if p.name]
+        assert named and len({p.name for p in named}) == len(named)  # unique within the run's pool
+        for persona in named:
+            first = persona.name.split()[0]
+            assert first in NAMES_BY_GENDER[persona.demographics.gender], (persona.name, persona.demographics.gender)
