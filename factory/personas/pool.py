@@ -50,7 +50,6 @@ LAYOUTS: dict[str, PersonaColumns] = {
 }
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
 _ARTICLE = re.compile(r"^(A|An|The)\s+", re.I)
-_WORD = re.compile(r"[a-z0-9']+")
 
 
 def column_mapping(settings: HubPersonasSource) -> PersonaColumns:
@@ -78,18 +77,33 @@ def read_pool(settings: HubPersonasSource, resolve_path: Callable[[str], Path]) 
         builder = builders.get(path.suffix.lower())
         if builder is None:
             raise PersonaFileError("unsupported file type; use .parquet, .jsonl or .csv", path=path)
-        stream = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True)
         label = settings.path  # as the recipe names it: provenance that names no machine's folders
+        try:
+            stream = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True)
+            rows = list(enumerate(itertools.islice(stream, settings.scan), start=1))
+        except Exception as exc:  # pyarrow's, json's, datasets' own: whatever the bytes made of the reader
+            raise PersonaFileError(f"not a readable {path.suffix} pool ({_first_line(exc)})", path=path) from exc
     else:
-        stream = datasets.load_dataset(
-            settings.repo, name=settings.subset, revision=settings.revision, split=settings.split, streaming=True
-        )
         label = f"{settings.repo}@{settings.revision or 'main'}"
-    rows = list(enumerate(itertools.islice(stream, settings.scan), start=1))
+        try:
+            stream = datasets.load_dataset(
+                settings.repo, name=settings.subset, revision=settings.revision, split=settings.split, streaming=True
+            )
+            rows = list(enumerate(itertools.islice(stream, settings.scan), start=1))
+        except Exception as exc:  # offline, no such repo, refused (401, gated), a file that is no table
+            raise PersonaFileError(f"cannot read the pool from the Hub ({_first_line(exc)})", path=label) from exc
     if not rows:
         raise PersonaFileError("the pool has no rows", path=label)
     check_columns(settings, rows[0][1], label)
     return PoolRows(label, rows)
+
+
+def _first_line(exc: BaseException) -> str:
+    """What went wrong, as one line: the exception's first line (a Hub error's request id and
+    advice follow on the next ones), or its class when it says nothing."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def check_columns(settings: HubPersonasSource, first: dict[str, Any], label: str) -> None:
@@ -171,22 +185,11 @@ def persona_of(number: int, record: dict[str, Any], columns: PersonaColumns, lab
     )
 
 
-def near_duplicates(texts: list[str], threshold: float, seed: int = 1) -> set[int]:
+def near_duplicates(texts: list[str], threshold: float) -> set[int]:
     """Indexes of texts that repeat an earlier one (estimated Jaccard of word 3-grams >= threshold)."""
-    from datasketch import MinHash, MinHashLSH
+    from factory.near_duplicates import first_repeats, signature
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=128)
-    repeated = set()
-    for index, text in enumerate(texts):
-        words = _WORD.findall(text.lower())
-        grams = {" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))}
-        signature = MinHash(num_perm=128, seed=seed)
-        signature.update_batch([gram.encode() for gram in grams])
-        if lsh.query(signature):
-            repeated.add(index)
-        else:
-            lsh.insert(str(index), signature)
-    return repeated
+    return {int(key) for key in first_repeats(((str(i), signature(t)) for i, t in enumerate(texts)), threshold)}
 
 
 def stratified(groups: dict[str, list[int]], count: int, rng: random.Random) -> list[int]:
