@@ -6,6 +6,7 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from factory.dataset.dialogues import persona_split
@@ -67,6 +68,10 @@ def build_persona_pool(recipe: Recipe, rng: random.Random) -> PersonaPool:
     return pool
 
 
+def split_by_id(persona: PersonaProfile, *, test: float, seed: int) -> str:
+    return persona_split(persona.id, test, seed)
+
+
 def plan(recipe: Recipe) -> CastPlan:
     rng = random.Random(recipe.seed)
     pool = build_persona_pool(recipe, rng)
@@ -75,14 +80,14 @@ def plan(recipe: Recipe) -> CastPlan:
     if recipe.generation.few_shot and few_shot.is_file():
         inputs["generation.few_shot_path"] = hashlib.sha256(few_shot.read_bytes()).hexdigest()[:16]
     splits = recipe.output.splits
-    if splits is None:
+    split_of = None if splits is None else partial(split_by_id, test=splits.test, seed=recipe.seed)
+    if split_of is None:
         casts = cast_dialogues(pool.personas, recipe.casting, rng, id_prefix=recipe.name)
     else:
-        casts = cast_within_splits(
-            pool.personas, recipe.casting, rng, id_prefix=recipe.name,
-            split_of=lambda persona: persona_split(persona.id, splits.test, recipe.seed),
-        )  # fmt: skip
+        casts = cast_within_splits(pool.personas, recipe.casting, rng, id_prefix=recipe.name, split_of=split_of)
     top_up = (
-        CellTopUp(pool.personas, recipe.casting, recipe.seed, recipe.name) if recipe.casting.accepted_per_cell else None
+        CellTopUp(pool.personas, recipe.casting, recipe.seed, recipe.name, split_of)
+        if recipe.casting.accepted_per_cell
+        else None
     )
     return CastPlan(casts, pool.banks, inputs, top_up)

@@ -263,6 +263,8 @@ class CellTopUp:
     casting: CastingConfig
     seed: int
     prefix: str
+    # with persona-disjoint splits: each persona's split, so a top-up pairs within one as the first casts do
+    split_of: Callable[[PersonaProfile], str] | None = None
 
     @property
     def cells(self) -> list[tuple[str, str]]:
@@ -277,6 +279,14 @@ class CellTopUp:
         needs = {cell: min(wanted - accepted.get(cell, 0), limit - cast.get(cell, 0)) for cell in self.cells}
         return {cell: need for cell, need in needs.items() if need > 0}
 
+    def _beside(self, first: PersonaProfile) -> Callable[[PersonaProfile], bool]:
+        """Who may join ``first``: anyone, or with splits, a persona of its split."""
+        split_of = self.split_of
+        if split_of is None:
+            return lambda _persona: True
+        split = split_of(first)
+        return lambda persona: split_of(persona) == split
+
     def casts(self, demand: dict[tuple[str, str], int], iteration: int) -> list[Cast]:
         """One cast per missing dialogue, its first speaker from the short cell and its partners
         from cells already full where there are any: a partner whose own dialogues fail would fail
@@ -290,9 +300,13 @@ class CellTopUp:
         for cell, need in demand.items():
             for _ in range(need):
                 speakers = [decks[cell].take(set())]
+                beside = self._beside(speakers[0])
                 while len(speakers) < self.casting.group_size:
                     taken = {p.id for p in speakers}
-                    speakers.append(partners.draw(taken) or fallback.take(taken))
+                    partner = partners.draw(taken, beside) or fallback.draw(taken, beside)
+                    if partner is None:  # casting checked that each split holds a dialogue's speakers
+                        raise PipelineError(f"no partner for {speakers[0].id} in its split")
+                    speakers.append(partner)
                 _new_cast(casts, speakers, rng, f"{self.prefix}-r{iteration}")
         return casts
 

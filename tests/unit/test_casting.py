@@ -160,3 +160,27 @@ def test_a_split_too_small_for_a_dialogue_is_refused_naming_the_splits_field():
             split_of=lambda persona: "test" if persona.id == pool[0].id else "train",
         )  # fmt: skip
     assert caught.value.field == "output.splits"
+
+
+def test_quota_top_ups_pair_personas_of_one_split_only():
+    from factory.personas import plan
+
+    recipe = parse_recipe(
+        {
+            "name": "cells", "seed": 5, "personas": [{"source": "mbti", "count": 160}],
+            "casting": {"strategy": "quota", "quota": [{"by": "mbti"}], "dialogues": 48, "accepted_per_cell": 2,
+                        "cell_attempts": 6},
+            "output": {"splits": {"train": 0.6, "test": 0.4}},
+        }
+    )  # fmt: skip
+    planned = plan(recipe)
+    split_of = {p.id: persona_split(p.id, 0.4, 5) for cast in planned.casts for p in cast.speakers}
+    assert all(len({split_of[p.id] for p in cast.speakers}) == 1 for cast in planned.casts)
+    assert planned.top_up is not None
+    demand = planned.top_up.demand({}, {})  # every cell short: as many top-ups as the attempts allow
+    top_ups = [cast for iteration in (1, 2) for cast in planned.top_up.casts(demand, iteration)]
+    assert len(top_ups) == 2 * 16 * 2  # two rounds of two per cell
+    for cast in top_ups:
+        splits = {persona_split(p.id, 0.4, 5) for p in cast.speakers}
+        assert len(splits) == 1, [(p.id, persona_split(p.id, 0.4, 5)) for p in cast.speakers]
+    assert {persona_split(c.speakers[0].id, 0.4, 5) for c in top_ups} == {"train", "test"}
