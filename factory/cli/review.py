@@ -151,6 +151,8 @@ def review_app_command(
         import gradio  # noqa: F401
     except ImportError as missing:
         raise InputError("the review app needs Gradio: pip install 'persona-factory[review]'") from missing
+    from factory.listening import check_port
     from factory.review.app import launch
 
+    check_port(host, port)
     launch(target, version, host, port)

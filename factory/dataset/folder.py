@@ -226,7 +226,8 @@ class DatasetFolder:
         self.git("checkout", "-q", f"{REVIEW_PREFIX}{version}")
         (self.path / "README.md").write_text(card, encoding="utf-8")
         self.git("add", "README.md")
-        self.git("commit", "-q", "-m", message)
+        if self._git("diff", "--cached", "--quiet").returncode != 0:  # the same card again is no new commit
+            self.git("commit", "-q", "-m", message)
 
     def release(self, version: str, card: str, message: str) -> None:
         """Merge an approved review into main with its final card, and tag it."""

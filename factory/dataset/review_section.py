@@ -9,6 +9,7 @@ uses ``persona-factory review``.
 
 from __future__ import annotations
 
+import html
 import random
 import re
 from collections import defaultdict
@@ -154,18 +155,31 @@ def render_section(state: ReviewState) -> str:
         lines += [_label_line(label) for label in state.labels] or ["- none yet"]
     lines += ["", "Sign-offs:", ""]
     lines += [
-        f"- {s['reviewer']}: {s['decision']} ({s['date']}){' - ' + s['notes'] if s.get('notes') else ''}"
+        f"- {s['reviewer']}: {s['decision']} ({s['date']}){' - ' + as_text(s['notes']) if s.get('notes') else ''}"
         for s in state.signoffs
     ] or ["- none yet"]
     if state.reasons:
-        lines += ["", f"Rejected because: {state.reasons}"]
+        lines += ["", f"Rejected because: {as_text(state.reasons)}"]
     lines += ["", SECTION_END]
     return "\n".join(lines)
 
 
+# Markdown's marks that take effect in the middle of a line (emphasis, code, links, tables,
+# strikethrough); a backslash makes each a literal. "<" and "&" are HTML-escaped instead.
+_MARKDOWN = re.compile(r"([\\`*_\[\]|~])")
+
+
+def as_text(free_text: str) -> str:
+    """A reviewer's own words, shown as written inside one list item: on one line (a "---" line
+    would end the card's body or start a rule), HTML escaped and Markdown's marks made literal.
+    The review state in the metadata keeps the words unchanged."""
+    one_line = " ".join(free_text.split())
+    return _MARKDOWN.sub(r"\\\1", html.escape(one_line, quote=False))
+
+
 def _label_line(label: dict[str, Any]) -> str:
     flags = f", flagged {', '.join(label['flags'])}" if label.get("flags") else ""
-    note = f" - {label['note']}" if label.get("note") else ""
+    note = f" - {as_text(label['note'])}" if label.get("note") else ""
     character = "in character" if label["in_character"] else "NOT in character"
     return f"- `{label['id']}`: {character}, quality {label['quality']}{flags} ({label['reviewer']}, {label['date']}){note}"
 

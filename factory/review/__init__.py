@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,21 @@ from factory.records import speaker_label
 from factory.review.targets import HubTarget, LocalTarget, ReviewTarget
 
 DECISIONS = ("approve", "reject")
+# A name as a card shows it and a reader recognises it: letters or digits first, then those, spaces
+# and . _ @ ' - (an e-mail address, "Ana María", "j.doe"); nothing that renders as markup.
+REVIEWER_NAME = re.compile(r"[^\W_][\w .@'-]{0,63}")
+
+
+def reviewer_name(name: str) -> str:
+    """The reviewer, as every label and sign-off records them; a step by nobody is refused."""
+    name = name.strip()
+    if not REVIEWER_NAME.fullmatch(name):
+        shown = f"{name!r} is not a reviewer name" if name else "a reviewer name is required"
+        raise InputError(
+            f"{shown}: up to 64 letters, digits, spaces and . _ @ ' -, starting with a letter or digit",
+            field="--reviewer",
+        )
+    return name
 
 
 def open_target(where: str) -> ReviewTarget:
@@ -49,6 +65,7 @@ def sign_version(
 ) -> ReviewState:
     if decision not in DECISIONS:
         raise InputError(f"decision must be approve or reject, not {decision!r}", field="--decision")
+    reviewer = reviewer_name(reviewer)
     card = card_of(target, version)
     state = sign(read_state(card), reviewer, decision, notes, checks)
     target.save(version, write_state(card, state), f"{version}: signed by {reviewer} ({decision})")
@@ -80,6 +97,7 @@ def _now() -> str:
 def label_version(target: ReviewTarget, version: str, reviewer: str, label: dict[str, Any]) -> ReviewState:
     """Record a reviewer's label of one sampled dialogue in the card (replacing that reviewer's
     earlier label of it)."""
+    reviewer = reviewer_name(reviewer)
     card = card_of(target, version)
     state = add_label(read_state(card), reviewer, label)
     target.save(version, write_state(card, state), f"{version}: {label['id']} labelled by {reviewer}")
@@ -92,7 +110,7 @@ def add_label(state: ReviewState, reviewer: str, label: dict[str, Any]) -> Revie
     if state.kind != "dialogues":
         raise ReviewError("labels are for dialogue versions; a persona bank's review is its checklist")
     if label["id"] not in state.sampled:
-        raise ReviewError(
+        raise InputError(
             f"{label['id']} is not one of the sampled dialogues; label one of {', '.join(state.sampled) or 'none'}"
         )
     if not (isinstance(label["quality"], int) and 1 <= label["quality"] <= 5):
@@ -119,7 +137,7 @@ def add_label(state: ReviewState, reviewer: str, label: dict[str, Any]) -> Revie
 def sign(state: ReviewState, reviewer: str, decision: str, notes: str, checks: list[str]) -> ReviewState:
     unknown = [c for c in checks if c not in state.checklist]
     if unknown:
-        raise ReviewError(f"unknown checklist item(s) {', '.join(unknown)}; the items are {', '.join(state.checklist)}")
+        raise InputError(f"unknown checklist item(s) {', '.join(unknown)}; the items are {', '.join(state.checklist)}")
     if state.status != "in_review":
         raise ReviewError(f"this version is {state.status}, not in review")
     for check in checks:

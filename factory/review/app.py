@@ -10,15 +10,18 @@ Face Space beside the dataset.
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from factory.dataset.card_sections import markdown_table
 from factory.dataset.review_section import LABEL_FLAGS, ReviewState, read_state
-from factory.errors import FactoryError
+from factory.errors import FactoryError, InputError
+from factory.listening import is_loopback
 from factory.records import speaker_label
 from factory.review import (
     approve_version,
@@ -89,11 +92,11 @@ class ReviewSession:
     def save_label(self, dialogue_id: str | None, reviewer: str, label: dict[str, Any]) -> str:
         if not dialogue_id:
             return "Choose a dialogue first."
-        state = label_version(self.target, self.version, _who(reviewer), {"id": dialogue_id, **label})
+        state = label_version(self.target, self.version, reviewer, {"id": dialogue_id, **label})
         return f"Saved the label of {dialogue_id}; left to label: {', '.join(state.unlabelled) or 'none'}"
 
     def sign(self, reviewer: str, decision: str, notes: str, checks: list[str]) -> str:
-        state = sign_version(self.target, self.version, _who(reviewer), decision, notes, checks)
+        state = sign_version(self.target, self.version, reviewer, decision, notes, checks)
         return f"Signed ({decision}); checklist items left: {', '.join(state.missing) or 'none'}"
 
     def approve(self) -> str:
@@ -108,12 +111,6 @@ class ReviewSession:
 
     def close(self) -> None:
         self._charts.cleanup()
-
-
-def _who(reviewer: str) -> str:
-    if not reviewer.strip():
-        raise FactoryError("enter your name as the reviewer first")
-    return reviewer.strip()
 
 
 def render_dialogue(row: dict[str, Any]) -> str:
@@ -219,15 +216,37 @@ def _sign_tab(gr: Any, session: ReviewSession, reviewer: Any, header: Any) -> No
     reject.click(_guarded(session.reject), [reason], status).then(session.header, None, header)
 
 
+PASSWORD_ENV = "PERSONA_FACTORY_REVIEW_PASSWORD"
+
+
+def visitor_check(host: str) -> Callable[[str, str], bool] | None:
+    """Who may open the page. On loopback, whoever is on this machine; beyond it, only a visitor
+    who gives the password in PERSONA_FACTORY_REVIEW_PASSWORD (any user name), since the page can
+    approve and release. A Hugging Face Space is guarded by the Space's own visibility."""
+    if is_loopback(host):
+        return None
+    password = os.environ.get(PASSWORD_ENV)
+    if password:
+        return lambda _user, given: hmac.compare_digest(given.encode(), password.encode())
+    if os.environ.get("SPACE_ID"):  # set by the Hub in a Space
+        return None
+    raise InputError(
+        f"--host {host} serves the approve button to the network: set {PASSWORD_ENV} to ask every visitor "
+        "for it, or serve on 127.0.0.1",
+        field="--host",
+    )
+
+
 def launch(where: str, version: str | None, host: str, port: int) -> None:
     """Serve the review app until interrupted."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    auth = visitor_check(host)
     import gradio as gr
 
     session = ReviewSession(where, version)
     try:
         build_app(session).launch(
-            server_name=host, server_port=port, share=False, inbrowser=False, ssr_mode=False, quiet=False,
+            server_name=host, server_port=port, share=False, inbrowser=False, ssr_mode=False, quiet=False, auth=auth,
             theme=gr.themes.Default(font=FONTS, font_mono=["ui-monospace", "monospace"]),
             allowed_paths=[session._charts.name],
         )  # fmt: skip

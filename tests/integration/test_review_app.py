@@ -13,11 +13,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import markdown_it
 import psutil
 import pytest
 
 from factory.dataset.folder import DatasetFolder
-from factory.dataset.review_section import read_state
+from factory.dataset.review_section import SECTION_END, SECTION_START, read_state, split_card
 from factory.recipes import load_recipe
 from factory.run import run_recipe
 from tests.conftest import subprocess_env
@@ -142,13 +143,85 @@ def label(page, in_character: str, quality: str, flags: list[str], note: str) ->
 def test_a_label_for_a_dialogue_not_sampled_is_refused(version_folder):
     refused = cli("review", "label", str(version_folder), "--id", "e2e-999999", "--reviewer", "ana",
                   "--in-character", "yes", "--quality", "3")  # fmt: skip
-    assert refused.returncode == 1
+    assert refused.returncode == 2  # a value the user gave, as every bad flag
     assert refused.stderr.strip().startswith("error: e2e-999999 is not one of the sampled dialogues; label one of")
     assert read_state((version_folder / "README.md").read_text()).labels == []
     signed = cli("review", "sign", str(version_folder), "--reviewer", "ana", *ALL_CHECKS)
     assert signed.returncode == 0
     unlabelled = cli("review", "approve", str(version_folder))
     assert unlabelled.returncode == 1 and "2 sampled dialogue(s) have no label yet" in unlabelled.stderr
+
+
+@pytest.mark.parametrize("reviewer", ["", "   ", "<b>ana</b>", "ana\n---"])
+def test_a_label_or_sign_off_by_nobody_is_refused(version_folder, reviewer):
+    first = read_state((version_folder / "README.md").read_text()).sampled[0]
+    card = (version_folder / "README.md").read_text()
+    for command in (
+        ["label", "--id", first, "--in-character", "yes", "--quality", "3"],
+        ["sign", "--decision", "approve", "--check", "coverage"],
+    ):
+        refused = cli("review", command[0], str(version_folder), "--reviewer", reviewer, *command[1:])
+        assert refused.returncode == 2, refused.stderr
+        (line,) = refused.stderr.strip().splitlines()
+        assert line.startswith("error: field '--reviewer': ")
+    assert (version_folder / "README.md").read_text() == card
+
+
+def test_notes_with_markup_render_as_text_in_the_card(version_folder):
+    first = read_state((version_folder / "README.md").read_text()).sampled[0]
+    note = "drifts here\n---\n<b>bold</b> *claims* [a link](http://x)"
+    assert cli("review", "label", str(version_folder), "--id", first, "--reviewer", "ana", "--in-character", "no",
+               "--quality", "2", "--note", note).returncode == 0  # fmt: skip
+    signed = cli("review", "sign", str(version_folder), "--reviewer", "ana", "--decision", "reject",
+                 "--notes", "<script>x</script>\n---")  # fmt: skip
+    assert signed.returncode == 0, signed.stderr
+    card = (version_folder / "README.md").read_text()
+    _metadata, body = split_card(card)
+    body = body[body.index(SECTION_START) : body.index(SECTION_END)]  # the review section: the reviewers' words
+    assert "\n---\n" not in body and "<b>" not in body and "<script>" not in body
+    assert "&lt;b&gt;bold&lt;/b&gt; \\*claims\\* \\[a link\\](http://x)" in body
+    rendered = markdown_it.MarkdownIt().render(body)
+    assert "<b>" not in rendered and "<hr" not in rendered and "<em>" not in rendered and "<a " not in rendered
+    assert "&lt;b&gt;bold&lt;/b&gt;" in rendered and "*claims*" in rendered
+    state = read_state(card)  # the words themselves are kept as written
+    assert [label["note"] for label in state.labels] == [note]
+
+
+def test_calibrating_twice_gives_the_same_table_and_writes_the_recipe(version_folder, tmp_path):
+    for dialogue_id, in_character in zip(read_state((version_folder / "README.md").read_text()).sampled, ("yes", "no")):
+        assert cli("review", "label", str(version_folder), "--id", dialogue_id, "--reviewer", "ana",
+                   "--in-character", in_character, "--quality", "3").returncode == 0  # fmt: skip
+    tuned = tmp_path / "tuned.yaml"
+    first = cli("critics", "calibrate", str(version_folder), "--write-recipe", str(tuned))
+    assert first.returncode == 0, first.stderr
+    written = tuned.read_bytes() if tuned.exists() else None
+    commits = DatasetFolder(version_folder).git("rev-list", "--all", "--count")
+    again = cli("critics", "calibrate", str(version_folder), "--write-recipe", str(tuned))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout  # the same table, and the recipe line again
+    assert f"{tuned}: " in again.stdout
+    assert (tuned.read_bytes() if tuned.exists() else None) == written
+    assert DatasetFolder(version_folder).git("rev-list", "--all", "--count") == commits  # nothing new to commit
+
+
+def test_the_app_beyond_loopback_asks_for_a_password_and_ports_are_checked(version_folder):
+    env = {key: value for key, value in subprocess_env().items() if key != "PERSONA_FACTORY_REVIEW_PASSWORD"}
+    exposed = cli("review", "app", str(version_folder), "--host", "0.0.0.0", "--port", str(free_port()), env=env)
+    assert exposed.returncode == 2
+    (line,) = exposed.stderr.strip().splitlines()
+    assert "PERSONA_FACTORY_REVIEW_PASSWORD" in line and "--host" in line
+    out_of_range = cli("review", "app", str(version_folder), "--port", "99999")
+    assert out_of_range.returncode == 2 and out_of_range.stderr.strip().splitlines() == [
+        "error: field '--port': 99999 is not a port: choose one from 1 to 65535"
+    ]
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        busy = cli("review", "app", str(version_folder), "--port", str(taken))
+    assert busy.returncode == 2 and busy.stderr.strip().splitlines() == [
+        f"error: field '--port': port {taken} on 127.0.0.1 is taken by another process: choose another"
+    ]
 
 
 def test_space_files_run_the_same_app_on_the_hub_repository(tmp_path):
