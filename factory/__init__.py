@@ -12,6 +12,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "failpoints"),  # every error; fault injection for tests of crashes
     ("traits",),  # MBTI types, Big Five traits and bands
     ("records", "settings", "jsonl"),  # the published models; the environment; reading JSONL
+    ("listening", "near_duplicates"),  # the addresses our servers take; near-duplicate texts by MinHash
     ("recipes",),  # the recipe schemas and loading
     ("llm",),  # chat client, limiter, ask_json, endpoints, embedded server, embeddings
     ("dataset",),  # a version: folder, shards, stats, cards, review section, changelog

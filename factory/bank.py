@@ -32,6 +32,7 @@ from factory.dataset.version import VersionWriter
 from factory.errors import PipelineError
 from factory.llm.embeddings import Embedder, open_embedder
 from factory.llm.endpoint import endpoint_provenance, open_endpoint, package_versions
+from factory.llm.keys import ApiKeys
 from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.personas import PersonaPool
@@ -40,7 +41,6 @@ from factory.personas.source import Made, SourceContext
 from factory.personas.sources import source_for
 from factory.recipes import PersonaBankRecipe
 from factory.records import Dropped, PersonaProfile
-from factory.settings import environment
 
 REVIEW_SAMPLES = 5  # personas a reviewer reads
 
@@ -95,14 +95,16 @@ def build_bank(
     prepared = check_inputs(recipe)
     recipe_text = recipe_text or yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
     folder = DatasetFolder(out)
-    api_key = environment().api_key
+    keys = ApiKeys()
     with ExitStack() as stack:
         spec: EndpointSpec | None = stack.enter_context(open_endpoint(recipe.llm)) if _generative(recipe) else None
-        runner = stack.enter_context(JsonTaskRunner(spec, api_key)) if spec is not None else None
+        runner = stack.enter_context(JsonTaskRunner(spec, keys)) if spec is not None else None
         embedder = None
         if any(source_for(s).needs_embeddings(s, inputs) for s, inputs in zip(recipe.sources, prepared)):
             embedder = open_embedder(
-                recipe.embeddings, spec.base_url if spec else next(iter(recipe.llm.base_urls), None), api_key
+                recipe.embeddings,
+                spec.base_url if spec else next(iter(recipe.llm.base_urls), None),
+                keys.get(recipe.embeddings.key_env(recipe.llm.api_key_env)),
             )
             stack.callback(embedder.close)
         folder.prepare()

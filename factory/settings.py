@@ -45,7 +45,6 @@ class Environment:
 
     base_url: str | None
     model: str | None
-    api_key: str | None
     judge_base_url: str | None
     judge_model: str | None
     reply_cache: str | None
@@ -64,7 +63,6 @@ def environment() -> Environment:
     return Environment(
         base_url=os.environ.get("PERSONA_FACTORY_BASE_URL") or os.environ.get("OPENAI_BASE_URL"),
         model=os.environ.get("PERSONA_FACTORY_MODEL"),
-        api_key=os.environ.get("OPENAI_API_KEY"),
         judge_base_url=os.environ.get("PERSONA_FACTORY_JUDGE_BASE_URL") or None,
         judge_model=os.environ.get("PERSONA_FACTORY_JUDGE_MODEL") or None,
         reply_cache=os.environ.get("PERSONA_FACTORY_CACHE") or None,

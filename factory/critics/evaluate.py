@@ -36,6 +36,7 @@ from factory.critics.registry import PER_DIALOGUE, verdict_of
 from factory.errors import MostlyUnanswered, RecipeError
 from factory.llm.embeddings import Embedder, open_embedder
 from factory.llm.endpoint import endpoint_provenance, open_endpoint
+from factory.llm.keys import ApiKeys
 from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.recipes import Recipe
@@ -43,7 +44,7 @@ from factory.recipes.critics import CriticsConfig, JudgeLLMConfig
 from factory.recipes.generation import GenerationConfig
 from factory.recipes.llm import LLMConfig
 from factory.records import DialogueRecord, Verdict
-from factory.settings import environment, resolve_data_path
+from factory.settings import resolve_data_path
 
 
 def auroc(scores: list[float], positives: list[bool], weights: list[float] | None = None) -> float | None:
@@ -142,7 +143,7 @@ class Evaluation:
 
 def evaluate(
     spec: EndpointSpec | None,
-    api_key: str | None,
+    keys: ApiKeys,
     experts: list[str],
     labelled: list[Labelled],
     pairs: list[tuple[DialogueRecord, DialogueRecord]],
@@ -159,7 +160,7 @@ def evaluate(
     critics = critics or CriticsConfig()
     panels = panels or {}
     figures, items = [], []
-    with JsonTaskRunner(spec, api_key) as runner:
+    with JsonTaskRunner(spec, keys) as runner:
         clients = {juror.spec: runner.client_for(juror.spec) for panel in panels.values() for juror in panel.jurors}
         context = JudgeContext(
             runner.client, GenerationConfig(min_turns=2, max_turns=1000), judge_model=spec.model if spec else None,
@@ -279,18 +280,20 @@ def measure_critics(request: EvalRequest) -> tuple[dict[str, Any], Evaluation]:
     if request.judge is not None:
         critics = critics.model_copy(update={"llm": request.judge.over(critics.llm)})
     llm = request.llm or (request.recipe.llm if request.recipe else LLMConfig())
-    api_key = environment().api_key
+    keys = ApiKeys()
     with ExitStack() as stack:
         spec = stack.enter_context(open_endpoint(llm)) if needs_generator(critics, request.experts) else None
-        panels = judge_panels(critics, llm, spec, api_key, names=request.experts)
+        panels = judge_panels(critics, llm, spec, keys, names=request.experts)
         embedder = None
         if "grounding" in request.experts:
             embedder = open_embedder(
-                critics.grounding.embeddings, spec.base_url if spec else next(iter(llm.base_urls), None), api_key
+                critics.grounding.embeddings,
+                spec.base_url if spec else next(iter(llm.base_urls), None),
+                keys.get(critics.grounding.embeddings.key_env(llm.api_key_env)),
             )
             stack.callback(embedder.close)
         evaluation = evaluate(
-            spec, api_key, request.experts, labelled, pairs, critics=critics, panels=panels, embedder=embedder,
+            spec, keys, request.experts, labelled, pairs, critics=critics, panels=panels, embedder=embedder,
             show_progress=request.show_progress, spc=not rated,
         )  # fmt: skip
     report = {

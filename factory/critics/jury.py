@@ -13,6 +13,7 @@ from __future__ import annotations
 from factory.critics.base import JudgePanel, Juror
 from factory.errors import EndpointError, PipelineError
 from factory.llm.endpoint import check_endpoint
+from factory.llm.keys import ApiKeys
 from factory.llm.pricing import Prices
 from factory.llm.spec import EndpointSpec
 from factory.recipes.critics import Aggregate, CriticsConfig, JudgeLLMConfig, judges_of, needs_llm
@@ -24,7 +25,7 @@ def judge_panels(
     critics: CriticsConfig,
     llm: LLMConfig,
     generator: EndpointSpec | None,
-    api_key: str | None,
+    keys: ApiKeys,
     names: list[str] | None = None,
 ) -> dict[str, JudgePanel]:
     """The judges of the LLM critics named (every enabled one by default), each endpoint checked
@@ -36,8 +37,7 @@ def judge_panels(
             continue
         judges, aggregate = judges_of(critics, name)
         jurors = tuple(
-            Juror(judge_spec(judge, llm, generator, api_key, listed, name), judge.temperature or 0.0)
-            for judge in judges
+            Juror(judge_spec(judge, llm, generator, keys, listed, name), judge.temperature or 0.0) for judge in judges
         )
         panels[name] = JudgePanel(jurors, aggregate)
     return panels
@@ -60,7 +60,7 @@ def judge_spec(
     judge: JudgeLLMConfig,
     llm: LLMConfig,
     generator: EndpointSpec | None,
-    api_key: str | None,
+    keys: ApiKeys,
     listed: dict[tuple[str, ...], list[str]],
     critic: str,
 ) -> EndpointSpec:
@@ -74,14 +74,15 @@ def judge_spec(
     settings = LLMConfig.model_validate(
         {
             # another server: the generator's limits carry over, its price does not
-            **llm.model_dump(include=set(EndpointLimits.model_fields) - {"pricing"}),
+            # nor its key: a judge elsewhere reads its own (api_key_env, OPENAI_API_KEY by default)
+            **llm.model_dump(include=set(EndpointLimits.model_fields) - {"pricing", "api_key_env"}),
             **limits,
             "structured_output": judge.structured_output,
         }
     )
     spec = EndpointSpec.of(settings, judge.base_urls, judge.model or "", "openai-compatible")
     if spec.base_urls not in listed:
-        listed[spec.base_urls] = check_endpoint(spec, api_key)
+        listed[spec.base_urls] = check_endpoint(spec, keys)
     if spec.model:
         return spec
     models = listed[spec.base_urls]

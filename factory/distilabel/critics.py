@@ -22,9 +22,9 @@ from factory.distilabel.base import AsyncStep, LLMStep
 from factory.distilabel.columns import record_of
 from factory.distilabel.port import DistilabelChat
 from factory.llm.embeddings import Embedder, open_embedder
+from factory.llm.keys import DEFAULT_KEY_ENV, ApiKeys
 from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig
-from factory.settings import environment
 
 
 class CriticStep(AsyncStep):
@@ -52,7 +52,8 @@ class CriticStep(AsyncStep):
     def load(self) -> None:
         super().load()
         if self.critic == "grounding":
-            self._embedder = open_embedder(self._config().embeddings, None, environment().api_key)
+            embeddings = self._config().embeddings
+            self._embedder = open_embedder(embeddings, None, ApiKeys().get(embeddings.key_env(DEFAULT_KEY_ENV)))
 
     def unload(self) -> None:
         if self._embedder is not None:

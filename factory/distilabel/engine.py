@@ -131,8 +131,10 @@ def build_pipeline(
 def _recipe_llm(recipe: Recipe) -> LLM:
     from distilabel.models import OpenAILLM
 
-    from factory.settings import environment
+    from factory.llm.keys import ApiKeys
 
     if not recipe.llm.base_urls or not recipe.llm.model:
         raise RecipeError("steps mode needs llm.base_url and llm.model, or an llm= of your own", field="llm")
-    return OpenAILLM(base_url=recipe.llm.base_urls[0], model=recipe.llm.model, api_key=environment().api_key or "none")
+    return OpenAILLM(
+        base_url=recipe.llm.base_urls[0], model=recipe.llm.model, api_key=ApiKeys().for_endpoint(recipe.llm) or "none"
+    )

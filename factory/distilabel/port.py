@@ -8,9 +8,9 @@ from typing import Any, Literal
 from distilabel.models.llms.base import LLM, AsyncLLM
 
 from factory.errors import LLMCallError
-from factory.llm.client import short
 from factory.llm.port import ChatResult
 from factory.llm.spec import json_response_format
+from factory.llm.wire import short
 from factory.records import TokenUsage
 
 

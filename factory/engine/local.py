@@ -7,15 +7,16 @@ import time
 from collections.abc import Iterable, Iterator
 
 from factory.engine.processor import Chunk, ChunkProcessor, Done, EngineSettings, RunnerReport, Ticks, chunks_in_flight
+from factory.llm.keys import ApiKeys
 from factory.records import DialogueRecord
 
 
 class LocalRunner:
     """Chunks on an event loop of this process."""
 
-    def __init__(self, settings: EngineSettings, api_key: str | None) -> None:
+    def __init__(self, settings: EngineSettings, keys: ApiKeys) -> None:
         self.settings = settings
-        self.api_key = api_key
+        self.keys = keys
 
     def run(self, chunks: Iterable[Chunk], done: Done, progress: Ticks | None = None) -> RunnerReport:
         return asyncio.run(self._run(iter(chunks), done, progress))
@@ -23,7 +24,7 @@ class LocalRunner:
     async def _run(self, chunks: Iterator[Chunk], done: Done, progress: Ticks | None) -> RunnerReport:
         report = RunnerReport()
         started = time.monotonic()
-        processor = ChunkProcessor(self.settings, self.api_key)
+        processor = ChunkProcessor(self.settings, self.keys)
         if progress:
             asked = [0]
 

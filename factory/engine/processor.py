@@ -35,6 +35,7 @@ from factory.llm.batch import BatchChat
 from factory.llm.cache import ReplyCache
 from factory.llm.client import ChatClient
 from factory.llm.embeddings import Embedder, open_embedder
+from factory.llm.keys import ApiKeys
 from factory.llm.port import ChatPort
 from factory.llm.spec import EndpointSpec, public
 from factory.recipes.critics import CriticsConfig
@@ -64,6 +65,16 @@ class EngineSettings:
     batch_poll_seconds: float = 30.0
 
 
+def key_variables(settings: EngineSettings) -> set[str]:
+    """The environment variables the keys of these settings' endpoints are read from."""
+    specs = [settings.endpoint, *settings.agents.values()]
+    specs += [juror.spec for panel in settings.judges.values() for juror in panel.jurors]
+    names = {spec.api_key_env for spec in specs}
+    if any(name == "grounding" for name, _ in settings.critics.cascade()):
+        names.add(settings.critics.grounding.embeddings.key_env(settings.endpoint.api_key_env))
+    return names
+
+
 def where_am_i() -> str:
     """The Ray node id, or ``local``: which node ran a step, without naming the machine."""
     ray = sys.modules.get("ray")  # a run without Ray never imports it
@@ -81,24 +92,24 @@ async def judge(record: DialogueRecord, critics: CriticsConfig, context: JudgeCo
 class ChunkProcessor:
     """Runs chunks on one event loop with one client (so one adaptive limit per base URL)."""
 
-    def __init__(self, settings: EngineSettings, api_key: str | None) -> None:
+    def __init__(self, settings: EngineSettings, keys: ApiKeys) -> None:
         self.settings = settings
         self.cache = ReplyCache(settings.reply_cache) if settings.reply_cache else None
-        self.client = ChatClient(settings.endpoint, api_key, self.cache)
-        self.agent_clients = {key: ChatClient(spec, api_key, self.cache) for key, spec in settings.agents.items()}
+        self.client = ChatClient(settings.endpoint, keys, self.cache)
+        self.agent_clients = {key: ChatClient(spec, keys, self.cache) for key, spec in settings.agents.items()}
         self.batches: dict[str, BatchChat] = {}
-        self.api_key = api_key
+        self.keys = keys
         self.voices = Voices(self._port(self.client), {key: self._port(c) for key, c in self.agent_clients.items()})
         # one client per judge endpoint, shared by the critics it judges for (so one adaptive limit)
         self.judge_clients: dict[EndpointSpec, ChatClient] = {settings.endpoint: self.client}
         for panel in settings.judges.values():
             for juror in panel.jurors:
                 if juror.spec not in self.judge_clients:
-                    self.judge_clients[juror.spec] = ChatClient(juror.spec, api_key, self.cache)
+                    self.judge_clients[juror.spec] = ChatClient(juror.spec, keys, self.cache)
         self.context = JudgeContext(
             self._port(self.client), settings.generation, judge_model=settings.endpoint.model,
             panels=dict(settings.judges), clients={spec: self._port(c) for spec, c in self.judge_clients.items()},
-            embedder=_embedder(settings, api_key),
+            embedder=_embedder(settings, keys),
         )  # fmt: skip
         self.placement = where_am_i()
         self.finished = 0  # dialogues judged by this processor, reported chunks or not (for progress)
@@ -112,7 +123,7 @@ class ChunkProcessor:
         name = hashlib.sha256(f"{client.spec.base_url}\n{client.spec.model}".encode()).hexdigest()[:16]
         if name not in self.batches:
             where = Path(self.settings.batch_dir) / name
-            self.batches[name] = BatchChat(client, self.api_key, where, self.settings.batch_poll_seconds)
+            self.batches[name] = BatchChat(client, self.keys, where, self.settings.batch_poll_seconds)
         return self.batches[name]
 
     async def _one(self, row: PlannedRow) -> DialogueRecord:
@@ -121,7 +132,8 @@ class ChunkProcessor:
         await writer.write(record, row[1], self.voices, self.settings.generation)
         failpoint("judging")
         await judge(record, self.settings.critics, self.context)
-        stages = ["generate", *(name for name, _ in self.settings.critics.cascade())]
+        judged = {verdict.critic for verdict in record.verdicts}  # a gate that stopped it spared the rest
+        stages = ["generate", *(name for name, _ in self.settings.critics.cascade() if name in judged)]
         record.generation.placements.extend(StepPlacement(step=stage, node_id=self.placement) for stage in stages)
         self.finished += 1
         if self.on_finished is not None:
@@ -172,11 +184,13 @@ class ChunkProcessor:
             self.cache.close()
 
 
-def _embedder(settings: EngineSettings, api_key: str | None) -> Embedder | None:
+def _embedder(settings: EngineSettings, keys: ApiKeys) -> Embedder | None:
     """The grounding critic's embedding model, loaded only when it judges."""
     if not any(name == "grounding" for name, _ in settings.critics.cascade()):
         return None
-    return open_embedder(settings.critics.grounding.embeddings, settings.endpoint.base_url, api_key)
+    embeddings = settings.critics.grounding.embeddings
+    key = keys.get(embeddings.key_env(settings.endpoint.api_key_env))
+    return open_embedder(embeddings, settings.endpoint.base_url, key)
 
 
 @dataclass

@@ -21,23 +21,13 @@ from factory.engine.processor import (
     RunnerReport,
     Ticks,
     chunks_in_flight,
+    key_variables,
     merge_endpoint_reports,
 )
 from factory.errors import FactoryError, PipelineError
+from factory.llm.keys import ApiKeys
 from factory.llm.spec import EndpointSpec
 from factory.records import DialogueRecord
-
-
-class Secret:
-    """The API key on its way to a worker: an argument of the actor's constructor, which Ray keeps
-    in memory. A runtime environment's ``env_vars`` would do, but Ray writes those into its logs
-    (``runtime_env_agent.log``). Its repr names no key, should anything print it."""
-
-    def __init__(self, value: str | None) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "Secret(***)" if self.value else "Secret(None)"
 
 
 def _worker_class() -> Any:
@@ -47,14 +37,14 @@ def _worker_class() -> Any:
     class EngineWorker:
         """An async actor: its chunks run concurrently on the actor's event loop."""
 
-        def __init__(self, settings: EngineSettings, api_key: Secret) -> None:
+        def __init__(self, settings: EngineSettings, keys: ApiKeys) -> None:
             self.settings = settings
-            self.api_key = api_key
+            self.keys = keys
             self.processor: ChunkProcessor | None = None
 
         async def process(self, chunk: Chunk) -> list[str]:
             if self.processor is None:
-                self.processor = ChunkProcessor(self.settings, self.api_key.value)
+                self.processor = ChunkProcessor(self.settings, self.keys)
             return [record.model_dump_json() for record in await self.processor.process(chunk)]
 
         async def report(self) -> dict[str, Any]:
@@ -114,10 +104,12 @@ class RayRunner:
         settings: EngineSettings,
         workers: int | str,
         cpus_per_worker: float | None,
-        api_key: str | None = None,
+        keys: ApiKeys | None = None,
         max_restarts: int | None = None,
     ) -> None:
-        self.api_key = Secret(api_key)
+        # the values of the variables these endpoints name, and no other: as an actor argument, which
+        # Ray keeps in memory (a runtime environment's env_vars would do, but Ray logs those)
+        self.keys = (keys or ApiKeys({})).only(key_variables(settings))
         self.nodes = worker_nodes(cpus_per_worker) if workers == "auto" else []
         workers = len(self.nodes) if workers == "auto" else int(workers)
         self.settings = EngineSettings(
@@ -136,7 +128,7 @@ class RayRunner:
         options: dict[str, Any] = {"scheduling_strategy": self._placement(index), "name": f"{self.WORKER_NAME}-{index}"}
         if self.cpus_per_worker is not None:
             options["num_cpus"] = self.cpus_per_worker
-        return _worker_class().options(**options).remote(self.settings, self.api_key)
+        return _worker_class().options(**options).remote(self.settings, self.keys)
 
     def _placement(self, index: int) -> Any:
         """Each of ``auto``'s workers on its node (soft: a replacement goes elsewhere if the node is

@@ -30,9 +30,11 @@ import openai
 
 from factory.errors import EndpointError, LLMCallError
 from factory.llm.cache import ReplyCache, reply_key
-from factory.llm.client import PLACEHOLDER_API_KEY, ChatClient, chat_body, completion_result, short
+from factory.llm.client import PLACEHOLDER_API_KEY, ChatClient
+from factory.llm.keys import ApiKeys
 from factory.llm.port import ChatResult
 from factory.llm.spec import public
+from factory.llm.wire import chat_body, completion_result, short
 
 GATHER_SECONDS = 0.5  # no new call for this long: every coroutine that will ask has asked
 FINISHED = ("completed", "expired", "failed", "cancelled")
@@ -78,13 +80,15 @@ class _Waiting:
 class BatchChat:
     """A ChatPort whose calls go through the endpoint's Batch API (see the module's docstring)."""
 
-    def __init__(self, client: ChatClient, api_key: str | None, directory: Path, poll_seconds: float) -> None:
+    def __init__(self, client: ChatClient, keys: ApiKeys, directory: Path, poll_seconds: float) -> None:
         self.client, self.spec = client, client.spec
         self.poll_seconds = poll_seconds
         self.registry = BatchRegistry(directory)
         self.replies = ReplyCache(directory)  # the run's answers, whatever the reply cache's setting
         self.api = openai.AsyncOpenAI(
-            base_url=self.spec.base_url, api_key=api_key or PLACEHOLDER_API_KEY, timeout=self.spec.timeout
+            base_url=self.spec.base_url,
+            api_key=keys.for_endpoint(self.spec) or PLACEHOLDER_API_KEY,
+            timeout=self.spec.timeout,
         )
         self.waiting: dict[str, _Waiting] = {}
         self.polling: dict[str, asyncio.Task[None]] = {}

@@ -24,10 +24,11 @@ import openai
 
 from factory.errors import EndpointError, LLMCallError, NotAChatCompletion
 from factory.llm.cache import ReplyCache, reply_key
+from factory.llm.keys import ApiKeys
 from factory.llm.limiter import AdaptiveLimiter
 from factory.llm.port import ChatResult
 from factory.llm.spec import EndpointSpec, public
-from factory.records import TokenUsage
+from factory.llm.wire import chat_body, completion_result, json_object_form, short
 
 # The llama.cpp server and most local servers accept any key; the client insists on one.
 PLACEHOLDER_API_KEY = "not-needed"
@@ -71,6 +72,7 @@ class EndpointHealth:
     protocol_failures: int = 0
     consecutive_protocol_failures: int = 0
     json_object_fallbacks: int = 0
+    last_answer: float = 0.0  # time.monotonic() of the URL's last answer of any kind
     # what the answers of this URL said they cost (replies from the cache cost nothing and are not here)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -107,8 +109,9 @@ class ChatClient:
     Use it from one event loop (its condition and connection pools belong to that loop).
     """
 
-    def __init__(self, spec: EndpointSpec, api_key: str | None, cache: ReplyCache | None = None) -> None:
+    def __init__(self, spec: EndpointSpec, keys: ApiKeys, cache: ReplyCache | None = None) -> None:
         self.spec = spec
+        api_key = keys.for_endpoint(spec)  # this endpoint's own key, no other
         self.cache = cache
         self.cache_hits = self.cache_misses = 0
         # questions that reached the endpoint (not the cache): plain text (the dialogues, role-play
@@ -163,7 +166,7 @@ class ChatClient:
                     if now - self._all_down_since > self.spec.outage_seconds:
                         raise EndpointError(
                             f"no endpoint of {self.spec.model} answered for {self.spec.outage_seconds:.0f} s "
-                            f"({', '.join(public(e.url) for e in self.endpoints)}); the run can be resumed with --resume"
+                            f"({', '.join(public(e.url) for e in self.endpoints)})"
                         )
                     wait = min(e.down_until for e in self.endpoints) - now
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -271,8 +274,12 @@ class ChatClient:
             if asked_json_schema and self.json_schema_accepted is not True and _may_refuse_schemas(exc):
                 await self._release(endpoint, "refused", 0.0, kind)
                 return exc, True
+            if isinstance(exc, openai.APIStatusError):
+                endpoint.last_answer = time.monotonic()
             if isinstance(exc, RETRYABLE):
                 await self._release(endpoint, "failed", 0.0, kind)
+                if isinstance(exc, openai.APITimeoutError):
+                    self._check_answering(endpoint, started)
                 return exc, False
             await self._release(endpoint, "refused", 0.0, kind)
             raise LLMCallError(f"endpoint refused the request ({exc.status_code}): {short(exc)}") from exc
@@ -289,6 +296,7 @@ class ChatClient:
             await self._release(endpoint, "refused", 0.0, kind)
             raise
         endpoint.consecutive_protocol_failures = 0
+        endpoint.last_answer = time.monotonic()
         endpoint.prompt_tokens += result.usage.prompt_tokens
         endpoint.completion_tokens += result.usage.completion_tokens
         if wants_json and self.json_schema_accepted is None:
@@ -297,6 +305,17 @@ class ChatClient:
         await self._release(endpoint, "ok", time.monotonic() - started, kind)
         return result
 
+    def _check_answering(self, timed_out: EndpointHealth, started: float) -> None:
+        """A request that waited llm.timeout for an answer, while no base URL answered anything since
+        it was sent: the endpoint has stopped answering, and asking again would only wait as long
+        again, once per retry. The run stops with one line (and can be resumed)."""
+        if any(endpoint.last_answer >= started for endpoint in self.endpoints):
+            return  # the endpoint answers others: this one was slow, and is retried
+        raise EndpointError(
+            f"the endpoint at {public(timed_out.url)} answered nothing for {self.spec.timeout:g} s (llm.timeout); "
+            "is the server up and not stuck? Raise llm.timeout if its answers take longer"
+        )
+
     def _not_a_chat_completion(self, endpoint: EndpointHealth, exc: Exception) -> None:
         endpoint.protocol_failures += 1
         endpoint.consecutive_protocol_failures += 1
@@ -304,7 +323,7 @@ class ChatClient:
             raise EndpointError(
                 f"the endpoint at {public(endpoint.url)} is not answering as an OpenAI-compatible server: "
                 f"{endpoint.consecutive_protocol_failures} replies in a row were not a Chat Completion (the last: "
-                f"{exc}); check --base-url (it usually ends in /v1). The run can be resumed with --resume"
+                f"{exc}); check --base-url (it usually ends in /v1)"
             ) from None
 
     def report(self) -> dict[str, dict[str, Any]]:
@@ -323,30 +342,6 @@ class ChatClient:
                 await client.close()
 
 
-def chat_body(
-    model: str,
-    messages: list[dict[str, str]],
-    temperature: float,
-    max_tokens: int,
-    seed: int | None,
-    response_format: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """A Chat Completions request body, as sent alone or as a line of a batch."""
-    body: dict[str, Any] = {"model": model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens}
-    if seed is not None:
-        body["seed"] = seed
-    if response_format is not None:
-        body["response_format"] = response_format
-    return body
-
-
-def json_object_form(response_format: dict[str, Any]) -> dict[str, Any]:
-    """A ``json_schema`` response format as llama.cpp's Python server takes it."""
-    if response_format.get("type") != "json_schema":
-        return response_format
-    return {"type": "json_object", "schema": response_format.get("json_schema", {}).get("schema", {})}
-
-
 def _is_json_schema(body: dict[str, Any]) -> bool:
     return (body.get("response_format") or {}).get("type") == "json_schema"
 
@@ -360,39 +355,3 @@ def _request_kind(response_format: dict[str, Any] | None) -> str:
     if response_format is None:
         return "text"
     return str(response_format.get("json_schema", {}).get("name") or response_format.get("type"))
-
-
-def short(exc: Exception | None, limit: int = 300) -> str:
-    text = str(exc) if exc is not None else ""
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def describe_answer(response: Any) -> str:
-    """What an endpoint sent instead of the JSON expected, in a few words and a preview."""
-    if isinstance(response, (bytes, str)):
-        text = response.decode(errors="replace") if isinstance(response, bytes) else response
-        what = "an HTML page" if text.lstrip()[:15].lower().startswith(("<!doctype", "<html")) else "plain text"
-        preview = " ".join(text.split())[:80]
-        return f"{what}: {preview!r}" if preview else "an empty body"
-    if isinstance(response, dict):
-        return f"JSON without choices (keys: {', '.join(list(response)[:6]) or 'none'})"
-    return f"a JSON {type(response).__name__}"
-
-
-def completion_result(response: Any) -> ChatResult:
-    """Text, usage and finish reason of a Chat Completions answer (its JSON)."""
-    choices = response.get("choices") if isinstance(response, dict) else None
-    choice = choices[0] if isinstance(choices, list) and choices else None
-    if not isinstance(choice, dict):
-        raise NotAChatCompletion(f"the endpoint answered {describe_answer(response)}")
-    usage = response.get("usage") or {}
-    if not isinstance(usage, dict):
-        usage = {}
-    return ChatResult(
-        text=(choice.get("message") or {}).get("content") or "",
-        usage=TokenUsage(
-            prompt_tokens=usage.get("prompt_tokens") or 0,
-            completion_tokens=usage.get("completion_tokens") or 0,
-        ),
-        finish_reason=choice.get("finish_reason"),
-    )

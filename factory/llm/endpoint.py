@@ -12,10 +12,11 @@ from typing import Any
 import openai
 
 from factory.errors import EndpointError
-from factory.llm.client import PLACEHOLDER_API_KEY, backoff_delay, describe_answer, short
+from factory.llm.client import PLACEHOLDER_API_KEY, backoff_delay
+from factory.llm.keys import DEFAULT_KEY_ENV, ApiKeys
 from factory.llm.spec import EndpointSpec, public
+from factory.llm.wire import describe_answer, short
 from factory.recipes.llm import AgentLLMConfig, LLMConfig
-from factory.settings import environment
 
 
 @contextmanager
@@ -23,7 +24,7 @@ def open_endpoint(llm: LLMConfig) -> Iterator[EndpointSpec]:
     """The configured endpoint, or the embedded llama.cpp server for the duration of the run."""
     if llm.base_url:
         spec = EndpointSpec.of(llm, llm.base_urls, llm.model or "", "openai-compatible")
-        models = check_endpoint(spec, environment().api_key)
+        models = check_endpoint(spec, ApiKeys())
         if not spec.model:
             if len(models) != 1:
                 raise EndpointError(
@@ -40,15 +41,17 @@ def open_endpoint(llm: LLMConfig) -> Iterator[EndpointSpec]:
 
 
 def agent_endpoints(
-    agents: dict[str, AgentLLMConfig], llm: LLMConfig, spec: EndpointSpec, api_key: str | None
+    agents: dict[str, AgentLLMConfig], llm: LLMConfig, spec: EndpointSpec, keys: ApiKeys
 ) -> dict[str, EndpointSpec]:
     """The role-play speakers that talk through another model or endpoint than the recipe's,
     checked before any work starts."""
     specs = {}
     for key, agent in agents.items():
         if agent.base_urls:
-            agent_spec = EndpointSpec.of(llm, agent.base_urls, agent.model or "", "openai-compatible")
-            models = check_endpoint(agent_spec, api_key)
+            agent_spec = EndpointSpec.of(llm, agent.base_urls, agent.model or "", "openai-compatible").model_copy(
+                update={"api_key_env": agent.api_key_env or DEFAULT_KEY_ENV}  # another server: not the recipe's key
+            )
+            models = check_endpoint(agent_spec, keys)
             model = agent.model or (models[0] if len(models) == 1 else None)
             if not model:
                 raise EndpointError(
@@ -96,13 +99,13 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def check_endpoint(spec: EndpointSpec, api_key: str | None, *, attempts: int = 3) -> list[str]:
+def check_endpoint(spec: EndpointSpec, keys: ApiKeys, *, attempts: int = 3) -> list[str]:
     """Fail fast, before any work starts, when no base URL of the endpoint can be used at all.
     Returns the models the first answering URL lists (empty when it does not list them)."""
     errors = []
     for url in spec.base_urls:
         try:
-            return _list_models(url, api_key, attempts)
+            return _list_models(url, keys.for_endpoint(spec), spec.api_key_env, attempts)
         except _Unreachable as exc:
             errors.append(f"{public(url)} ({exc})")
     raise EndpointError(
@@ -115,7 +118,7 @@ class _Unreachable(Exception):
     pass
 
 
-def _list_models(url: str, api_key: str | None, attempts: int) -> list[str]:
+def _list_models(url: str, api_key: str | None, key_env: str, attempts: int) -> list[str]:
     client = openai.OpenAI(base_url=url, api_key=api_key or PLACEHOLDER_API_KEY, timeout=10, max_retries=0)
     last_error: Exception | None = None
     try:
@@ -136,7 +139,7 @@ def _list_models(url: str, api_key: str | None, attempts: int) -> list[str]:
             except openai.AuthenticationError as exc:
                 raise EndpointError(
                     f"the endpoint at {public(url)} rejected the API key ({exc.status_code}); "
-                    "set OPENAI_API_KEY to a valid key"
+                    f"set {key_env} to a valid key"
                 ) from exc
             except openai.NotFoundError:
                 return []  # some servers do not list models; the first chat call will tell

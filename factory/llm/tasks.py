@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from factory.errors import PipelineError
 from factory.llm.ask import ask_json
 from factory.llm.client import ChatClient
+from factory.llm.keys import ApiKeys
 from factory.llm.spec import EndpointSpec
 from factory.records import TokenUsage
 
@@ -70,12 +71,12 @@ class BackgroundLoop:
 
 
 class JsonTaskRunner:
-    """``with JsonTaskRunner(spec, api_key) as runner: runner.map(requests)``."""
+    """``with JsonTaskRunner(spec, keys) as runner: runner.map(requests)``."""
 
-    def __init__(self, spec: EndpointSpec | None, api_key: str | None) -> None:
+    def __init__(self, spec: EndpointSpec | None, keys: ApiKeys) -> None:
         """``spec`` None: no endpoint (tasks that need no model still run on the loop)."""
         self.spec = spec
-        self._api_key = api_key
+        self._keys = keys
         self._loop: BackgroundLoop | None = None
         self._client: ChatClient | None = None
         self._others: dict[EndpointSpec, ChatClient] = {}
@@ -86,7 +87,7 @@ class JsonTaskRunner:
         self._loop = BackgroundLoop()
 
         async def make_client(spec: EndpointSpec) -> ChatClient:
-            return ChatClient(spec, self._api_key)
+            return ChatClient(spec, self._keys)
 
         self._client = self._loop.run(make_client(self.spec)) if self.spec is not None else None
         return self
@@ -109,7 +110,7 @@ class JsonTaskRunner:
         if spec not in self._others:
 
             async def make_client() -> ChatClient:
-                return ChatClient(spec, self._api_key)
+                return ChatClient(spec, self._keys)
 
             self._others[spec] = self._loop.run(make_client())
         return self._others[spec]

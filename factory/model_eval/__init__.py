@@ -27,6 +27,7 @@ from factory.dataset.card import published_folder_name
 from factory.errors import InputError, MostlyUnanswered, PipelineError
 from factory.llm.embedded import check_running_servers
 from factory.llm.endpoint import endpoint_provenance, open_endpoint, package_versions
+from factory.llm.keys import ApiKeys
 from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.model_eval.card import check_out, write_evaluation
@@ -38,7 +39,6 @@ from factory.recipes.generation import GenerationConfig
 from factory.recipes.llm import LLMConfig
 from factory.records import FORMAT, DialogueRecord, PersonaProfile
 from factory.rejudge.sources import read_version
-from factory.settings import environment
 
 EXPERTS = ("apc", "portrayal", "attribution", "faithfulness")
 LABELS = ("a", "b")
@@ -90,15 +90,15 @@ def evaluate_models(request: EvalModelRequest) -> EvalModelResult:
     critics = request.critics
     if request.judge is not None:
         critics = critics.model_copy(update={"llm": request.judge.over(critics.llm)})
-    api_key = environment().api_key
+    keys = ApiKeys()
     with ExitStack() as stack:
         endpoints = _Endpoints(stack)
         models = [endpoints.open(llm) for llm in request.models]
         generator = endpoints.open(LLMConfig()) if needs_generator(critics, experts) else None
-        panels = judge_panels(critics, LLMConfig(), generator, api_key, names=experts)
+        panels = judge_panels(critics, LLMConfig(), generator, keys, names=experts)
         simulator = endpoints.open(request.simulator) if request.simulator else _judges_endpoint(generator, panels)
-        transcripts = _conversations(request, cast, models, simulator, api_key)
-        judged = _judge(transcripts, cast, critics, experts, generator, panels, simulator, api_key, request)
+        transcripts = _conversations(request, cast, models, simulator, keys)
+        judged = _judge(transcripts, cast, critics, experts, generator, panels, simulator, keys, request)
     check_running_servers()
     report: dict[str, Any] = {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -191,9 +191,9 @@ def _conversations(
     cast: list[EvalPersona],
     models: list[EndpointSpec],
     simulator: EndpointSpec,
-    api_key: str | None,
+    keys: ApiKeys,
 ) -> dict[str, list[DialogueRecord]]:
-    with JsonTaskRunner(simulator, api_key) as runner:
+    with JsonTaskRunner(simulator, keys) as runner:
         if runner.client is None:
             raise PipelineError("the simulator has no client")
         plays = [
@@ -264,7 +264,7 @@ def _judge(
     generator: EndpointSpec | None,
     panels: dict[str, JudgePanel],
     simulator: EndpointSpec,
-    api_key: str | None,
+    keys: ApiKeys,
     request: EvalModelRequest,
 ) -> dict[str, list[Judged]]:
     """Every critic's verdict on every finished conversation, kept on the transcript too."""
@@ -277,7 +277,7 @@ def _judge(
         for critic in experts
         if (shown := judged_record(record, critic, request.seed)) is not None
     ]
-    with JsonTaskRunner(generator or simulator, api_key) as runner:
+    with JsonTaskRunner(generator or simulator, keys) as runner:
         clients = {juror.spec: runner.client_for(juror.spec) for panel in panels.values() for juror in panel.jurors}
         context = JudgeContext(
             runner.client if generator else None, GenerationConfig(min_turns=2, max_turns=1000),

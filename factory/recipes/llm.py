@@ -9,6 +9,10 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from factory.recipes.base import MAY_CHANGE_ON_RESUME, _Config
 from factory.recipes.serve import ServeConfig
 
+# An endpoint's API key is read from the environment variable it names (see factory.llm.keys).
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+KEY_ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
 
 class PricingConfig(_Config):
     """What an endpoint charges, in USD per million tokens: prompts and completions are priced apart."""
@@ -75,10 +79,20 @@ class EndpointLimits(_Config):
     )
     max_retries: int = Field(json_schema_extra=MAY_CHANGE_ON_RESUME, default=5, ge=0, le=50)
     timeout: float = Field(
-        json_schema_extra=MAY_CHANGE_ON_RESUME, default=300.0, gt=0, description="Seconds before one request times out."
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
+        default=120.0,
+        gt=0,
+        description="Seconds one request may wait for its answer; an endpoint that answers nothing for that long "
+        "stops the run (resumable). Raise it for answers that take longer.",
     )
     backoff_base: float = Field(json_schema_extra=MAY_CHANGE_ON_RESUME, default=0.5, gt=0)
     backoff_max: float = Field(json_schema_extra=MAY_CHANGE_ON_RESUME, default=30.0, gt=0)
+    api_key_env: str = Field(
+        json_schema_extra=MAY_CHANGE_ON_RESUME,
+        default=DEFAULT_KEY_ENV,
+        pattern=KEY_ENV_PATTERN,
+        description="The environment variable this endpoint's API key is read from; the key is sent to it alone.",
+    )
     pricing: PricingConfig | None = Field(
         json_schema_extra=MAY_CHANGE_ON_RESUME,
         default=None,
@@ -101,8 +115,8 @@ class ReplyCacheConfig(_Config):
 
 
 class LLMConfig(EndpointLimits):
-    """Where the LLM is and how hard to push it. No secrets here: the key comes from
-    ``OPENAI_API_KEY`` (see :mod:`factory.settings`)."""
+    """Where the LLM is and how hard to push it. No secrets here: the key comes from the
+    environment variable ``api_key_env`` names (see :mod:`factory.llm.keys`)."""
 
     base_url: str | list[str] | None = Field(
         json_schema_extra=MAY_CHANGE_ON_RESUME,
@@ -169,6 +183,11 @@ class AgentLLMConfig(_Config):
     base_url: str | list[str] | None = Field(default=None, description="Another endpoint for this speaker.")
     model: str | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=KEY_ENV_PATTERN,
+        description="With a base_url of its own: the variable its API key is read from (unset: OPENAI_API_KEY).",
+    )
 
     @property
     def base_urls(self) -> list[str]:
@@ -183,3 +202,13 @@ class EmbeddingsConfig(_Config):
     model: str | None = Field(default=None, description="endpoint: the embedding model's name.")
     base_url: str | None = Field(default=None, description="endpoint: where it is; the LLM endpoint when unset.")
     batch_size: int = Field(default=64, ge=1, le=4096)
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=KEY_ENV_PATTERN,
+        description="endpoint: the variable its API key is read from; unset, the LLM endpoint's own (on its "
+        "server) or OPENAI_API_KEY (with a base_url of its own).",
+    )
+
+    def key_env(self, llm_key_env: str) -> str:
+        """Where the embedding endpoint's key is: its own variable, else the LLM's on the LLM's server."""
+        return self.api_key_env or (DEFAULT_KEY_ENV if self.base_url else llm_key_env)

@@ -35,9 +35,10 @@ from factory.dataset.version import VersionWriter
 from factory.engine.processor import ChunkProcessor, EngineSettings, judge
 from factory.engine.progress import progress_for
 from factory.errors import InputError
-from factory.llm.cache import cache_directory
+from factory.llm.cache import usable_cache_directory
 from factory.llm.embedded import check_running_servers
 from factory.llm.endpoint import endpoint_provenance, open_endpoint, package_versions
+from factory.llm.keys import ApiKeys
 from factory.llm.spec import EndpointSpec
 from factory.recipes import OutputConfig, Recipe
 from factory.recipes.critics import CriticsConfig
@@ -45,7 +46,6 @@ from factory.recipes.generation import GenerationConfig
 from factory.recipes.llm import LLMConfig
 from factory.records import DialogueRecord
 from factory.rejudge.sources import ChatMapping, JudgedSource, load_source
-from factory.settings import environment
 
 __all__ = ["ChatMapping", "JudgeSettings", "JudgedSource", "judge_source", "load_source"]
 IN_FLIGHT = 64  # dialogues judged at once; the endpoint's own limit decides how many requests go out
@@ -109,7 +109,7 @@ def judge_source(
     started, at = time.monotonic(), datetime.now(timezone.utc)
     folder = DatasetFolder(out)
     folder.check_usable()
-    api_key = environment().api_key
+    keys = ApiKeys()
     text = yaml.safe_dump(
         {"name": f"judged-{recipe.name}", "judged": source.provenance, "experts": experts,
          "critics": critics.model_dump(mode="json", exclude_defaults=True)},
@@ -117,9 +117,9 @@ def judge_source(
     )  # fmt: skip
     made_by = JudgingRecipe(f"judged-{recipe.name}", text)
     with open_endpoint(recipe.llm) if needs_generator(critics, experts) else nullcontext() as generator:
-        judges = judge_panels(critics, recipe.llm, generator, api_key)
+        judges = judge_panels(critics, recipe.llm, generator, keys)
         spec = generator or next(iter(judges.values())).jurors[0].spec
-        records, report = _judge_all(source.records, recipe, critics, spec, judges, api_key, show_progress)
+        records, report = _judge_all(source.records, recipe, critics, spec, judges, keys, show_progress)
         with folder.locked():
             folder.prepare()
             writer = VersionWriter(folder)
@@ -147,14 +147,14 @@ def _judge_all(
     critics: CriticsConfig,
     spec: EndpointSpec,
     judges: dict[str, JudgePanel],
-    api_key: str | None,
+    keys: ApiKeys,
     show_progress: bool,
 ) -> tuple[list[DialogueRecord], dict[str, Any]]:
-    settings = EngineSettings(spec, recipe.generation, critics, {}, judges, cache_directory(recipe.llm.cache))
+    settings = EngineSettings(spec, recipe.generation, critics, {}, judges, usable_cache_directory(recipe.llm.cache))
     shown = progress_for(len(records), 0, show_progress, prices_of(spec, judges))
 
     async def run() -> dict[str, Any]:
-        processor = ChunkProcessor(settings, api_key)
+        processor = ChunkProcessor(settings, keys)
         gate = asyncio.Semaphore(IN_FLIGHT)
 
         async def one(record: DialogueRecord) -> None:
@@ -210,7 +210,7 @@ def _write(
         yield records
 
     settle = settle_run(critics, batches)
-    no_chat = ChatRows(lambda record: [])  # a judged version has no chat config
+    no_chat = ChatRows(lambda record: [], declared=False)  # a judged version has no chat config
     stats, samples, ids = write_dialogues(writer, batches, settle, no_chat, context, prices_of(spec, judges))
     card = dialogue_card(writer, context, stats, samples, manifest, released_of(writer.folder), made_by.text)
     writer.finish(

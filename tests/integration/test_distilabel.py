@@ -27,6 +27,7 @@ from factory.distilabel import (
 from factory.distilabel.columns import conversation_of
 from factory.llm.client import ChatClient
 from factory.llm.embeddings import MiniLMEmbedder
+from factory.llm.keys import ApiKeys
 from factory.llm.spec import EndpointSpec
 from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig
@@ -99,7 +100,7 @@ def _engine_verdicts(critic: str, base_url: str, embedder) -> list[dict]:
     config = getattr(CriticsConfig.model_validate({critic: {"enabled": True}}), critic)
 
     async def judge_all() -> list[dict]:
-        client = ChatClient(spec, None)
+        client = ChatClient(spec, ApiKeys({}))
         context = JudgeContext(
             client, GenerationConfig(min_turns=2, max_turns=1000), judge_model=spec.model, embedder=embedder
         )
@@ -163,6 +164,7 @@ def test_every_version_carries_a_pipeline_yaml_that_distilabel_reruns(tmp_path, 
     assert Pipeline.from_yaml(pipeline_file).name == "e2e"
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "## Reproduce with distilabel" in card and "- distilabel" in card.split("---")[1]
+    assert "What the seed reproduces" in card and "reply cache repeats every reply" in card
     accepted = {row["id"] for p in (out / "data").glob("accepted-*.parquet") for row in pq.read_table(p).to_pylist()}
     assert accepted, "the scripted run accepts some dialogues"
 

@@ -97,3 +97,27 @@ def test_the_key_is_in_no_file_of_a_two_node_run(tmp_path, scripted_server, ray_
     assert scripted_server.api_keys == {key}
     assert files_holding(ray_temp, key.encode()) == []
     assert files_holding(out, key.encode()) == [] and key not in git_history(out)
+
+
+def test_each_endpoint_gets_only_its_own_key(tmp_path, scripted_server, ray_temp):
+    from tests.openai_server import ScriptedOpenAIServer
+    from tests.scripts import DialogueScript
+
+    generator_key, judge_key = f"sk-gen-{uuid.uuid4().hex}", f"sk-judge-{uuid.uuid4().hex}"
+    with ScriptedOpenAIServer(DialogueScript()) as judge_server:
+        recipe = small_recipe(
+            dialogues=4, ray={"workers": 1},
+            critics={"faithfulness": {"enabled": True},
+                     "llm": {"base_url": judge_server.base_url, "model": "scripted", "api_key_env": "JUDGE_KEY"}},
+        )  # fmt: skip
+        path = write_recipe(tmp_path, recipe)
+        command = [sys.executable, "-m", "factory.cli", "run", str(path), "--out", str(tmp_path / "out")]
+        command += ["--base-url", scripted_server.base_url, "--no-progress"]
+        env = subprocess_env(OPENAI_API_KEY=generator_key, JUDGE_KEY=judge_key, RAY_TMPDIR=str(ray_temp))
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert judge_server.chat_calls > 0  # the judge was asked, on the workers
+        assert judge_server.api_keys == {judge_key}
+    assert scripted_server.api_keys == {generator_key}
+    for key in (generator_key, judge_key):
+        assert files_holding(ray_temp, key.encode()) == [] and files_holding(tmp_path / "out", key.encode()) == []

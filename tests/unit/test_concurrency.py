@@ -8,6 +8,7 @@ import pytest
 
 from factory.errors import EndpointError
 from factory.llm.client import ChatClient
+from factory.llm.keys import ApiKeys
 from factory.llm.limiter import AdaptiveLimiter
 from factory.llm.spec import EndpointSpec
 from tests.openai_server import ScriptedOpenAIServer, ScriptedReply
@@ -113,7 +114,7 @@ async def _calls(client: ChatClient, count: int, samples: list[float] | None = N
 
 def test_backs_off_on_429_and_grows_again():
     with ScriptedOpenAIServer(lambda request: "ok", delay=0.02) as server:
-        client = ChatClient(spec_for(server.base_url), None)
+        client = ChatClient(spec_for(server.base_url), ApiKeys({}))
 
         async def scenario() -> tuple[list[str], float, list[float]]:
             samples: list[float] = []
@@ -139,7 +140,7 @@ def test_calls_are_spread_over_several_base_urls():
         ScriptedOpenAIServer(lambda request: "a", delay=0.01) as first,
         ScriptedOpenAIServer(lambda request: "b", delay=0.01) as second,
     ):
-        client = ChatClient(spec_for(first.base_url, second.base_url), None)
+        client = ChatClient(spec_for(first.base_url, second.base_url), ApiKeys({}))
         texts = asyncio.run(_calls(client, 200))
     assert len(texts) == 200
     assert first.chat_calls >= 60 and second.chat_calls >= 60, (first.chat_calls, second.chat_calls)
@@ -149,7 +150,7 @@ def test_calls_are_spread_over_several_base_urls():
 def test_a_failing_base_url_is_taken_out_and_the_work_goes_to_the_other():
     broken = lambda request: ScriptedReply(status=500, content="down")  # noqa: E731 - a one-line script reads best as a lambda
     with ScriptedOpenAIServer(lambda request: "fine") as good, ScriptedOpenAIServer(broken) as bad:
-        client = ChatClient(spec_for(bad.base_url, good.base_url, eject_after=2, eject_seconds=30.0), None)
+        client = ChatClient(spec_for(bad.base_url, good.base_url, eject_after=2, eject_seconds=30.0), ApiKeys({}))
         texts = asyncio.run(_calls(client, 120))
         report = client.report()
     assert texts == ["fine"] * 120
@@ -164,7 +165,7 @@ def test_a_base_url_that_comes_back_gets_work_again():
     state = {"down": True}
     flaky = lambda request: ScriptedReply(status=503) if state["down"] else "back"  # noqa: E731 - a one-line script reads best as a lambda
     with ScriptedOpenAIServer(flaky, delay=0.01) as server:
-        client = ChatClient(spec_for(server.base_url, eject_after=1, eject_seconds=0.1, max_retries=20), None)
+        client = ChatClient(spec_for(server.base_url, eject_after=1, eject_seconds=0.1, max_retries=20), ApiKeys({}))
 
         async def scenario() -> list[str]:
             task = asyncio.create_task(_calls(client, 50))
@@ -182,7 +183,8 @@ def test_an_outage_longer_than_allowed_stops_the_run():
     down = lambda request: ScriptedReply(status=502)  # noqa: E731 - a one-line script reads best as a lambda
     with ScriptedOpenAIServer(down) as server:
         client = ChatClient(
-            spec_for(server.base_url, eject_after=1, eject_seconds=0.05, outage_seconds=0.5, max_retries=50), None
+            spec_for(server.base_url, eject_after=1, eject_seconds=0.05, outage_seconds=0.5, max_retries=50),
+            ApiKeys({}),
         )
         with pytest.raises(EndpointError, match=r"no endpoint .* answered for"):
             asyncio.run(_calls(client, 5))

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from factory.llm.keys import ApiKeys
 from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.personas.expansion import Expansion, Statement, _keep_novel, spherical_kmeans
@@ -31,7 +32,7 @@ def runner() -> Iterator[JsonTaskRunner]:
         spec = EndpointSpec(
             base_urls=(server.base_url,), model="scripted-model", kind="openai-compatible", max_retries=0
         )
-        with JsonTaskRunner(spec, None) as task_runner:
+        with JsonTaskRunner(spec, ApiKeys({})) as task_runner:
             yield task_runner
 
 

@@ -4,6 +4,7 @@ arithmetic by hand, the cascade's hard gates, best-of-N by majority vote, and de
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,9 @@ from factory.critics import apc, attribution, faithfulness, portrayal, quality, 
 from factory.critics.acceptance import settle_run
 from factory.critics.apc import StatementJudgement, apc_score
 from factory.critics.base import JudgeContext, blocked_by, hard_gates
+from factory.critics.dedup import near_duplicates
+from factory.errors import InputError
+from factory.llm.keys import ApiKeys
 from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.recipes.critics import CriticsConfig
@@ -56,7 +60,7 @@ def context() -> Iterator[JudgeContext]:
         spec = EndpointSpec(
             base_urls=(server.base_url,), model="scripted-model", kind="openai-compatible", max_retries=0
         )
-        with JsonTaskRunner(spec, None) as runner:
+        with JsonTaskRunner(spec, ApiKeys({})) as runner:
             yield JudgeContext(runner.client, GenerationConfig(min_turns=2, max_turns=20)), runner
 
 
@@ -220,7 +224,7 @@ def test_approval_needs_every_box_and_an_approving_sign_off():
     ticked = read_state(write_state(card, state).replace("- [x]", "- [ ]", 1))
     with pytest.raises(ReviewError, match="incomplete: coverage"):
         approvable(ticked)
-    with pytest.raises(ReviewError, match="unknown checklist item"):
+    with pytest.raises(InputError, match="unknown checklist item"):  # a value the user gave: exit 2
         sign(state, "ben", "approve", "", ["vibes"])
 
 
@@ -249,7 +253,7 @@ def judged_by_reply(answer: dict) -> Verdict:
         spec = EndpointSpec(
             base_urls=(server.base_url,), model="scripted-model", kind="openai-compatible", max_retries=0
         )
-        with JsonTaskRunner(spec, None) as runner:
+        with JsonTaskRunner(spec, ApiKeys({})) as runner:
             judge_context = JudgeContext(runner.client, GenerationConfig(min_turns=2, max_turns=20))
             return run((judge_context, runner), faithfulness.judge, GOOD, CRITICS.faithfulness)
 
@@ -284,3 +288,27 @@ def test_the_example_fact_words_are_the_worked_examples_own():
         }
     )
     assert not borrowed.answered and "'vegetarian'" in borrowed.reason
+
+
+def test_the_run_and_the_persona_pool_find_the_same_near_duplicates():
+    from factory.personas.pool import near_duplicates as pool_repeats
+
+    rng = random.Random(4)
+    words = [f"word{n}" for n in range(60)]
+    base = [rng.choice(words) for _ in range(40)]
+    texts = [" ".join(base)]
+    for changed in range(0, 40, 2):  # from a copy to a different text, through the threshold
+        variant = list(base)
+        for position in rng.sample(range(40), changed):
+            variant[position] = rng.choice(words)
+        texts.append(" ".join(variant))
+    records = [dialogue(*text.split(" ", 1), id_=f"r-{n:02d}") for n, text in enumerate(texts)]
+    for record in records:
+        record.verdicts = [Verdict(critic="format", passed=True, reason="ok")]
+    in_run = near_duplicates([records], 0.7)
+    in_pool = pool_repeats([" ".join(turn.text for turn in r.turns) for r in records], 0.7)
+    assert {int(key.removeprefix("r-")) for key in in_run} == in_pool
+    assert 0 < len(in_pool) < len(texts) - 1  # some texts repeat the first, some do not
+    assert all(
+        key > original and original not in in_run for key, (original, _) in in_run.items()
+    )  # an earlier, kept one
