@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from factory.dataset.dialogues import SPLITS
@@ -60,11 +61,16 @@ def load_source(source: str, revision: str | None, mapping: ChatMapping) -> Judg
     if path.is_dir() and DatasetFolder(path).is_repository():
         version = read_version(source, revision)
         return JudgedSource(_version_records(version.files, version.where), version.provenance)
+    if path.is_file() and not _chat_file(path.name):
+        raise InputError(f"not a file to judge: {FORMATS}", path=path)
     chats = sorted(p for p in path.rglob("*") if _chat_file(p.name)) if path.is_dir() else [path]
     if not chats:
         raise InputError("no .parquet or .jsonl files to judge", path=path)
     records = [r for file in chats for r in _chat_records(file.name, _rows(file), mapping, str(file))]
     return JudgedSource(records, {"path": str(path), "mapping": mapping.__dict__})
+
+
+FORMATS = "judged files are .parquet (a table of chats) or .jsonl (one chat a line), or a dataset folder"
 
 
 def _chat_file(name: str) -> bool:
@@ -75,7 +81,11 @@ def _rows(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if file.suffix == ".jsonl":
         yield from read_jsonl(file)
         return
-    yield from enumerate(pq.read_table(file).to_pylist(), start=1)
+    try:
+        table = pq.read_table(file)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"not a readable parquet file ({str(exc).splitlines()[0]}); {FORMATS}", path=file) from exc
+    yield from enumerate(table.to_pylist(), start=1)
 
 
 @dataclass

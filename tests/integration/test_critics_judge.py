@@ -115,6 +115,17 @@ def test_a_missing_column_is_one_line_naming_it(tmp_path, scripted_server):
     assert scripted_server.chat_calls == 0 and not (tmp_path / "judged").exists()
 
 
+@pytest.mark.parametrize("name", ["garbage.parquet", "chats.csv"])
+def test_a_file_that_is_no_parquet_is_one_line_naming_it(tmp_path, name):
+    source = tmp_path / name
+    source.write_text("conv,dialog\nc1,hello\n", encoding="utf-8")
+    finished = _cli(subprocess_env(), str(source), "--experts", "faithfulness", "--out", str(tmp_path / "judged"))
+    assert finished.returncode == 2, finished.stderr[-2000:]
+    (line,) = finished.stderr.strip().splitlines()
+    assert line.startswith(f"error: {source}: ") and ".parquet" in line and ".jsonl" in line
+    assert not (tmp_path / "judged").exists()
+
+
 @pytest.fixture
 def hub():
     with HubServer(token=TOKEN) as server:

@@ -149,3 +149,40 @@ def test_processes_opening_a_new_cache_at_once_all_open_it(tmp_path):
             assert cache._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0] == 10
         finally:
             cache.close()
+
+
+def _run_cli(path, out, base_url, cache_dir):
+    command = [sys.executable, "-m", "factory.cli", "run", str(path), "--out", str(out)]
+    command += ["--base-url", base_url, "--no-progress"]
+    env = {**subprocess_env(), "PERSONA_FACTORY_CACHE": str(cache_dir)}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_a_corrupt_cache_is_set_aside_and_the_run_goes_on(tmp_path, scripted_server):
+    path = write_recipe(tmp_path, small_recipe(dialogues=4, ray={"enabled": False}))
+    for n, garbage in enumerate((b"this is no database" * 100, b"SQLite format 3\x00" + b"\xff" * 8000)):
+        cache_dir = tmp_path / f"cache-{n}"
+        cache_dir.mkdir()
+        (cache_dir / "replies.sqlite3").write_bytes(garbage)
+        finished = _run_cli(path, tmp_path / f"out-{n}", scripted_server.base_url, cache_dir)
+        assert finished.returncode == 0, finished.stderr[-2000:]
+        assert "Traceback" not in finished.stderr
+        warning = [line for line in finished.stderr.splitlines() if line.startswith("warning: the reply cache")]
+        assert len(warning) == 1 and str(cache_dir / "replies.sqlite3") in warning[0], finished.stderr[-2000:]
+        (aside,) = cache_dir.glob("replies.sqlite3.corrupt-*")
+        assert aside.read_bytes() == garbage  # kept as it was, for whoever wants to look
+        fresh = ReplyCache(cache_dir)  # the fresh cache holds this run's answers
+        try:
+            assert fresh._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0] > 0
+        finally:
+            fresh.close()
+
+
+def test_a_cache_that_cannot_be_opened_is_warned_of_once(tmp_path, scripted_server):
+    path = write_recipe(tmp_path, small_recipe(dialogues=4, ray={"enabled": False}))
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be", encoding="utf-8")
+    finished = _run_cli(path, tmp_path / "out", scripted_server.base_url, blocked)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    warning = [line for line in finished.stderr.splitlines() if line.startswith("warning: the reply cache")]
+    assert len(warning) == 1 and str(blocked) in warning[0] and "without it" in warning[0], finished.stderr[-2000:]
