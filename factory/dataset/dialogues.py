@@ -48,6 +48,8 @@ class ChatRows:
     rows: Callable[[DialogueRecord], list[ChatExample]]
     split: Callable[[DialogueRecord], str | None] = lambda record: "train"
     splits: tuple[str, ...] = ("train",)
+    # the version has a messages config, its splits declared even when no dialogue was accepted
+    declared: bool = True
 
     def file(self, split: str) -> str:
         return chat_file(split, self.splits)
@@ -98,7 +100,10 @@ def write_dialogues(
             left_out += bool(rows) and chat_split is None
     context.chat_splits, context.chat_left_out = chat_counts, left_out
     splits = {split: writer.split(split, counts[split], DialogueRecord) for split in SPLITS}
-    chats = {split: writer.split(chat_rows.file(split), chat_counts[split], ChatExample) for split in chat_rows.splits}
+    chats = {
+        split: writer.split(chat_rows.file(split), chat_counts[split], ChatExample, declared=chat_rows.declared)
+        for split in chat_rows.splits
+    }
     accumulator = StatsAccumulator(prices)
     shown = {"accepted": context.samples, "rejected": max(1, context.samples // 2) if context.samples else 0}
     samples: dict[str, list[DialogueRecord]] = {split: [] for split in SPLITS}
@@ -137,7 +142,7 @@ def dialogue_card(
     main_info = writer.dataset_info(list(SPLITS))
     info: dict[str, Any] | list[dict[str, Any]] = main_info
     chat_files = {
-        split: file for split in context.chat_splits if writer.rows[file := chat_file(split, context.chat_splits)]
+        split: file for split in context.chat_splits if writer.files[file := chat_file(split, context.chat_splits)]
     }
     if chat_files:
         manifest["configs"] = writer.split_listing(list(chat_files.values()))

@@ -56,21 +56,26 @@ class ShardWriter:
     def _flush(self) -> None:
         if not self._buffer:
             return
-        if self._writer is None:
-            name = f"{self.split}-{len(self.names):05d}-of-{self.shards:05d}.parquet"
-            self.names.append(f"data/{name}")
-            self._writer = pq.ParquetWriter(self.data_dir / name, arrow_schema(self.model))
-        self._writer.write_table(records_to_table(self.model, self._buffer))
+        writer = self._writer or self._open()
+        writer.write_table(records_to_table(self.model, self._buffer))
         self._in_shard += len(self._buffer)
         self._buffer = []
         if self._in_shard >= ROWS_PER_SHARD:
-            self._writer.close()
+            writer.close()
             self._writer, self._in_shard = None, 0
 
     def close(self) -> None:
         self._flush()
+        if not self.names and self.shards:  # a declared split with no rows: one file without row groups
+            self._open()
         if self._writer is not None:
             self._writer.close()
+
+    def _open(self) -> pq.ParquetWriter:
+        name = f"{self.split}-{len(self.names):05d}-of-{self.shards:05d}.parquet"
+        self.names.append(f"data/{name}")
+        self._writer = pq.ParquetWriter(self.data_dir / name, arrow_schema(self.model))
+        return self._writer
 
 
 class VersionWriter:
@@ -87,12 +92,12 @@ class VersionWriter:
         self.rows: dict[str, int] = {}
         self._writers: list[tuple[str, ShardWriter]] = []
 
-    def split(self, name: str, rows: int, model: type[BaseModel]) -> ShardWriter:
+    def split(self, name: str, rows: int, model: type[BaseModel], *, declared: bool = False) -> ShardWriter:
         """A writer for the ``rows`` rows of a split (known beforehand: shard names count them).
-        An empty split has no file, since an empty parquet file breaks ``datasets``."""
-        writer = ShardWriter(
-            self.staging / "data", name, -(-rows // ROWS_PER_SHARD), self.files.setdefault(name, []), model
-        )
+        An empty split has no file, unless ``declared``: then one file without row groups, which
+        ``datasets`` reads as no rows (a file with an empty row group it cannot read at all)."""
+        shards = -(-rows // ROWS_PER_SHARD) or int(declared)
+        writer = ShardWriter(self.staging / "data", name, shards, self.files.setdefault(name, []), model)
         self._writers.append((name, writer))
         return writer
 

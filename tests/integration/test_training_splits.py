@@ -72,3 +72,21 @@ def test_the_splits_are_persona_disjoint_and_the_card_counts_them(tmp_path, scri
     metadata = yaml.safe_load(card.split("---")[1])
     messages = next(c for c in metadata["configs"] if c["config_name"] == "messages")
     assert [f["split"] for f in messages["data_files"]] == ["train", "test"]
+
+
+def test_a_run_that_accepts_nothing_still_declares_its_messages_splits(tmp_path, scripted_server):
+    recipe = small_recipe(
+        dialogues=6, ray={"enabled": False}, output={"splits": {"train": 0.5, "test": 0.5}},
+        critics={"heuristic": {"enabled": True, "echo_similarity": 0.01, "max_duplicate_turn_ratio": 0.0}},
+    )  # fmt: skip
+    loaded = apply_overrides(load_recipe(write_recipe(tmp_path, recipe)), base_url=scripted_server.base_url)
+    result = run_recipe(loaded, tmp_path / "out", show_progress=False)
+    assert result.stats.generated == 6 and result.stats.accepted == 0
+
+    out = str(tmp_path / "out")
+    streamed = datasets.load_dataset(out, "messages", streaming=True)
+    assert sorted(streamed) == ["test", "train"] and all(list(streamed[split]) == [] for split in streamed)
+    assert list(datasets.get_dataset_split_names(out, "messages")) == ["train", "test"]
+    (line,) = [line for line in result.summary().splitlines() if line.startswith("messages")]
+    rejected = ", ".join(f"{critic} {n}" for critic, n in result.stats.rejected_by.items())
+    assert line == f"messages    no training rows were written: no dialogue was accepted (rejected by {rejected})"
