@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,6 +24,7 @@ from factory.critics.registry import CALLS, verdict_of
 from factory.dataset.folder import DatasetFolder
 from factory.engine.rounds import plan_rows, planned_dialogues, round_shares
 from factory.errors import LLMCallError
+from factory.generation.role_play.prompts import standing_prompt_tokens
 from factory.llm.port import ChatResult
 from factory.llm.pricing import usd
 from factory.llm.spec import EndpointSpec, json_response_format
@@ -290,7 +292,8 @@ def _generation(recipe: Recipe, casts: list[Cast], counter: TokenCounter, stats:
             prompt_tokens=prompt, completion_tokens=measured[1] * dialogues if measured else worst_completion,
             worst_prompt_tokens=prompt, worst_completion_tokens=worst_completion, pricing=recipe.llm.pricing,
         )  # fmt: skip
-    # role play: prompts grow with the conversation, so only an earlier version tells their length
+    # role play: prompts grow with the conversation; an earlier version tells their length, and
+    # before one, a bound from above: every line of the history at the turn's token limit
     role_play = generation.role_play
     per_turn = 1 + (role_play.turn_order == "moderator") + (role_play.stop.rule != "none")
     scenario = role_play.generate_scenario and not role_play.scenarios
@@ -300,12 +303,31 @@ def _generation(recipe: Recipe, casts: list[Cast], counter: TokenCounter, stats:
         + generation.max_turns * (per_turn - 1) * ROLE_PLAY_ASK_TOKENS
         + scenario * SCENARIO_TOKENS
     )
+    worst_prompt = role_play_prompt_bound(recipe, casts, counter, per_turn) * dialogues
     return StepPlan(
         step="generation", model=model, calls_worst=calls, calls_expected=calls,
-        prompt_tokens=measured[0] * dialogues if measured else None,
+        prompt_tokens=measured[0] * dialogues if measured else worst_prompt,
         completion_tokens=measured[1] * dialogues if measured else float(completion),
-        worst_prompt_tokens=None, worst_completion_tokens=float(completion), pricing=recipe.llm.pricing,
+        worst_prompt_tokens=worst_prompt, worst_completion_tokens=float(completion), pricing=recipe.llm.pricing,
     )  # fmt: skip
+
+
+SAMPLED_CASTS = 8  # the casts whose speakers' standing prompts are counted for the role-play bound
+LINE_OVERHEAD_TOKENS = 8  # a chat message's role and separators, and a speaker's name
+
+
+def role_play_prompt_bound(recipe: Recipe, casts: list[Cast], counter: TokenCounter, calls_per_turn: int) -> float:
+    """Prompt tokens one role-play dialogue takes at most: each of its calls (a turn, and a
+    moderator's or stop rule's question) sends the speaker's standing prompt, counted on a seeded
+    sample of the run's casts, and the conversation so far, each line at the turn's token limit."""
+    generation, role_play = recipe.generation, recipe.generation.role_play
+    spec = EndpointSpec.of(recipe.llm, ("http://plan.invalid/v1",), _generator_model(recipe), "openai-compatible")
+    sample = random.Random(recipe.seed).sample(casts, min(SAMPLED_CASTS, len(casts)))
+    records = [record for record, _ in plan_rows(recipe, sample, spec)]
+    standing = max((max(standing_prompt_tokens(record, counter.messages)) for record in records), default=0)
+    turns, line = generation.max_turns, role_play.max_tokens_per_turn + LINE_OVERHEAD_TOKENS
+    history = line * turns * (turns - 1) / 2  # the lines before each turn, summed over the turns
+    return float(calls_per_turn * (turns * standing + history))
 
 
 def _jurors(recipe: Recipe, name: str) -> tuple[int, str, PricingConfig | None]:

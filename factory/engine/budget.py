@@ -9,6 +9,7 @@ counts as spent, so a budget is the whole run's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -26,8 +27,9 @@ class Budget:
     def __post_init__(self) -> None:
         if self.max_tokens is not None and self.max_tokens <= 0:
             raise InputError("must be more than 0", field="--max-tokens")
-        if self.max_cost is not None and self.max_cost <= 0:
-            raise InputError("must be more than 0", field="--max-cost")
+        if self.max_cost is not None and not (math.isfinite(self.max_cost) and self.max_cost > 0):
+            # nan compares false with everything, so a budget of nan (or inf) would hold nothing back
+            raise InputError(f"must be a number of USD more than 0, not {self.max_cost:g}", field="--max-cost")
 
     @property
     def limited(self) -> bool:
@@ -60,7 +62,7 @@ class BudgetGate:
         self.budget, self.prices = budget, prices
         self.estimate_tokens, self.estimate_cost = estimate_tokens, estimate_cost or 0.0
         self.tokens, self.cost, self.finished, self.in_flight = 0, 0.0, 0, 0
-        self.stopped: str | None = None  # why the last chunk was held back
+        self.stopped: str | None = None  # which budget held a chunk back: "tokens" or "cost"
 
     def spent(self, records: Iterable[DialogueRecord]) -> None:
         """Dialogues finished (now, or by an earlier attempt of the run)."""
@@ -79,22 +81,38 @@ class BudgetGate:
             return self.tokens / self.finished, self.cost / self.finished
         return self.estimate_tokens, self.estimate_cost
 
+    def measuring(self) -> bool:
+        """Nothing has finished and the plan could not price a dialogue: what the first chunk
+        costs is not known until it is done, so it must run alone before any other starts."""
+        tokens, cost = self.per_dialogue()
+        return not self.finished and (
+            (self.budget.max_tokens is not None and tokens <= 0) or (self.budget.max_cost is not None and cost <= 0)
+        )
+
     def admits(self, dialogues: int) -> bool:
         tokens, cost = self.per_dialogue()
         coming = self.in_flight + dialogues
         budget = self.budget
         if budget.max_tokens is not None and self.tokens + coming * tokens > budget.max_tokens:
-            self.stopped = f"{self.tokens:,} tokens spent of --max-tokens {budget.max_tokens:,}"
+            self.stopped = "tokens"
             return False
         if budget.max_cost is not None and self.cost + coming * cost > budget.max_cost:
-            self.stopped = f"${self.cost:,.4f} spent of --max-cost {budget.max_cost:g}"
+            self.stopped = "cost"
             return False
         return True
 
+    def reason(self) -> str:
+        """Why the run stopped, in what was spent when it ended (the chunks in flight when the budget
+        held the next back finished first, and count)."""
+        if self.stopped == "cost":
+            return f"${self.cost:,.4f} spent of --max-cost {self.budget.max_cost:g}"
+        return f"{self.tokens:,} tokens spent of --max-tokens {self.budget.max_tokens or 0:,}"
+
     def gate(self, chunks: Iterable[Chunk]) -> Iterator[Chunk]:
-        """The chunks, until one would pass the budget."""
+        """The chunks, until one would pass the budget (a first chunk that cannot be priced: alone,
+        then nothing until it is measured; see ``measuring``)."""
         for chunk in chunks:
-            if self.stopped is not None or not self.admits(len(chunk)):
+            if self.stopped is not None or (self.measuring() and self.in_flight) or not self.admits(len(chunk)):
                 return
             self.in_flight += len(chunk)
             yield chunk

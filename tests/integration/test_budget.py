@@ -9,10 +9,11 @@ import sys
 import pytest
 
 from factory.dataset.folder import DatasetFolder
-from factory.engine.budget import Budget
+from factory.engine.budget import Budget, BudgetGate
 from factory.engine.journal import RunJournal
 from factory.errors import BudgetReached, InputError
 from factory.recipes import apply_overrides, load_recipe
+from factory.records import DialogueRecord, GenerationMeta
 from factory.run import run_recipe
 from tests.conftest import subprocess_env
 from tests.recipes import small_recipe, write_recipe
@@ -90,3 +91,56 @@ def test_the_command_line_says_how_to_go_on_and_refuses_an_unpriced_cost_budget(
 def test_a_budget_must_be_positive():
     with pytest.raises(InputError, match="--max-tokens"):
         Budget(max_tokens=0)
+    for bad in ("nan", "inf", "-1"):
+        with pytest.raises(InputError, match="--max-cost"):
+            Budget(max_cost=float(bad))
+
+
+def test_a_chunk_that_cannot_be_priced_runs_alone_until_it_is_measured():
+    from factory.llm.pricing import Prices
+    from factory.records import TokenUsage
+
+    gate = BudgetGate(Budget(max_tokens=1_000), Prices(None, {}), 0.0, None)  # the plan could not price one
+    chunk = [("row", []), ("row", [])]
+    chunks = gate.gate(iter([chunk] * 5))
+    assert next(chunks) == chunk and gate.in_flight == 2
+    assert list(chunks) == [] and gate.measuring()  # nothing else starts before the first is measured
+    usage = TokenUsage(prompt_tokens=300, completion_tokens=100)
+    finished = [
+        DialogueRecord(
+            id=f"d{n}",
+            recipe="r",
+            speakers=[],
+            turns=[],
+            generation=GenerationMeta(model="m", seed=n, prompt_hash="", usage=usage),
+        )
+        for n in range(2)
+    ]
+    gate.done(finished)
+    assert not gate.measuring() and gate.per_dialogue()[0] == 400
+    admitted = list(gate.gate(iter([chunk] * 5)))
+    assert len(admitted) == 0 and gate.reason() == "800 tokens spent of --max-tokens 1,000"  # 800 + 2 x 400 > 1,000
+
+
+@pytest.mark.parametrize("mode", ["role_play", "spc"])
+def test_a_small_budget_stops_every_mode_with_critics_on_and_resume_finishes(tmp_path, scripted_server, mode):
+    recipe = small_recipe(
+        dialogues=6, ray={"enabled": False},
+        generation={"mode": mode, "min_turns": 4, "max_turns": 6, "few_shot": 1, "chunk_size": CHUNK},
+        critics={"faithfulness": {"enabled": True}},
+        llm={"max_retries": 2, "backoff_base": 0.05, "cache": {"enabled": False}},
+    )  # fmt: skip
+    loaded = apply_overrides(load_recipe(write_recipe(tmp_path, recipe)), base_url=scripted_server.base_url)
+    out = tmp_path / "out"
+    with pytest.raises(BudgetReached) as stopped:
+        run_recipe(loaded, out, show_progress=False, budget=Budget(max_tokens=300))
+    journal = RunJournal(DatasetFolder(out).state / "run" / "journal")
+    records = [record for batch in journal.batches() for record in batch]
+    journal.close()
+    spent = sum(r.generation.usage.total_tokens + sum(v.tokens for v in r.verdicts) for r in records)
+    per_chunk = max((spent / len(records)) * CHUNK, 0) if records else 0
+    assert spent <= 300 + per_chunk  # the budget, and at most the one chunk that measured it
+    assert f"{spent:,} tokens spent of --max-tokens 300" in str(stopped.value)  # what was spent, at the end
+    assert f"{len(records)} of 6 dialogues are finished and journaled" in str(stopped.value)
+    resumed = run_recipe(loaded, out, show_progress=False, resume=True, budget=Budget(max_tokens=10_000_000))
+    assert resumed.stats.generated == 6

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from factory.records import DialogueRecord, PersonaProfile, speaker_label
@@ -148,6 +149,26 @@ def agent_messages(
     else:
         messages.append({"role": "user", "content": f"({note})"})
     return messages
+
+
+def standing_prompt_tokens(record: DialogueRecord, count: Callable[[list[dict[str, str]]], int]) -> list[int]:
+    """Per speaker, the tokens every call of theirs sends besides the conversation: the standing
+    prompt as a persona plays it, and the note under the last line recalling their longest statement."""
+    names, roles = names_and_roles(record)
+    counted = []
+    for index, persona in enumerate(record.speakers):
+        system = agent_system_prompt(
+            persona,
+            index,
+            names,
+            roles[index],
+            record.generation.scenario or "",
+            simulator=False,
+            plain_assistant=False,
+        )
+        note = turn_note(1, max(persona.statements, key=len, default=""), False)
+        counted.append(count([{"role": "system", "content": system}, {"role": "user", "content": note}]))
+    return counted
 
 
 def turn_note(turn: int, aspect: str | None, closing: bool) -> str:
