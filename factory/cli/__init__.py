@@ -18,6 +18,7 @@ from factory.cli.calibrate import critics_calibrate
 from factory.cli.eval_model import eval_model
 from factory.cli.review import review_app
 from factory.cli.serve import serve
+from factory.cli.usage import abort_classes, usage_error_classes, usage_line
 from factory.errors import FactoryError, InputError
 from factory.recipes.paths import resolve_recipe_path
 
@@ -342,15 +343,14 @@ def _terminated(signum: int, frame: object) -> None:
 def main() -> None:
     """Exit codes: 0 done, 1 failed, 2 bad input, 130 Ctrl-C, 143 SIGTERM (128 + the signal, as a
     shell reports it), so ``run && push`` never carries on after a run that did not finish."""
-    import click
-
     # Python's default SIGTERM ends the process on the spot, skipping every cleanup (the embedded
     # server, Ray, the journal's last flush); raised as an exception, the run unwinds.
     signal.signal(signal.SIGTERM, _terminated)
+    usage_errors = usage_error_classes()
     try:
         try:
-            app(standalone_mode=False)
-        except (KeyboardInterrupt, click.exceptions.Abort) as exc:  # click turns Ctrl-C into Abort
+            code = app(standalone_mode=False, prog_name="persona-factory")
+        except abort_classes() as exc:  # Typer turns Ctrl-C into Abort
             raise Interrupted(signal.SIGINT) from exc
     except FactoryError as exc:
         if os.environ.get("PERSONA_FACTORY_TRACEBACK"):
@@ -361,6 +361,12 @@ def main() -> None:
         name = "SIGTERM" if exc.signum == signal.SIGTERM else "Ctrl-C"
         typer.secho(f"interrupted ({name}){exc.hint}", err=True)
         sys.exit(128 + exc.signum)
-    except click.exceptions.ClickException as exc:  # click's own usage errors and the like
-        exc.show()
-        sys.exit(exc.exit_code)
+    except usage_errors as exc:
+        line = usage_line(exc)
+        if line:
+            typer.secho(line, err=True, fg="red")
+        else:
+            exc.show()  # type: ignore[attr-defined]
+        sys.exit(getattr(exc, "exit_code", 2))
+    # Typer returns the code of an Exit a command raised, instead of exiting with it
+    sys.exit(code if isinstance(code, int) else 0)

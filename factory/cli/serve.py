@@ -48,7 +48,11 @@ def serve(
 
 
 def _serve_embedded(port: int | None, n_ctx: int, log: Path | None) -> None:
+    from factory.listening import check_port
     from factory.llm.embedded import EmbeddedServer
+
+    if port is not None:
+        check_port("127.0.0.1", port)
 
     with EmbeddedServer(port=port, n_ctx=n_ctx, log_path=log) as server:
         where = f" (log: {log})" if log else ""

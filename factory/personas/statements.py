@@ -48,7 +48,15 @@ class SPCRow:
 def _split_statements(value: Any, *, path: Path, row: int, field: str) -> tuple[str, ...]:
     if isinstance(value, str):
         items = value.splitlines()
-    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+    elif isinstance(value, list):
+        wrong = next((n for n, item in enumerate(value, start=1) if not isinstance(item, str)), None)
+        if wrong is not None:
+            raise PersonaFileError(
+                f"statement {wrong} of the list is not text: {value[wrong - 1]!r}",
+                path=path,
+                row=row,
+                field=field,
+            )
         items = value
     else:
         raise PersonaFileError(
@@ -85,9 +93,12 @@ def _parse_conversation(value: Any, *, path: Path, row: int, field: str) -> tupl
     if not isinstance(lines, list):
         raise PersonaFileError("expected conversation lines", path=path, row=row, field=field)
     turns: list[tuple[int, str]] = []
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         if not isinstance(line, str):
-            raise PersonaFileError("conversation lines must be strings", path=path, row=row, field=field)
+            raise PersonaFileError(
+                f"conversation line {number} is not text: {line!r}",
+                path=path, row=row, field=field,
+            )  # fmt: skip
         match = _SPEAKER_LINE.match(line)
         if match:
             turns.append((int(match.group(1)) - 1, match.group(2).strip()))

@@ -27,6 +27,7 @@ from factory.recipes.personas import (
     CastingConfig,
     HubPersonasSource,
     PersonaSource,
+    source_kinds,
 )
 from factory.settings import environment, resolve_data_path
 
@@ -180,7 +181,9 @@ def _format_location(loc: tuple[Any, ...]) -> str:
 RecipeModel = TypeVar("RecipeModel", "Recipe", "PersonaBankRecipe")
 
 
-SOURCE_TAGS = ("mbti", "big_five", "statements", "bank", "mbti_bank", "implicit", "spc_expansion")
+RUN_SOURCES = source_kinds(PersonaSource)
+BANK_SOURCES = source_kinds(BankBuildSource)
+SOURCE_TAGS = tuple(dict.fromkeys(RUN_SOURCES + BANK_SOURCES))
 
 
 def load_recipe(path: str | Path, model: type[RecipeModel] = Recipe) -> RecipeModel:  # type: ignore[assignment]  # mypy cannot give a TypeVar a default; the default is the dialogue Recipe
@@ -212,6 +215,9 @@ def parse_recipe(
         loc = tuple(part for part in error["loc"] if part not in SOURCE_TAGS)
         if error["type"] == "extra_forbidden":
             message = "unknown key (check its spelling; unknown keys are errors)"
+        elif error["type"] == "union_tag_not_found":  # a source written without its kind
+            kinds = BANK_SOURCES if model is not Recipe else RUN_SOURCES
+            message = f"`source` is missing: say which kind of source this is, one of {', '.join(kinds)}"
         else:
             message = error["msg"].removeprefix("Value error, ")
             # a value is worth echoing; a whole section (a check across its fields) is not

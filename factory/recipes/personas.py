@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -308,6 +308,12 @@ class SPCExpansionSource(_Config):
     )
     temperature: float = Field(default=0.9, ge=0, le=2)
     max_tokens: int = Field(default=300, ge=32)
+
+
+def source_kinds(union: Any) -> tuple[str, ...]:
+    """The ``source:`` values a discriminated union of sources takes, in declared order."""
+    members = get_args(get_args(union)[0])
+    return tuple(get_args(member.model_fields["source"].annotation)[0] for member in members)
 
 
 BankBuildSource = Annotated[

@@ -239,3 +239,56 @@ def test_a_plan_too_large_to_hold_is_refused_with_its_estimate(tmp_path):
     with pytest.raises(RecipeError) as error:
         load_recipe(write_recipe(tmp_path, recipe))
     assert error.value.field == "casting.dialogues" and "GB" in str(error.value) and "1,000,000" in str(error.value)
+
+
+def test_a_list_item_that_is_not_text_is_named_by_its_place(tmp_path):
+    path = tmp_path / "personas.jsonl"
+    path.write_text(json.dumps({"User 1 Personas": ["I like tea."], "User 2 Personas": ["I run.", 7]}) + "\n")
+    with pytest.raises(PersonaFileError) as error:
+        load_spc_rows(path)
+    assert (error.value.row, error.value.field) == (1, "user 2 personas")
+    assert error.value.detail == "statement 2 of the list is not text: 7"
+
+
+def test_a_source_without_its_kind_says_source_is_missing(tmp_path):
+    recipe = small_recipe(personas=[{"path": "people.csv", "count": 3}])
+    with pytest.raises(RecipeError) as error:
+        load_recipe(write_recipe(tmp_path, recipe))
+    assert error.value.field == "personas[0]"
+    assert error.value.detail.startswith("`source` is missing: say which kind of source this is, one of mbti, ")
+    assert "hub_personas" in error.value.detail and "discriminator" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run"], "Missing argument 'recipe'; see 'persona-factory run --help'"),
+        (["run", "quickstart", "--out", "x", "--foo"], "No such option: --foo"),
+        (["rnu"], "No such command 'rnu'"),
+        (["run", "quickstart", "--out", "x", "--max-tokens", "abc"], "Invalid value for '--max-tokens'"),
+        (["serve", "--port", "99999"], "99999 is not a port"),
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_2(tmp_path, args, expected):
+    finished = subprocess.run(
+        [sys.executable, "-m", "factory.cli", *args], capture_output=True, text=True, env=subprocess_env(),
+        timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert finished.returncode == 2, finished.stderr[-2000:]
+    (line,) = finished.stderr.strip().splitlines()
+    assert line.startswith("error: ") and expected in line
+    assert not (tmp_path / "x").exists()
+
+
+def test_serve_on_a_busy_port_says_the_port_is_taken(tmp_path):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        finished = run_cli("serve", "--port", str(port))
+    assert finished.returncode == 2
+    assert finished.stderr.strip().splitlines() == [
+        f"error: field '--port': port {port} on 127.0.0.1 is taken by another process: choose another"
+    ]

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from factory.errors import PersonaFileError, RecipeError
 from factory.personas import plan
@@ -16,6 +20,8 @@ from factory.personas.pool import HubPersonaPool
 from factory.personas.source import SourceContext
 from factory.recipes import parse_recipe
 from factory.recipes.personas import HubPersonasSource
+from tests.conftest import subprocess_env
+from tests.hub import HubServer
 
 PROFESSIONS = ["nurse", "carpenter", "violinist", "beekeeper", "chemist", "pilot", "librarian", "chef"]
 
@@ -219,3 +225,36 @@ def test_a_mapped_mbti_column_makes_mbti_personas_and_a_bad_type_drops_its_row(t
         and by_text["A pilot who collects maps."].mbti is None
     )
     assert [(d.item, d.reason) for d in made.dropped] == [("p.jsonl row 2", "columns.mbti: 'XKCD' is not an MBTI type")]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("garbage.parquet", b"no parquet here" * 50), ("binary.jsonl", bytes(range(256)) * 8), ("words.json", b"[1, 2")],
+)
+def test_a_pool_file_that_cannot_be_read_is_one_line_naming_it(tmp_path, name, content):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(PersonaFileError) as caught:
+        make(source(path=name, layout="personahub"), tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / name}: not a readable {Path(name).suffix} pool (")
+    assert "\n" not in message
+
+
+def test_a_hub_pool_offline_or_missing_is_one_line_naming_the_repo(tmp_path):
+    bank = {"name": "pool", "seed": 1, "sources": [{"source": "hub_personas", "repo": "org/no-such-pool",
+                                                      "layout": "personahub", "sample": {"count": 2}}]}  # fmt: skip
+    (tmp_path / "bank.yaml").write_text(yaml.safe_dump(bank), encoding="utf-8")
+    with HubServer(token="hf_pool_token_1a2b") as hub:
+        settings = {"offline": {"HF_HUB_OFFLINE": "1"}, "missing": {"HF_HUB_OFFLINE": "0"},
+                    "refused": {"HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_wrong"}}  # fmt: skip
+        for case, extra in settings.items():
+            env = subprocess_env(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / f"hf-{case}"), **extra)
+            finished = subprocess.run(
+                [sys.executable, "-m", "factory.cli", "personas", "build", str(tmp_path / "bank.yaml"),
+                 "--out", str(tmp_path / case), "--no-progress"],
+                capture_output=True, text=True, env=env, timeout=300,
+            )  # fmt: skip
+            assert finished.returncode == 2, (case, finished.stderr[-2000:])
+            (line,) = finished.stderr.strip().splitlines()
+            assert line.startswith("error: org/no-such-pool@main: cannot read the pool from the Hub ("), (case, line)
+            assert "hf_" not in line and not (tmp_path / case).exists()
