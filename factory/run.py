@@ -41,7 +41,7 @@ from factory.engine.journal import RunJournal
 from factory.engine.progress import RunProgress, progress_for
 from factory.engine.resume import InterruptedRun
 from factory.engine.rounds import Execution, execute, planned_dialogues, prompt_preview
-from factory.errors import BudgetReached, PipelineError
+from factory.errors import BudgetReached, EndpointError, PipelineError
 from factory.generation.role_play.chat import chat_examples
 from factory.llm.embedded import check_running_servers
 from factory.llm.endpoint import (
@@ -51,6 +51,7 @@ from factory.llm.endpoint import (
     package_versions,
     structured_output_used,
 )
+from factory.llm.keys import ApiKeys
 from factory.llm.pricing import usd
 from factory.llm.serve import models_to_serve, serving
 from factory.llm.spec import EndpointSpec
@@ -59,7 +60,6 @@ from factory.personas.casting import Cast
 from factory.plan import latest_version, plan_run
 from factory.recipes import Recipe
 from factory.records import ChatExample, DialogueRecord
-from factory.settings import environment
 
 
 @dataclass
@@ -89,11 +89,25 @@ class RunResult:
                     if stats.generation_cost is not None
                     else []
                 ),
+                *self._training_rows(rejected),
                 f"time        {self.seconds:.1f}s"
                 + (f" (resumed: {resumed['dialogues']} dialogues were already finished)" if resumed else ""),
                 str(self.path),
             ]
         )
+
+    def _training_rows(self, rejected: str) -> list[str]:
+        """The messages config's rows per split, and why there are none when there are none."""
+        configs = self.manifest.get("configs") or {}
+        if not configs:
+            return []
+        rows = {
+            name.removeprefix("messages-") if name != "messages" else "train": c["rows"] for name, c in configs.items()
+        }
+        if any(rows.values()):
+            return ["messages    " + ", ".join(f"{split} {n}" for split, n in rows.items()) + " training rows"]
+        why = f"rejected by {rejected}" if self.stats.generated else "none was generated"
+        return [f"messages    no training rows were written: no dialogue was accepted ({why})"]
 
 
 @dataclass
@@ -141,7 +155,7 @@ def run_recipe(
     folder.check_usable()
     interrupted = InterruptedRun(folder.state / "run")
     interrupted.check(folder, resume=resume, restart=restart)  # before an endpoint is started for nothing
-    api_key = environment().api_key
+    keys = ApiKeys()
     planned = planned_dialogues(recipe, started.plan.casts)
     with ExitStack() as stack:
         # A model the run serves itself is deployed on Ray first; the recipe's endpoints then point at it.
@@ -150,8 +164,8 @@ def run_recipe(
         started = replace(started, recipe=working)
         spec = stack.enter_context(open_endpoint(working.llm))
         prompt_preview(working, started.plan.casts, spec)  # few-shot files and prompts fail here
-        agents = agent_endpoints(working.generation.role_play.agents, working.llm, spec, api_key)
-        judges = judge_panels(working.critics, working.llm, spec, api_key)  # judge endpoints fail here too
+        agents = agent_endpoints(working.generation.role_play.agents, working.llm, spec, keys)
+        judges = judge_panels(working.critics, working.llm, spec, keys)  # judge endpoints fail here too
         gate = _budget_gate(budget, working, started.plan.casts, folder, spec, judges)  # one it cannot price fails here
         # Ray is reached before the folder is touched: a cluster that cannot be joined leaves no run behind
         if _on_ray(recipe) and ray_where is None:
@@ -165,7 +179,7 @@ def run_recipe(
         journal = RunJournal(interrupted.path / "journal")
         speakers = AgentsAndJudges(agents, judges)
         shown = progress_for(planned, journal.rows, show_progress, prices_of(spec, judges), quiet)
-        execution = _execute(started, spec, speakers, journal, api_key, shown, gate)
+        execution = _execute(started, spec, speakers, journal, keys, shown, gate)
         _check_finished(execution, gate, journal.rows, planned + execution.topped_up, out)
         writer = VersionWriter(folder)
         manifest = writer.manifest_head(
@@ -210,7 +224,7 @@ def _check_finished(
 ) -> None:
     """Every planned dialogue is in the journal, or the run stops here, saying why."""
     if execution.budget_stop is not None and gate is not None:
-        raise _budget_reached(gate, execution.budget_stop, journaled, planned, out)
+        raise _budget_reached(gate, gate.reason(), journaled, planned, out)
     if journaled != planned:
         raise PipelineError(f"planned {planned} dialogues but the journal holds {journaled}; resume with --resume")
 
@@ -239,7 +253,7 @@ def _execute(
     spec: EndpointSpec,
     speakers: AgentsAndJudges,
     journal: RunJournal,
-    api_key: str | None,
+    keys: ApiKeys,
     shown: RunProgress | None,
     budget: BudgetGate | None = None,
 ) -> Execution:
@@ -247,11 +261,14 @@ def _execute(
     recipe = started.recipe
     try:
         execution = execute(
-            recipe, started.plan.casts, spec, journal, on_ray=_on_ray(recipe), api_key=api_key,
+            recipe, started.plan.casts, spec, journal, on_ray=_on_ray(recipe), keys=keys,
             progress=shown.update if shown else None, agents=speakers.agents, judges=speakers.judges, budget=budget,
             journaled=shown.journaled if shown else None, batch_dir=str(journal.directory.parent / "batches"),
             top_up=started.plan.top_up, planned_more=shown.extend if shown else None,
         )  # fmt: skip
+    except EndpointError as exc:  # the endpoint's trouble, not the work's: what is journaled stays
+        hint = f"; the finished dialogues are kept: continue with --resume --out {started.out}"
+        raise EndpointError(f"{exc}{hint}") from None
     finally:
         if shown is not None:
             shown.close()

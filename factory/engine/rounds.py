@@ -9,6 +9,7 @@ resumed run feeds back exactly what the first attempt would have.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -26,7 +27,8 @@ from factory.failpoints import failpoint
 from factory.generation import WRITERS
 from factory.generation.spc import pick_few_shot
 from factory.generation.writer import FewShotExample
-from factory.llm.cache import cache_directory
+from factory.llm.cache import usable_cache_directory
+from factory.llm.keys import ApiKeys
 from factory.llm.spec import EndpointSpec
 from factory.personas.casting import Cast, CellTopUp, quota_cells
 from factory.recipes import Recipe
@@ -181,7 +183,7 @@ def execute(
     journal: RunJournal,
     *,
     on_ray: bool,
-    api_key: str | None = None,
+    keys: ApiKeys | None = None,
     progress: Ticks | None = None,
     agents: dict[str, EndpointSpec] | None = None,
     judges: dict[str, JudgePanel] | None = None,
@@ -200,10 +202,12 @@ def execute(
     ``batch_dir``. ``planned_more`` hears of each top-up round's dialogues, and why."""
     generation = recipe.generation
     settings = EngineSettings(
-        spec, generation, recipe.critics, agents or {}, judges or {}, cache_directory(recipe.llm.cache),
+        spec, generation, recipe.critics, agents or {}, judges or {}, usable_cache_directory(recipe.llm.cache),
         batch_dir if recipe.llm.batch else None, recipe.llm.batch_poll_seconds,
     )  # fmt: skip
-    runner = _runner(recipe, settings, on_ray and not recipe.llm.batch, api_key)  # batches go out from the driver
+    runner = _runner(
+        recipe, settings, on_ray and not recipe.llm.batch, keys or ApiKeys()
+    )  # batches go out from the driver
     shares = round_shares(casts, generation.rounds)
     cells = quota_cells(recipe.casting.quota) if recipe.casting.strategy == "quota" else []
     tally = _Tally(
@@ -277,6 +281,10 @@ class _Rounds:
         generation = self.recipe.generation
         chunks = chunks_of(self.recipe, casts, self.spec, iteration, self.fed_back, self.tally.done, self.mode_of)
         budget = self.tally.budget
+        if budget is not None and budget.measuring():  # the first chunk alone, so the rest are priced by it
+            self.reports.append(self.runner.run(budget.gate(itertools.islice(chunks, 1)), finished, self.progress))
+            if budget.stopped:
+                return False
         self.reports.append(self.runner.run(budget.gate(chunks) if budget else chunks, finished, self.progress))
         if budget is not None and budget.stopped:
             return False
@@ -313,11 +321,11 @@ class _Tally:
             (self.budget.done if just_made else self.budget.spent)(records)
 
 
-def _runner(recipe: Recipe, settings: EngineSettings, on_ray: bool, api_key: str | None) -> LocalRunner | RayRunner:
+def _runner(recipe: Recipe, settings: EngineSettings, on_ray: bool, keys: ApiKeys) -> LocalRunner | RayRunner:
     """Ray actors spread over the cluster, or this process."""
     if on_ray:
-        return RayRunner(settings, recipe.ray.workers, recipe.ray.cpus_per_worker, api_key)
-    return LocalRunner(settings, api_key)
+        return RayRunner(settings, recipe.ray.workers, recipe.ray.cpus_per_worker, keys)
+    return LocalRunner(settings, keys)
 
 
 def _combine(reports: list[RunnerReport]) -> dict[str, Any]:

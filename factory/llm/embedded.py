@@ -11,6 +11,11 @@ The server must not outlive its run however the run ends: stopped on the way out
 also told by the kernel (``PR_SET_PDEATHSIG``) to die with SIGKILL when the process that started
 it dies, which covers ``kill -9``. Its log goes to an unlinked temporary file unless a path is
 asked for, so nothing is left in the temp folder either.
+
+The run supervises the server it started: one that dies under it (the kernel's OOM killer, a
+crash) is started again on the same port, and the calls in flight are retried by the client
+while it loads. After ``MAX_RESTARTS`` restarts the run stops at once with one line naming the
+server's exit status and the end of its log; the journal keeps what was finished for --resume.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -78,6 +85,12 @@ def llama_server_binary() -> Path:
     )
 
 
+# Restarts of a server that died under its run before the run gives up: a server that dies again
+# and again (no memory for it, a broken build) is not going to finish the run.
+MAX_RESTARTS = 3
+# How the supervisor tells the run's main thread that the server is gone for good (see start()).
+_GONE_SIGNAL = signal.SIGUSR1
+
 # Sequences decoded together in one step. Measured on SmolLM2-135M on two CPU cores
 # (bench/embedded.py): tokens/s grows with the slots to about this many, then flattens.
 EMBEDDED_PARALLEL = 8
@@ -117,6 +130,14 @@ class EmbeddedServer:
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.max_restarts = MAX_RESTARTS
+        self.restarts = 0
+        self.failure: str | None = None  # why the server is gone for good, once it is
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._supervisor: threading.Thread | None = None
+        self._handler_installed = False
+        self._previous_handler: object = None
 
     @property
     def base_url(self) -> str:
@@ -156,7 +177,7 @@ class EmbeddedServer:
     def start(self) -> EmbeddedServer:
         command = self.command()  # a missing binary or model fails here, before anything starts
         self._log = self.log_path.open("w+b") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115 - held open for the server's life, closed in stop()
-        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self._process = self._spawn(command)
         atexit.register(self.stop)
         try:
             self._wait_until_healthy()
@@ -164,15 +185,70 @@ class EmbeddedServer:
             self.stop()
             raise
         _RUNNING.append(self)
+        if threading.current_thread() is threading.main_thread():
+            # the supervisor's word that the server is gone for good interrupts whatever the run's
+            # main thread waits on (an event loop, Ray), as Ctrl-C does
+            self._previous_handler = signal.signal(_GONE_SIGNAL, self._gone)
+            self._handler_installed = True
+        self._supervisor = threading.Thread(target=self._supervise, name="embedded-server-supervisor", daemon=True)
+        self._supervisor.start()
         return self
 
+    def _spawn(self, command: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def _supervise(self) -> None:
+        """Start the server again each time it dies, until it has died ``max_restarts`` times more."""
+        while not self._stopping.is_set():
+            process = self._process
+            if process is None:
+                return
+            try:
+                process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+            how = _how_it_ended(process.returncode)
+            if self.restarts >= self.max_restarts:
+                self._give_up(
+                    f"the embedded llama.cpp server {how}, after {self.restarts} restart(s) in this run; "
+                    f"the end of its log: {self._log_tail()}"
+                )
+                return
+            self.restarts += 1
+            print(
+                f"warning: the embedded llama.cpp server {how}; starting it again "
+                f"({self.restarts} of {self.max_restarts} restarts)",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+            with self._lock:  # stop() takes the process under the same lock, so none is left behind
+                if self._stopping.is_set():
+                    return
+                self._process = self._spawn(self.command())
+            try:
+                self._wait_until_healthy()
+            except EmbeddedServerError as exc:
+                restarted = self._process
+                if restarted is not None and restarted.poll() is not None:
+                    continue  # it died again while loading: one more death, restarted while restarts last
+                if not self._stopping.is_set():
+                    self._give_up(f"{exc} (restart {self.restarts} of {self.max_restarts})")
+                return
+
+    def _give_up(self, why: str) -> None:
+        self.failure = why
+        if self._handler_installed:  # a real signal to the main thread: it also ends a wait in a system call
+            signal.pthread_kill(threading.main_thread().ident or 0, _GONE_SIGNAL)
+
+    def _gone(self, signum: int, frame: object) -> None:
+        raise EmbeddedServerError(f"{self.failure}; the finished dialogues are kept for --resume")
+
     def check_alive(self) -> None:
-        if self._process is not None and self._process.poll() is not None:
-            code = self._process.returncode
-            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        if self.failure is not None:
+            raise EmbeddedServerError(f"{self.failure}; the finished dialogues are kept for --resume")
+        if self._process is not None and self._process.poll() is not None and self._supervisor is None:
             raise EmbeddedServerError(
-                f"the embedded llama.cpp server {how} during the run, so its requests failed; run again with "
-                f"--restart. The end of its log: {self._log_tail()}"
+                f"the embedded llama.cpp server {_how_it_ended(self._process.returncode)} during the run, so its "
+                f"requests failed; run again with --restart. The end of its log: {self._log_tail()}"
             )
 
     def _wait_until_healthy(self) -> None:
@@ -181,10 +257,10 @@ class EmbeddedServer:
         process = self._process
         if process is None:
             raise EmbeddedServerError("the embedded server was asked for its health before it was started")
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._stopping.is_set():
             if process.poll() is not None:
                 raise EmbeddedServerError(
-                    f"the llama.cpp server exited with code {process.returncode} while starting; "
+                    f"the llama.cpp server {_how_it_ended(process.returncode)} while starting; "
                     f"the end of its log: {self._log_tail()}"
                 )
             if http_trouble(url, timeout=2) is None:
@@ -198,15 +274,23 @@ class EmbeddedServer:
     def _log_tail(self, lines: int = 5) -> str:
         if self._log is None:
             return "(no log)"
-        self._log.flush()
-        self._log.seek(0)
-        tail = self._log.read().decode(errors="replace").splitlines()[-lines:]
+        try:
+            self._log.flush()
+            self._log.seek(0)
+            tail = self._log.read().decode(errors="replace").splitlines()[-lines:]
+        except ValueError:  # closed by stop() meanwhile
+            return "(no log)"
         return " | ".join(line.strip() for line in tail if line.strip()) or "(empty)"
 
     def stop(self) -> None:
+        self._stopping.set()
         if self in _RUNNING:
             _RUNNING.remove(self)
-        process, self._process = self._process, None
+        if self._handler_installed and threading.current_thread() is threading.main_thread():
+            signal.signal(_GONE_SIGNAL, self._previous_handler or signal.SIG_DFL)  # type: ignore[arg-type]  # what getsignal gave
+            self._handler_installed = False
+        with self._lock:
+            process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()
             try:
@@ -223,6 +307,10 @@ class EmbeddedServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _how_it_ended(code: int | None) -> str:
+    return f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
 
 
 def http_trouble(url: str, timeout: float) -> str | None:

@@ -9,6 +9,7 @@ import pytest
 from factory.errors import EndpointError, LLMCallError
 from factory.llm.client import ChatClient, backoff_delay
 from factory.llm.endpoint import check_endpoint
+from factory.llm.keys import ApiKeys
 from factory.llm.spec import EndpointSpec
 from tests.openai_server import ScriptedOpenAIServer, ScriptedReply
 
@@ -20,7 +21,7 @@ def spec_for(base_url: str, retries: int = 3) -> EndpointSpec:
 
 
 async def one_call(spec: EndpointSpec) -> tuple[str, int]:
-    client = ChatClient(spec, api_key=None)
+    client = ChatClient(spec, ApiKeys({}))
     try:
         result = await client.chat([{"role": "user", "content": "hi"}], temperature=0, max_tokens=8)
         return result.text, client.attempts
@@ -71,7 +72,7 @@ def test_concurrency_is_bounded():
         return "ok"
 
     async def many(spec):
-        client = ChatClient(spec, api_key=None)
+        client = ChatClient(spec, ApiKeys({}))
         try:
             await asyncio.gather(
                 *(client.chat([{"role": "user", "content": str(i)}], temperature=0, max_tokens=4) for i in range(20))
@@ -86,7 +87,7 @@ def test_concurrency_is_bounded():
 
 def test_unreachable_endpoint_names_the_url_and_the_fix():
     with pytest.raises(EndpointError) as error:
-        check_endpoint(spec_for("http://127.0.0.1:9/v1"), None, attempts=1)
+        check_endpoint(spec_for("http://127.0.0.1:9/v1"), ApiKeys({}), attempts=1)
     assert "http://127.0.0.1:9/v1" in str(error.value) and "--base-url" in str(error.value)
 
 
@@ -114,7 +115,7 @@ def test_an_endpoint_that_is_not_a_model_fails_its_row_then_stops_the_run(answer
     from factory.llm.client import PROTOCOL_FAILURES_TO_STOP
 
     async def calls(spec: EndpointSpec, n: int) -> list[BaseException | None]:
-        client = ChatClient(spec, api_key=None)
+        client = ChatClient(spec, ApiKeys({}))
         outcomes: list[BaseException | None] = []
         try:
             for _ in range(n):
@@ -150,7 +151,7 @@ def test_html_from_models_is_caught_at_the_endpoint_check():
     with ScriptedOpenAIServer() as server:
         server.models_reply = ScriptedReply(raw=b"<html><body>Login required</body></html>", content_type="text/html")
         with pytest.raises(EndpointError, match="answered /models with an HTML page"):
-            check_endpoint(spec_for(server.base_url), api_key=None)
+            check_endpoint(spec_for(server.base_url), ApiKeys({}))
 
 
 def test_a_server_that_refuses_json_schema_is_asked_with_json_object_from_then_on():
@@ -163,7 +164,7 @@ def test_a_server_that_refuses_json_schema_is_asked_with_json_object_from_then_o
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
 
     async def calls(spec: EndpointSpec):
-        client = ChatClient(spec, api_key=None)
+        client = ChatClient(spec, ApiKeys({}))
         try:
             texts = [
                 (
@@ -191,6 +192,7 @@ def test_a_server_that_refuses_json_schema_is_asked_with_json_object_from_then_o
 
 def test_an_embedded_server_that_dies_under_a_run_is_an_error_not_a_version():
     import sys
+    import time
 
     from factory.errors import EmbeddedServerError
     from factory.llm.embedded import EmbeddedServer, check_running_servers
@@ -208,8 +210,14 @@ def test_an_embedded_server_that_dies_under_a_run_is_an_error_not_a_version():
         def command(self) -> list[str]:
             return [sys.executable, "-c", answers_once, str(self.port)]
 
-    with DiesAfterStarting() as server:
-        server._process.wait(timeout=30)
-        with pytest.raises(EmbeddedServerError, match=r"exited with code 3 during the run.*served /v1/models"):
-            check_running_servers()
+    # the supervisor starts it again each time it dies, then tells the main thread, whatever it waits on
+    started = time.monotonic()
+    server = DiesAfterStarting()
+    server.max_restarts = 2
+    with (
+        pytest.raises(EmbeddedServerError, match=r"exited with code 3, after 2 restart\(s\).*served /v1/models"),
+        server,
+    ):
+        time.sleep(60)
+    assert time.monotonic() - started < 60 and server.restarts == 2
     check_running_servers()  # a stopped server is no longer checked
