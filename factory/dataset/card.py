@@ -151,7 +151,7 @@ def card_data(
 ) -> DatasetCardData:
     return factory_card_data(
         chat_config=context.chat_config,
-        chat_splits=[split for split, rows in context.chat_splits.items() if rows],
+        chat_splits=list(context.chat_splits),
         license=context.license,
         rows=stats.generated,
         tag="dialogue",
@@ -250,6 +250,16 @@ def _header(context: CardContext) -> list[str]:
     ]
 
 
+# What the recipe's seed fixes, and what it cannot: a server that decodes several requests in one
+# batch samples each differently with different company, so only the reply cache repeats replies.
+REPRODUCIBLE = (
+    "What the seed reproduces: the personas drawn, the casts and scenarios, the order of turns and every prompt. "
+    "The replies are the endpoint's: sent with the same seed, they differ between fresh runs when the server "
+    "decodes requests in batches (llama.cpp, vLLM), since a request's neighbours in the batch change its "
+    "arithmetic. A rerun on the same reply cache repeats every reply, so the same dialogues and verdicts."
+)
+
+
 def _use(context: CardContext, splits: list[str]) -> list[str]:
     return [
         "## Use",
@@ -273,6 +283,8 @@ def _use(context: CardContext, splits: list[str]) -> list[str]:
         "```",
         "",
         "Without `base_url` the embedded model runs; `judge_base_url` and `judge_model` set the critics' judge.",
+        "",
+        REPRODUCIBLE,
         "",
         "## Source data and licence",
         "",
