@@ -77,7 +77,8 @@ def test_the_splits_are_persona_disjoint_and_the_card_counts_them(tmp_path, scri
 def test_a_run_that_accepts_nothing_still_declares_its_messages_splits(tmp_path, scripted_server):
     recipe = small_recipe(
         dialogues=6, ray={"enabled": False}, output={"splits": {"train": 0.5, "test": 0.5}},
-        critics={"heuristic": {"enabled": True, "echo_similarity": 0.01, "max_duplicate_turn_ratio": 0.0}},
+        critics={"heuristic": {"enabled": True, "echo_similarity": 0.01, "max_duplicate_turn_ratio": 0.0},
+                 "faithfulness": {"enabled": True}},
     )  # fmt: skip
     loaded = apply_overrides(load_recipe(write_recipe(tmp_path, recipe)), base_url=scripted_server.base_url)
     result = run_recipe(loaded, tmp_path / "out", show_progress=False)
@@ -90,3 +91,7 @@ def test_a_run_that_accepts_nothing_still_declares_its_messages_splits(tmp_path,
     (line,) = [line for line in result.summary().splitlines() if line.startswith("messages")]
     rejected = ", ".join(f"{critic} {n}" for critic, n in result.stats.rejected_by.items())
     assert line == f"messages    no training rows were written: no dialogue was accepted (rejected by {rejected})"
+    # a dialogue stopped by a gate names only the steps that judged it
+    for row in datasets.load_dataset(out, split="rejected"):
+        judged = {"generate", *(verdict["critic"] for verdict in row["verdicts"])}
+        assert {placement["step"] for placement in row["generation"]["placements"]} <= judged
