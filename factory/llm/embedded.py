@@ -207,6 +207,8 @@ class EmbeddedServer:
                 process.wait(timeout=0.5)
             except subprocess.TimeoutExpired:
                 continue
+            if self._stopping.is_set():  # stopped by stop(): the run is over
+                return
             how = _how_it_ended(process.returncode)
             if self.restarts >= self.max_restarts:
                 self._give_up(

@@ -221,3 +221,28 @@ def test_an_embedded_server_that_dies_under_a_run_is_an_error_not_a_version():
         time.sleep(60)
     assert time.monotonic() - started < 60 and server.restarts == 2
     check_running_servers()  # a stopped server is no longer checked
+
+
+def test_a_server_stopped_by_its_run_is_not_started_again(capfd):
+    import sys
+
+    from factory.llm.embedded import EmbeddedServer
+
+    serves = (
+        "import http.server, sys\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(b'{}')\n"
+        "    def log_message(self, *a): pass\n"
+        "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n"
+    )
+
+    class Serves(EmbeddedServer):
+        def command(self) -> list[str]:
+            return [sys.executable, "-c", serves, str(self.port)]
+
+    for _ in range(3):
+        with Serves() as server:
+            pass
+        assert server.restarts == 0 and server.failure is None
+    assert "starting it again" not in capfd.readouterr().err
