@@ -36,5 +36,8 @@ def usage_line(exc: Exception) -> str:
         return ""
     message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
     context = getattr(exc, "ctx", None)
-    where = f"; see '{context.command_path} --help'" if context is not None else ""
-    return f"error: {' '.join(message.split()).rstrip('.')}{where}"
+    message = " ".join(message.split()).rstrip(".")
+    if context is None:
+        return f"error: {message}"
+    where = f"see '{context.command_path} --help'"
+    return f"error: {message} {where.capitalize()}" if message.endswith("?") else f"error: {message}; {where}"
