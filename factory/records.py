@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.6"
+SCHEMA_VERSION = "1.7"
 
 PersonaKind = Literal["mbti", "big_five", "statements", "implicit"]
 
@@ -83,6 +83,12 @@ class Turn(_Record):
     )
     closing: bool = Field(
         default=False, description="Role-play: a turn that closes the conversation after a stop rule."
+    )
+    cleaned: list[str] = Field(
+        default_factory=list,
+        description="What cleaning changed in the model's line: label (a speaker label taken off), other_speaker "
+        "(the part written for another speaker cut), narration (asterisks or stage directions taken out), trimmed "
+        "(cut by the token limit, trimmed to its last whole sentence), asked_again (cut before any sentence ended).",
     )
 
 

@@ -62,6 +62,16 @@ def modes_section(stats: RunStats, chat_config: bool, chat: ChatSplits | None = 
             ),
             "",
         ]
+    if stats.cleaned_turns:
+        lines += [
+            f"What cleaning changed in the models' lines ({stats.turns:,} turns; each turn's `cleaned` names its own): "
+            "a speaker label taken off (`label`), a part written for another speaker cut (`other_speaker`), "
+            "narration or stage directions taken out (`narration`), a line cut by the token limit trimmed to its last "
+            "whole sentence (`trimmed`), asked again when no sentence was whole (`asked_again`).",
+            "",
+            markdown_table(["change", "turns"], [[k, v] for k, v in stats.cleaned_turns.items()]),
+            "",
+        ]
     if stats.ended_by:
         lines += [
             "Why the role-plays ended:",

@@ -49,6 +49,9 @@ class RunStats:
     modes: list[dict[str, Any]] = field(default_factory=list)
     # role-play: why the dialogues ended (max_turns, sentiment, goal)
     ended_by: dict[str, int] = field(default_factory=dict)
+    # turns whose line cleaning changed, by change (label, narration, trimmed, ...), and the turns in all
+    cleaned_turns: dict[str, int] = field(default_factory=dict)
+    turns: int = 0
     generator_models: list[str] = field(default_factory=list)
     generation_prompt_tokens: int = 0
     generation_cost: float | None = None  # USD; unknown without the generator's price
@@ -145,6 +148,8 @@ class StatsAccumulator:
         self.cells: dict[tuple[str, str], list[int]] = {}  # (dimension, cell) -> [speakers, accepted]
         self.modes: dict[str, list[int]] = {}  # mode -> [dialogues, accepted]
         self.ended_by: dict[str, int] = {}
+        self.cleaned: dict[str, int] = {}
+        self.turns = 0
         self.judges: dict[str, set[str]] = {}
         self.generator_models: set[str] = set()
 
@@ -192,6 +197,9 @@ class StatsAccumulator:
             totals[1] += record.accepted
             if record.generation.ended_by:
                 self.ended_by[record.generation.ended_by] = self.ended_by.get(record.generation.ended_by, 0) + 1
+            self.turns += len(record.turns)
+            for change in (change for turn in record.turns for change in turn.cleaned):
+                self.cleaned[change] = self.cleaned.get(change, 0) + 1
         for persona_kind in (persona.kind for record in records for persona in record.speakers):
             self.kinds[persona_kind] = self.kinds.get(persona_kind, 0) + 1
         cells = _cell_frame(records)
@@ -244,6 +252,8 @@ class StatsAccumulator:
                 for mode, (dialogues, passed) in sorted(self.modes.items())
             ],
             ended_by=dict(sorted(self.ended_by.items())),
+            cleaned_turns=dict(sorted(self.cleaned.items())),
+            turns=self.turns,
             generator_models=sorted(self.generator_models),
             generation_prompt_tokens=self.generation_prompt_tokens,
             generation_cost=self.generation_cost,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.errors import LLMCallError
+from factory.generation.cleaning import clean_line
 from factory.generation.writer import FewShotExample, FewShotPicker, Voices
 from factory.llm.spec import prompt_hash
 from factory.personas.casting import Cast
@@ -137,7 +138,19 @@ def generator_messages(
 # A speaker label as models write it, decorations and all: "User 1:", "**User 1:**", "* * User 1: * *",
 # "- Speaker 2 :", "> __User 2__: ...".
 _DECORATION = r"[*_#>\-\s]*"
-_LABEL = re.compile(rf"^{_DECORATION}(?:User|Speaker)\s*(\d+){_DECORATION}:{_DECORATION}(.*?)[*_\s]*$", re.I)
+# "User 1: text", "**User 1:** text", "- User 1: text": the marks around the label close right after
+# its colon ("**User 1:**"); marks after a space are the line's own ("User 1: *waves* hi")
+_LABEL = re.compile(rf"^{_DECORATION}(?:User|Speaker)\s*(\d+)\s*[*_]*\s*:[*_]*\s*(.*?)\s*$", re.I)
+
+
+def _cleaned(turn: Turn, names: list[str], *, cut: bool) -> Turn:
+    line = clean_line(turn.text, names, cut=cut)
+    changes = list(dict.fromkeys([*turn.cleaned, *line.changes, *([] if line.complete else ["incomplete"])]))
+    return turn.model_copy(update={"text": line.text, "cleaned": changes})
+
+
+def _complete(turn: Turn) -> bool:
+    return "incomplete" not in turn.cleaned
 
 
 @dataclass
@@ -148,8 +161,9 @@ class ParsedDialogue:
 
 def parse_dialogue(text: str, speakers: list[PersonaProfile], finish_reason: str | None) -> ParsedDialogue:
     """Lines ``User N: text`` become turns of speaker N; unlabelled lines continue the turn above
-    (text before the first label is preamble and dropped). A reply cut at ``max_tokens`` loses its
-    last, unfinished turn."""
+    (text before the first label is preamble and dropped). Each turn is cleaned as every mode's
+    lines are (:mod:`factory.generation.cleaning`); in a reply cut at ``max_tokens``, the last turn
+    is trimmed to its last whole sentence, or dropped when it has none."""
     turns: list[Turn] = []
     unknown_labels: set[int] = set()
     for line in text.splitlines():
@@ -164,10 +178,17 @@ def parse_dialogue(text: str, speakers: list[PersonaProfile], finish_reason: str
         elif line.strip() and turns:
             turns[-1] = Turn(speaker=turns[-1].speaker, text=f"{turns[-1].text} {line.strip()}")
 
+    names = [f"User {n}" for n in range(1, len(speakers) + 1)]
+    turns = [_cleaned(turn, names, cut=False) for turn in turns]
     notes = []
     if finish_reason == "length" and turns:
-        turns.pop()
-        notes.append("the reply hit max_tokens, so its last turn was dropped")
+        last = _cleaned(turns.pop(), names, cut=True)
+        if last.text and _complete(last):
+            turns.append(last)
+            notes.append("the reply hit max_tokens; its last turn was trimmed to its last whole sentence")
+        else:
+            notes.append("the reply hit max_tokens, so its last, unfinished turn was dropped")
+    turns = [turn for turn in turns if turn.text]
     if unknown_labels:
         notes.append(f"ignored lines for unknown speakers {sorted(unknown_labels)}")
 

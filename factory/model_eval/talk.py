@@ -15,11 +15,11 @@ import hashlib
 from dataclasses import dataclass
 
 from factory.errors import LLMCallError
+from factory.generation.cleaning import clean_line
 from factory.generation.role_play.chat import chat_example
 from factory.generation.role_play.prompts import (
     agent_messages,
     agent_system_prompt,
-    clean_line,
     names_and_roles,
     turn_note,
 )
@@ -106,7 +106,7 @@ async def _simulator_line(
         messages, temperature=voices.simulator_temperature, max_tokens=MAX_TOKENS_PER_TURN,
         seed=record.generation.seed + turn,
     )  # fmt: skip
-    line = clean_line(result.text, names) or result.text.strip()
+    line = clean_line(result.text, names).text or result.text.strip()
     record.turns.append(Turn(speaker=record.speakers[PARTNER].id, text=line))
     return result.usage
 
@@ -117,6 +117,6 @@ async def _model_line(record: DialogueRecord, voices: Voices, turn: int) -> Toke
     result = await voices.model.chat(
         messages, temperature=voices.temperature, max_tokens=MAX_TOKENS_PER_TURN, seed=record.generation.seed + turn
     )
-    line = clean_line(result.text, names_and_roles(record)[0]) or result.text.strip()
+    line = clean_line(result.text, names_and_roles(record)[0]).text or result.text.strip()
     record.turns.append(Turn(speaker=record.speakers[PLAYED].id, text=line))
     return result.usage

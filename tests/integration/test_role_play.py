@@ -375,3 +375,48 @@ def test_the_shipped_role_play_recipes_accept_what_their_stop_rules_produce(tmp_
                 if not v["passed"]
             }
             assert all(row["accepted"] for row in rows), f"{name}: {rejected}"
+
+
+class MessyScript(RolePlayScript):
+    """Agents answer as a small model does: a label, narration in asterisks and a line cut by the
+    token limit mid-sentence; every third turn is first cut before any sentence ended."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cut_short: set[tuple[str, int]] = set()
+
+    def __call__(self, request: dict[str, Any]) -> str | ScriptedReply:
+        answer = super().__call__(request)
+        if not isinstance(answer, str) or "Line " not in answer:
+            return answer
+        turn = turn_of(request["messages"])
+        if turn % 3 == 2:
+            asked = (request["messages"][0]["content"], turn)
+            with self._lock:
+                first_time = asked not in self.cut_short
+                self.cut_short.add(asked)
+            return ScriptedReply(content="and then I went to the", finish_reason="length") if first_time else answer
+        label, line = answer.split(":", 1)
+        return ScriptedReply(
+            content=f"{label}: *smiles warmly* {line.strip()} And I was about to", finish_reason="length"
+        )
+
+
+def test_lines_are_cleaned_trimmed_and_asked_again_and_the_turns_say_so(tmp_path):
+    script = MessyScript()
+    with ScriptedOpenAIServer(script) as server:
+        run_recipe(role_play_recipe(tmp_path, server), tmp_path / "out", show_progress=False)
+    rows = rows_of(tmp_path / "out")
+    assert len(rows) == 4 and script.cut_short
+    for row in rows:
+        for n, turn in enumerate(row["turns"]):
+            text = turn["text"]
+            assert "*" not in text and not text.startswith(tuple(s["name"] or "User" for s in row["speakers"]))
+            assert text.endswith((".", "!", "?")) and "And I was about to" not in text
+            if n % 3 == 2:
+                assert turn["cleaned"][:2] == ["trimmed", "asked_again"]
+            else:
+                assert turn["cleaned"] == ["label", "narration", "trimmed"]
+    card = (tmp_path / "out" / "README.md").read_text()
+    trimmed = sum("trimmed" in turn["cleaned"] for row in rows for turn in row["turns"])
+    assert "What cleaning changed in the models' lines" in card and f"| trimmed | {trimmed} |" in card

@@ -37,6 +37,16 @@ def test_parse_drops_the_cut_turn_and_reports_unparsable_replies():
     assert failed.turns == [] and not failed.verdict.passed and "unparsable reply" in failed.verdict.reason
 
 
+def test_a_one_call_dialogue_is_cleaned_as_role_play_lines_are():
+    text = "User 1: *waves* Hi there. (smiling) Nice day.\nUser 2: Hello! I was out early. Then I"
+    parsed = parse_dialogue(text, [ALICE, BOB], "length")
+    assert [(t.text, t.cleaned) for t in parsed.turns] == [
+        ("Hi there. Nice day.", ["narration"]),
+        ("Hello! I was out early.", ["trimmed"]),  # cut by the token limit: back to its last sentence
+    ]
+    assert "trimmed to its last whole sentence" in parsed.verdict.reason
+
+
 def turns(*pairs):
     return [Turn(speaker=s, text=t) for s, t in pairs]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from factory.generation.cleaning import clean_line
 from factory.generation.role_play.memory import PersonaMemory
-from factory.generation.role_play.prompts import agent_messages, agent_system_prompt, clean_line, next_speaker
+from factory.generation.role_play.prompts import agent_messages, agent_system_prompt, next_speaker
 from factory.records import Attribute, PersonaProfile
 
 
@@ -108,7 +109,7 @@ def test_system_prompts_carry_the_persona_and_follow_usp_for_a_simulator():
 
 def test_clean_line_keeps_only_the_agents_own_line():
     names = ["Ana", "Ben"]
-    assert clean_line("Ana: I love mornings.", names) == "I love mornings."
-    assert clean_line("I love mornings.\nBen: Me too!\nAna: Great.", names) == "I love mornings."
-    assert clean_line('"Sure, see you then."', names) == "Sure, see you then."
-    assert clean_line("User 1: Hi there.", names) == "Hi there."
+    assert clean_line("Ana: I love mornings.", names).text == "I love mornings."
+    assert clean_line("I love mornings.\nBen: Me too!\nAna: Great.", names).text == "I love mornings."
+    assert clean_line('"Sure, see you then."', names).text == "Sure, see you then."
+    assert clean_line("User 1: Hi there.", names).text == "Hi there."

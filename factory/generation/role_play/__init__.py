@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from factory.errors import LLMCallError
+from factory.generation.cleaning import CleanLine, clean_line
 from factory.generation.role_play.memory import PersonaMemory, aspects_of
 from factory.generation.role_play.prompts import (
     GOAL_SCHEMA,
     SENTIMENT_SCHEMA,
     agent_messages,
     agent_system_prompt,
-    clean_line,
     goal_messages,
     moderator_messages,
     names_and_roles,
@@ -41,6 +41,9 @@ from factory.llm.port import ChatPort
 from factory.personas.casting import Cast
 from factory.recipes.generation import GenerationConfig, RolePlayConfig
 from factory.records import DialogueRecord, TokenUsage, Turn, format_verdict
+
+# Added to a turn's seed when a line cut before its first sentence ended is asked for again.
+ASK_AGAIN_SEED = 7919
 
 
 @dataclass
@@ -193,20 +196,32 @@ class _Play:
         self.usage = self.usage + answer.usage
         return answer.data
 
+    async def _line(self, speaker: int, messages: list[dict[str, str]], seed: int) -> CleanLine:
+        result = await self.agents.for_speaker[speaker].chat(
+            messages, temperature=self.agents.temperatures[speaker], max_tokens=self.config.max_tokens_per_turn,
+            seed=seed,
+        )  # fmt: skip
+        self.usage = self.usage + result.usage
+        cleaned = clean_line(result.text, self.names, cut=result.finish_reason == "length")
+        return cleaned if cleaned.text else CleanLine(result.text.strip(), cleaned.changes, cleaned.complete)
+
     async def _speak(self, speaker: int, turn: int, closing: bool) -> None:
         aspect = None
         if self.config.memory.enabled and not self.simulator[speaker]:
             aspect = self.memories[speaker].pick(self.history[-1][1] if self.history else None)
         note = turn_note(turn, aspect, closing)
         messages = agent_messages(self.systems[speaker], self.history, speaker, self.names, note)
-        result = await self.agents.for_speaker[speaker].chat(
-            messages, temperature=self.agents.temperatures[speaker], max_tokens=self.config.max_tokens_per_turn,
-            seed=self.seed + turn,
+        cleaned = await self._line(speaker, messages, self.seed + turn)
+        if not cleaned.complete:  # cut before a sentence ended: asked once more, with another seed
+            again = await self._line(speaker, messages, self.seed + turn + ASK_AGAIN_SEED)
+            cleaned = CleanLine(again.text, [*cleaned.changes, "asked_again", *again.changes], again.complete)
+        self.history.append((speaker, cleaned.text))
+        self.turns.append(
+            Turn(
+                speaker=self.speakers[speaker].id, text=cleaned.text, memory=aspect, closing=closing,
+                cleaned=list(dict.fromkeys(cleaned.changes)),
+            )
         )  # fmt: skip
-        self.usage = self.usage + result.usage
-        line = clean_line(result.text, self.names) or result.text.strip()
-        self.history.append((speaker, line))
-        self.turns.append(Turn(speaker=self.speakers[speaker].id, text=line, memory=aspect, closing=closing))
         self.previous = speaker
 
 

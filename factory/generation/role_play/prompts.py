@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -178,25 +177,6 @@ def turn_note(turn: int, aspect: str | None, closing: bool) -> str:
     if aspect:
         parts.append(f"Something about you that fits here: {aspect}")
     return " ".join(parts)
-
-
-_LABEL = re.compile(r"^\s*(?:\*\*)?([A-Z][\w .'-]{0,40}?)(?:\*\*)?\s*:\s*")
-
-
-def clean_line(text: str, names: list[str]) -> str:
-    """The agent's line alone: no name label of its own, nothing it wrote for anyone else."""
-    kept = []
-    for position, line in enumerate(text.strip().splitlines()):
-        match = _LABEL.match(line)
-        if match and (match.group(1) in names or match.group(1).lower().startswith("user")):
-            if position > 0:
-                break  # the model went on to write another speaker's line
-            line = line[match.end() :]
-        if line.strip():
-            kept.append(line.strip())
-        elif kept:
-            break
-    return " ".join(kept).strip().strip('"').strip()
 
 
 SENTIMENT_SCHEMA = {
