@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.errors import InputError, PersonaFileError
+from factory.generation.cleaning import PLACEHOLDER
 from factory.jsonl import read_jsonl
 from factory.personas.statements import load_spc_rows
 from factory.records import DialogueRecord, GenerationMeta, PersonaProfile, Turn
@@ -82,8 +83,11 @@ def spc_eval_set(
         original = _record(f"{row.id}-original", profiles, lines, row.row)
         donor = rng.choice([other for other in rows if other.row != row.row])
         swapped = _record(f"{row.id}-swapped", [list(donor.personas[0]), profiles[1]], lines, row.row)
+        # a line with a template placeholder ("Hi, I'm [user 1 name]") is the data's artefact: such an
+        # original is not counted as well formed, nor as malformed
+        templated = any(PLACEHOLDER.search(text) for _, text in lines)
         labelled += [
-            Labelled(original, {"faithful": True, "well_formed": True}),
+            Labelled(original, {"faithful": True, **({} if templated else {"well_formed": True})}),
             Labelled(swapped, {"faithful": False}),
         ]
         shuffled_lines = list(lines)
@@ -177,7 +181,8 @@ def measure_of(expert: str, labelled: list[Labelled], spc: bool) -> str:
     if not labelled_items:
         return "human ratings"
     if spc:
-        return {"faithful": "faithful vs persona-swapped", "well_formed": "pass rate on SPC originals"}.get(
-            label, label
-        )
+        return {
+            "faithful": "faithful vs persona-swapped",
+            "well_formed": "pass rate on SPC originals (without placeholders)",
+        }.get(label, label)
     return f"{label!r} labels" + (" and ratings" if any(item.rating is not None for item in labelled) else "")

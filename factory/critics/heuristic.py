@@ -3,7 +3,11 @@
 Checks: the turn count is within the recipe's bounds; speakers alternate and every speaker
 speaks; no degenerate repetition (turns that echo an earlier turn, the speaker's own or another's,
 nearly word for word; a sentence said again within a turn; one 4-gram looping inside a turn); no
-persona pasted into the dialogue (several statements in one turn, or most of a profile).
+persona pasted into the dialogue (several statements in one turn, or most of a profile); and what
+slips through a small model's cleaning: a turn that ends mid-sentence, assistant boilerplate or a
+prompt read back in a speaker's mouth, narration, a speaker saying a sentence of their own again
+a turn or two later, a turn that copies the partner's, a dialogue of mostly few-word turns, a
+template placeholder left in a line. Each reason names the turn.
 
 Saying one's own persona fact in so many words is natural (Synthetic-Persona-Chat's conversations
 do it all the time: "I just got my nails done."), so a statement said once is not copying; a
@@ -16,6 +20,7 @@ import re
 from collections import Counter
 from difflib import SequenceMatcher
 
+from factory.generation.cleaning import PLACEHOLDER
 from factory.recipes.critics import HeuristicCriticConfig
 from factory.recipes.generation import GenerationConfig
 from factory.records import PersonaProfile, Turn, Verdict
@@ -123,6 +128,122 @@ def copying_problem(turns: list[Turn], speakers: list[PersonaProfile], config: H
     return None
 
 
+# A word no sentence ends on: the line was cut off ("...and the", "...because my"). Prepositions,
+# verbs and pronouns end sentences in talk ("I'd love to", "Yeah, it does", "Who with?").
+_DANGLING = frozenset(
+    ["a", "an", "the", "and", "or", "but", "because", "than", "my", "your", "his", "their", "our", "its"]
+)
+# What an assistant says, or a role-play instruction read back, in a persona's mouth.
+_BOILERPLATE = re.compile(
+    r"\b(as an ai|an ai (language )?model|language model|here is your next|here's your next|next message|"
+    r"i hope this helps|let me know if you (need|have)|as your assistant|i'm (just )?an assistant|"
+    r"stay in character|reply with your next line|one to three sentences|no name label|no narration|"
+    r"who you are:|your circumstances:|the situation:|user [12] personas?)\b",
+    re.I,
+)
+# Narration left in a line: stage directions, or a speaker described in the third person.
+_NARRATION = re.compile(
+    r"\*[^*\s][^*]*\*|^\s*\((?:[a-z]+ing|[a-z]+s)\b[^)]*\)|"
+    r"\b(?:he|she|they)\s+(?:smiles|smiled|grins|grinned|nods|nodded|shrugs|shrugged|sighs|sighed|winks|chuckles|"
+    r"chuckled|giggles|leans in|looks away)\b",
+    re.I,
+)
+# "Nearly word for word": closer than a question asked again about another thing ("what's your
+# favorite movie?" / "... book?"), which people do
+NEAR_COPY = 0.9
+NEAR_COPY_WORDS = 6
+FEW_WORDS = 3  # a turn of this many words or fewer says little ("Yes!", "Me too.")
+
+
+def unfinished_problem(turns: list[Turn]) -> str | None:
+    """A turn that stops on a comma or a word no sentence ends on."""
+    for number, turn in enumerate(turns, start=1):
+        text = turn.text.rstrip()
+        words = _words(text)
+        if text.endswith((",", ":", ";", "-")) or (words and words[-1] in _DANGLING and text[-1].isalnum()):
+            return f"turn {number} ends mid-sentence ('...{text[-30:]}')"
+    return None
+
+
+def boilerplate_problem(turns: list[Turn]) -> str | None:
+    for number, turn in enumerate(turns, start=1):
+        for pattern, what in ((_BOILERPLATE, "assistant boilerplate"), (_NARRATION, "narration")):
+            found = pattern.search(turn.text)
+            if found:
+                return f"turn {number} has {what} ('{found.group(0).strip()}')"
+    return None
+
+
+def self_repetition_problem(turns: list[Turn]) -> str | None:
+    """A speaker saying again, nearly word for word, what makes up most of their own previous turn.
+    A stock phrase before something new ("That sounds like a lot of fun! I used to...") and a
+    question asked again much later are patterns of talk, as Synthetic-Persona-Chat's people show."""
+    own: dict[str, list[tuple[int, list[list[str]]]]] = {}
+    for number, turn in enumerate(turns, start=1):
+        said = [sentence.split() for sentence in _sentences(turn.text)]
+        length = sum(map(len, said))
+        for earlier_number, earlier in own.get(turn.speaker, [])[-1:]:
+            again = sum(
+                len(sentence)
+                for sentence in said
+                if len(sentence) >= NEAR_COPY_WORDS and any(_near_copy(sentence, before) for before in earlier)
+            )
+            if length and again / length > 0.5:
+                return f"turn {number} says again most of the same speaker's turn {earlier_number}"
+        own.setdefault(turn.speaker, []).append((number, said))
+    return None
+
+
+def partner_copy_problem(turns: list[Turn]) -> str | None:
+    """A turn that says the partner's previous turn again, nearly word for word (a template line
+    with a placeholder is the placeholder check's)."""
+    for number in range(2, len(turns) + 1):
+        turn, previous = turns[number - 1], turns[number - 2]
+        words = _words(turn.text)
+        if turn.speaker == previous.speaker or len(words) < NEAR_COPY_WORDS or PLACEHOLDER.search(turn.text):
+            continue
+        if _near_copy(words, _words(previous.text), in_kind=True):
+            return f"turn {number} copies turn {number - 1} of the other speaker"
+    return None
+
+
+# Said back with one of these added, a line is a reply in kind ("Nice to meet you." / "Nice to
+# meet you too."); with one of the others, it means something else ("your favorite thing" / "your
+# least favorite thing").
+IN_KIND = frozenset(["too", "also", "as", "well", "i", "agree", "yes", "me", "same"])
+TURNS_MEANING = frozenset(["least", "most", "not", "never", "no", "don't", "isn't", "wasn't", "can't", "won't"])
+
+
+def _near_copy(words: list[str], before: list[str], *, in_kind: bool = False) -> bool:
+    matcher = SequenceMatcher(None, words, before, autojunk=False)
+    if matcher.ratio() < NEAR_COPY:
+        return False
+    changed = {
+        word
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes()
+        if tag != "equal"
+        for word in (*words[i1:i2], *before[j1:j2])
+    }
+    if changed & TURNS_MEANING:
+        return False
+    return not (in_kind and changed and changed <= IN_KIND)
+
+
+def few_words_problem(turns: list[Turn]) -> str | None:
+    short = sum(len(_words(turn.text)) <= FEW_WORDS for turn in turns)
+    if turns and short > len(turns) / 2:
+        return f"{short} of {len(turns)} turns are {FEW_WORDS} words or fewer"
+    return None
+
+
+def placeholder_problem(turns: list[Turn]) -> str | None:
+    for number, turn in enumerate(turns, start=1):
+        found = PLACEHOLDER.search(turn.text)
+        if found:
+            return f"turn {number} holds the template placeholder '{found.group(0)}'"
+    return None
+
+
 def heuristic_verdict(
     turns: list[Turn],
     speakers: list[PersonaProfile],
@@ -134,11 +255,17 @@ def heuristic_verdict(
         "alternation": alternation_problem(turns, speakers),
         "repetition": repetition_problem(turns, config),
         "copying": copying_problem(turns, speakers, config),
+        "unfinished": unfinished_problem(turns),
+        "boilerplate": boilerplate_problem(turns),
+        "self-repetition": self_repetition_problem(turns),
+        "partner copy": partner_copy_problem(turns),
+        "few words": few_words_problem(turns),
+        "placeholder": placeholder_problem(turns),
     }
     problems = [f"{name}: {problem}" for name, problem in checks.items() if problem]
     return Verdict(
         critic=CRITIC_NAME,
         passed=not problems,
         score=1 - len(problems) / len(checks),
-        reason="; ".join(problems) if problems else "all checks passed (turn count, alternation, repetition, copying)",
+        reason="; ".join(problems) if problems else f"all checks passed ({', '.join(checks)})",
     )

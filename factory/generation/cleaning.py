@@ -27,6 +27,14 @@ _DIRECTION = re.compile(rf"^\s*{_BRACKETED}\s*|\s*{_BRACKETED}\s*$|(?<=[.!?…])
 _SENTENCE_END = re.compile(r"[.!?…](?:[\"')\]]+)?(?=\s|$)")
 
 
+# A template placeholder left in a line ("Hi, I'm [user 1 name]", "{name}", "(name)"): not cleaned
+# away (it is a defect of the dialogue, not of the line's form), but never shown to a generator as
+# an example and rejected by the heuristic gate.
+PLACEHOLDER = re.compile(
+    r"\[[^\]\n]{1,40}\]|\{[^}\n]{1,40}\}|<[^>\n]{1,40}>|\((?:your |my )?name\)|\(user ?\d[^)\n]{0,20}\)", re.I
+)
+
+
 @dataclass
 class CleanLine:
     text: str

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.errors import LLMCallError
-from factory.generation.cleaning import clean_line
+from factory.generation.cleaning import PLACEHOLDER, clean_line
 from factory.generation.writer import FewShotExample, FewShotPicker, Voices
 from factory.llm.spec import prompt_hash
 from factory.personas.casting import Cast
@@ -48,7 +48,13 @@ def _intro(count: int) -> str:
 
 @lru_cache(maxsize=8)
 def _examples_from(path: Path) -> tuple[SPCRow, ...]:
-    return tuple(row for row in load_spc_rows(path) if row.conversation)
+    """The conversations a generator may be shown: none with a template placeholder in a line
+    (Synthetic-Persona-Chat's "Hi, I'm [user 1 name]"), which a model copies."""
+    return tuple(
+        row
+        for row in load_spc_rows(path)
+        if row.conversation and not any(PLACEHOLDER.search(text) for _, text in row.conversation)
+    )
 
 
 def pick_few_shot(path: Path, count: int, max_turns: int, rng: random.Random) -> list[FewShotExample]:

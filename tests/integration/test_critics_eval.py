@@ -30,17 +30,32 @@ def write_spc(path):
         (
             ["I have a dog.", "I like tea."],
             ["I am a pilot.", "I love rain."],
-            ["User 1: 1 Hello!", "User 2: 2 Hi.", f"User 1: 3 {CONTRADICTION_MARK}.", "User 2: 4 Odd."],
+            [
+                "User 1: 1 Hello there, how was your day?",
+                "User 2: 2 Hi. It was long but good.",
+                f"User 1: 3 {CONTRADICTION_MARK}.",
+                "User 2: 4 Odd, you told me about your dog.",
+            ],
         ),
         (
             ["I cook pasta.", "I live alone."],
             ["I run daily.", "I have twins."],
-            ["User 1: 1 Dinner?", "User 2: 2 After my run.", "User 1: 3 Pasta then.", "User 2: 4 Great."],
+            [
+                "User 1: 1 Want to have dinner tonight?",
+                "User 2: 2 After my run, sure.",
+                "User 1: 3 Pasta then, I will cook.",
+                "User 2: 4 Great, see you at eight.",
+            ],
         ),
         (
             ["I paint.", "I am retired."],
             ["I study law.", "I hate mornings."],
-            ["User 1: 1 Morning!", "User 2: 2 Ugh, mornings.", "User 1: 3 Coffee?", "User 2: 4 Please."],
+            [
+                "User 1: 1 Good morning to you!",
+                "User 2: 2 Ugh, mornings are the worst.",
+                "User 1: 3 Some coffee, maybe?",
+                "User 2: 4 Please, a big one.",
+            ],
         ),
     ]
     with path.open("w", newline="", encoding="utf-8") as handle:
@@ -292,4 +307,8 @@ def test_the_heuristic_alone_needs_no_model(tmp_path):
     report = json.loads(report_path.read_text())
     assert report["endpoint_kind"] is None and report["model"] is None  # no endpoint, embedded or other, was opened
     figure = report["experts"][0]
-    assert figure["measure"] == "pass rate on SPC originals" and figure["examples"] == 6 and figure["accuracy"] == 1.0
+    assert (
+        figure["measure"] == "pass rate on SPC originals (without placeholders)"
+        and figure["examples"] == 6
+        and figure["accuracy"] == 1.0
+    )

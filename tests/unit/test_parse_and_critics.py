@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+import pytest
+
 from factory.critics.faithfulness import faithfulness_verdict
 from factory.critics.heuristic import heuristic_verdict
 from factory.generation.spc import parse_dialogue
@@ -73,7 +77,8 @@ def test_heuristic_names_each_problem():
     assert "alternation: turns 1 and 2" in verdict.reason
     assert "repetition: 1 of 3 turns echo an earlier turn" in verdict.reason
     assert "copying: 2 of 2 statements of one persona are pasted verbatim" in verdict.reason
-    assert verdict.score == 0.25
+    assert "few words: 2 of 3 turns are 3 words or fewer" in verdict.reason
+    assert verdict.score == 1 - 4 / 10  # four of the ten checks failed
     too_long = heuristic_verdict(
         turns(*[("a" if i % 2 == 0 else "b", f"line {i}") for i in range(8)]), [ALICE, BOB], GEN, HEUR
     )
@@ -147,6 +152,9 @@ def test_saying_a_persona_fact_is_talk_and_reciting_the_profile_is_copying():
     assert "copying: 2 of 2 statements of one persona are pasted verbatim" in verdict.reason
 
 
+FIRST_CHECKS = ("turn count", "alternation", "repetition", "copying")
+
+
 def test_the_heuristic_passes_the_spc_conversations_the_generator_is_shown():
     from factory.personas.statements import load_spc_rows
     from factory.settings import resolve_data_path
@@ -158,12 +166,16 @@ def test_the_heuristic_passes_the_spc_conversations_the_generator_is_shown():
     ]
     any_length = GenerationConfig(min_turns=2, max_turns=1000)  # turn bounds are the recipe's business, not the data's
     passed, pasted = 0, 0
+    rejected_by: Counter[str] = Counter()
     for row in rows:
         speakers = [
             PersonaProfile(id=f"u{n}", kind="statements", statements=list(p)) for n, p in enumerate(row.personas)
         ]
         conversation = [Turn(speaker=speakers[s].id, text=t) for s, t in row.conversation]
-        passed += heuristic_verdict(conversation, speakers, any_length, HEUR).passed
+        verdict = heuristic_verdict(conversation, speakers, any_length, HEUR)
+        failed = set() if verdict.passed else {problem.split(":")[0] for problem in verdict.reason.split("; ")}
+        rejected_by.update(failed)
+        passed += not failed & set(FIRST_CHECKS)
         # the same conversation with User 1's whole profile pasted into their first turn
         first = next(i for i, (s, _) in enumerate(row.conversation) if s == 0)
         recited = list(conversation)
@@ -171,7 +183,65 @@ def test_the_heuristic_passes_the_spc_conversations_the_generator_is_shown():
         pasted += "copying" in heuristic_verdict(recited, speakers, any_length, HEUR).reason
     assert len(rows) > 900
     assert passed / len(rows) >= 0.95
+    # each check for what a small model's cleaning lets through rejects at most 2% of real talk; the
+    # placeholder check is apart: Synthetic-Persona-Chat's own lines hold template placeholders
+    # ("Hi, I'm [user 1 name]"), which a generated dialogue must not (bench/heuristic_false_rejects.py)
+    for check in ("unfinished", "boilerplate", "self-repetition", "partner copy", "few words"):
+        assert rejected_by[check] / len(rows) <= 0.02, (check, rejected_by[check])
     long_profiles = sum(
         sum(len(s.split()) >= HEUR.copy_min_words for s in row.personas[0]) >= HEUR.copy_max_per_turn for row in rows
     )
     assert pasted >= long_profiles > 0.5 * len(rows)
+
+
+def _problems(*lines: str) -> str:
+    speakers = [ALICE, BOB]
+    dialogue = [Turn(speaker=speakers[n % 2].id, text=line) for n, line in enumerate(lines)]
+    verdict = heuristic_verdict(dialogue, speakers, GenerationConfig(min_turns=2, max_turns=60), HEUR)
+    return "" if verdict.passed else verdict.reason
+
+
+FINE = [
+    "Hi! I just got back from walking my two dogs.",
+    "Nice, what are their names?",
+    "Monet and Dali, after the painters.",
+    "Ha, that is great. I work nights at the hospital, so I walk mine at dawn.",
+]
+
+
+@pytest.mark.parametrize(
+    ("check", "bad_turn"),
+    [
+        ("unfinished", "I was going to take them to the park and"),
+        ("boilerplate", "I'm glad you enjoyed your ride! Here is your next message."),
+        ("boilerplate", "As an AI language model, I do not have dogs."),
+        ("boilerplate", "*smiles warmly* That sounds lovely."),
+        ("boilerplate", "She nods and looks out of the window."),
+        ("placeholder", "Hi, I'm [user 1 name], nice to meet you."),
+    ],
+)
+def test_each_new_check_names_the_turn_it_rejects(check, bad_turn):
+    assert _problems(*FINE) == ""
+    reason = _problems(*FINE[:3], bad_turn)
+    assert reason.startswith(f"{check}: turn 4 "), reason
+
+
+def test_a_speaker_saying_their_last_turn_again_and_a_partner_copied_are_rejected():
+    again = "Ha, that is great. I work nights at the hospital, so I walk mine at dawn, you know."
+    assert _problems(*FINE, "Do you walk them every day?", again).startswith("self-repetition: turn 6 says again")
+    copied = "Ha, that is great. I work nights at the hospital, so I walk mine at dawn."
+    assert "partner copy: turn 5 copies turn 4" in _problems(*FINE, copied)
+    assert "few words: 4 of 6 turns" in _problems("Hi.", "Hello!", "Dogs?", "Yes, two.", *FINE[:2])
+
+
+def test_what_real_conversations_do_passes_the_new_checks():
+    one_word = [*FINE, "Nice!", "Thanks. They keep me sane on the long shifts, honestly."]
+    assert _problems(*one_word) == ""
+    question = "What do you like to do on your days off?"
+    topics = ["dogs", "night shifts", "painters", "the park", "coffee", "rain", "trains", "bread", "music"]
+    filler = [f"We talked about {topic} for a while, {n} times over." for n, topic in enumerate(topics * 2)]
+    asked_twice = [question, "I paint, mostly.", *filler, question, "Still painting!"]
+    assert "self-repetition" not in _problems(*asked_twice)
+    stock = ["That sounds like a lot of fun! I used to ride as a kid.", "Where did you ride?",
+             "That sounds like a lot of fun! Anywhere with hills, really, and the coast in summer."]  # fmt: skip
+    assert _problems(*FINE[:2], *stock) == ""
