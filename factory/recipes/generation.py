@@ -23,6 +23,12 @@ class PersonaMemoryConfig(_Config):
     min_overlap: float = Field(
         default=0.15, gt=0, le=1, description="Share of an aspect's content words the utterance must contain."
     )
+    talking_points: bool = Field(
+        default=False,
+        description="When no aspect fits the last utterance, give the agent a talking point instead: the next "
+        "statement of its own persona it has neither been given nor said yet (persona planners' pattern for "
+        "small generators, which otherwise drift to their partner's topic).",
+    )
 
 
 class StopConfig(_Config):

@@ -113,3 +113,15 @@ def test_clean_line_keeps_only_the_agents_own_line():
     assert clean_line("I love mornings.\nBen: Me too!\nAna: Great.", names).text == "I love mornings."
     assert clean_line('"Sure, see you then."', names).text == "Sure, see you then."
     assert clean_line("User 1: Hi there.", names).text == "Hi there."
+
+
+def test_a_talking_point_is_a_statement_not_yet_given_nor_said():
+    memory = PersonaMemory(["I keep bees on my roof.", "I sing in a choir.", "I restore old bicycles."])
+    assert memory.pick("What a lovely morning for a walk.") is None  # nothing fits the partner's line
+    assert memory.talking_point([]) == "I keep bees on my roof."
+    assert memory.picks == ["I keep bees on my roof."]  # recorded as this turn's pick
+    memory.pick("Nice weather again.")
+    # the bees were given, and the agent already spoke of its choir: the bicycles come next
+    assert memory.talking_point(["My choir sings on Sundays."]) == "I restore old bicycles."
+    memory.pick("Right.")
+    assert memory.talking_point(["My choir sings on Sundays.", "I fix bicycles."]) is None

@@ -209,6 +209,8 @@ class _Play:
         aspect = None
         if self.config.memory.enabled and not self.simulator[speaker]:
             aspect = self.memories[speaker].pick(self.history[-1][1] if self.history else None)
+            if aspect is None and self.config.memory.talking_points:
+                aspect = self.memories[speaker].talking_point([text for who, text in self.history if who == speaker])
         note = turn_note(turn, aspect, closing)
         messages = agent_messages(self.systems[speaker], self.history, speaker, self.names, note)
         cleaned = await self._line(speaker, messages, self.seed + turn)

@@ -153,3 +153,17 @@ class PersonaMemory:
                     chosen, best = aspect, overlap
         self.picks.append(chosen)
         return chosen
+
+    def talking_point(self, said: list[str]) -> str | None:
+        """The first aspect not yet given to the agent nor said by it in ``said`` (its own lines),
+        replacing this turn's empty pick; None once every aspect has come up."""
+        spoken = content_words(" ".join(said))
+        given = {aspect for aspect in self.picks if aspect}
+        for aspect in self.aspects:
+            words = content_words(aspect)
+            if aspect in given or not words or len(words & spoken) / len(words) >= self.min_overlap * 2:
+                continue
+            if self.picks and self.picks[-1] is None:
+                self.picks[-1] = aspect
+            return aspect
+        return None
