@@ -22,7 +22,10 @@ _STARRED = re.compile(r"\*{1,2}([^*\n]+?)\*{1,2}")
 # a stage direction in brackets: a few words, no digits, at the start or the end of the line or
 # standing between two sentences
 _BRACKETED = r"[(\[][a-z][a-z ,'-]{0,60}[)\]]"
-_DIRECTION = re.compile(rf"^\s*{_BRACKETED}\s*|\s*{_BRACKETED}\s*$|(?<=[.!?…])\s+{_BRACKETED}(?=\s+[A-Z])", re.I)
+_OPENS_SENTENCE = "[A-Z\"'\u201c]"  # a capital, or an opening quote
+_DIRECTION = re.compile(
+    rf"^\s*{_BRACKETED}\s*|\s*{_BRACKETED}\s*$|(?<=[.!?\u2026])\s+{_BRACKETED}(?=\s+{_OPENS_SENTENCE})", re.I
+)
 # the end of a sentence: its mark, and a closing quote or bracket after it
 _SENTENCE_END = re.compile(r"[.!?…](?:[\"')\]]+)?(?=\s|$)")
 
@@ -67,7 +70,9 @@ def clean_line(text: str, names: list[str], *, cut: bool = False) -> CleanLine:
     line, narrated = _without_narration(line)
     if narrated:
         changes.append("narration")
-    line = line.strip().strip('"').strip()
+    line = line.strip()
+    if len(line) > 1 and line[0] == line[-1] == '"' and line.count('"') == 2:  # the whole line in quotes
+        line = line[1:-1].strip()
     if not cut:
         return CleanLine(line, changes)
     ends = list(_SENTENCE_END.finditer(line))

@@ -49,6 +49,10 @@ def test_a_one_call_dialogue_is_cleaned_as_role_play_lines_are():
         ("Hello! I was out early.", ["trimmed"]),  # cut by the token limit: back to its last sentence
     ]
     assert "trimmed to its last whole sentence" in parsed.verdict.reason
+    mid_line = parse_dialogue(
+        'User 1: I loved it... (smiling) "that was Venice."\nUser 2: Lovely.', [ALICE, BOB], "stop"
+    )
+    assert mid_line.turns[0].text == 'I loved it... "that was Venice."' and mid_line.turns[0].cleaned == ["narration"]
 
 
 def turns(*pairs):
