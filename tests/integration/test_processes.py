@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -97,7 +98,8 @@ def test_an_interrupted_run_says_so_exits_non_zero_and_resumes(tmp_path, scripte
     assert f"resumed: {kept} dialogues were already finished" in resumed.stdout
 
 
-def llama_servers_of(pid: int) -> list[psutil.Process]:
+def descendants_of(pid: int, matches: Callable[[psutil.Process], bool]) -> list[psutil.Process]:
+    """The processes below ``pid`` that ``matches`` takes (one gone, or a zombie not yet reaped, is not)."""
     try:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -105,11 +107,15 @@ def llama_servers_of(pid: int) -> list[psutil.Process]:
     found = []
     for child in children:
         try:
-            if "llama-server" in " ".join(child.cmdline()):
+            if matches(child):
                 found.append(child)
-        except psutil.Error:  # gone, or a zombie not yet reaped
+        except psutil.Error:
             pass
     return found
+
+
+def llama_servers_of(pid: int) -> list[psutil.Process]:
+    return descendants_of(pid, lambda child: "llama-server" in " ".join(child.cmdline()))
 
 
 def gone(process: psutil.Process) -> bool:
@@ -178,18 +184,7 @@ def test_the_local_ray_of_a_run_listens_on_loopback_only(tmp_path, scripted_serv
 
 
 def ray_processes_of(pid: int) -> list[psutil.Process]:
-    try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-    found = []
-    for child in children:
-        try:
-            if any(word in child.name() for word in ("raylet", "gcs_server", "ray::")):
-                found.append(child)
-        except psutil.Error:
-            pass
-    return found
+    return descendants_of(pid, lambda child: any(word in child.name() for word in ("raylet", "gcs_server", "ray::")))
 
 
 @pytest.mark.ray

@@ -190,25 +190,39 @@ def test_a_server_that_refuses_json_schema_is_asked_with_json_object_from_then_o
     assert report[server.base_url]["json_schema_refused"] == 1 and report[server.base_url]["failures"] == 0
 
 
-def test_an_embedded_server_that_dies_under_a_run_is_an_error_not_a_version():
+def stand_in_server(log: str, serve: str) -> type:
+    """An EmbeddedServer whose process is a tiny HTTP server answering 200 (``s`` in ``serve``),
+    which logs each request with ``log``: what the supervisor watches, without a model."""
     import sys
-    import time
 
-    from factory.errors import EmbeddedServerError
-    from factory.llm.embedded import EmbeddedServer, check_running_servers
+    from factory.llm.embedded import EmbeddedServer
 
-    answers_once = (
+    program = (
         "import http.server, sys\n"
         "class H(http.server.BaseHTTPRequestHandler):\n"
         "    def do_GET(self):\n"
         "        self.send_response(200); self.end_headers(); self.wfile.write(b'{}')\n"
-        "    def log_message(self, *a): print('served /v1/models', flush=True)\n"
-        "s = http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H); s.handle_request(); sys.exit(3)\n"
+        f"    def log_message(self, *a): {log}\n"
+        f"s = http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H); {serve}\n"
     )
 
-    class DiesAfterStarting(EmbeddedServer):
+    class StandIn(EmbeddedServer):
         def command(self) -> list[str]:
-            return [sys.executable, "-c", answers_once, str(self.port)]
+            return [sys.executable, "-c", program, str(self.port)]
+
+    return StandIn
+
+
+def test_an_embedded_server_that_dies_under_a_run_is_an_error_not_a_version():
+    import time
+
+    from factory.errors import EmbeddedServerError
+    from factory.llm.embedded import check_running_servers
+
+    DiesAfterStarting = stand_in_server(
+        log="print('served /v1/models', flush=True)",
+        serve="s.handle_request(); sys.exit(3)",  # answers its health check once, then exits
+    )
 
     # the supervisor starts it again each time it dies, then tells the main thread, whatever it waits on
     started = time.monotonic()
@@ -224,22 +238,8 @@ def test_an_embedded_server_that_dies_under_a_run_is_an_error_not_a_version():
 
 
 def test_a_server_stopped_by_its_run_is_not_started_again(capfd):
-    import sys
 
-    from factory.llm.embedded import EmbeddedServer
-
-    serves = (
-        "import http.server, sys\n"
-        "class H(http.server.BaseHTTPRequestHandler):\n"
-        "    def do_GET(self):\n"
-        "        self.send_response(200); self.end_headers(); self.wfile.write(b'{}')\n"
-        "    def log_message(self, *a): pass\n"
-        "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n"
-    )
-
-    class Serves(EmbeddedServer):
-        def command(self) -> list[str]:
-            return [sys.executable, "-c", serves, str(self.port)]
+    Serves = stand_in_server(log="pass", serve="s.serve_forever()")
 
     for _ in range(3):
         with Serves() as server:
