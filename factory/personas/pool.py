@@ -78,20 +78,26 @@ def read_pool(settings: HubPersonasSource, resolve_path: Callable[[str], Path]) 
         if builder is None:
             raise PersonaFileError("unsupported file type; use .parquet, .jsonl or .csv", path=path)
         label = settings.path  # as the recipe names it: provenance that names no machine's folders
-        try:
-            stream = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True)
-            rows = list(enumerate(itertools.islice(stream, settings.scan), start=1))
-        except Exception as exc:  # pyarrow's, json's, datasets' own: whatever the bytes made of the reader
-            raise PersonaFileError(f"not a readable {path.suffix} pool ({_first_line(exc)})", path=path) from exc
+        # pyarrow's, json's, datasets' own errors: whatever the bytes made of the reader
+        failure, where = f"not a readable {path.suffix} pool", str(path)
+
+        def opened() -> Any:
+            return datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True)
+
     else:
         label = f"{settings.repo}@{settings.revision or 'main'}"
-        try:
-            stream = datasets.load_dataset(
+        # offline, no such repo, refused (401, gated), a file that is no table
+        failure, where = "cannot read the pool from the Hub", label
+
+        def opened() -> Any:
+            return datasets.load_dataset(
                 settings.repo, name=settings.subset, revision=settings.revision, split=settings.split, streaming=True
             )
-            rows = list(enumerate(itertools.islice(stream, settings.scan), start=1))
-        except Exception as exc:  # offline, no such repo, refused (401, gated), a file that is no table
-            raise PersonaFileError(f"cannot read the pool from the Hub ({_first_line(exc)})", path=label) from exc
+
+    try:
+        rows = list(enumerate(itertools.islice(opened(), settings.scan), start=1))
+    except Exception as exc:
+        raise PersonaFileError(f"{failure} ({_first_line(exc)})", path=where) from exc
     if not rows:
         raise PersonaFileError("the pool has no rows", path=label)
     check_columns(settings, rows[0][1], label)
