@@ -3,31 +3,31 @@ one line and exit 2, whichever Typer is installed."""
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import typer
 
 
-def usage_error_classes() -> tuple[type[Exception], ...]:
-    """The usage-error classes of the Typer installed: its own since 0.20 or so (it no longer uses
-    Click), Click's before; both when both are there."""
-    classes: list[type[Exception]] = [cls for cls in (getattr(typer, "TyperException", None),) if cls is not None]
+def _click() -> ModuleType | None:
+    """Click, where an older Typer still uses it (Typer 0.2x carries its own copy instead)."""
     try:
         import click
-
-        classes.append(click.exceptions.ClickException)
     except ImportError:
-        pass
-    return tuple(classes)
+        return None
+    return click
+
+
+def usage_error_classes() -> tuple[type[Exception], ...]:
+    """The usage-error classes of the Typer installed: its own since 0.20 or so, Click's before;
+    both when both are there."""
+    click = _click()
+    own = getattr(typer, "TyperException", None)
+    return tuple(cls for cls in (own, click.exceptions.ClickException if click else None) if cls is not None)
 
 
 def abort_classes() -> tuple[type[BaseException], ...]:
-    classes: list[type[BaseException]] = [KeyboardInterrupt, typer.Abort]
-    try:
-        import click
-
-        classes.append(click.exceptions.Abort)
-    except ImportError:
-        pass
-    return tuple(classes)
+    click = _click()
+    return (KeyboardInterrupt, typer.Abort, *((click.exceptions.Abort,) if click else ()))
 
 
 def usage_line(exc: Exception) -> str:
