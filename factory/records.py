@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.7"
+SCHEMA_VERSION = "1.8"
 
 PersonaKind = Literal["mbti", "big_five", "statements", "implicit"]
 
@@ -122,6 +122,11 @@ class Verdict(_Record):
     )
     jurors: list[JurorVerdict] = Field(
         default_factory=list, description="A jury's verdicts, one per juror; the aggregate above decided."
+    )
+    decided_by: str | None = Field(
+        default=None,
+        description="Set when this critic was not asked: the critic whose sure score decided for it (the learned "
+        "critic, above its uncertain band).",
     )
 
 

@@ -304,6 +304,7 @@ def _write(
         critic_report=started.critic_report,
         persona_banks=manifest["persona_banks"],
         critics=recipe.critics.enabled(),
+        uncertain_band=recipe.critics.learned.deciding_band(),
         load_as=published_folder_name(started.out),
         chat_test_share=recipe.output.splits.test if recipe.output.splits else None,
     )

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from factory.cli.calibrate import critics_calibrate
+from factory.cli.critics_train import critics_train
 from factory.cli.eval_model import eval_model
 from factory.cli.review import review_app
 from factory.cli.serve import serve
@@ -35,6 +36,7 @@ app.add_typer(personas_app, name="personas")
 critics_app = typer.Typer(no_args_is_help=True, help="The expert critics: measure them against labelled data.")
 app.add_typer(critics_app, name="critics")
 critics_app.command("calibrate")(critics_calibrate)
+critics_app.command("train")(critics_train)
 app.add_typer(review_app, name="review")
 app.command()(serve)
 app.command("eval-model")(eval_model)
@@ -172,7 +174,7 @@ def critics_eval(
         help="SPC conversations (CSV/JSONL: originals vs persona-swapped) or JSONL of rated dialogues.",
     ),
     experts: str = typer.Option(
-        ",".join(("grounding", "faithfulness", "apc", "quality")), help="Comma-separated experts to measure."
+        ",".join(("learned", "grounding", "faithfulness", "apc", "quality")), help="Comma-separated experts to measure."
     ),
     count: int = typer.Option(20, min=1, help="SPC conversations to use (each also swapped and shuffled)."),
     seed: int = typer.Option(0, help="Which conversations, and which personas are swapped in."),

@@ -18,6 +18,7 @@ data cannot measure (no label, no rating, no MBTI or Big Five personas for portr
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ CRITIC_LABELS: dict[str, tuple[str, bool]] = {
     "heuristic": ("well_formed", True),
     "faithfulness": ("faithful", True),
     "grounding": ("faithful", True),  # a persona swapped out is a speaker off their own persona
+    "learned": ("faithful", True),  # and against turn-shuffled copies, apart (see evaluate)
     "apc": ("faithful", True),
     "attribution": ("faithful", True),  # a persona swapped out makes its speaker's turns unattributable
     "toxicity": ("toxic", False),
@@ -68,13 +70,16 @@ def _record(id_: str, profiles: list[list[str]], lines: list[tuple[int, str]], s
 
 
 def spc_eval_set(
-    path: Path, count: int, rng: random.Random
+    path: Path, count: int, rng: random.Random, only: Callable[[str], bool] | None = None
 ) -> tuple[list[Labelled], list[tuple[DialogueRecord, DialogueRecord]]]:
-    """Originals (faithful), persona-swapped copies (unfaithful), and (original, shuffled) pairs."""
+    """Originals (faithful), persona-swapped copies (unfaithful), and (original, shuffled) pairs;
+    with ``only``, the originals are drawn from the conversations whose id it passes (a trained
+    critic's held-out ones)."""
     rows = [row for row in load_spc_rows(path) if row.conversation and len(row.conversation) >= 4]
     if len(rows) < 2:
         raise PersonaFileError("needs at least two conversations with four or more turns", path=path)
-    chosen = rng.sample(rows, min(count, len(rows)))
+    drawn_from = [row for row in rows if only is None or only(row.id)]
+    chosen = rng.sample(drawn_from, min(count, len(drawn_from)))
     labelled: list[Labelled] = []
     pairs = []
     for row in chosen:

@@ -14,8 +14,10 @@ measure (no label, no rating, no MBTI or Big Five personas for portrayal) is ref
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,8 @@ from factory.critics.eval_data import (
     spc_eval_set,
 )
 from factory.critics.jury import judge_panels, needs_generator
+from factory.critics.learned.critic import loaded
+from factory.critics.learned.model import part_of
 from factory.critics.quality import compare
 from factory.critics.registry import PER_DIALOGUE, verdict_of
 from factory.errors import MostlyUnanswered, RecipeError
@@ -40,7 +44,7 @@ from factory.llm.keys import ApiKeys
 from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.recipes import Recipe
-from factory.recipes.critics import CriticsConfig, JudgeLLMConfig
+from factory.recipes.critics import CriticsConfig, JudgeLLMConfig, LearnedCriticConfig
 from factory.recipes.generation import GenerationConfig
 from factory.recipes.llm import LLMConfig
 from factory.records import DialogueRecord, Verdict
@@ -180,7 +184,35 @@ def evaluate(
             )
             figures.append(expert_figures(name, labelled, verdicts, spc=spc))
             items += per_item_rows(name, labelled, verdicts)
+            if name == "learned" and spc and pairs:
+                figure, rows = _against_shuffled(runner, context, config, labelled, verdicts, pairs, show_progress)
+                figures.append(figure)
+                items += rows
     return Evaluation(figures, items)
+
+
+def _against_shuffled(
+    runner: JsonTaskRunner,
+    context: JudgeContext,
+    config: Any,
+    labelled: list[Labelled],
+    verdicts: list[Verdict],
+    pairs: list[tuple[DialogueRecord, DialogueRecord]],
+    show_progress: bool,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The learned critic's figures for originals against their turn-shuffled copies: it exists to
+    tell a conversation from its lines out of order, which a persona swap does not test."""
+    shuffled = [Labelled(b, {"faithful": False}) for _, b in pairs]
+    judged = runner.gather(
+        (verdict_of("learned", item.record, config, context) for item in shuffled),
+        desc="learned (shuffled)",
+        show_progress=show_progress,
+    )
+    originals = [(item, v) for item, v in zip(labelled, verdicts) if item.labels.get("faithful")]
+    both = [item for item, _ in originals] + shuffled
+    figure = expert_figures("learned", both, [v for _, v in originals] + judged, spc=True)
+    figure["measure"] = "original vs turn-shuffled"
+    return figure, per_item_rows("learned", shuffled, judged)
 
 
 async def _every_juror(
@@ -262,6 +294,16 @@ def critic_names_asked(text: str) -> list[str]:
     return names
 
 
+def held_out_of(config: LearnedCriticConfig, path: Path) -> Callable[[str], bool] | None:
+    """When ``path`` is what the learned critic was trained on, the test of its held-out conversations:
+    a critic is measured on conversations it did not learn from."""
+    critic = loaded(config)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if not any(source.get("sha256") == digest for source in critic.meta.get("training", {}).get("sources", [])):
+        return None
+    return lambda conversation: part_of(conversation) == "test"
+
+
 def measure_critics(request: EvalRequest) -> tuple[dict[str, Any], Evaluation]:
     """The report `critics eval` prints and writes, and every item's verdict. Fails (one line)
     when an expert's judge left most items unanswered."""
@@ -269,11 +311,14 @@ def measure_critics(request: EvalRequest) -> tuple[dict[str, Any], Evaluation]:
     first_line = path.read_text(encoding="utf-8").split("\n", 1)[0] if path.is_file() else ""
     rated = path.suffix == ".jsonl" and '"personas"' in first_line
     rng = random.Random(request.seed)
+    only = None
     if rated:
         labelled = load_rated_jsonl(path)
         pairs = rated_pairs(labelled, request.count, rng) if "quality" in request.experts else []
     else:
-        labelled, pairs = spc_eval_set(path, request.count, rng)
+        critics_asked = request.recipe.critics if request.recipe else CriticsConfig()
+        only = held_out_of(critics_asked.learned, path) if "learned" in request.experts else None
+        labelled, pairs = spc_eval_set(path, request.count, rng, only)
     for name in request.experts:
         measurable(name, labelled, pairs, request.data)
     critics = request.recipe.critics if request.recipe else CriticsConfig()
@@ -304,6 +349,7 @@ def measure_critics(request: EvalRequest) -> tuple[dict[str, Any], Evaluation]:
         **endpoint_provenance(spec),
         "judges": {name: [juror.spec.model for juror in panel.jurors] for name, panel in panels.items()},
         **({"embedder": embedder.name} if embedder else {}),
+        **({"learned_held_out": only is not None} if not rated and "learned" in request.experts else {}),
         "experts": evaluation.figures,
     }
     return report, evaluation

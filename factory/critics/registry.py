@@ -18,7 +18,8 @@ from factory.critics import apc, attribution, faithfulness, grounding, portrayal
 from factory.critics.base import Judge, JudgeContext
 from factory.critics.heuristic import heuristic_verdict
 from factory.critics.jury import aggregate_verdicts
-from factory.recipes.critics import critic_names, needs_llm
+from factory.critics.learned import critic as learned
+from factory.recipes.critics import CriticsConfig, critic_names, needs_llm
 from factory.records import DialogueRecord, PersonaProfile, Verdict
 
 
@@ -28,6 +29,7 @@ async def _heuristic(record: DialogueRecord, config: Any, context: JudgeContext)
 
 JUDGES: dict[str, Judge] = {
     "heuristic": _heuristic,
+    "learned": learned.judge,
     "grounding": grounding.judge,
     "faithfulness": faithfulness.judge,
     "apc": apc.judge,
@@ -57,6 +59,16 @@ if set(JUDGES) != set(PER_DIALOGUE):  # pragma: no cover - a registration error,
     )
 if set(CALLS) != {name for name in PER_DIALOGUE if needs_llm(name)}:  # pragma: no cover - as above
     raise ImportError(f"LLM critics whose calls are not counted: {set(CALLS) ^ set(PER_DIALOGUE)}")
+
+
+async def cascade_verdict(name: str, record: DialogueRecord, critics: CriticsConfig, context: JudgeContext) -> Verdict:
+    """The verdict of ``name`` in the cascade: an LLM critic the learned critic was sure enough for
+    is not asked (:func:`factory.critics.learned.critic.decided_for`); every other is judged."""
+    if needs_llm(name):
+        decided = learned.decided_for(record, name, critics.learned)
+        if decided is not None:
+            return decided
+    return await verdict_of(name, record, getattr(critics, name), context)
 
 
 async def verdict_of(name: str, record: DialogueRecord, config: Any, context: JudgeContext) -> Verdict:

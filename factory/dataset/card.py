@@ -97,6 +97,7 @@ class CardContext:
     chat_left_out: int = 0  # accepted dialogues in no split: their speakers are in different ones
     chat_test_share: float | None = None  # output.splits.test, when the config is persona-disjoint
     critics: list[str] = field(default_factory=list)  # every critic the recipe enabled, in cascade order
+    uncertain_band: tuple[float, float] | None = None  # the learned critic's, when it decides for the judges
     load_as: str = "PATH"  # what `load_dataset` is given: the folder as the run named it, the Hub repo once pushed
     coverage: list[dict[str, Any]] = field(default_factory=list)  # quota cells after filtering
     charts: list[Chart] = field(default_factory=list)  # PNG files of the version, linked by relative path

@@ -263,6 +263,25 @@ def critics_section(stats: RunStats, enabled: list[str]) -> list[str]:
         ),
         "",
         *(line for warning in warnings for line in (warning, "")),
+        *band_lines(stats),
+    ]
+
+
+def band_lines(stats: RunStats) -> list[str]:
+    """What the learned critic's uncertain band saved, and how often the judges agreed where audited."""
+    if not stats.band:
+        return []
+    band = stats.band
+    low, high = band["band"]
+    agreed = (
+        f"{band['agreed']} of {band['audited']} ({band['agreed'] / band['audited']:.0%})" if band["audited"] else "none"
+    )
+    return [
+        f"**The learned critic's uncertain band** ({low:.2f} to {high:.2f}): {band['in_band']} dialogues scored in it "
+        f"and went to the LLM critics; {band['above']} scored above it, which saved {band['calls_saved']} LLM critic "
+        f"verdicts. Of those above it, {band['audited']} were audited (the LLM critics asked anyway), and the LLM "
+        f"critics passed {agreed}: how far the learned critic's word stands in for theirs.",
+        "",
     ]
 
 

@@ -104,7 +104,7 @@ def write_dialogues(
         split: writer.split(chat_rows.file(split), chat_counts[split], ChatExample, declared=chat_rows.declared)
         for split in chat_rows.splits
     }
-    accumulator = StatsAccumulator(prices)
+    accumulator = StatsAccumulator(prices, context.uncertain_band)
     shown = {"accepted": context.samples, "rejected": max(1, context.samples // 2) if context.samples else 0}
     samples: dict[str, list[DialogueRecord]] = {split: [] for split in SPLITS}
     ids: dict[str, dict[str, str]] = {split: {} for split in SPLITS}

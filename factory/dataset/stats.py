@@ -12,8 +12,11 @@ from typing import Any
 import polars as pl
 
 from factory.llm.pricing import Prices, add_cost
+from factory.recipes.critics import critic_names, needs_llm
 from factory.records import DialogueRecord
 from factory.traits import coarse_band
+
+PER_DIALOGUE_LLM = frozenset(name for name in critic_names("dialogue") if needs_llm(name))
 
 
 @dataclass
@@ -55,6 +58,9 @@ class RunStats:
     generator_models: list[str] = field(default_factory=list)
     generation_prompt_tokens: int = 0
     generation_cost: float | None = None  # USD; unknown without the generator's price
+    # the learned critic's uncertain band: dialogues in it, above it, audited above it, agreed on audit,
+    # and the LLM critics' calls its sure scores saved
+    band: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total_cost(self) -> float | None:
@@ -135,8 +141,10 @@ class StatsAccumulator:
     """The statistics of a version, gathered a batch of records at a time: polars groups each
     batch, and only the per-group sums are kept, so a run of any size costs the same memory."""
 
-    def __init__(self, prices: Prices | None = None) -> None:
+    def __init__(self, prices: Prices | None = None, band: tuple[float, float] | None = None) -> None:
         self.prices = prices or Prices()
+        self.band = band
+        self.band_counts = {"in_band": 0, "above": 0, "audited": 0, "agreed": 0, "calls_saved": 0}
         self.generated = self.accepted = self.generation_tokens = self.accepted_turns = 0
         self.generation_prompt_tokens = 0
         self.critics: dict[str, list[int]] = {}  # critic -> [judged, passed, tokens, prompt tokens], first-seen order
@@ -200,6 +208,8 @@ class StatsAccumulator:
             self.turns += len(record.turns)
             for change in (change for turn in record.turns for change in turn.cleaned):
                 self.cleaned[change] = self.cleaned.get(change, 0) + 1
+        if self.band is not None:
+            self._count_band(records, self.band)
         for persona_kind in (persona.kind for record in records for persona in record.speakers):
             self.kinds[persona_kind] = self.kinds.get(persona_kind, 0) + 1
         cells = _cell_frame(records)
@@ -209,6 +219,23 @@ class StatsAccumulator:
                 totals = self.cells.setdefault((dimension, cell), [0, 0])
                 totals[0] += speakers
                 totals[1] += int(passed)
+
+    def _count_band(self, records: list[DialogueRecord], band: tuple[float, float]) -> None:
+        counts = self.band_counts
+        for record in records:
+            learned = next((v for v in record.verdicts if v.critic == "learned" and v.score is not None), None)
+            if learned is None or learned.score is None or learned.score < band[0]:
+                continue
+            if learned.score <= band[1]:
+                counts["in_band"] += 1
+                continue
+            counts["above"] += 1
+            judged = [v for v in record.verdicts if v.critic in PER_DIALOGUE_LLM]
+            saved = sum(1 for v in judged if v.decided_by)
+            counts["calls_saved"] += saved
+            if judged and not saved:  # audited: the judges were asked anyway
+                counts["audited"] += 1
+                counts["agreed"] += all(v.passed for v in judged)
 
     def result(self) -> RunStats:
         return RunStats(
@@ -230,6 +257,7 @@ class StatsAccumulator:
                 for critic, totals in self.critics.items()
             ],
             rejected_by=dict(self.rejected_by),
+            band={"band": list(self.band), **self.band_counts} if self.band is not None else {},
             speakers_by_kind=dict(sorted(self.kinds.items())),
             mean_turns_accepted=round(self.accepted_turns / self.accepted, 2) if self.accepted else 0.0,
             cells=[

@@ -11,6 +11,7 @@ from factory.distilabel.critics import (
     FaithfulnessCritic,
     GroundingCritic,
     HeuristicCritic,
+    LearnedCritic,
     LLMCriticStep,
     PortrayalCritic,
     ToxicityCritic,
@@ -26,6 +27,7 @@ __all__ = [
     "GroundingCritic",
     "HeuristicCritic",
     "LLMCriticStep",
+    "LearnedCritic",
     "PortrayalCritic",
     "ToxicityCritic",
 ]

@@ -109,6 +109,12 @@ class GroundingCritic(CriticStep):
     critic: ClassVar[str] = "grounding"
 
 
+class LearnedCritic(CriticStep):
+    """The trained critic: does it read as a real persona conversation? (sentence embeddings, a small head)"""
+
+    critic: ClassVar[str] = "learned"
+
+
 class FaithfulnessCritic(LLMCriticStep):
     """Synthetic-Persona-Chat's expert: does anyone contradict their own profile?"""
 
@@ -143,6 +149,7 @@ CRITIC_STEPS: dict[str, type[CriticStep]] = {
     for step in (
         HeuristicCritic,
         GroundingCritic,
+        LearnedCritic,
         FaithfulnessCritic,
         APCCritic,
         ToxicityCritic,

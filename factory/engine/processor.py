@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from factory.critics.base import JudgeContext, JudgePanel, blocked_by, hard_gates, passed_so_far
 from factory.critics.quality import select_best
-from factory.critics.registry import verdict_of
+from factory.critics.registry import cascade_verdict
 from factory.failpoints import failpoint
 from factory.generation import WRITERS
 from factory.generation.writer import Voices
@@ -84,9 +84,9 @@ def where_am_i() -> str:
 async def judge(record: DialogueRecord, critics: CriticsConfig, context: JudgeContext) -> None:
     """The experts of the cascade in order; a dialogue that failed a hard gate costs the rest nothing."""
     gates = hard_gates(critics)
-    for name, config in critics.cascade():
+    for name, _config in critics.cascade():
         if blocked_by(record, gates) is None:
-            record.verdicts.append(await verdict_of(name, record, config, context))
+            record.verdicts.append(await cascade_verdict(name, record, critics, context))
 
 
 class ChunkProcessor:

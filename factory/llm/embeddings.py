@@ -127,9 +127,22 @@ def _quiet_loading() -> Iterator[None]:
         (enable_progress_bars if hub_bars_were_on else disable_progress_bars)()
 
 
+_shared_lock = threading.Lock()
+_shared: dict[int, MiniLMEmbedder] = {}
+
+
+def shared_minilm(batch_size: int = 64) -> MiniLMEmbedder:
+    """The process's all-MiniLM-L6-v2 (one per batch size): every critic that embeds shares it, so
+    the model is loaded once, and two loads never race over the progress bars' switches."""
+    with _shared_lock:
+        if batch_size not in _shared:
+            _shared[batch_size] = MiniLMEmbedder(batch_size)
+        return _shared[batch_size]
+
+
 def open_embedder(config: EmbeddingsConfig, llm_base_url: str | None, api_key: str | None) -> Embedder:
     if config.backend == "minilm":
-        return MiniLMEmbedder(config.batch_size)
+        return shared_minilm(config.batch_size)
     base_url = config.base_url or llm_base_url
     if not base_url or not config.model:
         raise FactoryError(

@@ -111,6 +111,49 @@ class GroundingCriticConfig(CriticConfig):
     embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
 
 
+class LearnedCriticConfig(CriticConfig):
+    """A small critic trained on real persona conversations and corruptions of them (`persona-factory
+    critics train`): sentence embeddings of the turns and personas, a few features and a small head,
+    on the CPU. Its score is a calibrated probability that the dialogue is a real conversation."""
+
+    enabled: bool = False
+    model: str = Field(
+        default="shipped",
+        description="The trained critic's folder (`critics train --out`); shipped: the one trained on the packaged "
+        "Synthetic-Persona-Chat conversations.",
+    )
+    threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Pass at this probability; unset, the threshold the critic chose on its held-out conversations.",
+    )
+    uncertain_band: tuple[float, float] | None = Field(
+        default=None,
+        description="[low, high]: ask the LLM critics after it only about dialogues whose probability is in the band. "
+        "Below it the learned critic rejects; above it the LLM critics are not asked and pass on its word (their "
+        "verdicts say so), but for an audited share.",
+    )
+    audit_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Of the dialogues above the band, the share still sent to the LLM critics, so the card can say "
+        "how often they agree with the learned critic.",
+    )
+
+    def deciding_band(self) -> tuple[float, float] | None:
+        """The band, when the critic is on and so decides for the LLM critics outside it."""
+        return self.uncertain_band if self.enabled else None
+
+    @field_validator("uncertain_band")
+    @classmethod
+    def _band_in_order(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0 <= value[0] <= value[1] <= 1:
+            raise ValueError(f"the band is [low, high] with 0 <= low <= high <= 1, not {list(value)}")
+        return value
+
+
 class FaithfulnessCriticConfig(LLMCriticConfig):
     few_shot: bool = Field(default=True, description="Show the judge a faithful and an unfaithful example first.")
 
@@ -182,6 +225,7 @@ class CriticsConfig(_Config):
     )
     jury: JuryConfig | None = Field(default=None, description="A jury for every LLM critic without its own judge.")
     heuristic: HeuristicCriticConfig = Field(default_factory=HeuristicCriticConfig)
+    learned: LearnedCriticConfig = Field(default_factory=LearnedCriticConfig)
     grounding: GroundingCriticConfig = Field(default_factory=GroundingCriticConfig)
     faithfulness: FaithfulnessCriticConfig = Field(default_factory=FaithfulnessCriticConfig)
     apc: APCCriticConfig = Field(default_factory=APCCriticConfig)

@@ -203,6 +203,7 @@ def _write(
         pretty_name=recipe.output.pretty_name,
         samples=recipe.output.samples_in_card,
         critics=critics.enabled(),
+        uncertain_band=critics.learned.deciding_band(),
         load_as=published_folder_name(out),
     )
 

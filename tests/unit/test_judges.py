@@ -173,3 +173,13 @@ def test_loading_the_embedding_model_prints_no_progress_bar():
     finished = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert "Loading weights" not in finished.stderr + finished.stdout
+
+
+def test_every_critic_that_embeds_shares_one_loaded_model():
+    from factory.critics.learned.critic import embedder_for_critics
+    from factory.llm.embeddings import open_embedder
+    from factory.recipes.llm import EmbeddingsConfig
+
+    # two loads at once (the grounding critic's and the learned one's, on a worker's threads) raced
+    # over transformers' progress-bar switch and printed "Loading weights" into the run's output
+    assert open_embedder(EmbeddingsConfig(), None, None) is embedder_for_critics()
