@@ -21,6 +21,7 @@ import yaml
 from factory.critics.acceptance import settle_run
 from factory.critics.base import JudgePanel
 from factory.critics.jury import judge_panels, prices_of
+from factory.critics.learned.critic import loaded
 from factory.critics.report import load_critic_report
 from factory.dataset.card import CardContext, published_folder_name
 from factory.dataset.dialogues import (
@@ -41,7 +42,7 @@ from factory.engine.journal import RunJournal
 from factory.engine.progress import RunProgress, progress_for
 from factory.engine.resume import InterruptedRun
 from factory.engine.rounds import Execution, execute, planned_dialogues, prompt_preview
-from factory.errors import BudgetReached, EndpointError, PipelineError
+from factory.errors import BudgetReached, EndpointError, PersonaFileError, PipelineError
 from factory.generation.role_play.chat import chat_examples
 from factory.llm.embedded import check_running_servers
 from factory.llm.endpoint import (
@@ -164,6 +165,7 @@ def run_recipe(
         started = replace(started, recipe=working)
         spec = stack.enter_context(open_endpoint(working.llm))
         prompt_preview(working, started.plan.casts, spec)  # few-shot files and prompts fail here
+        _check_files(working)  # and what is read on the workers or at the end
         agents = agent_endpoints(working.generation.role_play.agents, working.llm, spec, keys)
         judges = judge_panels(working.critics, working.llm, spec, keys)  # judge endpoints fail here too
         gate = _budget_gate(budget, working, started.plan.casts, folder, spec, judges)  # one it cannot price fails here
@@ -194,6 +196,17 @@ def run_recipe(
     return RunResult(
         folder.path, writer.version, writer.previous, stats, manifest, time.monotonic() - started.monotonic
     )
+
+
+def _check_files(recipe: Recipe) -> None:
+    """The trained critic's folder and the reference corpus, read before any call: a wrong path fails
+    here, not on a worker or after the run."""
+    if recipe.critics.learned.enabled:
+        loaded(recipe.critics.learned)
+    if recipe.output.compare_to:
+        path = recipe.resolve_path(recipe.output.compare_to)
+        if not path.is_file():
+            raise PersonaFileError("file not found", path=path, field="output.compare_to")
 
 
 def _budget_gate(
@@ -312,6 +325,12 @@ def _write(
     stats, samples, ids = write_dialogues(
         writer, journal.batches, settle, _chat_rows(recipe), context, prices_of(spec, judges)
     )
+    if recipe.output.compare_to:
+        from factory.critics.reference import measure_against
+        from factory.llm.embeddings import shared_minilm
+
+        where = recipe.resolve_path(recipe.output.compare_to)
+        context.reference = measure_against(stats.turn_sample, where, shared_minilm(), recipe.seed)
     card = dialogue_card(writer, context, stats, samples, manifest, released_of(writer.folder), started.recipe_text)
     writer.finish(
         card=card, cells_by_split=ids, review_seed=recipe.seed,

@@ -19,6 +19,7 @@ from factory.dataset.card_sections import (
     critics_section,
     modes_section,
     persona_sections,
+    reference_section,
     rounds_section,
     samples_section,
     tokens_section,
@@ -98,6 +99,7 @@ class CardContext:
     chat_test_share: float | None = None  # output.splits.test, when the config is persona-disjoint
     critics: list[str] = field(default_factory=list)  # every critic the recipe enabled, in cascade order
     uncertain_band: tuple[float, float] | None = None  # the learned critic's, when it decides for the judges
+    reference: dict[str, Any] = field(default_factory=dict)  # the accepted split against real conversations
     load_as: str = "PATH"  # what `load_dataset` is given: the folder as the run named it, the Hub repo once pushed
     coverage: list[dict[str, Any]] = field(default_factory=list)  # quota cells after filtering
     charts: list[Chart] = field(default_factory=list)  # PNG files of the version, linked by relative path
@@ -224,6 +226,7 @@ def render_card(
             ChatSplits(context.chat_splits, context.chat_left_out, context.chat_test_share),
         ),
         *critics_section(stats, context.critics),
+        *reference_section(context.reference),
         *tokens_section(stats),
         *persona_sections(stats),
         *coverage_section(context.coverage),

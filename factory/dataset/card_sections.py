@@ -285,6 +285,35 @@ def band_lines(stats: RunStats) -> list[str]:
     ]
 
 
+def reference_section(reference: dict[str, Any]) -> list[str]:
+    """The accepted split against real persona conversations, beside real against real."""
+    if not reference:
+        return []
+    accepted, baseline = reference["accepted"], reference.get("baseline")
+    head = [
+        "## How close to real conversations",
+        "",
+        f"The accepted turns against turns of `{reference['reference']}` (sentence embeddings: "
+        f"{reference['embedder']}). Fréchet distance: 0 is the same distribution. Precision: the share of "
+        "accepted turns that fall where real turns are; recall: the share of real turns that fall where accepted "
+        "ones are. The second row is other real turns, as many, against the same: as close as real talk comes.",
+        "",
+    ]
+    if baseline is None:
+        return [*head, f"Not measured: {accepted['turns']} accepted turns are too few.", ""]
+    rows = [
+        [
+            label,
+            figures["turns"],
+            f"{figures['frechet']:.3f}",
+            f"{figures['precision']:.2f}",
+            f"{figures['recall']:.2f}",
+        ]
+        for label, figures in (("accepted split", accepted), ("real conversations", baseline))
+    ]
+    return [*head, markdown_table(["", "turns", "Fréchet distance", "precision", "recall"], rows), ""]
+
+
 def tokens_section(stats: RunStats) -> list[str]:
     """Tokens, and with prices set (``llm.pricing``) their cost, in all and per accepted dialogue."""
     per_accepted = f"{stats.tokens_per_accepted:,.0f}" if stats.tokens_per_accepted is not None else "n/a"

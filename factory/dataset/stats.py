@@ -6,6 +6,7 @@ reader sees are the numbers of the data.
 
 from __future__ import annotations
 
+import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from factory.recipes.critics import critic_names, needs_llm
 from factory.records import DialogueRecord
 from factory.traits import coarse_band
 
+TURN_SAMPLE = 1000
 PER_DIALOGUE_LLM = frozenset(name for name in critic_names("dialogue") if needs_llm(name))
 
 
@@ -61,6 +63,8 @@ class RunStats:
     # the learned critic's uncertain band: dialogues in it, above it, audited above it, agreed on audit,
     # and the LLM critics' calls its sure scores saved
     band: dict[str, Any] = field(default_factory=dict)
+    # a seeded sample of the accepted turns' texts, to measure against real conversations (not published)
+    turn_sample: list[str] = field(default_factory=list, repr=False)
 
     @property
     def total_cost(self) -> float | None:
@@ -94,6 +98,7 @@ class RunStats:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("turn_sample")
         data["critics"] = [
             {**asdict(critic), "pass_rate": round(critic.pass_rate, 4), "cost": _rounded(critic.cost)}
             for critic in self.critics
@@ -145,6 +150,9 @@ class StatsAccumulator:
         self.prices = prices or Prices()
         self.band = band
         self.band_counts = {"in_band": 0, "above": 0, "audited": 0, "agreed": 0, "calls_saved": 0}
+        self.turn_sample: list[str] = []
+        self.turns_seen = 0
+        self._sampling = random.Random(0)
         self.generated = self.accepted = self.generation_tokens = self.accepted_turns = 0
         self.generation_prompt_tokens = 0
         self.critics: dict[str, list[int]] = {}  # critic -> [judged, passed, tokens, prompt tokens], first-seen order
@@ -210,6 +218,8 @@ class StatsAccumulator:
                 self.cleaned[change] = self.cleaned.get(change, 0) + 1
         if self.band is not None:
             self._count_band(records, self.band)
+        for text in (turn.text for record in accepted for turn in record.turns):
+            self._keep_sampled(text)
         for persona_kind in (persona.kind for record in records for persona in record.speakers):
             self.kinds[persona_kind] = self.kinds.get(persona_kind, 0) + 1
         cells = _cell_frame(records)
@@ -219,6 +229,16 @@ class StatsAccumulator:
                 totals = self.cells.setdefault((dimension, cell), [0, 0])
                 totals[0] += speakers
                 totals[1] += int(passed)
+
+    def _keep_sampled(self, text: str) -> None:
+        """Reservoir sampling: every accepted turn is as likely to be in the sample, at bounded memory."""
+        self.turns_seen += 1
+        if len(self.turn_sample) < TURN_SAMPLE:
+            self.turn_sample.append(text)
+        else:
+            slot = self._sampling.randrange(self.turns_seen)
+            if slot < TURN_SAMPLE:
+                self.turn_sample[slot] = text
 
     def _count_band(self, records: list[DialogueRecord], band: tuple[float, float]) -> None:
         counts = self.band_counts
@@ -258,6 +278,7 @@ class StatsAccumulator:
             ],
             rejected_by=dict(self.rejected_by),
             band={"band": list(self.band), **self.band_counts} if self.band is not None else {},
+            turn_sample=list(self.turn_sample),
             speakers_by_kind=dict(sorted(self.kinds.items())),
             mean_turns_accepted=round(self.accepted_turns / self.accepted, 2) if self.accepted else 0.0,
             cells=[

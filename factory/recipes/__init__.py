@@ -86,6 +86,11 @@ class OutputConfig(_Config):
         description="Approval waits until every sampled dialogue has a reviewer's label (in character, quality, flags).",
     )
     messages: MessagesConfig = Field(default_factory=MessagesConfig)
+    compare_to: str | None = Field(
+        default=None,
+        description="Real persona conversations (an SPC CSV or JSONL, e.g. builtin:synthetic_persona_chat) the card "
+        "measures the accepted split against: Frechet distance and precision/recall over sentence embeddings of turns.",
+    )
     splits: SplitsConfig | None = Field(
         default=None,
         description="Split the messages config into persona-disjoint train and test (no persona in both); unset: "

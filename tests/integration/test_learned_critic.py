@@ -177,3 +177,46 @@ def test_a_recipe_naming_a_broken_critic_folder_is_one_line(tmp_path, broken):
     assert measured.returncode != 0
     lines = [line for line in measured.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and str(folder) in lines[0], measured.stderr
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"output": {"compare_to": "missing.csv"}}, {"critics": {"learned": {"enabled": True, "model": "no-critic-here"}}}],
+)
+def test_a_wrong_reference_or_critic_path_fails_before_any_call(tmp_path, scripted_server, setting):
+    from factory.errors import FactoryError
+    from factory.recipes import apply_overrides, load_recipe
+    from factory.run import run_recipe
+
+    recipe = apply_overrides(
+        load_recipe(write_recipe(tmp_path, small_recipe(ray={"enabled": False}, **setting))),
+        base_url=scripted_server.base_url,
+    )
+    with pytest.raises(FactoryError) as caught:
+        run_recipe(recipe, tmp_path / "out", show_progress=False)
+    assert ("missing.csv" in str(caught.value)) or ("no-critic-here" in str(caught.value))
+    assert scripted_server.chat_calls == 0
+    assert not list((tmp_path / "out").glob("v*"))
+
+
+def test_the_card_measures_the_accepted_turns_against_real_conversations(tmp_path, scripted_server):
+    from factory.recipes import apply_overrides, load_recipe
+    from factory.run import run_recipe
+
+    recipe = apply_overrides(
+        load_recipe(
+            write_recipe(
+                tmp_path, small_recipe(ray={"enabled": False}, output={"compare_to": "builtin:synthetic_persona_chat"})
+            )
+        ),
+        base_url=scripted_server.base_url,
+    )
+    result = run_recipe(recipe, tmp_path / "out", show_progress=False)
+    assert result.stats.accepted
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    section = card.split("## How close to real conversations", 1)[1].split("\n## ", 1)[0]
+    accepted_row = next(line for line in section.splitlines() if line.startswith("| accepted split"))
+    real_row = next(line for line in section.splitlines() if line.startswith("| real conversations"))
+    accepted_frechet, real_frechet = (float(row.split("|")[3]) for row in (accepted_row, real_row))
+    # the scripted dialogues are a handful of template lines: far from real talk, and real talk is near itself
+    assert accepted_frechet > real_frechet > 0

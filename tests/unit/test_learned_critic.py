@@ -14,6 +14,7 @@ from factory.critics.learned.corruptions import CORRUPTIONS, Conversation, Mater
 from factory.critics.learned.features import FEATURES, _surface
 from factory.critics.learned.model import SHIPPED, CriticFolderError, load_critic, part_of
 from factory.critics.learned.train import frames_of
+from factory.records import DialogueRecord, GenerationMeta, PersonaProfile, Turn, Verdict
 
 TALK = Conversation(
     [["I am a nurse.", "I have two dogs."], ["I play the violin.", "I live in Ohio."]],
@@ -109,3 +110,50 @@ def test_the_shipped_critic_loads_and_is_small():
     assert 0 < critic.threshold < 1
     probabilities = critic.head.probabilities(np.zeros((2, len(FEATURES))))
     assert np.all((probabilities >= 0) & (probabilities <= 1))
+
+
+def test_the_frechet_distance_is_zero_for_one_distribution_and_grows_with_a_shift():
+    from factory.critics.reference import coverage, frechet_distance
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(400, 8))
+    same = frechet_distance(points[:200], points[200:])
+    shifted = frechet_distance(points[:200], points[200:] + 1.0)
+    assert same < 0.5 < shifted and frechet_distance(points, points) == pytest.approx(0, abs=1e-6)
+    unit = np.abs(points) / np.linalg.norm(points, axis=1, keepdims=True)  # one orthant of the sphere
+    assert coverage(unit[:50], unit[50:], 3) > 0.5
+    assert coverage(-unit[:50], unit[50:], 3) == 0.0  # the opposite orthant: nowhere near
+    assert coverage(unit[50:], unit[50:], 3) == 1.0
+
+
+def _judged(id_: str, learned: float, faithful: tuple[bool, str | None] | None) -> DialogueRecord:
+    verdicts = [Verdict(critic="learned", passed=learned >= 0.45, score=learned, reason="")]
+    if faithful is not None:
+        verdicts.append(Verdict(critic="faithfulness", passed=faithful[0], reason="", decided_by=faithful[1]))
+    speaker = PersonaProfile(id="p", kind="statements", statements=["I sing."])
+    return DialogueRecord(
+        id=id_, recipe="t", speakers=[speaker], turns=[Turn(speaker="p", text="Hello there.")],
+        generation=GenerationMeta(model="m", prompt_hash="", seed=0), verdicts=verdicts,
+        accepted=all(v.passed for v in verdicts),
+    )  # fmt: skip
+
+
+def test_the_card_says_what_the_uncertain_band_saved_and_how_often_the_audit_agreed():
+    from factory.dataset.card_sections import band_lines
+    from factory.dataset.stats import StatsAccumulator
+
+    accumulator = StatsAccumulator(band=(0.45, 0.8))
+    accumulator.add(
+        [
+            _judged("below", 0.2, None),
+            _judged("in", 0.6, (True, None)),
+            _judged("sure-1", 0.9, (True, "learned")),
+            _judged("sure-2", 0.95, (True, "learned")),
+            _judged("audited", 0.85, (False, None)),
+        ]
+    )
+    stats = accumulator.result()
+    assert stats.band == {"band": [0.45, 0.8], "in_band": 1, "above": 3, "audited": 1, "agreed": 0, "calls_saved": 2}
+    (line, _) = band_lines(stats)
+    assert "1 dialogues scored in it" in line and "saved 2 LLM critic verdicts" in line and "passed 0 of 1" in line
+    assert "turn_sample" not in stats.as_dict() and stats.turn_sample == ["Hello there."] * 3  # the accepted ones'
