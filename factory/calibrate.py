@@ -63,6 +63,9 @@ def wilson(successes: float, n: float) -> tuple[float, float]:
 
 
 def weighted_share(hits: list[bool], weights: list[float]) -> Estimate:
+    """The share of hits, each counted at its weight; rows of weight 0 (chosen, not drawn) are left out."""
+    kept = [(hit, weight) for hit, weight in zip(hits, weights) if weight > 0]
+    hits, weights = [hit for hit, _ in kept], [weight for _, weight in kept]
     if not hits:
         return Estimate(None, None, None, 0)
     total = sum(weights)

@@ -335,6 +335,7 @@ def _write(
     writer.finish(
         card=card, cells_by_split=ids, review_seed=recipe.seed,
         review_samples=review_draws(recipe.output.review_samples), labels_required=recipe.output.review_labels,
+        least_sure=stats.least_sure,
         recipe_text=started.recipe_text, manifest=manifest,
         pipeline_text=pipeline_yaml(started.recipe_text, recipe.name),
     )  # fmt: skip

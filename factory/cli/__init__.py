@@ -10,13 +10,13 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
 from factory.cli.calibrate import critics_calibrate
 from factory.cli.critics_train import critics_train
 from factory.cli.eval_model import eval_model
+from factory.cli.options import JudgeBaseURL, JudgeModel
 from factory.cli.review import review_app
 from factory.cli.serve import serve
 from factory.cli.usage import abort_classes, usage_error_classes, usage_line
@@ -40,12 +40,6 @@ critics_app.command("train")(critics_train)
 app.add_typer(review_app, name="review")
 app.command()(serve)
 app.command("eval-model")(eval_model)
-
-JudgeBaseURL = Annotated[
-    str | None,
-    typer.Option(help="Endpoint of the critics' judge (or PERSONA_FACTORY_JUDGE_BASE_URL); none: the generator's."),
-]
-JudgeModel = Annotated[str | None, typer.Option(help="The judge's model (or PERSONA_FACTORY_JUDGE_MODEL).")]
 
 
 @app.command()

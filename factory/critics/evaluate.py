@@ -57,7 +57,7 @@ def auroc(scores: list[float], positives: list[bool], weights: list[float] | Non
     weights = weights or [1.0] * len(scores)
     pos = [(s, w) for s, p, w in zip(scores, positives, weights) if p]
     neg = [(s, w) for s, p, w in zip(scores, positives, weights) if not p]
-    if not pos or not neg:
+    if not sum(w for _, w in pos) or not sum(w for _, w in neg):
         return None
     wins = sum(wa * wb * ((a > b) + 0.5 * (a == b)) for a, wa in pos for b, wb in neg)
     return wins / (sum(w for _, w in pos) * sum(w for _, w in neg))

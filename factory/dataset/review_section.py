@@ -43,6 +43,9 @@ SECTION_END = "<!-- review:end -->"
 _BOX = re.compile(r"^- \[([ xX])\] .*<!-- review:(\w+) -->\s*$", re.M)
 
 
+LEAST_SURE = "least_sure"  # the sample's first list: the dialogues the learned critic is least sure of
+
+
 @dataclass
 class ReviewState:
     status: str = "in_review"
@@ -80,8 +83,9 @@ class ReviewState:
 
     def weights(self) -> dict[str, float]:
         """Each sampled row's weight: the rows of its stratum it stands for (1 without strata, as
-        in cards written before the sample was stratified)."""
-        weights = {i: 1.0 for i in self.sampled}
+        in cards written before the sample was stratified; 0 for the learned critic's least sure,
+        which are chosen, not drawn, and so stand for no one in an estimate)."""
+        weights = {i: 0.0 if split == LEAST_SURE else 1.0 for split, ids in self.samples.items() for i in ids}
         for stratum in self.strata:
             for i in stratum["ids"]:
                 weights[i] = stratum["size"] / len(stratum["ids"])
@@ -149,7 +153,13 @@ def render_section(state: ReviewState) -> str:
     ]
     lines += ["", f"Dialogues to read (drawn with seed {state.seed}; `persona-factory review sample` prints them):", ""]
     for split, ids in state.samples.items():
-        lines.append(f"- {split}: " + ", ".join(f"`{i}`" for i in ids))
+        shown = (
+            "least sure first (the learned critic's probability nearest 0.5; chosen, not drawn, so they count in no "
+            "estimate)"
+            if split == LEAST_SURE
+            else split
+        )
+        lines.append(f"- {shown}: " + ", ".join(f"`{i}`" for i in ids))
     if state.kind == "dialogues":
         lines += ["", "Labels (`persona-factory review label`, or the review app):", ""]
         lines += [_label_line(label) for label in state.labels] or ["- none yet"]

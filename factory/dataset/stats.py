@@ -6,6 +6,7 @@ reader sees are the numbers of the data.
 
 from __future__ import annotations
 
+import heapq
 import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from factory.records import DialogueRecord
 from factory.traits import coarse_band
 
 TURN_SAMPLE = 1000
+LEAST_SURE = 200  # at most this many least-sure dialogues are offered to reviewers
 PER_DIALOGUE_LLM = frozenset(name for name in critic_names("dialogue") if needs_llm(name))
 
 
@@ -65,6 +67,8 @@ class RunStats:
     band: dict[str, Any] = field(default_factory=dict)
     # a seeded sample of the accepted turns' texts, to measure against real conversations (not published)
     turn_sample: list[str] = field(default_factory=list, repr=False)
+    # the dialogues the learned critic is least sure of (probability nearest 0.5), least sure first
+    least_sure: list[str] = field(default_factory=list, repr=False)
 
     @property
     def total_cost(self) -> float | None:
@@ -99,6 +103,7 @@ class RunStats:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("turn_sample")
+        data.pop("least_sure")
         data["critics"] = [
             {**asdict(critic), "pass_rate": round(critic.pass_rate, 4), "cost": _rounded(critic.cost)}
             for critic in self.critics
@@ -151,6 +156,7 @@ class StatsAccumulator:
         self.band = band
         self.band_counts = {"in_band": 0, "above": 0, "audited": 0, "agreed": 0, "calls_saved": 0}
         self.turn_sample: list[str] = []
+        self.unsure: list[tuple[float, str]] = []  # a heap of (-distance from 0.5, id): the least sure kept
         self.turns_seen = 0
         self._sampling = random.Random(0)
         self.generated = self.accepted = self.generation_tokens = self.accepted_turns = 0
@@ -216,10 +222,7 @@ class StatsAccumulator:
             self.turns += len(record.turns)
             for change in (change for turn in record.turns for change in turn.cleaned):
                 self.cleaned[change] = self.cleaned.get(change, 0) + 1
-        if self.band is not None:
-            self._count_band(records, self.band)
-        for text in (turn.text for record in accepted for turn in record.turns):
-            self._keep_sampled(text)
+        self._for_the_learned_critic(records, accepted)
         for persona_kind in (persona.kind for record in records for persona in record.speakers):
             self.kinds[persona_kind] = self.kinds.get(persona_kind, 0) + 1
         cells = _cell_frame(records)
@@ -229,6 +232,19 @@ class StatsAccumulator:
                 totals = self.cells.setdefault((dimension, cell), [0, 0])
                 totals[0] += speakers
                 totals[1] += int(passed)
+
+    def _for_the_learned_critic(self, records: list[DialogueRecord], accepted: list[DialogueRecord]) -> None:
+        """Its band's counts, the accepted turns' sample (measured against real talk), its least sure."""
+        if self.band is not None:
+            self._count_band(records, self.band)
+        for text in (turn.text for record in accepted for turn in record.turns):
+            self._keep_sampled(text)
+        for record in records:
+            learned = next((v.score for v in record.verdicts if v.critic == "learned" and v.score is not None), None)
+            if learned is not None:
+                heapq.heappush(self.unsure, (-abs(learned - 0.5), record.id))
+                if len(self.unsure) > LEAST_SURE:
+                    heapq.heappop(self.unsure)
 
     def _keep_sampled(self, text: str) -> None:
         """Reservoir sampling: every accepted turn is as likely to be in the sample, at bounded memory."""
@@ -279,6 +295,7 @@ class StatsAccumulator:
             rejected_by=dict(self.rejected_by),
             band={"band": list(self.band), **self.band_counts} if self.band is not None else {},
             turn_sample=list(self.turn_sample),
+            least_sure=[i for _, i in sorted(self.unsure, key=lambda item: (-item[0], item[1]))],
             speakers_by_kind=dict(sorted(self.kinds.items())),
             mean_turns_accepted=round(self.accepted_turns / self.accepted, 2) if self.accepted else 0.0,
             cells=[

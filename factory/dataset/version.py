@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from factory.dataset.arrow import arrow_schema, records_to_table
 from factory.dataset.card import dataset_info
 from factory.dataset.folder import DatasetFolder
-from factory.dataset.review_section import ReviewState, pick_samples, write_state
+from factory.dataset.review_section import LEAST_SURE, ReviewState, pick_samples, write_state
 from factory.records import SCHEMA_VERSION
 
 ROWS_PER_SHARD = 20_000
@@ -146,6 +146,7 @@ class VersionWriter:
         review_seed: int,
         review_samples: dict[str, int],
         labels_required: bool = False,
+        least_sure: list[str] | None = None,
         recipe_text: str,
         manifest: dict[str, Any],
         pipeline_text: str | None = None,
@@ -154,6 +155,11 @@ class VersionWriter:
         ``review_seed``, stratified over the persona cells ``cells_by_split`` gives each row), the
         recipe, the manifest, and the distilabel pipeline that reruns it."""
         picked, strata = pick_samples(cells_by_split, review_seed, review_samples)
+        drawn = {i for ids in picked.values() for i in ids}
+        # the learned critic's least sure, offered first; not a random draw, so they weigh nothing in estimates
+        unsure = [i for i in least_sure or [] if i not in drawn][: review_samples.get("accepted", 0)]
+        if unsure:
+            picked = {LEAST_SURE: unsure, **picked}
         review = ReviewState(samples=picked, seed=review_seed, strata=strata, labels_required=labels_required)
         (self.staging / "README.md").write_text(write_state(card, review), encoding="utf-8")
         (self.staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")

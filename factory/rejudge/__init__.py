@@ -217,6 +217,7 @@ def _write(
     writer.finish(
         card=card, cells_by_split=ids, review_seed=recipe.seed,
         review_samples=review_draws(recipe.output.review_samples), labels_required=recipe.output.review_labels,
+        least_sure=stats.least_sure,
         recipe_text=made_by.text, manifest=manifest,
     )  # fmt: skip
     return stats

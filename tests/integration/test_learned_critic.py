@@ -220,3 +220,70 @@ def test_the_card_measures_the_accepted_turns_against_real_conversations(tmp_pat
     accepted_frechet, real_frechet = (float(row.split("|")[3]) for row in (accepted_row, real_row))
     # the scripted dialogues are a handful of template lines: far from real talk, and real talk is near itself
     assert accepted_frechet > real_frechet > 0
+
+
+def test_reviewers_are_offered_the_dialogues_the_learned_critic_is_least_sure_of_first(tmp_path, scripted_server):
+    import datasets
+
+    from factory.calibrate import calibrate_version
+    from factory.critics.learned.train import reviewed_data
+    from factory.dataset.review_section import LEAST_SURE, read_state
+    from factory.recipes import apply_overrides, load_recipe
+    from factory.review import card_of, label_version, opened
+    from factory.run import run_recipe
+
+    recipe = apply_overrides(
+        load_recipe(
+            write_recipe(
+                tmp_path,
+                small_recipe(
+                    dialogues=8, ray={"enabled": False}, critics={"learned": {"enabled": True}},
+                    output={"review_samples": 2},
+                ),
+            )
+        ),
+        base_url=scripted_server.base_url,
+    )  # fmt: skip
+    out = tmp_path / "out"
+    run_recipe(recipe, out, show_progress=False)
+    target, version = opened(str(out), None)
+    state = read_state(card_of(target, version))
+    assert next(iter(state.samples)) == LEAST_SURE
+    unsure = state.samples[LEAST_SURE]
+    drawn = [i for split, ids in state.samples.items() if split != LEAST_SURE for i in ids]
+    assert unsure and not set(unsure) & set(drawn)
+    loaded = datasets.load_dataset(str(out))
+    distance = {
+        row["id"]: abs(next(v["score"] for v in row["verdicts"] if v["critic"] == "learned") - 0.5)
+        for split in loaded
+        for row in loaded[split]
+        if any(v["critic"] == "learned" for v in row["verdicts"])
+    }
+    others = [d for i, d in distance.items() if i not in unsure and i not in drawn]
+    assert all(distance[i] <= min(others, default=1.0) for i in unsure)
+    assert state.weights()[unsure[0]] == 0.0
+
+    for dialogue in [unsure[0], *drawn]:
+        label_version(target, version, "ada", {"id": dialogue, "in_character": dialogue != unsure[0], "quality": 3})
+    calibration = calibrate_version(str(out), version, 0.9)  # the chosen one weighs nothing, and breaks nothing
+    assert calibration.labels == 1 + len(drawn)
+    training = reviewed_data(str(out), version)
+    assert unsure[0] in {i for i, _ in training.labelled}  # and it feeds `critics train`
+
+
+def test_from_judge_labels_a_versions_dialogues_once_with_the_judge(tmp_path, scripted_server):
+    from factory.critics.learned.train import judged_data
+    from factory.recipes import apply_overrides, load_recipe
+    from factory.run import run_recipe
+
+    recipe = apply_overrides(
+        load_recipe(write_recipe(tmp_path, small_recipe(dialogues=6, ray={"enabled": False}))),
+        base_url=scripted_server.base_url,
+    )
+    out = tmp_path / "out"
+    run_recipe(recipe, out, show_progress=False)
+    before = scripted_server.chat_calls
+    data = judged_data(str(out), None, 4, recipe.critics, recipe.llm, seed=0)
+    assert scripted_server.chat_calls - before == 4  # one faithfulness call per dialogue, once
+    assert len(data.labelled) == 4 and {example.kind for _, example in data.labelled} == {"judged"}
+    assert data.sources[0]["labels"] == 4 and data.sources[0]["judged"].endswith("v1.0.0")

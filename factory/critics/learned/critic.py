@@ -31,6 +31,7 @@ WHY = {
     "own_lines_repeated": "a speaker repeats their own lines",
     "boilerplate_inserted": "a line reads as an assistant's, not a speaker's",
     "reviewed": "it is like the dialogues the reviewers found out of character",
+    "judged": "it is like the dialogues the judge found unfaithful",
 }
 _loading = threading.Lock()
 

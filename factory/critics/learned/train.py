@@ -13,6 +13,7 @@ Training needs torch and scikit-learn (the ``embedded`` extra); scoring needs on
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from factory.critics.learned.model import PART_SHARES, Head, LearnedCritic, part
 from factory.errors import InputError, PersonaFileError
 from factory.llm.embeddings import Embedder
 from factory.personas.statements import load_spc_rows
+from factory.recipes.critics import CriticsConfig
+from factory.recipes.llm import LLMConfig
 
 # the lengths the real conversations are shown at, from their start (0: whole), as generated ones are short
 WINDOWS = (6, 8, 12, 16, 0)
@@ -319,3 +322,52 @@ def combined(first: TrainingData, *more: TrainingData) -> TrainingData:
         data.labelled += other.labelled
         data.sources += other.sources
     return data
+
+
+def judged_data(
+    where: str, version: str | None, count: int, critics: CriticsConfig, llm: LLMConfig, seed: int
+) -> TrainingData:
+    """``count`` dialogues of a version, drawn with ``seed``, labelled once by the faithfulness
+    judge (a verdict it could not give is left out): what the learned critic distils from it."""
+    import io
+    from contextlib import ExitStack
+
+    import pyarrow.parquet as pq
+
+    from factory.critics.eval_data import Labelled
+    from factory.critics.evaluate import evaluate
+    from factory.critics.jury import judge_panels, needs_generator
+    from factory.llm.endpoint import open_endpoint
+    from factory.llm.keys import ApiKeys
+    from factory.records import DialogueRecord
+    from factory.review import opened
+
+    target, version = opened(where, version)
+    manifest = json.loads(target.file(version, "manifest.json"))
+    records = [
+        DialogueRecord.model_validate(row)
+        for split in manifest.get("splits", {}).values()
+        for name in split.get("files", [])
+        for row in pq.read_table(io.BytesIO(target.file(version, name))).to_pylist()
+    ]
+    if not records:
+        raise InputError(f"{version} has no dialogues to judge", field="--dialogues")
+    chosen = random.Random(seed).sample(records, min(count, len(records)))
+    keys = ApiKeys()
+    with ExitStack() as stack:
+        spec = stack.enter_context(open_endpoint(llm)) if needs_generator(critics, ["faithfulness"]) else None
+        panels = judge_panels(critics, llm, spec, keys, names=["faithfulness"])
+        evaluation = evaluate(
+            spec, keys, ["faithfulness"], [Labelled(r) for r in chosen], [], critics=critics, panels=panels
+        )
+    labelled = []
+    for record, item in zip(chosen, evaluation.items):
+        if item["answered"]:
+            index = {persona.id: n for n, persona in enumerate(record.speakers)}
+            talk = Conversation(
+                [list(p.statements) for p in record.speakers],
+                [(index.get(t.speaker, -1), t.text) for t in record.turns],
+            )
+            labelled.append((record.id, Example(talk, bool(item["passed"]), "judged")))
+    judges = [juror.spec.model for panel in panels.values() for juror in panel.jurors] or [spec.model if spec else "?"]
+    return TrainingData({}, labelled, [{"judged": f"{where} {version}", "by": judges, "labels": len(labelled)}])
