@@ -57,8 +57,9 @@ def test_embedded_model_end_to_end(tmp_path):
 
 def test_the_demo_shows_the_whole_path_on_the_embedded_model(tmp_path, project_root):
     """`make demo`: the shipped quickstart on the 135M model. The critics are as the recipe ships
-    them, not loosened for a small model: most dialogues are well formed and reach the grounding
-    critic, which judges each speaker's use of their persona; each rejection names its critic."""
+    them, not loosened for a small model: most dialogues are well formed and reach the learned
+    critic, which judges whether they read as real conversations (the grounding critic after it, each
+    speaker's use of their persona); each rejection names its critic."""
     out = tmp_path / "out"
     result = subprocess.run(
         [
@@ -79,9 +80,11 @@ def test_the_demo_shows_the_whole_path_on_the_embedded_model(tmp_path, project_r
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [row for split in datasets.load_dataset(str(out)).values() for row in split]
     assert len(rows) == 8
-    reached = [row for row in rows if any(v["critic"] == "grounding" for v in row["verdicts"])]
+    reached = [row for row in rows if any(v["critic"] == "learned" for v in row["verdicts"])]
     assert len(reached) * 2 > len(rows), [[(v["critic"], v["reason"][:80]) for v in row["verdicts"]] for row in rows]
-    grounding = [v for row in reached for v in row["verdicts"] if v["critic"] == "grounding"]
+    learned = [v for row in reached for v in row["verdicts"] if v["critic"] == "learned"]
+    assert all(v["answered"] and v["judge"].startswith("learned ") and "p=" in v["reason"] for v in learned)
+    grounding = [v for row in rows for v in row["verdicts"] if v["critic"] == "grounding"]
     assert all(v["answered"] and v["judge"].startswith("all-MiniLM-L6-v2") for v in grounding)
     for row in rows:
         failed = [v["critic"] for v in row["verdicts"] if not v["passed"]]

@@ -9,6 +9,7 @@ import sys
 
 import datasets
 import pytest
+import yaml
 
 from factory.errors import EndpointError
 from factory.recipes import apply_overrides, load_recipe
@@ -132,14 +133,20 @@ def test_a_judge_server_down_for_good_stops_the_run_and_it_resumes_later(tmp_pat
 
 
 def test_judge_flags_send_every_critic_call_of_the_quickstart_to_the_judge(tmp_path, project_root):
-    """`run pipelines/quickstart.yaml --judge-base-url URL2 --judge-model M2`, as a user types it."""
+    """`run pipelines/quickstart.yaml --judge-base-url URL2 --judge-model M2`, as a user types it, on
+    the quickstart with its learned critic off: that critic rightly rejects a scripted generator's
+    stock lines before any judge sees them, and this is a test of where the judge's calls go."""
+    recipe = yaml.safe_load((project_root / "pipelines" / "quickstart.yaml").read_text(encoding="utf-8"))
+    recipe["critics"]["learned"]["enabled"] = False
+    quickstart = tmp_path / "quickstart.yaml"
+    quickstart.write_text(yaml.safe_dump(recipe), encoding="utf-8")
     with (
         ScriptedOpenAIServer(_role_play_turns) as generator,
         ScriptedOpenAIServer(_always(False), model="served") as judge,
     ):
         out = tmp_path / "out"
         command = [
-            sys.executable, "-m", "factory.cli", "run", str(project_root / "pipelines" / "quickstart.yaml"),
+            sys.executable, "-m", "factory.cli", "run", str(quickstart),
             "--out", str(out), "--base-url", generator.base_url, "--judge-base-url", judge.base_url,
             "--judge-model", "M2", "--no-ray", "--no-progress",
         ]  # fmt: skip
