@@ -100,18 +100,9 @@ class Calibration:
         return asdict(self)
 
 
-def in_character_truth(state: ReviewState) -> dict[str, bool]:
-    """Each labelled dialogue's in-character label: the reviewers' majority, a tie counting as not
-    in character (a dialogue one reviewer doubts is not one to trust)."""
-    votes: dict[str, list[bool]] = {}
-    for label in state.labels:
-        votes.setdefault(label["id"], []).append(bool(label["in_character"]))
-    return {i: sum(v) > len(v) / 2 for i, v in votes.items()}
-
-
 def calibrate(state: ReviewState, rows: list[dict[str, Any]], version: str, target_precision: float) -> Calibration:
     """The agreement of every critic that judged the labelled dialogues (``rows``, as published)."""
-    truth = in_character_truth(state)
+    truth = state.in_character()
     weights = state.weights()
     labelled = [row for row in rows if row["id"] in truth]
     accepted = [row for row in labelled if row["accepted"]]

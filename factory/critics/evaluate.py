@@ -311,17 +311,16 @@ def measure_critics(request: EvalRequest) -> tuple[dict[str, Any], Evaluation]:
     first_line = path.read_text(encoding="utf-8").split("\n", 1)[0] if path.is_file() else ""
     rated = path.suffix == ".jsonl" and '"personas"' in first_line
     rng = random.Random(request.seed)
+    critics = request.recipe.critics if request.recipe else CriticsConfig()
     only = None
     if rated:
         labelled = load_rated_jsonl(path)
         pairs = rated_pairs(labelled, request.count, rng) if "quality" in request.experts else []
     else:
-        critics_asked = request.recipe.critics if request.recipe else CriticsConfig()
-        only = held_out_of(critics_asked.learned, path) if "learned" in request.experts else None
+        only = held_out_of(critics.learned, path) if "learned" in request.experts else None
         labelled, pairs = spc_eval_set(path, request.count, rng, only)
     for name in request.experts:
         measurable(name, labelled, pairs, request.data)
-    critics = request.recipe.critics if request.recipe else CriticsConfig()
     if request.judge is not None:
         critics = critics.model_copy(update={"llm": request.judge.over(critics.llm)})
     llm = request.llm or (request.recipe.llm if request.recipe else LLMConfig())

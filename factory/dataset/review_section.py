@@ -91,6 +91,14 @@ class ReviewState:
                 weights[i] = stratum["size"] / len(stratum["ids"])
         return weights
 
+    def in_character(self) -> dict[str, bool]:
+        """Each labelled dialogue's in-character label: the reviewers' majority, a tie counting as not
+        in character (a dialogue one reviewer doubts is not one to trust)."""
+        votes: dict[str, list[bool]] = {}
+        for label in self.labels:
+            votes.setdefault(label["id"], []).append(bool(label["in_character"]))
+        return {i: sum(v) > len(v) / 2 for i, v in votes.items()}
+
     def split_of(self, dialogue_id: str) -> str | None:
         return next((split for split, ids in self.samples.items() if dialogue_id in ids), None)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -183,19 +184,21 @@ def approvable(state: ReviewState) -> None:
         raise ReviewError("no reviewer has signed off with decision approve (`review sign --decision approve`)")
 
 
-def sample_dialogues(target: ReviewTarget, version: str) -> list[dict[str, Any]]:
-    """The rows the card asks the reviewer to read, in the card's order."""
+def version_rows(target: ReviewTarget, version: str) -> Iterator[dict[str, Any]]:
+    """Every row of the version's splits, a shard at a time."""
     import pyarrow.parquet as pq
 
-    state = read_state(card_of(target, version))
     manifest = json.loads(target.file(version, "manifest.json"))
-    wanted = {i for ids in state.samples.values() for i in ids}
-    rows: dict[str, dict[str, Any]] = {}
     for split in manifest.get("splits", {}).values():
         for name in split.get("files", []):
-            for row in pq.read_table(io.BytesIO(target.file(version, name))).to_pylist():
-                if row["id"] in wanted:
-                    rows[row["id"]] = row
+            yield from pq.read_table(io.BytesIO(target.file(version, name))).to_pylist()
+
+
+def sample_dialogues(target: ReviewTarget, version: str) -> list[dict[str, Any]]:
+    """The rows the card asks the reviewer to read, in the card's order."""
+    state = read_state(card_of(target, version))
+    wanted = {i for ids in state.samples.values() for i in ids}
+    rows = {row["id"]: row for row in version_rows(target, version) if row["id"] in wanted}
     return [rows[i] for ids in state.samples.values() for i in ids if i in rows]
 
 

@@ -13,7 +13,6 @@ Training needs torch and scikit-learn (the ``embedded`` extra); scoring needs on
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,12 +24,13 @@ import numpy as np
 
 from factory.critics.learned.corruptions import BOILERPLATE, CORRUPTIONS, Conversation, corrupted
 from factory.critics.learned.features import DialogueVectors, Probes, features
-from factory.critics.learned.model import PART_SHARES, Head, LearnedCritic, part_of
+from factory.critics.learned.model import PART_SHARES, Head, LearnedCritic, part_of, record_parts
 from factory.errors import InputError, PersonaFileError
 from factory.llm.embeddings import Embedder
 from factory.personas.statements import load_spc_rows
 from factory.recipes.critics import CriticsConfig
 from factory.recipes.llm import LLMConfig
+from factory.records import DialogueRecord
 
 # the lengths the real conversations are shown at, from their start (0: whole), as generated ones are short
 WINDOWS = (6, 8, 12, 16, 0)
@@ -288,6 +288,10 @@ def held_out_metrics(
     }
 
 
+def _conversation(record: DialogueRecord) -> Conversation:
+    return Conversation(*record_parts(record))
+
+
 def reviewed_data(where: str, version: str | None) -> TrainingData:
     """A version's labelled sample as training dialogues: in character by the reviewers' majority
     (a tie is not), each labelled dialogue under its own id."""
@@ -295,23 +299,14 @@ def reviewed_data(where: str, version: str | None) -> TrainingData:
     from factory.review import card_of, opened, sample_dialogues
 
     target, version = opened(where, version)
-    state = read_state(card_of(target, version))
-    votes: dict[str, list[bool]] = {}
-    for label in state.labels:
-        votes.setdefault(label["id"], []).append(bool(label["in_character"]))
-    if not votes:
+    truth = read_state(card_of(target, version)).in_character()
+    if not truth:
         raise InputError(f"{version} has no labels yet; label its sampled dialogues first (`review label`)")
-    labelled = []
-    for row in sample_dialogues(target, version):
-        if row["id"] not in votes:
-            continue
-        index = {speaker["id"]: n for n, speaker in enumerate(row["speakers"])}
-        talk = Conversation(
-            [list(speaker["statements"]) for speaker in row["speakers"]],
-            [(index.get(turn["speaker"], -1), turn["text"]) for turn in row["turns"]],
-        )
-        good = sum(votes[row["id"]]) > len(votes[row["id"]]) / 2
-        labelled.append((row["id"], Example(talk, good, "reviewed")))
+    labelled = [
+        (row["id"], Example(_conversation(DialogueRecord.model_validate(row)), truth[row["id"]], "reviewed"))
+        for row in sample_dialogues(target, version)
+        if row["id"] in truth
+    ]
     return TrainingData({}, labelled, [{"reviewed": f"{where} {version}", "labels": len(labelled)}])
 
 
@@ -329,27 +324,17 @@ def judged_data(
 ) -> TrainingData:
     """``count`` dialogues of a version, drawn with ``seed``, labelled once by the faithfulness
     judge (a verdict it could not give is left out): what the learned critic distils from it."""
-    import io
     from contextlib import ExitStack
-
-    import pyarrow.parquet as pq
 
     from factory.critics.eval_data import Labelled
     from factory.critics.evaluate import evaluate
     from factory.critics.jury import judge_panels, needs_generator
     from factory.llm.endpoint import open_endpoint
     from factory.llm.keys import ApiKeys
-    from factory.records import DialogueRecord
-    from factory.review import opened
+    from factory.review import opened, version_rows
 
     target, version = opened(where, version)
-    manifest = json.loads(target.file(version, "manifest.json"))
-    records = [
-        DialogueRecord.model_validate(row)
-        for split in manifest.get("splits", {}).values()
-        for name in split.get("files", [])
-        for row in pq.read_table(io.BytesIO(target.file(version, name))).to_pylist()
-    ]
+    records = [DialogueRecord.model_validate(row) for row in version_rows(target, version)]
     if not records:
         raise InputError(f"{version} has no dialogues to judge", field="--dialogues")
     chosen = random.Random(seed).sample(records, min(count, len(records)))
@@ -360,14 +345,10 @@ def judged_data(
         evaluation = evaluate(
             spec, keys, ["faithfulness"], [Labelled(r) for r in chosen], [], critics=critics, panels=panels
         )
-    labelled = []
-    for record, item in zip(chosen, evaluation.items):
-        if item["answered"]:
-            index = {persona.id: n for n, persona in enumerate(record.speakers)}
-            talk = Conversation(
-                [list(p.statements) for p in record.speakers],
-                [(index.get(t.speaker, -1), t.text) for t in record.turns],
-            )
-            labelled.append((record.id, Example(talk, bool(item["passed"]), "judged")))
+    labelled = [
+        (record.id, Example(_conversation(record), bool(item["passed"]), "judged"))
+        for record, item in zip(chosen, evaluation.items)
+        if item["answered"]
+    ]
     judges = [juror.spec.model for panel in panels.values() for juror in panel.jurors] or [spec.model if spec else "?"]
     return TrainingData({}, labelled, [{"judged": f"{where} {version}", "by": judges, "labels": len(labelled)}])
