@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from factory.critics.base import JudgeContext, JudgePanel, blocked_by, hard_gates, passed_so_far
+from factory.critics.line_choice import CriticsLineChooser
 from factory.critics.quality import select_best
 from factory.critics.registry import cascade_verdict
 from factory.failpoints import failpoint
@@ -111,6 +112,8 @@ class ChunkProcessor:
             panels=dict(settings.judges), clients={spec: self._port(c) for spec, c in self.judge_clients.items()},
             embedder=_embedder(settings, keys),
         )  # fmt: skip
+        if settings.generation.role_play.line_candidates > 1:
+            self.voices.choose_line = CriticsLineChooser(settings.critics, self.context)
         self.placement = where_am_i()
         self.finished = 0  # dialogues judged by this processor, reported chunks or not (for progress)
         self.on_finished: Callable[[], None] | None = None

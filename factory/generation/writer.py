@@ -15,16 +15,25 @@ from typing import Any, Protocol
 from factory.llm.port import ChatPort
 from factory.personas.casting import Cast
 from factory.recipes.generation import GenerationConfig
-from factory.records import DialogueRecord
+from factory.records import DialogueRecord, Turn
+
+
+class LineChooser(Protocol):
+    async def __call__(self, record: DialogueRecord, turns: list[Turn], candidates: list[Turn]) -> int:
+        """Which of ``candidates`` (lines for the next turn after ``turns``) to keep: its index."""
+        ...
 
 
 @dataclass
 class Voices:
     """The chat ports a writer may talk through: the recipe's, and the role-play speakers' that
-    have a model or endpoint of their own (keyed by role or position: user, speaker2, ...)."""
+    have a model or endpoint of their own (keyed by role or position: user, speaker2, ...); and,
+    where a turn samples several lines, who chooses among them (the engine's critics; unset, the
+    first whole one is kept)."""
 
     default: ChatPort
     agents: dict[str, ChatPort] = field(default_factory=dict)
+    choose_line: LineChooser | None = None
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,14 @@ class RolePlayConfig(_Config):
     stop: StopConfig = Field(default_factory=StopConfig)
     closing_turns: int = Field(default=2, ge=0, le=4, description="Turns that close a dialogue a stop rule ended.")
     max_tokens_per_turn: int = Field(default=120, ge=8, le=4096)
+    line_candidates: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="Lines sampled per turn (at once, with different seeds), of which the critics' choice is kept: "
+        "the first with the fewest heuristic problems, by the learned critic's probability where it is on. A "
+        "small model writes a clean line far more often in four tries than in one; 1 asks once.",
+    )
     user_simulator: bool = Field(
         default=False,
         description="Speakers cast as `user` follow USP's simulator prompt (their profile, then free talk).",

@@ -420,3 +420,38 @@ def test_lines_are_cleaned_trimmed_and_asked_again_and_the_turns_say_so(tmp_path
     card = (tmp_path / "out" / "README.md").read_text()
     trimmed = sum("trimmed" in turn["cleaned"] for row in rows for turn in row["turns"])
     assert "What cleaning changed in the models' lines" in card and f"| trimmed | {trimmed} |" in card
+
+
+class SometimesAssistantScript(RolePlayScript):
+    """The first of each turn's identical requests is answered as an assistant would; the others
+    in character: a turn asked once keeps the boilerplate, a turn asked twice has a choice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def __call__(self, request: dict[str, Any]) -> str | ScriptedReply:
+        answer = super().__call__(request)
+        if not isinstance(answer, str) or "Line " not in answer:
+            return answer
+        key = json.dumps(request["messages"])
+        with self._lock:
+            first_time = key not in self.asked
+            self.asked.add(key)
+        return "As an AI language model, I hope this helps. Let me know if you need anything." if first_time else answer
+
+
+@pytest.mark.parametrize("line_candidates", [1, 2])
+def test_a_turn_keeps_the_candidate_line_the_critics_choose(tmp_path, line_candidates):
+    script = SometimesAssistantScript()
+    with ScriptedOpenAIServer(script) as server:
+        recipe = role_play_recipe(tmp_path, server, line_candidates=line_candidates)
+        run_recipe(recipe, tmp_path / "out", show_progress=False)
+    rows = rows_of(tmp_path / "out")
+    turns = [turn["text"] for row in rows for turn in row["turns"]]
+    assert len(rows) == 4 and len(script.agent_requests) == line_candidates * len(turns)
+    boilerplate = [text for text in turns if "As an AI" in text]
+    if line_candidates == 1:  # asked once, every turn is the assistant's line, and the gate rejects it
+        assert len(boilerplate) == len(turns) and not any(row["accepted"] for row in rows)
+    else:
+        assert not boilerplate and all(row["accepted"] for row in rows)

@@ -14,6 +14,7 @@ reuses everything before it.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -35,15 +36,17 @@ from factory.generation.role_play.prompts import (
     sentiment_messages,
     turn_note,
 )
-from factory.generation.writer import FewShotPicker, Voices
+from factory.generation.writer import FewShotPicker, LineChooser, Voices
 from factory.llm.ask import ask_json
 from factory.llm.port import ChatPort
 from factory.personas.casting import Cast
 from factory.recipes.generation import GenerationConfig, RolePlayConfig
 from factory.records import DialogueRecord, TokenUsage, Turn, format_verdict
 
-# Added to a turn's seed when a line cut before its first sentence ended is asked for again.
+# Added to a turn's seed when a line cut before its first sentence ended is asked for again; the
+# n-th of a turn's candidate lines is asked with n times the other.
 ASK_AGAIN_SEED = 7919
+CANDIDATE_SEED = 104729
 
 
 @dataclass
@@ -54,6 +57,7 @@ class Agents:
     for_speaker: list[ChatPort]
     temperatures: list[float]
     judge: ChatPort
+    choose_line: LineChooser | None = None
 
 
 async def role_play(
@@ -205,6 +209,23 @@ class _Play:
         cleaned = clean_line(result.text, self.names, cut=result.finish_reason == "length")
         return cleaned if cleaned.text else CleanLine(result.text.strip(), cleaned.changes, cleaned.complete)
 
+    async def _whole_lines(self, speaker: int, messages: list[dict[str, str]], seed: int) -> list[CleanLine]:
+        """The turn's candidate lines that are whole; when every one was cut before a sentence
+        ended, one asked again with another seed (whole or not)."""
+        asked = await asyncio.gather(
+            *(self._line(speaker, messages, seed + n * CANDIDATE_SEED) for n in range(self.config.line_candidates)),
+            return_exceptions=True,
+        )
+        failed = next((line for line in asked if isinstance(line, BaseException)), None)
+        if failed is not None:
+            raise failed
+        lines = [line for line in asked if isinstance(line, CleanLine)]
+        whole = [line for line in lines if line.complete]
+        if whole:
+            return whole
+        again = await self._line(speaker, messages, seed + ASK_AGAIN_SEED)
+        return [CleanLine(again.text, [*lines[0].changes, "asked_again", *again.changes], again.complete)]
+
     async def _speak(self, speaker: int, turn: int, closing: bool) -> None:
         aspect = None
         if self.config.memory.enabled and not self.simulator[speaker]:
@@ -213,17 +234,19 @@ class _Play:
                 aspect = self.memories[speaker].talking_point([text for who, text in self.history if who == speaker])
         note = turn_note(turn, aspect, closing)
         messages = agent_messages(self.systems[speaker], self.history, speaker, self.names, note)
-        cleaned = await self._line(speaker, messages, self.seed + turn)
-        if not cleaned.complete:  # cut before a sentence ended: asked once more, with another seed
-            again = await self._line(speaker, messages, self.seed + turn + ASK_AGAIN_SEED)
-            cleaned = CleanLine(again.text, [*cleaned.changes, "asked_again", *again.changes], again.complete)
-        self.history.append((speaker, cleaned.text))
-        self.turns.append(
+        lines = await self._whole_lines(speaker, messages, self.seed + turn)
+        candidates = [
             Turn(
-                speaker=self.speakers[speaker].id, text=cleaned.text, memory=aspect, closing=closing,
-                cleaned=list(dict.fromkeys(cleaned.changes)),
+                speaker=self.speakers[speaker].id, text=line.text, memory=aspect, closing=closing,
+                cleaned=list(dict.fromkeys(line.changes)),
             )
-        )  # fmt: skip
+            for line in lines
+        ]  # fmt: skip
+        chosen = 0
+        if len(candidates) > 1 and self.agents.choose_line is not None:
+            chosen = await self.agents.choose_line(self.record, list(self.turns), candidates)
+        self.history.append((speaker, candidates[chosen].text))
+        self.turns.append(candidates[chosen])
         self.previous = speaker
 
 
@@ -261,4 +284,5 @@ def agents_for(record: DialogueRecord, voices: Voices, generation: GenerationCon
             (configured[key].temperature if key in configured else None) or generation.temperature for key in keys
         ],
         judge=voices.default,
+        choose_line=voices.choose_line,
     )
