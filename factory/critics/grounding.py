@@ -28,6 +28,13 @@ CRITIC_NAME = "grounding"
 BEST_TURNS = 2  # a speaker's turns judged: persona use is a few turns of a conversation, not most
 
 
+def line_margins(own: np.ndarray, others: np.ndarray | None, said: np.ndarray) -> np.ndarray:
+    """Per line of ``said``, its best cosine to the speaker's own statements less its best to
+    anyone else's (none: 0)."""
+    other_best = (said @ others.T).max(axis=1) if others is not None and len(others) else np.zeros(len(said))
+    return np.asarray((said @ own.T).max(axis=1) - other_best)
+
+
 def speaker_groundings(statements: list[np.ndarray], turns: list[tuple[int, np.ndarray]]) -> list[float | None]:
     """Each speaker's grounding, from their statements' vectors and the (speaker, vector) of every
     turn (L2-normalised rows, so a dot product is a cosine). None for a speaker with no turns or
@@ -39,10 +46,7 @@ def speaker_groundings(statements: list[np.ndarray], turns: list[tuple[int, np.n
         if not vectors or not len(own):
             groundings.append(None)
             continue
-        said = np.stack(vectors)
-        own_best = (said @ own.T).max(axis=1)
-        other_best = (said @ np.concatenate(others).T).max(axis=1) if others else np.zeros(len(vectors))
-        margins = np.sort(own_best - other_best)[::-1]
+        margins = np.sort(line_margins(own, np.concatenate(others) if others else None, np.stack(vectors)))[::-1]
         groundings.append(float(margins[:BEST_TURNS].mean()))
     return groundings
 

@@ -7,12 +7,13 @@ heuristic gate (fewest problems: a line cut off, boilerplate, a speaker saying t
 again, a copy of the partner's); among the cleanest, by the learned critic's probability that the
 dialogue reads as a real conversation, and by the grounding critic's measure for the line (its
 speaker's own persona against the others'), each where the recipe has it on: each ranks the
-candidates and the best summed rank is kept. With neither, the first of the cleanest is kept. Every candidate shares the prefix, so what the prefix already breaks (too few
-turns so far) weighs the same on each and the choice is by the new line alone.
+candidates and the best summed rank is kept. With neither, the first of the cleanest is kept.
+Every candidate shares the prefix, so what the prefix already breaks (too few turns so far) weighs
+the same on each and the choice is by the new line alone.
 
 The same critics judge the finished dialogue, so a chosen line is one they already like: the
-card's pass rates then measure what the writer could be made to say, and the critics that do not
-choose (grounding, the LLM judges, the distance to real conversations) are the independent word.
+card's pass rates then measure what the writer could be made to say, and what does not choose
+(the LLM judges, the distance to real conversations) is the independent word.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import asyncio
 import numpy as np
 
 from factory.critics.base import JudgeContext
+from factory.critics.grounding import line_margins
 from factory.critics.heuristic import heuristic_verdict
 from factory.critics.learned.critic import embedder_for_critics, loaded
 from factory.critics.learned.features import features
 from factory.critics.learned.model import record_parts
+from factory.llm.embeddings import Embedder
 from factory.recipes.critics import CriticsConfig
 from factory.records import DialogueRecord, Turn
 
@@ -63,24 +66,19 @@ class CriticsLineChooser:
                 profiles, lines = record_parts(record.model_copy(update={"turns": [*turns, line]}))
                 rows.append(features(critic.vectors(profiles, lines, embedder), critic.probes))
             scores.append([float(p) for p in critic.head.probabilities(np.stack(rows))])
-        if self.critics.grounding.enabled:
-            scores.append(own_persona_margins(record, candidates))
+        if self.critics.grounding.enabled and self.context.embedder is not None:
+            scores.append(own_persona_margins(record, candidates, self.context.embedder))
         return scores
 
 
-def own_persona_margins(record: DialogueRecord, candidates: list[Turn]) -> list[float]:
-    """Each line's best cosine to its speaker's own statements less its best to anyone else's:
-    the grounding critic's measure, for one line."""
+def own_persona_margins(record: DialogueRecord, candidates: list[Turn], embedder: Embedder) -> list[float]:
+    """The grounding critic's measure for each line, with its embedding model: the line's best
+    cosine to its speaker's own statements less its best to anyone else's."""
     speaker = next(index for index, persona in enumerate(record.speakers) if persona.id == candidates[0].speaker)
     own = record.speakers[speaker].statements
     others = [s for index, persona in enumerate(record.speakers) if index != speaker for s in persona.statements]
     if not own:
         return [0.0] * len(candidates)
-    vectors = embedder_for_critics().embed([*own, *others, *(line.text for line in candidates)])
-    mine, theirs, said = (
-        vectors[: len(own)],
-        vectors[len(own) : len(own) + len(others)],
-        vectors[len(own) + len(others) :],
-    )
-    other_best = (said @ theirs.T).max(axis=1) if len(others) else np.zeros(len(said))
-    return [float(m) for m in (said @ mine.T).max(axis=1) - other_best]
+    vectors = embedder.embed([*own, *others, *(line.text for line in candidates)])
+    split = len(own) + len(others)
+    return [float(m) for m in line_margins(vectors[: len(own)], vectors[len(own) : split], vectors[split:])]

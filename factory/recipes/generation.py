@@ -71,7 +71,8 @@ class RolePlayConfig(_Config):
         ge=1,
         le=8,
         description="Lines sampled per turn (at once, with different seeds), of which the critics' choice is kept: "
-        "the first with the fewest heuristic problems, by the learned critic's probability where it is on. A "
+        "of those with the fewest heuristic problems, the best ranked by the learned and grounding critics where they "
+        "are on. A "
         "small model writes a clean line far more often in four tries than in one; 1 asks once.",
     )
     user_simulator: bool = Field(
