@@ -334,9 +334,14 @@ def judged_data(
     from factory.review import opened, version_rows
 
     target, version = opened(where, version)
-    records = [DialogueRecord.model_validate(row) for row in version_rows(target, version)]
+    # a dialogue whose generation failed has no turns to judge; the draw is over ids in order, so
+    # it does not follow the order the run happened to finish its dialogues in
+    records = sorted(
+        (record for record in map(DialogueRecord.model_validate, version_rows(target, version)) if record.turns),
+        key=lambda record: record.id,
+    )
     if not records:
-        raise InputError(f"{version} has no dialogues to judge", field="--dialogues")
+        raise InputError(f"{version} has no dialogues with turns to judge", field="--dialogues")
     chosen = random.Random(seed).sample(records, min(count, len(records)))
     keys = ApiKeys()
     with ExitStack() as stack:
