@@ -24,6 +24,7 @@ import openai
 
 from factory.errors import EndpointError, LLMCallError, NotAChatCompletion
 from factory.llm.cache import ReplyCache, reply_key
+from factory.llm.embedded import check_running_servers
 from factory.llm.keys import ApiKeys
 from factory.llm.limiter import AdaptiveLimiter
 from factory.llm.port import ChatResult
@@ -280,6 +281,10 @@ class ChatClient:
                 await self._release(endpoint, "failed", 0.0, kind)
                 if isinstance(exc, openai.APITimeoutError):
                     self._check_answering(endpoint, started)
+                elif isinstance(exc, openai.APIConnectionError):
+                    # An embedded server given up on is the end of the run, not a retry: its word may
+                    # have been raised inside this very request and wrapped as a connection error.
+                    check_running_servers()
                 return exc, False
             await self._release(endpoint, "refused", 0.0, kind)
             raise LLMCallError(f"endpoint refused the request ({exc.status_code}): {short(exc)}") from exc

@@ -246,3 +246,24 @@ def test_a_server_stopped_by_its_run_is_not_started_again(capfd):
             pass
         assert server.restarts == 0 and server.failure is None
     assert "starting it again" not in capfd.readouterr().err
+
+
+def test_a_call_that_fails_once_the_embedded_server_is_given_up_raises_why(tmp_path):
+    """The supervisor's word reaches the main thread as an exception raised wherever it is; inside a
+    request the OpenAI client turns it into a connection error to retry, and the run would go on
+    failing every dialogue. The next failed connection must say the server is gone instead."""
+    import contextlib
+    import time
+
+    from factory.errors import EmbeddedServerError
+
+    DiesAfterStarting = stand_in_server(log="pass", serve="s.handle_request(); sys.exit(3)")
+    server = DiesAfterStarting()
+    server.max_restarts = 0
+    with server:
+        with contextlib.suppress(EmbeddedServerError):  # swallowed, as a request in flight does
+            time.sleep(60)
+        started = time.monotonic()
+        with pytest.raises(EmbeddedServerError, match=r"exited with code 3, after 0 restart\(s\)"):
+            asyncio.run(one_call(spec_for(server.base_url, retries=50)))
+    assert server.failure is not None and time.monotonic() - started < 10
