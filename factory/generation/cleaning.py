@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 _LABEL = re.compile(r"^\s*(?:\*\*)?([A-Z][\w .'-]{0,40}?)(?:\*\*)?\s*:\s*")
 # narration in asterisks: several words, or one word standing alone between sentences
 _STARRED = re.compile(r"\*{1,2}([^*\n]+?)\*{1,2}")
-# a stage direction in brackets: a few words, no digits, at the start or the end of the line or
-# standing between two sentences
-_BRACKETED = r"[(\[][a-z][a-z ,'-]{0,60}[)\]]"
+# a stage direction in brackets: a few words, or whole sentences of narration ("(The image ends on
+# the window.)"), no digits, at the start or the end of the line or standing between two sentences
+_BRACKETED = r"[(\[][a-z][a-z ,'-]{0,100}(?:[a-z ,'.!?;\u2019-]{0,200}[.!?])?[)\]]"
 _OPENS_SENTENCE = "[A-Z\"'\u201c]"  # a capital, or an opening quote
 _DIRECTION = re.compile(
     rf"^\s*{_BRACKETED}\s*|\s*{_BRACKETED}\s*$|(?<=[.!?\u2026])\s+{_BRACKETED}(?=\s+{_OPENS_SENTENCE})", re.I

@@ -219,6 +219,8 @@ FINE = [
         ("unfinished", "I was going to take them to the park and"),
         ("boilerplate", "I'm glad you enjoyed your ride! Here is your next message."),
         ("boilerplate", "As an AI language model, I do not have dogs."),
+        ("boilerplate", "I'm an AI assistant designed to assist users in making their lives easier."),
+        ("boilerplate", "You're not my assistant, but I can still help you plan a fun weekend."),  # read back
         ("boilerplate", "*smiles warmly* That sounds lovely."),
         ("boilerplate", "She nods and looks out of the window."),
         ("placeholder", "Hi, I'm [user 1 name], nice to meet you."),
@@ -249,3 +251,14 @@ def test_what_real_conversations_do_passes_the_new_checks():
     stock = ["That sounds like a lot of fun! I used to ride as a kid.", "Where did you ride?",
              "That sounds like a lot of fun! Anywhere with hills, really, and the coast in summer."]  # fmt: skip
     assert _problems(*FINE[:2], *stock) == ""
+
+
+def test_narration_of_whole_sentences_in_brackets_is_taken_off_and_an_aside_is_kept():
+    from factory.generation.cleaning import clean_line
+
+    narrated = clean_line(
+        "She brought a lovely cake. (The image is on the window again. She smiles.) She bakes every Sunday.", ["A"]
+    )
+    assert (narrated.text, narrated.changes) == ("She brought a lovely cake. She bakes every Sunday.", ["narration"])
+    aside = clean_line("I teach (third grade, mostly) at the school down the road.", ["A"])
+    assert (aside.text, aside.changes) == ("I teach (third grade, mostly) at the school down the road.", [])
