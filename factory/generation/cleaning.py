@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-# "Alex:", "**User 2:**", "Speaker 1 -" at the start of a line
-_LABEL = re.compile(r"^\s*(?:\*\*)?([A-Z][\w .'-]{0,40}?)(?:\*\*)?\s*:\s*")
+# "Alex:", "**User 2:**", "ALEX - ", "Speaker 1 \u2014" at the start of a line
+_LABEL = re.compile(r"^\s*(?:\*\*)?([A-Z][\w .'-]{0,40}?)(?:\*\*)?\s*(?::|\s[-\u2013\u2014])\s*")
 # narration in asterisks: several words, or one word standing alone between sentences
 _STARRED = re.compile(r"\*{1,2}([^*\n]+?)\*{1,2}")
 # a stage direction in brackets: a few words, or whole sentences of narration ("(The image ends on
@@ -46,7 +46,8 @@ class CleanLine:
 
 
 def is_speaker_label(name: str, names: list[str]) -> bool:
-    return name in names or name.lower().startswith(("user", "speaker"))
+    """A speaker's name as the model writes it before a line: any case, or "User 2", "Speaker 1"."""
+    return name.casefold() in {known.casefold() for known in names} or name.lower().startswith(("user", "speaker"))
 
 
 def clean_line(text: str, names: list[str], *, cut: bool = False) -> CleanLine:

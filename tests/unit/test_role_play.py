@@ -115,6 +115,14 @@ def test_clean_line_keeps_only_the_agents_own_line():
     assert clean_line("User 1: Hi there.", names).text == "Hi there."
 
 
+def test_a_label_with_a_dash_or_in_capitals_is_taken_off_and_a_dash_inside_a_line_is_kept():
+    names = ["Dalia", "Eddie"]
+    assert clean_line("DALIA - I grow tomatoes.", names).text == "I grow tomatoes."
+    assert clean_line("Eddie \u2014 Me too!", names).changes == ["label"]
+    assert clean_line("I love it.\nEDDIE: Same here.", names).changes == ["other_speaker"]
+    assert clean_line("Well - I think so.", names).text == "Well - I think so."
+
+
 def test_a_talking_point_is_a_statement_not_yet_given_nor_said():
     memory = PersonaMemory(["I keep bees on my roof.", "I sing in a choir.", "I restore old bicycles."])
     assert memory.pick("What a lovely morning for a walk.") is None  # nothing fits the partner's line
