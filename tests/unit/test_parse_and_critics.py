@@ -221,6 +221,7 @@ FINE = [
         ("boilerplate", "As an AI language model, I do not have dogs."),
         ("boilerplate", "I'm an AI assistant designed to assist users in making their lives easier."),
         ("boilerplate", "You're not my assistant, but I can still help you plan a fun weekend."),  # read back
+        ("boilerplate", "I'm Alex, an ordinary person who has just moved here."),  # the role-play prompt's words
         ("boilerplate", "*smiles warmly* That sounds lovely."),
         ("boilerplate", "She nods and looks out of the window."),
         ("placeholder", "Hi, I'm [user 1 name], nice to meet you."),
