@@ -164,6 +164,10 @@ class EmbeddedServer:
             "no-webui": True,
             # llama-cpp-python's server penalised repeats by default; the small model loops without it
             "repeat-penalty": 1.1,
+            # ...which reaches back 64 tokens only; DRY penalises a run of tokens that repeats one
+            # anywhere in the sequence's context, so a speaker does not say an earlier line again
+            "dry-multiplier": 0.8,
+            "dry-penalty-last-n": self.n_ctx,
             **self.engine_args,
         }
         return self._die_with_parent([str(llama_server_binary()), *command_line(options)])

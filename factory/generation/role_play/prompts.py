@@ -15,6 +15,9 @@ USP_SIMULATOR = (
     " You can say anything you want, either based on the profile or something brand new.\n\n"
 )
 PLAIN_ASSISTANT = "You are a helpful AI assistant."
+REPLY_RULE = (
+    "Stay in character. Reply with your next line only: one or two short sentences, no name label, no narration."
+)
 
 
 def display_name(persona: PersonaProfile, index: int) -> str:
@@ -101,9 +104,15 @@ def agent_system_prompt(
     if role == "assistant" and plain_assistant:
         return PLAIN_ASSISTANT
     others = [name for i, name in enumerate(names) if i != index]
-    lines = [f"You are {names[index]}, in a conversation with {', '.join(others)}."]
     if role in ROLE_GUIDANCE:
-        lines.append(ROLE_GUIDANCE[role])
+        lines = [f"You are {names[index]}, in a conversation with {', '.join(others)}.", ROLE_GUIDANCE[role]]
+    else:
+        # A small instruct model asked to reply in the assistant's seat writes an assistant's lines
+        # ("How can I help you today?") unless told it is a person talking about their own life.
+        lines = [
+            f"You are {names[index]}, an ordinary person, in a conversation with {', '.join(others)}. "
+            "You are not an assistant: you talk about yourself and your life."
+        ]
     lines += ["Who you are:", *(f"- {statement}" for statement in persona.statements)]
     demo = persona.demographics
     facts = [
@@ -124,9 +133,7 @@ def agent_system_prompt(
         lines += ["Examples of your tone:", *(f"- {example}" for example in persona.behaviour_examples[:4])]
     if scenario:
         lines.append(f"The situation: {scenario}")
-    lines.append(
-        "Stay in character. Reply with your next line only: one to three sentences, no name label, no narration."
-    )
+    lines.append(REPLY_RULE)
     return "\n".join(lines)
 
 
