@@ -50,6 +50,13 @@ LAYOUTS: dict[str, PersonaColumns] = {
 }
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
 _ARTICLE = re.compile(r"^(A|An|The)\s+", re.I)
+_THIRD_PERSON = re.compile(r"^(He|She|They)\s+(?=[a-z])")
+_POSSESSIVE = re.compile(r"^(His|Her|Their)\s+(?=[a-z])")
+_NOT_A_NOUN = "every|a|an|the|to|at|in|on|for|with|about|and|or|up|out|back|again|daily|often"
+_ADVERBS = frozenset({"still", "also", "often", "always", "never", "rarely", "sometimes", "usually", "even", "just"})
+_IRREGULAR_VERBS = {"is": "am", "are": "am", "has": "have", "does": "do", "goes": "go", "was": "was", "were": "was"}
+_FIRST_PERSON_WORDS = {"his": "my", "him": "me", "himself": "myself", "herself": "myself", "their": "my",
+                       "them": "me", "themselves": "myself", "themself": "myself"}  # fmt: skip
 
 
 def column_mapping(settings: HubPersonasSource) -> PersonaColumns:
@@ -128,11 +135,50 @@ def check_columns(settings: HubPersonasSource, first: dict[str, Any], label: str
 
 
 def first_person(sentence: str) -> str:
-    """PersonaHub's "A retired nurse who ..." as the persona says it: "I am a retired nurse who ..."."""
+    """PersonaHub's "A retired nurse who ..." as the persona says it: "I am a retired nurse who ...";
+    a sentence about them ("He still swims every morning and misses his boat.") as "I still swim
+    every morning and miss my boat." (an agent given "He ..." as who it is narrates itself: "He
+    leans in and says")."""
     match = _ARTICLE.match(sentence)
     if match and sentence[: match.end()].strip().lower() in ("a", "an"):
-        return f"I am {sentence[0].lower()}{sentence[1:]}"
-    return sentence
+        return _own(f"I am {sentence[0].lower()}{sentence[1:]}")
+    if _POSSESSIVE.match(sentence):  # "Her collie Bran has found three lost walkers."
+        return _own("My " + sentence.split(" ", 1)[1])
+    subject = _THIRD_PERSON.match(sentence)
+    if not subject:
+        return sentence
+    words = sentence[subject.end() :].split(" ")
+    plural = subject.group(1) == "They"
+    verb = 1 if len(words) > 1 and (words[0] in _ADVERBS or words[0].endswith("ly")) else 0
+    words[verb] = _first_person_verb(words[verb], plural)
+    # a second verb joined by "and" ("... every morning and misses ..."), told from a noun joined
+    # to the object ("sells honey and candles") by the words between the verb and the "and"
+    for index in range(verb + 3, len(words) - 1):
+        if words[index] == "and" and "," not in " ".join(words[:index]):
+            words[index + 1] = _first_person_verb(words[index + 1], plural)
+            break
+    said = "I " + " ".join(words)  # and "... every building she visits" as "... every building I visit"
+    return _own(re.sub(r"\b(?:he|she) (\w+)", lambda m: "I " + _first_person_verb(m.group(1), False), said))
+
+
+def _own(text: str) -> str:
+    """The persona's own things: "his route", "her own glazes" as "my route", "my own glazes"."""
+    text = re.sub(rf"\b(?:{'|'.join(_FIRST_PERSON_WORDS)})\b", lambda m: _FIRST_PERSON_WORDS[m.group(0)], text)
+    # "her" before a noun is theirs ("her bees"); before anything else it is someone else ("calls her")
+    return re.sub(rf"\bher (?!(?:{_NOT_A_NOUN})\b)(?=[a-z])", "my ", text)
+
+
+def _first_person_verb(word: str, plural: bool) -> str:
+    lower = word.lower()
+    if lower in _IRREGULAR_VERBS:
+        return _IRREGULAR_VERBS[lower]
+    if plural or not lower.endswith("s") or lower.endswith("ss"):
+        return word
+    if re.search(r"[^aeiou]ies$", lower):
+        return word[:-3] + "y"
+    if re.search(r"(ss|sh|ch|x|z|o)es$", lower):
+        return word[:-2]
+    return word[:-1]
 
 
 def statements_of(text: str) -> list[str]:

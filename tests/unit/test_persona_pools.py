@@ -16,7 +16,7 @@ import yaml
 
 from factory.errors import PersonaFileError, RecipeError
 from factory.personas import plan
-from factory.personas.pool import HubPersonaPool
+from factory.personas.pool import HubPersonaPool, statements_of
 from factory.personas.source import SourceContext
 from factory.recipes import parse_recipe
 from factory.recipes.personas import HubPersonasSource
@@ -52,6 +52,25 @@ def test_a_personahub_file_becomes_first_person_statement_personas(tmp_path):
     assert first.statements == ["I am a retired nurse from town 0 who restores old bicycles.", "Loves jazz records."]
     assert first.description.startswith("A retired nurse") and first.source == "personas.parquet row 1"
     assert len({p.id for p in made.personas}) == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "statements"),
+    [
+        ("A potter who fires her own glazes. She sells mugs online and hates plastic cups.",
+         ["I am a potter who fires my own glazes.", "I sell mugs online and hate plastic cups."]),
+        ("A beekeeper. She sells honey and candles at the market and talks to her bees.",
+         ["I am a beekeeper.", "I sell honey and candles at the market and talk to my bees."]),
+        ("A postman. He still walks ten miles a day. His dog Rex goes with him.",
+         ["I am a postman.", "I still walk ten miles a day.", "My dog Rex goes with me."]),
+        ("A teacher. She calls her mother every day. Loves jazz.",
+         ["I am a teacher.", "I call my mother every day.", "Loves jazz."]),
+    ],
+)  # fmt: skip
+def test_a_pool_persona_written_about_them_becomes_what_they_say(text, statements):
+    """A persona told as "He ..." is given to the agent as who it is: in the third person the agent
+    narrates itself ("He leans in and says")."""
+    assert statements_of(text) == statements
 
 
 def test_finepersonas_labels_become_topics(tmp_path):
