@@ -16,7 +16,9 @@ import yaml
 
 from factory.bank import build_bank
 from factory.errors import RecipeError
+from factory.generation.role_play.prompts import names_and_roles
 from factory.recipes import PersonaBankRecipe, apply_overrides, load_recipe, parse_recipe
+from factory.records import DialogueRecord
 from factory.run import run_recipe
 from tests.openai_server import ScriptedOpenAIServer, ScriptedReply
 from tests.persona_scripts import PersonaScript
@@ -72,7 +74,7 @@ class RolePlayScript:
         if system.startswith("You are ") or system.startswith("You are engaging"):
             with self._lock:
                 self.agent_requests.append(request)
-            me = re.match(r"You are (.+?), in a conversation", system)
+            me = re.match(r"You are ([^,]+), (?:an ordinary person, )?in a conversation", system)
             said = sum(m["role"] == "assistant" for m in messages)
             label = me.group(1) if me else "Someone"
             return f"{label}: Line {said + 1} from {label}. {TOPIC_LINES[turn_of(messages) % len(TOPIC_LINES)]}"
@@ -110,7 +112,7 @@ def test_role_play_writes_turn_records_and_a_messages_config(tmp_path):
         assert generation["mode"] == "role_play" and generation["ended_by"] == "max_turns"
         assert generation["scenario"] in SCENARIOS
         ids = [speaker["id"] for speaker in row["speakers"]]
-        names = [speaker["name"] or f"User {n + 1}" for n, speaker in enumerate(row["speakers"])]
+        names = names_and_roles(DialogueRecord.model_validate(row))[0]
         assert [turn["speaker"] for turn in row["turns"]] == [ids[n % 2] for n in range(6)]
         # each line is the agent's own, label cleaned off, and counts that agent's turns
         assert [turn["text"] for turn in row["turns"]] == [
@@ -230,16 +232,12 @@ def test_each_speaker_can_talk_through_its_own_endpoint(tmp_path):
         recipe = recipe.model_copy(update={"ray": recipe.ray.model_copy(update={"enabled": True})})
         result = run_recipe(recipe, tmp_path / "out", show_progress=False)
     rows = rows_of(tmp_path / "out")
-    second_names = {row["speakers"][1]["name"] or "User 2" for row in rows}
-    first_names = {row["speakers"][0]["name"] or "User 1" for row in rows}
+    names = [names_and_roles(DialogueRecord.model_validate(row))[0] for row in rows]
     assert len(second.agent_requests) == len(main.agent_requests) == 4 * 3
     assert all(r["model"] == "cheap-model" for r in second.agent_requests)
-    assert {
-        re.match(r"You are (.+?), in a", r["messages"][0]["content"]).group(1) for r in second.agent_requests
-    } <= second_names
-    assert {
-        re.match(r"You are (.+?), in a", r["messages"][0]["content"]).group(1) for r in main.agent_requests
-    } <= first_names
+    for requests, speaker in ((second.agent_requests, 1), (main.agent_requests, 0)):
+        called = {re.match(r"You are ([^,]+),", r["messages"][0]["content"]).group(1) for r in requests}
+        assert called <= {each[speaker] for each in names}, (called, names)
     assert result.manifest["agents"]["speaker2"]["model"] == "cheap-model"
 
 
