@@ -216,8 +216,12 @@ def parse_recipe(
         recipe = model.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
-        # Discriminated unions put the tag in the location; drop it so the field reads as written.
-        loc = tuple(part for part in error["loc"] if part not in SOURCE_TAGS)
+        # A source's discriminated union puts its tag after the list index; drop it there (and only
+        # there: a field may share a tag's name) so the field reads as written.
+        where = error["loc"]
+        loc = tuple(
+            part for at, part in enumerate(where) if not (part in SOURCE_TAGS and at and isinstance(where[at - 1], int))
+        )
         if error["type"] == "extra_forbidden":
             message = "unknown key (check its spelling; unknown keys are errors)"
         elif error["type"] == "union_tag_not_found":  # a source written without its kind

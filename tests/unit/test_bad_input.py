@@ -52,6 +52,15 @@ def test_persona_source_errors_point_into_the_list(tmp_path):
     assert error.value.field == "personas[1].count"
 
 
+def test_a_field_named_like_a_source_kind_keeps_its_place_in_the_location():
+    """Only the union's tag after the list index is dropped: a pool's `columns.statements` is a
+    field, though `statements` is also a source kind."""
+    source = {"source": "hub_personas", "path": "pool.jsonl", "columns": {"persona": "persona", "statements": [1]}}
+    with pytest.raises(RecipeError) as error:
+        parse_recipe(small_recipe(personas=[source]))
+    assert error.value.field == "personas[0].columns.statements"
+
+
 def test_impossible_turn_bounds_are_refused(tmp_path):
     recipe = small_recipe(generation={"min_turns": 10, "max_turns": 4})
     with pytest.raises(RecipeError, match="min_turns"):
