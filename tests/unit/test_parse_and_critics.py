@@ -222,6 +222,8 @@ FINE = [
         ("boilerplate", "I'm an AI assistant designed to assist users in making their lives easier."),
         ("boilerplate", "You're not my assistant, but I can still help you plan a fun weekend."),  # read back
         ("boilerplate", "I'm Alex, an ordinary person who has just moved here."),  # the role-play prompt's words
+        ("boilerplate", "I've just finished a new book, and I want to talk about it in character."),
+        ("boilerplate", "I'll just keep going with my character as a dog rescue specialist for a moment."),
         ("boilerplate", "*smiles warmly* That sounds lovely."),
         ("boilerplate", "She nods and looks out of the window."),
         ("placeholder", "Hi, I'm [user 1 name], nice to meet you."),
@@ -252,6 +254,8 @@ def test_what_real_conversations_do_passes_the_new_checks():
     stock = ["That sounds like a lot of fun! I used to ride as a kid.", "Where did you ride?",
              "That sounds like a lot of fun! Anywhere with hills, really, and the coast in summer."]  # fmt: skip
     assert _problems(*FINE[:2], *stock) == ""
+    # Synthetic-Persona-Chat's own line: one's character is one's nature, not a role read back
+    assert _problems(*FINE[:2], "Me neither. So, what do you think of my character?", "Kind, I'd say.") == ""
 
 
 def test_narration_of_whole_sentences_in_brackets_is_taken_off_and_an_aside_is_kept():
