@@ -118,7 +118,12 @@ def judge_source(
     made_by = JudgingRecipe(f"judged-{recipe.name}", text)
     with open_endpoint(recipe.llm) if needs_generator(critics, experts) else nullcontext() as generator:
         judges = judge_panels(critics, recipe.llm, generator, keys)
-        spec = generator or next(iter(judges.values())).jurors[0].spec
+        # the model-free critics (heuristic, learned, grounding) ask no endpoint: the recipe's
+        # settings stand in for one that is never called
+        spec = generator or next(
+            (panel.jurors[0].spec for panel in judges.values()),
+            EndpointSpec.of(recipe.llm, recipe.llm.base_url or "", recipe.llm.model or "", "openai-compatible"),
+        )
         records, report = _judge_all(source.records, recipe, critics, spec, judges, keys, show_progress)
         with folder.locked():
             folder.prepare()

@@ -102,6 +102,21 @@ def test_a_chat_dataset_is_judged_through_a_column_mapping(tmp_path, scripted_se
     assert [s["statements"] for s in speakers] == CHATS[0]["persona_lines"]
 
 
+def test_the_heuristic_alone_judges_with_no_endpoint(tmp_path):
+    """The model-free critics need no endpoint: none is asked for, and the judging does not fail for
+    want of one (it ended in a StopIteration traceback)."""
+    source = _chat_file(tmp_path)
+    out = tmp_path / "judged"
+    finished = _cli(
+        subprocess_env(), str(source.parent), "--experts", "heuristic", "--out", str(out),
+        "--map", "messages=dialog,personas=persona_lines,id=conv", "--no-progress",
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    judged = datasets.load_dataset(str(out))
+    assert sum(len(split) for split in judged.values()) == 2
+    assert all(v["critic"] == "heuristic" for split in judged.values() for row in split for v in row["verdicts"])
+
+
 def test_a_missing_column_is_one_line_naming_it(tmp_path, scripted_server):
     source = _chat_file(tmp_path)
     finished = _cli(
