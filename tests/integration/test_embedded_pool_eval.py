@@ -28,7 +28,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def test_a_pool_version_and_the_embedded_model_scored_on_its_held_out_personas(tmp_path, project_root):
     recipe = yaml.safe_load((project_root / "pipelines/persona_pool.yaml").read_text(encoding="utf-8"))
     shutil.copy(project_root / "pipelines/persona_pool.jsonl", tmp_path / "persona_pool.jsonl")
-    # The shipped recipe's critics accept one or none of the 135M model's 12 dialogues (its second
+    # The shipped recipe's critics accept two at most of the 135M model's 12 dialogues (its second
     # speaker talks about the first speaker's persona), so this run keeps the heuristic gate alone,
     # and one line a turn: what is under test is the path, not the small model's data.
     recipe["critics"] = {

@@ -7,8 +7,8 @@ import pytest
 
 from factory.generation.cleaning import clean_line
 from factory.generation.role_play.memory import PersonaMemory
-from factory.generation.role_play.prompts import agent_messages, agent_system_prompt, next_speaker
-from factory.records import Attribute, PersonaProfile
+from factory.generation.role_play.prompts import agent_messages, agent_system_prompt, names_and_roles, next_speaker
+from factory.records import Attribute, DialogueRecord, GenerationMeta, PersonaProfile
 
 
 def test_alternate_and_round_robin_turn_orders():
@@ -133,3 +133,18 @@ def test_a_talking_point_is_a_statement_not_yet_given_nor_said():
     assert memory.talking_point(["My choir sings on Sundays."]) == "I restore old bicycles."
     memory.pick("Right.")
     assert memory.talking_point(["My choir sings on Sundays.", "I fix bicycles."]) is None
+
+
+def test_a_persona_without_a_name_goes_by_the_one_it_states_or_one_of_its_own():
+    def record(*speakers: PersonaProfile) -> DialogueRecord:
+        meta = GenerationMeta(model="m", prompt_hash="h", seed=1)
+        return DialogueRecord(id="d", recipe="r", speakers=list(speakers), turns=[], generation=meta)
+
+    larry = PersonaProfile(id="spc-1", kind="statements", statements=["Hey my name is larry and i am a chef."])
+    nameless = PersonaProfile(id="spc-2", kind="statements", statements=["I love dogs."])
+    kai = PersonaProfile(id="mbti-1", kind="mbti", name="Kai", statements=["I make friends everywhere."])
+    names = names_and_roles(record(larry, nameless))[0]
+    assert names[0] == "Larry" and names[1] not in ("Larry", "User 2")
+    assert names_and_roles(record(kai, nameless))[0][1] == names[1]  # the same name in every dialogue
+    other = PersonaProfile(id="spc-3", kind="statements", statements=["I like tacos."])
+    assert len(set(names_and_roles(record(nameless, other, kai))[0])) == 3

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
+from factory.personas.demographics import NAMES_BY_GENDER
 from factory.records import DialogueRecord, PersonaProfile, speaker_label
 
 USP_SIMULATOR = (
@@ -20,14 +22,30 @@ REPLY_RULE = (
 )
 
 
-def display_name(persona: PersonaProfile, index: int) -> str:
-    return persona.name or speaker_label(index + 1)
+_STATED_NAME = re.compile(r"\bmy name is ([a-z]{2,20})\b", re.I)
 
 
 def names_and_roles(record: DialogueRecord) -> tuple[list[str], list[str | None]]:
-    """Each speaker's name in the conversation, and role (None for peers)."""
-    names = [display_name(persona, index) for index, persona in enumerate(record.speakers)]
-    return names, list(record.roles) or [None] * len(record.speakers)
+    """Each speaker's name in the conversation, and role (None for peers). A persona without a
+    name (Synthetic-Persona-Chat's, a pool's) goes by the one its statements give ("my name is
+    larry"), or else by a name given to people of any gender, the same for the persona in every
+    dialogue: called "User 2", a small model talks as a user to an assistant, and makes up a new
+    name for itself every turn ("I'm Emily", then "I'm Sarah Jenkins")."""
+    names: list[str | None] = [persona.name or _stated_name(persona) for persona in record.speakers]
+    for index, persona in enumerate(record.speakers):
+        if names[index] is None:
+            bank = NAMES_BY_GENDER["non-binary"]
+            start = int(hashlib.sha256(persona.id.encode()).hexdigest()[:8], 16)
+            ordered = (bank[(start + step) % len(bank)] for step in range(len(bank)))
+            names[index] = next((name for name in ordered if name not in names), speaker_label(index + 1))
+    return [name or speaker_label(index + 1) for index, name in enumerate(names)], list(record.roles) or [None] * len(
+        record.speakers
+    )
+
+
+def _stated_name(persona: PersonaProfile) -> str | None:
+    found = next((match for statement in persona.statements if (match := _STATED_NAME.search(statement))), None)
+    return found.group(1).capitalize() if found else None
 
 
 def next_speaker(rule: str, turn: int, speakers: int, previous: int | None) -> int:
