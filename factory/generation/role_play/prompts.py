@@ -31,16 +31,20 @@ def names_and_roles(record: DialogueRecord) -> tuple[list[str], list[str | None]
     larry"), or else by a name given to people of any gender, the same for the persona in every
     dialogue: called "User 2", a small model talks as a user to an assistant, and makes up a new
     name for itself every turn ("I'm Emily", then "I'm Sarah Jenkins")."""
-    names: list[str | None] = [persona.name or _stated_name(persona) for persona in record.speakers]
-    for index, persona in enumerate(record.speakers):
-        if names[index] is None:
-            bank = NAMES_BY_GENDER["non-binary"]
-            start = int(hashlib.sha256(persona.id.encode()).hexdigest()[:8], 16)
-            ordered = (bank[(start + step) % len(bank)] for step in range(len(bank)))
-            names[index] = next((name for name in ordered if name not in names), speaker_label(index + 1))
-    return [name or speaker_label(index + 1) for index, name in enumerate(names)], list(record.roles) or [None] * len(
-        record.speakers
-    )
+    given = [persona.name or _stated_name(persona) for persona in record.speakers]
+    names: list[str] = []
+    for index, (persona, name) in enumerate(zip(record.speakers, given)):
+        names.append(name or _name_of_its_own(persona.id, [*given, *names]) or speaker_label(index + 1))
+    return names, list(record.roles) or [None] * len(record.speakers)
+
+
+def _name_of_its_own(persona_id: str, taken: list[str | None]) -> str | None:
+    """A name given to people of any gender, drawn by the persona's id (so the same in every
+    dialogue), the next free one when another speaker has it."""
+    bank = NAMES_BY_GENDER["non-binary"]
+    start = int(hashlib.sha256(persona_id.encode()).hexdigest()[:8], 16)
+    ordered = (bank[(start + step) % len(bank)] for step in range(len(bank)))
+    return next((name for name in ordered if name not in taken), None)
 
 
 def _stated_name(persona: PersonaProfile) -> str | None:
