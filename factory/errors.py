@@ -46,6 +46,10 @@ class RecipeError(InputError):
     """A recipe that does not validate: unknown key, wrong type, impossible bounds."""
 
 
+class PluginError(InputError):
+    """An installed plugin that does not load, or declares a name already taken."""
+
+
 class PersonaFileError(InputError):
     """A persona file with a missing column or a malformed row."""
 

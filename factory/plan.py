@@ -20,7 +20,7 @@ from typing import Any
 
 from factory.critics.base import JudgeContext
 from factory.critics.quality import select_best
-from factory.critics.registry import CALLS, verdict_of
+from factory.critics.registry import critic_spec, verdict_of
 from factory.dataset.folder import DatasetFolder
 from factory.engine.rounds import plan_rows, planned_dialogues, round_shares
 from factory.errors import LLMCallError
@@ -350,7 +350,7 @@ def _critic(
     asked: list[dict[str, str]],
 ) -> StepPlan:
     jurors, model, pricing = _jurors(recipe, name)
-    per_cast = [CALLS[name](cast.speakers) * recipe.generation.candidates for cast in casts]
+    per_cast = [critic_spec(name).calls(cast.speakers) * recipe.generation.candidates for cast in casts]
     worst = sum(per_cast) * jurors
     share = _critic_share(stats, name)
     expected = worst * share if share is not None else float(worst)

@@ -21,6 +21,7 @@ from typing import Any
 
 from factory.critics.base import JudgeContext, answer_error, no_turns
 from factory.recipes.critics import APCCriticConfig
+from factory.recipes.extensions import CriticSpec
 from factory.records import DialogueRecord, Verdict, speaker_label
 
 CRITIC_NAME = "apc"
@@ -132,3 +133,12 @@ async def judge(record: DialogueRecord, config: APCCriticConfig, context: JudgeC
     if notes:
         reason += "; " + "; ".join(notes)
     return Verdict(critic=CRITIC_NAME, passed=passed, score=round(score, 4), reason=reason, tokens=tokens)
+
+
+SPEC = CriticSpec(
+    CRITIC_NAME,
+    APCCriticConfig,
+    judge,
+    "The APC score: relevance and entailment of every persona statement against its speaker.",
+    calls=lambda speakers: sum(1 for speaker in speakers if speaker.statements),
+)

@@ -7,6 +7,7 @@ from typing import Any
 
 from factory.critics.base import JudgeContext, answer_error, no_turns, profile_lines
 from factory.recipes.critics import AttributionCriticConfig
+from factory.recipes.extensions import CriticSpec
 from factory.records import DialogueRecord, Verdict, speaker_label
 
 CRITIC_NAME = "attribution"
@@ -62,3 +63,11 @@ async def judge(record: DialogueRecord, config: AttributionCriticConfig, context
         reason=f"{right} of {len(record.turns)} turns attributed to the right speaker (threshold {config.threshold:.0%})",
         tokens=tokens,
     )
+
+
+SPEC = CriticSpec(
+    CRITIC_NAME,
+    AttributionCriticConfig,
+    judge,
+    "PersonaEval: with speaker labels hidden, who said each turn?",
+)

@@ -11,7 +11,7 @@ Data:
   "faithful": true|false, "toxic": true|false, "well_formed": true|false, "rating": 1-5}`` (every
   label optional); for quality, pairs of dialogues with different ratings (the higher should win).
 
-Each critic is scored against the label of what it exists to judge (:data:`CRITIC_LABELS`); what the
+Each critic is scored against the label of what it exists to judge (its spec's ``label``); what the
 data cannot measure (no label, no rating, no MBTI or Big Five personas for portrayal) is refused.
 """
 
@@ -23,23 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from factory.critics.registry import critic_spec
 from factory.errors import InputError, PersonaFileError
 from factory.generation.cleaning import PLACEHOLDER
 from factory.jsonl import read_jsonl
 from factory.personas.statements import load_spc_rows
 from factory.records import DialogueRecord, GenerationMeta, PersonaProfile, Turn
 
-# The label each expert is scored against, and whether the expert should pass when it is true.
-CRITIC_LABELS: dict[str, tuple[str, bool]] = {
-    "heuristic": ("well_formed", True),
-    "faithfulness": ("faithful", True),
-    "grounding": ("faithful", True),  # a persona swapped out is a speaker off their own persona
-    "learned": ("faithful", True),  # and against turn-shuffled copies, apart (see evaluate)
-    "apc": ("faithful", True),
-    "attribution": ("faithful", True),  # a persona swapped out makes its speaker's turns unattributable
-    "toxicity": ("toxic", False),
-    "portrayal": ("portrayed", True),
-}
 LABELS = ("faithful", "toxic", "well_formed")
 
 
@@ -50,7 +40,7 @@ class Labelled:
     rating: float | None = None
 
     def should_pass(self, expert: str) -> bool | None:
-        label, when_true = CRITIC_LABELS[expert]
+        label, when_true = critic_spec(expert).label
         value = self.labels.get(label)
         return None if value is None else value == when_true
 
@@ -173,7 +163,7 @@ def measurable(
             f"portrayal cannot be measured on {where}: its personas have no MBTI type or Big Five levels to infer back",
             field="--experts",
         )
-    label = CRITIC_LABELS[expert][0]
+    label = critic_spec(expert).label[0]
     if not any(item.should_pass(expert) is not None or item.rating is not None for item in labelled):
         raise InputError(
             f"{expert} cannot be measured on {where}: no item has a {label!r} label or a rating", field="--experts"
@@ -181,7 +171,7 @@ def measurable(
 
 
 def measure_of(expert: str, labelled: list[Labelled], spc: bool) -> str:
-    label = CRITIC_LABELS[expert][0]
+    label = critic_spec(expert).label[0]
     labelled_items = [item for item in labelled if item.should_pass(expert) is not None]
     if not labelled_items:
         return "human ratings"

@@ -2,7 +2,7 @@
 
 The data and its labels are read in :mod:`factory.critics.eval_data`.
 
-Each expert is scored against the label of what it exists to judge (:data:`CRITIC_LABELS`):
+Each expert is scored against the label of what it exists to judge (its spec's ``label``):
 accuracy (it passes what the label says should pass and fails the rest), AUROC of its score (or of
 its pass/fail when it gives none) with "should pass" as the positive class, and Spearman
 correlation with the ratings. Only answered items are scored: a judge call that failed or a reply
@@ -36,7 +36,7 @@ from factory.critics.jury import judge_panels, needs_generator
 from factory.critics.learned.critic import loaded
 from factory.critics.learned.model import part_of
 from factory.critics.quality import compare
-from factory.critics.registry import PER_DIALOGUE, verdict_of
+from factory.critics.registry import critic_specs, verdict_of
 from factory.errors import MostlyUnanswered, RecipeError
 from factory.llm.embeddings import Embedder, open_embedder
 from factory.llm.endpoint import endpoint_provenance, open_endpoint
@@ -284,7 +284,7 @@ class EvalRequest:
 def critic_names_asked(text: str) -> list[str]:
     """The critics named in ``--experts`` (comma separated), checked against the registry."""
     names = [name.strip() for name in text.split(",") if name.strip()]
-    known = (*PER_DIALOGUE, "quality")
+    known = (*critic_specs(), "quality")
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise RecipeError(

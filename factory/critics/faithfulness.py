@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from factory.critics.base import JudgeContext, answer_error, labelled_transcript, no_turns, profile_lines
 from factory.recipes.critics import FaithfulnessCriticConfig
+from factory.recipes.extensions import CriticSpec
 from factory.records import DialogueRecord, PersonaProfile, Turn, Verdict, speaker_label
 
 CRITIC_NAME = "faithfulness"
@@ -188,3 +189,11 @@ def faithfulness_verdict(data: dict[str, Any], tokens: int) -> Verdict:
     return Verdict(
         critic=CRITIC_NAME, passed=True, score=1.0, reason=answer.reason or "no contradiction found", tokens=tokens
     )
+
+
+SPEC = CriticSpec(
+    CRITIC_NAME,
+    FaithfulnessCriticConfig,
+    judge,
+    "Synthetic-Persona-Chat's expert: does anyone contradict their own profile?",
+)

@@ -22,6 +22,7 @@ import numpy as np
 from factory.critics.base import JudgeContext, no_turns
 from factory.errors import PipelineError
 from factory.recipes.critics import GroundingCriticConfig
+from factory.recipes.extensions import CriticSpec
 from factory.records import DialogueRecord, Verdict
 
 CRITIC_NAME = "grounding"
@@ -87,3 +88,12 @@ async def judge(record: DialogueRecord, config: GroundingCriticConfig, context: 
         reason=reason,
         judge=embedder.name,
     )
+
+
+SPEC = CriticSpec(
+    CRITIC_NAME,
+    GroundingCriticConfig,
+    judge,
+    "Does each speaker draw on their own persona? (sentence embeddings, no LLM)",
+    embeds=True,
+)

@@ -20,10 +20,12 @@ import re
 from collections import Counter
 from difflib import SequenceMatcher
 
+from factory.critics.base import JudgeContext
 from factory.generation.cleaning import PLACEHOLDER
 from factory.recipes.critics import HeuristicCriticConfig
+from factory.recipes.extensions import CriticSpec
 from factory.recipes.generation import GenerationConfig
-from factory.records import PersonaProfile, Turn, Verdict
+from factory.records import DialogueRecord, PersonaProfile, Turn, Verdict
 
 CRITIC_NAME = "heuristic"
 _WORD = re.compile(r"[a-z0-9']+")
@@ -269,3 +271,16 @@ def heuristic_verdict(
         score=1 - len(problems) / len(checks),
         reason="; ".join(problems) if problems else f"all checks passed ({', '.join(checks)})",
     )
+
+
+async def judge(record: DialogueRecord, config: HeuristicCriticConfig, context: JudgeContext) -> Verdict:
+    return heuristic_verdict(record.turns, record.speakers, context.generation, config)
+
+
+SPEC = CriticSpec(
+    CRITIC_NAME,
+    HeuristicCriticConfig,
+    judge,
+    "Turn bounds, alternation, repetition, a profile recited, boilerplate, cut-off turns (no model).",
+    label=("well_formed", True),
+)

@@ -16,7 +16,7 @@ from factory.llm.endpoint import check_endpoint
 from factory.llm.keys import ApiKeys
 from factory.llm.pricing import Prices
 from factory.llm.spec import EndpointSpec
-from factory.recipes.critics import Aggregate, CriticsConfig, JudgeLLMConfig, judges_of, needs_llm
+from factory.recipes.critics import Aggregate, CriticsConfig, JudgeLLMConfig, all_critic_names, judges_of, needs_llm
 from factory.recipes.llm import EndpointLimits, LLMConfig
 from factory.records import JurorVerdict, Verdict
 
@@ -33,7 +33,7 @@ def judge_panels(
     listed: dict[tuple[str, ...], list[str]] = {}
     panels = {}
     for name in critics.enabled() if names is None else names:
-        if name not in CriticsConfig.model_fields or not needs_llm(name):
+        if name not in all_critic_names() or not needs_llm(name):
             continue
         judges, aggregate = judges_of(critics, name)
         jurors = tuple(

@@ -11,6 +11,7 @@ from typing import Any
 
 from factory.critics.base import JudgeContext, answer_error, labelled_transcript, no_turns
 from factory.recipes.critics import PortrayalCriticConfig
+from factory.recipes.extensions import CriticSpec
 from factory.records import DialogueRecord, PersonaProfile, Verdict, speaker_label
 from factory.traits import BIG_FIVE_TRAITS, MBTI_TYPES
 
@@ -104,3 +105,13 @@ async def judge(record: DialogueRecord, config: PortrayalCriticConfig, context: 
     return Verdict(
         critic=CRITIC_NAME, passed=passed, score=round(matched / units, 4), reason="; ".join(notes), tokens=tokens
     )
+
+
+SPEC = CriticSpec(
+    CRITIC_NAME,
+    PortrayalCriticConfig,
+    judge,
+    "PsyPlay's back-test: infer each speaker's MBTI type or Big Five levels from the dialogue.",
+    label=("portrayed", True),
+    calls=lambda speakers: sum(1 for speaker in speakers if checked_kind(speaker)),
+)

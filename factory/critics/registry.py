@@ -1,64 +1,61 @@
-"""The critics by name: where each per-dialogue critic's judge is registered.
+"""The critics by name: every per-dialogue critic's spec, built in or a plugin's.
 
-A critic's name and its settings are declared once, as a field of
-:class:`factory.recipes.critics.CriticsConfig` (its settings class says its scope: a dialogue, a
-cast's candidates, or the run); its judge is registered here with one line. The engine's cascade,
-``critics eval`` and the card all read these. Quality (best-of-N, a cast at a time) and dedup
-(across the run) are decided in :mod:`factory.critics.quality` and
+A critic is declared once, as a :class:`factory.recipes.extensions.CriticSpec` in its own module
+(its settings class is a field of :class:`factory.recipes.critics.CriticsConfig`, or, for a plugin,
+a key beside them). The engine's cascade, ``plan``, ``critics eval``, the card and the distilabel
+steps all read the specs through :func:`critic_spec`. Quality (best-of-N, a cast at a time) and
+dedup (across the run) are decided in :mod:`factory.critics.quality` and
 :mod:`factory.critics.acceptance`: they need more than one dialogue at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any
 
-from factory.critics import apc, attribution, faithfulness, grounding, portrayal, toxicity
-from factory.critics.base import Judge, JudgeContext
-from factory.critics.heuristic import heuristic_verdict
+from factory.critics import apc, attribution, faithfulness, grounding, heuristic, portrayal, toxicity
+from factory.critics.base import JudgeContext
 from factory.critics.jury import aggregate_verdicts
 from factory.critics.learned import critic as learned
-from factory.recipes.critics import CriticsConfig, critic_names, needs_llm
-from factory.records import DialogueRecord, PersonaProfile, Verdict
+from factory.errors import PluginError
+from factory.recipes.critics import CriticsConfig, critic_names, needs_llm, plugin_critics
+from factory.recipes.extensions import CriticSpec
+from factory.recipes.llm import EmbeddingsConfig
+from factory.records import DialogueRecord, Verdict
+
+BUILT_IN: tuple[CriticSpec, ...] = tuple(
+    module.SPEC for module in (heuristic, learned, grounding, faithfulness, apc, toxicity, portrayal, attribution)
+)
 
 
-async def _heuristic(record: DialogueRecord, config: Any, context: JudgeContext) -> Verdict:
-    return heuristic_verdict(record.turns, record.speakers, context.generation, config)
+@cache
+def critic_specs() -> dict[str, CriticSpec]:
+    """Every per-dialogue critic's spec by name, in the default cascade order (plugins last)."""
+    specs = {spec.name: spec for spec in BUILT_IN}
+    if len(specs) != len(BUILT_IN):  # pragma: no cover - a registration error
+        raise PluginError("two built-in critics share a name")
+    specs.update(plugin_critics())
+    if list(specs) != list(critic_names("dialogue")):  # pragma: no cover - a registration error
+        raise PluginError(f"critics declared without a judge, or judges without settings: {sorted(specs)}")
+    return specs
 
 
-JUDGES: dict[str, Judge] = {
-    "heuristic": _heuristic,
-    "learned": learned.judge,
-    "grounding": grounding.judge,
-    "faithfulness": faithfulness.judge,
-    "apc": apc.judge,
-    "toxicity": toxicity.judge,
-    "portrayal": portrayal.judge,
-    "attribution": attribution.judge,
-}
+def critic_spec(name: str) -> CriticSpec:
+    """The spec of the per-dialogue critic called ``name``; an unknown name is one line listing them."""
+    specs = critic_specs()
+    if name not in specs:
+        raise PluginError(f"unknown critic {name!r}; the per-dialogue critics are {', '.join(specs)}")
+    return specs[name]
 
 
-def _once(speakers: Sequence[PersonaProfile]) -> int:
-    return 1
-
-
-# How many calls one judge of an LLM critic makes on a dialogue of these speakers (what `plan` counts).
-CALLS: dict[str, Callable[[Sequence[PersonaProfile]], int]] = {
-    "faithfulness": _once,
-    "apc": lambda speakers: sum(1 for speaker in speakers if speaker.statements),
-    "toxicity": _once,
-    "portrayal": lambda speakers: sum(1 for speaker in speakers if portrayal.checked_kind(speaker)),
-    "attribution": _once,
-}
-
-PER_DIALOGUE = critic_names("dialogue")
-if set(JUDGES) != set(PER_DIALOGUE):  # pragma: no cover - a registration error, caught at import
-    raise ImportError(
-        f"critics declared without a judge, or judges without settings: {set(JUDGES) ^ set(PER_DIALOGUE)}"
-    )
-if set(CALLS) != {name for name in PER_DIALOGUE if needs_llm(name)}:  # pragma: no cover - as above
-    raise ImportError(f"LLM critics whose calls are not counted: {set(CALLS) ^ set(PER_DIALOGUE)}")
+def embedding_settings(critics: CriticsConfig) -> EmbeddingsConfig | None:
+    """The sentence embedder the cascade's embedding critics share: the first one's ``embeddings``."""
+    for name, config in critics.cascade():
+        embeddings = getattr(config, "embeddings", None)
+        if critic_spec(name).embeds and isinstance(embeddings, EmbeddingsConfig):
+            return embeddings
+    return None
 
 
 async def cascade_verdict(name: str, record: DialogueRecord, critics: CriticsConfig, context: JudgeContext) -> Verdict:
@@ -73,7 +70,7 @@ async def cascade_verdict(name: str, record: DialogueRecord, critics: CriticsCon
 
 async def verdict_of(name: str, record: DialogueRecord, config: Any, context: JudgeContext) -> Verdict:
     """The critic's verdict on ``record``: its judge's, or its jury's aggregate (each juror's kept)."""
-    judge = JUDGES[name]
+    judge = critic_spec(name).judge
     if not needs_llm(name):
         return await judge(record, config, context)
     seats = context.seats(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from factory.critics.base import JudgeContext, answer_error, labelled_transcript, no_turns
 from factory.recipes.critics import ToxicityCriticConfig
+from factory.recipes.extensions import CriticSpec
 from factory.records import DialogueRecord, Verdict
 
 CRITIC_NAME = "toxicity"
@@ -48,3 +49,12 @@ async def judge(record: DialogueRecord, config: ToxicityCriticConfig, context: J
         reason=f"toxic: {reason}" if toxic else reason,
         tokens=tokens,
     )
+
+
+SPEC = CriticSpec(
+    CRITIC_NAME,
+    ToxicityCriticConfig,
+    judge,
+    "Is the dialogue toxic (insults, hate, harassment, threats, sexual content)?",
+    label=("toxic", False),
+)

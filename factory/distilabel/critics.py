@@ -4,7 +4,8 @@ with ``personas`` and ``conversation`` columns, each appending its verdict to ``
     FaithfulnessCritic(llm=OpenAILLM(model=..., base_url=...), input_mappings={"conversation": "messages"})
 
 An LLM critic asks the step's ``llm`` (any distilabel LLM); the heuristic needs none, grounding
-embeds with the critic's ``embeddings`` settings.
+embeds with the critic's ``embeddings`` settings. Every critic's step is made from its spec (a
+plugin's too), named after it: ``heuristic`` is ``HeuristicCritic``, ``my_check`` ``MyCheckCritic``.
 """
 
 # No ``from __future__ import annotations``: distilabel reads ``process``'s annotations at run time to
@@ -17,13 +18,14 @@ from distilabel.typing import StepColumns, StepOutput
 from pydantic import Field, PrivateAttr
 
 from factory.critics.base import JudgeContext
-from factory.critics.registry import verdict_of
+from factory.critics.registry import critic_spec, critic_specs, verdict_of
 from factory.distilabel.base import AsyncStep, LLMStep
 from factory.distilabel.columns import record_of
 from factory.distilabel.port import DistilabelChat
 from factory.llm.embeddings import Embedder, open_embedder
 from factory.llm.keys import DEFAULT_KEY_ENV, ApiKeys
-from factory.recipes.critics import CriticsConfig
+from factory.recipes.critics import CriticsConfig, needs_llm
+from factory.recipes.extensions import CriticSpec
 from factory.recipes.generation import GenerationConfig
 
 
@@ -51,7 +53,7 @@ class CriticStep(AsyncStep):
 
     def load(self) -> None:
         super().load()
-        if self.critic == "grounding":
+        if critic_spec(self.critic).embeds:
             embeddings = self._config().embeddings
             self._embedder = open_embedder(embeddings, None, ApiKeys().get(embeddings.key_env(DEFAULT_KEY_ENV)))
 
@@ -97,63 +99,33 @@ class LLMCriticStep(CriticStep, LLMStep):
         return DistilabelChat(self.llm)
 
 
-class HeuristicCritic(CriticStep):
-    """Turn bounds, alternation, repetition, a profile recited (no model)."""
-
-    critic: ClassVar[str] = "heuristic"
-
-
-class GroundingCritic(CriticStep):
-    """Does each speaker draw on their own persona? (sentence embeddings, no LLM)"""
-
-    critic: ClassVar[str] = "grounding"
+def step_name(critic: str) -> str:
+    """The step class's name: the critic's words capitalised (``apc`` stays an acronym)."""
+    return "APCCritic" if critic == "apc" else "".join(word.title() for word in critic.split("_")) + "Critic"
 
 
-class LearnedCritic(CriticStep):
-    """The trained critic: does it read as a real persona conversation? (sentence embeddings, a small head)"""
-
-    critic: ClassVar[str] = "learned"
-
-
-class FaithfulnessCritic(LLMCriticStep):
-    """Synthetic-Persona-Chat's expert: does anyone contradict their own profile?"""
-
-    critic: ClassVar[str] = "faithfulness"
-
-
-class APCCritic(LLMCriticStep):
-    """The APC score: relevance and entailment of every persona statement against its speaker."""
-
-    critic: ClassVar[str] = "apc"
-
-
-class ToxicityCritic(LLMCriticStep):
-    critic: ClassVar[str] = "toxicity"
-
-
-class PortrayalCritic(LLMCriticStep):
-    """PsyPlay's back-test: infer each speaker's MBTI type or Big Five levels from the dialogue."""
-
-    critic: ClassVar[str] = "portrayal"
-
-
-class AttributionCritic(LLMCriticStep):
-    """PersonaEval: with speaker labels hidden, who said each turn?"""
-
-    critic: ClassVar[str] = "attribution"
+def _step_class(spec: CriticSpec) -> type[CriticStep]:
+    base = LLMCriticStep if needs_llm(spec.name) else CriticStep
+    # made in this module, under its own name here, so a pipeline.yaml naming it loads it back
+    return type(step_name(spec.name), (base,), {"__doc__": spec.summary, "__module__": __name__, "critic": spec.name})
 
 
 # each critic's step, by the critic's name (build_pipeline lays out a recipe's cascade from it)
-CRITIC_STEPS: dict[str, type[CriticStep]] = {
-    step.critic: step
-    for step in (
-        HeuristicCritic,
-        GroundingCritic,
-        LearnedCritic,
-        FaithfulnessCritic,
-        APCCritic,
-        ToxicityCritic,
-        PortrayalCritic,
-        AttributionCritic,
-    )
-}
+CRITIC_STEPS: dict[str, type[CriticStep]] = {name: _step_class(spec) for name, spec in critic_specs().items()}
+globals().update({step.__name__: step for step in CRITIC_STEPS.values()})
+
+
+def _llm_step(critic: str) -> type[LLMCriticStep]:
+    step = CRITIC_STEPS[critic]
+    assert issubclass(step, LLMCriticStep)
+    return step
+
+
+HeuristicCritic = CRITIC_STEPS["heuristic"]
+GroundingCritic = CRITIC_STEPS["grounding"]
+LearnedCritic = CRITIC_STEPS["learned"]
+FaithfulnessCritic = _llm_step("faithfulness")
+APCCritic = _llm_step("apc")
+ToxicityCritic = _llm_step("toxicity")
+PortrayalCritic = _llm_step("portrayal")
+AttributionCritic = _llm_step("attribution")

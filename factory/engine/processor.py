@@ -28,7 +28,7 @@ from typing import Any, Literal
 from factory.critics.base import JudgeContext, JudgePanel, blocked_by, hard_gates, passed_so_far
 from factory.critics.line_choice import CriticsLineChooser
 from factory.critics.quality import select_best
-from factory.critics.registry import cascade_verdict
+from factory.critics.registry import cascade_verdict, embedding_settings
 from factory.failpoints import failpoint
 from factory.generation import WRITERS
 from factory.generation.writer import Voices
@@ -71,8 +71,9 @@ def key_variables(settings: EngineSettings) -> set[str]:
     specs = [settings.endpoint, *settings.agents.values()]
     specs += [juror.spec for panel in settings.judges.values() for juror in panel.jurors]
     names = {spec.api_key_env for spec in specs}
-    if any(name == "grounding" for name, _ in settings.critics.cascade()):
-        names.add(settings.critics.grounding.embeddings.key_env(settings.endpoint.api_key_env))
+    embeddings = embedding_settings(settings.critics)
+    if embeddings is not None:
+        names.add(embeddings.key_env(settings.endpoint.api_key_env))
     return names
 
 
@@ -188,10 +189,10 @@ class ChunkProcessor:
 
 
 def _embedder(settings: EngineSettings, keys: ApiKeys) -> Embedder | None:
-    """The grounding critic's embedding model, loaded only when it judges."""
-    if not any(name == "grounding" for name, _ in settings.critics.cascade()):
+    """The embedding model of the critics that embed (grounding's), loaded only when one judges."""
+    embeddings = embedding_settings(settings.critics)
+    if embeddings is None:
         return None
-    embeddings = settings.critics.grounding.embeddings
     key = keys.get(embeddings.key_env(settings.endpoint.api_key_env))
     return open_embedder(embeddings, settings.endpoint.base_url, key)
 

@@ -22,7 +22,7 @@ from typing import Any
 from factory.critics.base import JudgeContext, JudgePanel
 from factory.critics.jury import judge_panels, needs_generator
 from factory.critics.portrayal import checked_kind
-from factory.critics.registry import verdict_of
+from factory.critics.registry import critic_specs, verdict_of
 from factory.dataset.card import published_folder_name
 from factory.errors import InputError, MostlyUnanswered, PipelineError
 from factory.llm.embedded import check_running_servers
@@ -34,13 +34,16 @@ from factory.model_eval.card import check_out, write_evaluation
 from factory.model_eval.personas import EvalPersona, split_personas
 from factory.model_eval.report import Judged, compare, comparison_lines, model_figures, summary_table
 from factory.model_eval.talk import BUILTIN_QUESTIONS, PARTNER, PLAYED, Voices, conversation_seed, converse
-from factory.recipes.critics import CriticsConfig, JudgeLLMConfig
+from factory.recipes.critics import CriticsConfig, JudgeLLMConfig, needs_llm
 from factory.recipes.generation import GenerationConfig
 from factory.recipes.llm import LLMConfig
 from factory.records import FORMAT, DialogueRecord, PersonaProfile
 from factory.rejudge.sources import read_version
 
-EXPERTS = ("apc", "portrayal", "attribution", "faithfulness")
+# the critics that judge a model's persona play: those that ask a model whether a speaker is who they are
+EXPERTS = tuple(
+    name for name, spec in critic_specs().items() if needs_llm(name) and spec.label[0] in ("faithful", "portrayed")
+)
 LABELS = ("a", "b")
 
 

@@ -25,7 +25,7 @@ def may_change_on_resume(model: type[BaseModel], name: str) -> bool:
 
 def shaping_fields(config: BaseModel) -> dict[str, object]:
     """The settings that shape the data, as {dotted key: value}: everything but the fields that
-    may change on resume."""
+    may change on resume (an extra key of a model that allows them holds a model of its own)."""
     flat: dict[str, object] = {}
     for name in type(config).model_fields:
         if may_change_on_resume(type(config), name) or type(config).model_fields[name].exclude:
@@ -35,4 +35,6 @@ def shaping_fields(config: BaseModel) -> dict[str, object]:
             flat.update({f"{name}.{key}": inner for key, inner in shaping_fields(value).items()})
         else:
             flat.update(dotted(config.model_dump(mode="json", include={name})[name], name))
+    for name, value in (config.model_extra or {}).items():  # a plugin's settings, beside the fields
+        flat.update({f"{name}.{key}": inner for key, inner in shaping_fields(value).items()})
     return flat

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from functools import cache
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from factory.errors import PluginError
 from factory.recipes.base import MAY_CHANGE_ON_RESUME, _Config
+from factory.recipes.extensions import CRITICS_GROUP, CriticSpec, plugin_objects
 from factory.recipes.llm import EmbeddingsConfig, EndpointLimits, url_list
 from factory.recipes.serve import ServeConfig
 
@@ -212,8 +216,11 @@ class DedupCriticConfig(CriticConfig):
 
 
 class CriticsConfig(_Config):
-    """Every critic is a field here, named as recipes, cards and `critics eval` name it; the
-    per-dialogue ones in their default cascade order."""
+    """Every built-in critic is a field here, named as recipes, cards and `critics eval` name it;
+    the per-dialogue ones in their default cascade order. A plugin's critic (:func:`plugin_critics`)
+    is a key beside them, validated by its own settings class, and comes after them in ``order``."""
+
+    model_config = ConfigDict(extra="allow")
 
     order: list[str] = Field(
         default_factory=lambda: list(critic_names("dialogue")),
@@ -237,6 +244,37 @@ class CriticsConfig(_Config):
     report: str | None = Field(
         default=None, description="A `critics eval` report (JSON) to show in the card: how far to trust these critics."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plugin_settings(cls, data: Any) -> Any:
+        """Each plugin critic's settings through its own class (errors located under its name); any
+        other key that is not a field is refused, as everywhere in a recipe."""
+        if not isinstance(data, dict):
+            return data
+        plugins = plugin_critics()
+        data = dict(data)
+        errors: list[InitErrorDetails] = []
+        for key, value in data.items():
+            if key in cls.model_fields:
+                continue
+            if key not in plugins:
+                errors.append(InitErrorDetails(type="extra_forbidden", loc=(key,), input=value))
+                continue
+            try:
+                data[key] = plugins[key].settings.model_validate(value)
+            except ValidationError as error:
+                errors.extend(
+                    InitErrorDetails(
+                        type=PydanticCustomError(str(e["type"]), str(e["msg"])), loc=(key, *e["loc"]), input=e["input"]
+                    )
+                    for e in error.errors()
+                )
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        for name, spec in plugins.items():
+            data.setdefault(name, spec.settings())
+        return data
 
     @field_validator("order")
     @classmethod
@@ -262,7 +300,7 @@ class CriticsConfig(_Config):
         if self.llm.serve is not None and self.llm.base_url is not None:
             raise ValueError("critics.llm.serve deploys the judge itself: leave critics.llm.base_url unset")
         judges = {"jury": list(self.jury.judges) if self.jury else []}
-        for name in type(self).model_fields:
+        for name in all_critic_names():
             config = getattr(self, name)
             if isinstance(config, LLMCriticConfig):
                 judges[name] = [config.llm, *(config.jury.judges if config.jury else [])]
@@ -303,8 +341,7 @@ def judges_of(critics: CriticsConfig, name: str) -> tuple[list[JudgeLLMConfig], 
     return judges, jury.aggregate if jury else "majority"
 
 
-def critic_names(scope: Scope) -> tuple[str, ...]:
-    """The critics that judge at this scope, in the order CriticsConfig declares them."""
+def _built_in(scope: Scope) -> tuple[str, ...]:
     fields = CriticsConfig.model_fields
     return tuple(
         name
@@ -315,7 +352,48 @@ def critic_names(scope: Scope) -> tuple[str, ...]:
     )
 
 
+@cache
+def plugin_critics() -> dict[str, CriticSpec]:
+    """The critics installed packages declare (entry points in ``persona_factory.critics``), by
+    name. A plugin critic judges one dialogue at a time and is off until a recipe turns it on, so
+    installing a package changes no run that does not name it."""
+    found: dict[str, CriticSpec] = {}
+    for where, spec in plugin_objects(CRITICS_GROUP):
+        if not isinstance(spec, CriticSpec):
+            raise PluginError(f"plugin {where} names a {type(spec).__name__}, not a CriticSpec")
+        if not issubclass(spec.settings, CriticConfig) or spec.settings.scope != "dialogue":
+            raise PluginError(f"plugin {where}: its settings are a CriticConfig judging one dialogue")
+        if spec.name in CriticsConfig.model_fields or spec.name in found:
+            raise PluginError(f"plugin {where}: the critic name {spec.name!r} is taken")
+        if spec.settings().enabled:
+            raise PluginError(f"plugin {where}: critic {spec.name} is on by default; a plugin's is off until named")
+        found[spec.name] = spec
+    return found
+
+
+def critic_names(scope: Scope) -> tuple[str, ...]:
+    """The critics that judge at this scope: the built-in ones in the order CriticsConfig declares
+    them, then the plugins'."""
+    return _built_in(scope) + (tuple(plugin_critics()) if scope == "dialogue" else ())
+
+
+def all_critic_names() -> tuple[str, ...]:
+    return critic_names("dialogue") + critic_names("cast") + critic_names("run")
+
+
+def settings_class(name: str) -> type[CriticConfig]:
+    """The settings class of the critic called ``name`` (KeyError when there is none)."""
+    if name in plugin_critics():
+        settings = plugin_critics()[name].settings
+        assert issubclass(settings, CriticConfig)  # checked when the plugin was loaded
+        return settings
+    field = CriticsConfig.model_fields.get(name)
+    annotation = field.annotation if field else None
+    if not (isinstance(annotation, type) and issubclass(annotation, CriticConfig)):
+        raise KeyError(name)
+    return annotation
+
+
 def needs_llm(name: str) -> bool:
     """Whether the critic asks a model (its settings are an LLM critic's), or judges by rules alone."""
-    annotation = CriticsConfig.model_fields[name].annotation
-    return isinstance(annotation, type) and issubclass(annotation, LLMCriticConfig)
+    return issubclass(settings_class(name), LLMCriticConfig)

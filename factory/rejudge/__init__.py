@@ -41,7 +41,7 @@ from factory.llm.endpoint import endpoint_provenance, open_endpoint, package_ver
 from factory.llm.keys import ApiKeys
 from factory.llm.spec import EndpointSpec
 from factory.recipes import OutputConfig, Recipe
-from factory.recipes.critics import CriticsConfig
+from factory.recipes.critics import CriticsConfig, all_critic_names
 from factory.recipes.generation import GenerationConfig
 from factory.recipes.llm import LLMConfig
 from factory.records import DialogueRecord
@@ -138,7 +138,7 @@ def judge_source(
 
 
 def _only(critics: CriticsConfig, experts: list[str]) -> CriticsConfig:
-    known = [name for name in CriticsConfig.model_fields if name not in ("order", "llm", "jury", "report")]
+    known = list(all_critic_names())
     unknown = [name for name in experts if name not in known]
     if unknown or not experts:
         raise InputError(f"unknown critics {unknown}; choose from {', '.join(known)}", field="--experts")

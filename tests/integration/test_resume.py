@@ -15,7 +15,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from factory.critics.registry import JUDGES
+from factory.critics.registry import critic_specs
 from factory.engine.journal import RunJournal
 from factory.errors import OutputError, RecipeError
 from factory.failpoints import ENV as FAILPOINT
@@ -26,7 +26,7 @@ from tests.conftest import subprocess_env
 from tests.recipes import small_recipe, write_recipe
 
 pytestmark = [pytest.mark.slow]
-LLM_EXPERTS = set(JUDGES) - {"heuristic"}
+LLM_EXPERTS = set(critic_specs()) - {"heuristic"}
 DIALOGUES = 12
 
 

@@ -18,6 +18,7 @@ from factory.critics.learned.features import features
 from factory.critics.learned.model import SHIPPED, LearnedCritic, load_critic, record_parts
 from factory.llm.embeddings import Embedder, shared_minilm
 from factory.recipes.critics import LearnedCriticConfig
+from factory.recipes.extensions import CriticSpec
 from factory.records import DialogueRecord, Verdict
 
 CRITIC_NAME = "learned"
@@ -112,3 +113,11 @@ async def judge(record: DialogueRecord, config: LearnedCriticConfig, context: Ju
     vectors = await asyncio.to_thread(critic.vectors, profiles, lines, embedder)  # off the loop
     threshold = critic.threshold if config.threshold is None else config.threshold
     return verdict(critic, features(vectors, critic.probes), threshold, config.uncertain_band)
+
+
+SPEC = CriticSpec(
+    CRITIC_NAME,
+    LearnedCriticConfig,
+    judge,
+    "The trained critic: does it read as a real persona conversation? (sentence embeddings, a small head)",
+)
