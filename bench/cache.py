@@ -65,8 +65,7 @@ def main() -> None:
     parser.add_argument("--critic-ms", type=float, default=80)
     args = parser.parse_args()
 
-    from factory.recipes import apply_overrides, parse_recipe
-    from factory.run import run_recipe
+    from factory.api import apply_overrides, parse_recipe, run_recipe
 
     script = TimedScript(args.generation_ms / 1000, args.critic_ms / 1000)
     rows = []

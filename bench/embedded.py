@@ -30,12 +30,18 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from factory.engine.journal import RunJournal
-from factory.engine.rounds import execute, plan_rows
-from factory.llm.embedded import EMBEDDED_MODEL_ALIAS, EMBEDDED_PARALLEL, EmbeddedServer, embedded_model_path
-from factory.llm.spec import EndpointSpec
-from factory.personas import plan
-from factory.recipes import parse_recipe
+from factory.api import (
+    EMBEDDED_MODEL_ALIAS,
+    EMBEDDED_PARALLEL,
+    EmbeddedServer,
+    EndpointSpec,
+    RunJournal,
+    embedded_model_path,
+    execute,
+    parse_recipe,
+    plan_casts,
+    plan_rows,
+)
 
 
 class SerialServer(EmbeddedServer):
@@ -147,7 +153,7 @@ def main() -> None:
     args = parser.parse_args()
 
     recipe = parse_recipe(recipe_for(args.dialogues, args.max_tokens))
-    casts = plan(recipe).casts
+    casts = plan_casts(recipe).casts
     ways = args.ways.split(",")
     concurrencies = [int(value) for value in args.concurrencies.split(",")]
     engine: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}

@@ -17,9 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from factory.engine.distributed import ray_session
-from factory.recipes import parse_recipe
-from factory.run import run_recipe
+from factory.api import parse_recipe, ray_session, run_recipe
 
 
 def recipe_for(args: argparse.Namespace) -> dict:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections import Counter
 
-from factory.critics.heuristic import heuristic_verdict
-from factory.personas.statements import load_spc_rows
-from factory.recipes.critics import HeuristicCriticConfig
-from factory.recipes.generation import GenerationConfig
-from factory.records import PersonaProfile, Turn
-from factory.settings import resolve_data_path
+from factory.api import (
+    GenerationConfig,
+    HeuristicCriticConfig,
+    PersonaProfile,
+    Turn,
+    heuristic_verdict,
+    load_spc_rows,
+    resolve_data_path,
+)
 
 
 def main() -> None:

@@ -13,11 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from factory.critics.learned.critic import embedder_for_critics, verdict
-from factory.critics.learned.features import features
-from factory.critics.learned.model import SHIPPED, load_critic
-from factory.personas.statements import load_spc_rows
-from factory.settings import resolve_data_path
+from factory.api import SHIPPED, embedder_for_critics, features, load_critic, load_spc_rows, resolve_data_path, verdict
 
 
 def main() -> None:

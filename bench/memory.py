@@ -43,8 +43,7 @@ def recipe_for(dialogues: int, concurrency: int) -> dict:
 
 def one_run(dialogues: int, base_url: str, concurrency: int) -> None:
     """In the child: run the recipe into a fresh folder, print the peak resident set."""
-    from factory.recipes import apply_overrides, parse_recipe
-    from factory.run import run_recipe
+    from factory.api import apply_overrides, parse_recipe, run_recipe
 
     recipe = apply_overrides(parse_recipe(recipe_for(dialogues, concurrency)), base_url=base_url)
     with tempfile.TemporaryDirectory() as tmp:

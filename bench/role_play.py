@@ -18,11 +18,7 @@ from pathlib import Path
 
 import _project  # noqa: F401 - the project root on sys.path, for tests.openai_server
 
-from factory.engine.journal import RunJournal
-from factory.engine.rounds import execute
-from factory.llm.spec import EndpointSpec
-from factory.personas import plan
-from factory.recipes import parse_recipe
+from factory.api import EndpointSpec, RunJournal, execute, parse_recipe, plan_casts
 from tests.openai_server import ScriptedOpenAIServer
 
 DIALOGUE = "\n".join(f"User {1 + i % 2}: line {i} about gardening and the weather today" for i in range(6))
@@ -95,7 +91,7 @@ def main() -> None:
             for mode in ("spc", "role_play")
         }
         spec = EndpointSpec.of(recipes["spc"].llm, server.base_url, server.model, "openai-compatible")
-        casts = plan(recipes["spc"]).casts
+        casts = plan_casts(recipes["spc"]).casts
         calls = args.dialogues * args.turns
         print(
             f"server: {args.delay * 1000:.0f} ms per request; {args.dialogues} dialogues of {args.turns} turns; "

@@ -41,12 +41,7 @@ os.environ.setdefault("DISTILABEL_LOG_LEVEL", "ERROR")
 
 import _project  # noqa: F401 - the project root on sys.path, for tests.openai_server
 
-from factory.engine.distributed import ray_session
-from factory.engine.journal import RunJournal
-from factory.engine.rounds import execute, plan_rows
-from factory.llm.spec import EndpointSpec
-from factory.personas import plan
-from factory.recipes import parse_recipe
+from factory.api import EndpointSpec, RunJournal, execute, parse_recipe, plan_casts, plan_rows, ray_session
 from tests.openai_server import ScriptedOpenAIServer
 
 DIALOGUE = "\n".join(f"User {1 + i % 2}: line {i} about gardening and the weather today" for i in range(8))
@@ -109,9 +104,9 @@ def plain_distilabel(base_url: str, model: str, prompts: list[list[dict]], batch
 def engine_in_distilabel(base_url: str, recipe: dict, cache: Path) -> float:
     import yaml
 
-    from factory.distilabel.engine import GENERATOR_NAME, build_pipeline
+    from factory.api import GENERATOR_NAME, distilabel_pipeline
 
-    pipeline = build_pipeline(yaml.safe_dump(recipe), f"bench-engine-{cache.name}")
+    pipeline = distilabel_pipeline(yaml.safe_dump(recipe), f"bench-engine-{cache.name}")
     pipeline._cache_dir = cache  # where distilabel keeps this run's batches, apart from the others
     started = time.perf_counter()
     pipeline.run(parameters={GENERATOR_NAME: {"base_url": base_url}}, use_cache=False)
@@ -122,10 +117,10 @@ def steps_in_distilabel(base_url: str, model: str, recipe: dict, cache: Path) ->
     import yaml
     from distilabel.models import OpenAILLM
 
-    from factory.distilabel.engine import build_pipeline
+    from factory.api import distilabel_pipeline
 
     llm = OpenAILLM(model=model, base_url=base_url, api_key="bench")
-    pipeline = build_pipeline(yaml.safe_dump(recipe), f"bench-steps-{cache.name}", mode="steps", llm=llm)
+    pipeline = distilabel_pipeline(yaml.safe_dump(recipe), f"bench-steps-{cache.name}", mode="steps", llm=llm)
     pipeline._cache_dir = cache
     started = time.perf_counter()
     pipeline.run(use_cache=False)
@@ -180,7 +175,7 @@ def main() -> None:
         }
         base = recipes[(False, False)]
         spec = EndpointSpec.of(base.llm, server.base_url, server.model, "openai-compatible")
-        casts = plan(base).casts
+        casts = plan_casts(base).casts
         prompts = [messages for _, messages in plan_rows(base, casts, spec)]
         print(
             f"server: {args.delay * 1000:.0f} ms per request; {args.calls} dialogues; concurrency {args.concurrency}; "

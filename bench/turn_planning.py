@@ -15,10 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from factory.llm.embedded import EmbeddedServer
-from factory.recipes import Recipe, apply_overrides, load_recipe
-from factory.recipes.paths import resolve_recipe_path
-from factory.run import run_recipe
+from factory.api import EmbeddedServer, Recipe, apply_overrides, load_recipe, resolve_recipe_path, run_recipe
 
 # name: (talking points, candidate lines a turn)
 VARIANTS = {"plain": (False, 1), "talking points": (True, 1), "talking points + 4 candidates": (True, 4)}

@@ -21,18 +21,23 @@ from typing import Any
 
 import _project  # noqa: F401 - the project root on sys.path, for tests.openai_server
 
-from factory.critics.base import JudgeContext
-from factory.critics.learned.model import part_of
-from factory.critics.learned.train import spc_training_data
-from factory.engine.processor import judge
-from factory.llm.keys import ApiKeys
-from factory.llm.spec import EndpointSpec
-from factory.llm.tasks import JsonTaskRunner
-from factory.recipes.critics import CriticsConfig
-from factory.recipes.generation import GenerationConfig
-from factory.recipes.llm import LLMConfig
-from factory.records import DialogueRecord, GenerationMeta, PersonaProfile, Turn
-from factory.settings import resolve_data_path
+from factory.api import (
+    ApiKeys,
+    CriticsConfig,
+    DialogueRecord,
+    EndpointSpec,
+    GenerationConfig,
+    GenerationMeta,
+    JsonTaskRunner,
+    JudgeContext,
+    LLMConfig,
+    PersonaProfile,
+    Turn,
+    judge,
+    part_of,
+    resolve_data_path,
+    spc_training_data,
+)
 from tests.openai_server import ScriptedOpenAIServer
 
 BANDS = ([0.3, 0.7], [0.45, 0.8], [0.45, 0.9], [0.6, 0.95])

@@ -26,5 +26,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("run", "bank", "rejudge", "calibrate"),  # a dialogue run; a bank build; judging again; critics against labels
     ("model_eval",),  # a chat model on a version's held-out personas, judged by the critics
     ("distilabel",),  # the factory's parts as distilabel steps; a whole recipe as one
+    ("api",),  # the public Python API: what scripts and bench/ use
     ("cli",),  # flags -> one library call -> print
 )

@@ -136,3 +136,22 @@ def test_the_command_line_and_the_engine_do_not_import_distilabel():
     finished = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.strip() == "False"
+
+
+def test_bench_uses_only_the_public_api():
+    """``bench/`` measures what a user can call: it imports ``factory.api`` and nothing else of the factory."""
+    bench = PACKAGE.parent / "bench"
+    inside = {
+        f"{path.name}: {name}"
+        for path in sorted(bench.glob("*.py"))
+        for name in imports_of(path)
+        if name.split(".")[:2] != ["factory", "api"] and name != "factory"
+    }
+    assert not inside, "bench/ imports past factory.api:\n" + "\n".join(sorted(inside))
+
+
+def test_the_public_api_names_only_what_it_has():
+    import factory.api
+
+    missing = [name for name in factory.api.__all__ if not hasattr(factory.api, name)]
+    assert not missing and len(set(factory.api.__all__)) == len(factory.api.__all__), missing
