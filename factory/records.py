@@ -161,9 +161,14 @@ class StepPlacement(_Record):
     node_id: str
 
 
+# What serves a model: the embedded llama.cpp server, or any OpenAI-compatible endpoint (a
+# user's, a Ray Serve deployment, a Batch API's); declared once, for endpoints and the records they make.
+EndpointKind = Literal["embedded", "openai-compatible"]
+
+
 class GenerationMeta(_Record):
     model: str
-    endpoint_kind: Literal["embedded", "openai-compatible"] = "openai-compatible"
+    endpoint_kind: EndpointKind = "openai-compatible"
     prompt_hash: str = Field(description="sha256 of the generator's messages, to find identical prompts.")
     seed: int
     iteration: int = Field(default=0, description="Round of the Generator-Critic loop that made it.")
@@ -190,6 +195,11 @@ class DialogueRecord(_Record):
         default_factory=list,
         description="Role of each speaker, in speaker order (e.g. user, assistant); empty when all are peers.",
     )
+    names: list[str] = Field(
+        default_factory=list,
+        description="The name each speaker went by in the conversation, in speaker order (a role-play gives a "
+        "nameless persona one); empty when they are User 1, User 2, ... or their personas' names.",
+    )
     turns: list[Turn]
     generation: GenerationMeta
     raw_generation: str = Field(default="", description="The generator's reply as received.")
@@ -197,9 +207,11 @@ class DialogueRecord(_Record):
     accepted: bool = False
 
     def speaker_name(self, speaker_id: str) -> str:
+        """The name the speaker went by: the one the conversation gave them, their persona's, or User N."""
         for index, persona in enumerate(self.speakers):
             if persona.id == speaker_id:
-                return persona.name or speaker_label(index + 1)
+                played = self.names[index] if index < len(self.names) else None
+                return played or persona.name or speaker_label(index + 1)
         return speaker_id
 
 

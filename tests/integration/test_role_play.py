@@ -122,6 +122,11 @@ def test_role_play_writes_turn_records_and_a_messages_config(tmp_path):
         assert generation["usage"]["completion_tokens"] > 0
     # one call per turn, and the judge's
     assert len(script.agent_requests) == 4 * 6
+    # each record keeps the names the speakers went by, and the card calls them so, not "User 2"
+    called = {re.match(r"You are ([^,]+),", r["messages"][0]["content"]).group(1) for r in script.agent_requests}
+    assert called == {name for row in rows for name in row["names"]}
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "> **User " not in card and any(f"> **{name}:**" in card for name in called)
     assert result.stats.modes == [
         {
             "mode": "role_play",

@@ -77,6 +77,7 @@ class _Play:
         self.min_turns, self.max_turns = min_turns, max_turns
         self.speakers = record.speakers
         self.names, self.roles = names_and_roles(record)
+        record.names = list(self.names)  # what critics' reasons and the card call them, as the speakers did
         self.simulator = [config.user_simulator and role == "user" for role in self.roles]
         self.seeker = self.roles.index("user") if "user" in self.roles else 0
         self.seed = record.generation.seed
