@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import ConfigDict
 
 from factory.recipes.llm import EndpointLimits, LLMConfig
+from factory.records import EndpointKind
 
 
 class EndpointSpec(EndpointLimits):
@@ -20,7 +21,7 @@ class EndpointSpec(EndpointLimits):
 
     base_urls: tuple[str, ...]
     model: str
-    kind: Literal["embedded", "openai-compatible"] = "openai-compatible"
+    kind: EndpointKind = "openai-compatible"
     structured_output: Literal["json_schema", "json_object"] = "json_schema"
 
     @classmethod
@@ -29,7 +30,7 @@ class EndpointSpec(EndpointLimits):
         llm: LLMConfig,
         base_urls: str | list[str] | tuple[str, ...],
         model: str,
-        kind: Literal["embedded", "openai-compatible"],
+        kind: EndpointKind,
     ) -> EndpointSpec:
         """The recipe's endpoint settings, for the endpoint found (or started) at ``base_urls``."""
         limits = llm.model_dump(include=set(EndpointLimits.model_fields))
