@@ -56,7 +56,8 @@ from factory.model_eval import EvalModelRequest, EvalModelResult, evaluate_model
 from factory.personas import CastPlan
 from factory.personas import plan as plan_casts
 from factory.personas.statements import load_spc_rows
-from factory.plan import RunPlan, plan_run
+from factory.plan import plan_run
+from factory.plan.report import RunPlan
 from factory.recipes import PersonaBankRecipe, Recipe, apply_overrides, load_recipe, parse_recipe
 from factory.recipes.critics import CriticConfig, CriticsConfig, HeuristicCriticConfig, LLMCriticConfig
 from factory.recipes.extensions import CriticSpec

@@ -94,3 +94,36 @@ def _native_stderr_silenced() -> Iterator[None]:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@dataclass(frozen=True)
+class SampledTotal:
+    """A total over ``population`` items told from a seeded sample of ``sampled`` of them, and the
+    half-width of its 95% interval (0 when every item was counted)."""
+
+    total: float
+    half_width: float
+    sampled: int
+    population: int
+
+
+def sampled_total(population: int, size: int, seed: int, count: Callable[[list[int]], list[int]]) -> SampledTotal:
+    """The total of ``count`` over items ``0..population-1``, counted on a seeded simple random
+    sample of ``size`` of them (all, when there are no more), with the interval of its estimate
+    (normal approximation, with the finite-population correction)."""
+    import random
+
+    chosen = (
+        sorted(random.Random(seed).sample(range(population), size)) if population > size else list(range(population))
+    )
+    values = count(chosen)
+    n = len(values)
+    if not n:
+        return SampledTotal(0.0, 0.0, 0, population)
+    mean = sum(values) / n
+    if n >= population:
+        return SampledTotal(float(sum(values)), 0.0, n, population)
+    variance = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    correction = (population - n) / (population - 1)
+    half_width = 1.959963984540054 * population * math.sqrt(variance / n * correction)
+    return SampledTotal(mean * population, half_width, n, population)

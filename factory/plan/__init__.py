@@ -1,7 +1,8 @@
 """What a recipe will ask of its endpoints, before it runs: calls, tokens and cost, per endpoint.
 
 Nothing here calls a model. The casts are planned and the generation prompts built for real (as
-the run will build them) and counted with the model's tokenizer when it is here. What cannot be
+the run will build them, on a seeded sample of the casts for a large run) and counted with the
+model's tokenizer when it is here. What cannot be
 known before the dialogues exist comes from the dataset folder's latest version when there is one
 (the share of dialogues each critic judged, the tokens per call); without one the plan gives the
 worst case: every dialogue reaches every critic and every reply is as long as ``max_tokens``.
@@ -13,7 +14,7 @@ import asyncio
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,15 @@ from factory.critics.base import JudgeContext
 from factory.critics.quality import select_best
 from factory.critics.registry import critic_spec, verdict_of
 from factory.dataset.folder import DatasetFolder
-from factory.engine.rounds import plan_rows, planned_dialogues, round_shares
+from factory.engine.rounds import modes_of, plan_rows, planned_dialogues, round_shares
 from factory.errors import LLMCallError
 from factory.generation.role_play.prompts import standing_prompt_tokens
 from factory.llm.port import ChatResult
-from factory.llm.pricing import usd
 from factory.llm.spec import EndpointSpec, json_response_format
-from factory.llm.tokens import TokenCounter, counter_for
+from factory.llm.tokens import TokenCounter, counter_for, sampled_total
 from factory.personas import plan
 from factory.personas.casting import Cast, cells_of, quota_cells
+from factory.plan.report import RunPlan, StepPlan
 from factory.recipes import Recipe
 from factory.recipes.critics import LLMCriticConfig, judges_of, needs_llm
 from factory.recipes.llm import PricingConfig
@@ -38,107 +39,7 @@ from factory.records import DialogueRecord, Turn
 
 ROLE_PLAY_ASK_TOKENS = 200  # a moderator's or stop rule's JSON answer (generation.role_play)
 SCENARIO_TOKENS = 80
-
-
-@dataclass
-class StepPlan:
-    """One step's requests: the generator's, or one critic's (its jurors' together)."""
-
-    step: str
-    model: str
-    calls_worst: int
-    calls_expected: float
-    prompt_tokens: float | None  # expected; None: cannot be told before a version exists
-    completion_tokens: float | None
-    worst_prompt_tokens: float | None
-    worst_completion_tokens: float | None
-    pricing: PricingConfig | None
-
-    def cost(self, worst: bool = False) -> float | None:
-        prompt, completion = (
-            (self.worst_prompt_tokens, self.worst_completion_tokens)
-            if worst
-            else (self.prompt_tokens, self.completion_tokens)
-        )
-        if self.pricing is None or prompt is None or completion is None:
-            return None
-        return self.pricing.cost(round(prompt), round(completion))
-
-
-@dataclass
-class RunPlan:
-    recipe: str
-    casts: int
-    candidates: int
-    dialogues: int
-    rounds: int
-    tokenizer: TokenCounter
-    measured_on: str | None  # the version the expected figures come from
-    steps: list[StepPlan] = field(default_factory=list)
-    top_up_casts: int = 0  # casting.accepted_per_cell: the most casts its top-up rounds may add
-
-    def total(self, attribute: str) -> float | None:
-        values = [getattr(step, attribute) for step in self.steps]
-        return None if any(v is None for v in values) else sum(values)
-
-    def total_cost(self, worst: bool = False) -> float | None:
-        costs = [step.cost(worst) for step in self.steps]
-        return None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
-
-    def expected_tokens(self) -> float | None:
-        prompt, completion = self.total("prompt_tokens"), self.total("completion_tokens")
-        return None if prompt is None or completion is None else prompt + completion
-
-    def render(self) -> str:
-        basis = (
-            f"expected figures from {self.measured_on}: its critics' shares of the dialogues and its tokens per call"
-            if self.measured_on
-            else "no earlier version to measure from: expected is the worst case (every dialogue reaches every "
-            "critic, every reply as long as max_tokens)"
-        )
-        counted = (
-            "counted with " + self.tokenizer.name if self.tokenizer.exact else "estimated at " + self.tokenizer.name
-        )
-        lines = [
-            f"plan of {self.recipe}: {self.casts} casts x {self.candidates} candidates = {self.dialogues} dialogues "
-            f"in {self.rounds} round(s)",
-            f"prompt tokens {counted}; {basis}",
-            "",
-            f"{'step':<14}{'model':<26}{'calls (worst)':>14}{'calls':>10}{'prompt tok':>13}{'completion tok':>16}"
-            f"{'cost':>12}",
-        ]
-        for step in self.steps:
-            lines.append(
-                f"{step.step:<14}{step.model[:25]:<26}{step.calls_worst:>14,}{_number(step.calls_expected):>10}"
-                f"{_number(step.prompt_tokens):>13}{_number(step.completion_tokens):>16}{_cost(step.cost()):>12}"
-            )
-        lines.append(
-            f"{'total':<40}{sum(s.calls_worst for s in self.steps):>14,}"
-            f"{_number(self.total('calls_expected')):>10}{_number(self.total('prompt_tokens')):>13}"
-            f"{_number(self.total('completion_tokens')):>16}{_cost(self.total_cost()):>12}"
-        )
-        worst_tokens = [self.total("worst_prompt_tokens"), self.total("worst_completion_tokens")]
-        if None not in worst_tokens:
-            lines.append(
-                f"worst case: {_number(sum(t for t in worst_tokens if t is not None))} tokens"
-                + (f", {usd(self.total_cost(worst=True))}" if self.total_cost(worst=True) is not None else "")
-            )
-        if self.top_up_casts:
-            lines.append(
-                f"casting.accepted_per_cell: top-up rounds may add up to {self.top_up_casts:,} casts for cells the "
-                "critics leave short (not in the figures above)"
-            )
-        if all(step.pricing is None for step in self.steps):
-            lines.append("no cost: set llm.pricing {input_per_mtok, output_per_mtok} (and a judge's own) to see one")
-        return "\n".join(lines)
-
-
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{round(value):,}"
-
-
-def _cost(value: float | None) -> str:
-    return "n/a" if value is None else usd(value)
+PROMPT_SAMPLE = 500  # the casts whose SPC prompts are built and counted; the rest are told from them
 
 
 def plan_run(
@@ -284,13 +185,22 @@ def _generation(recipe: Recipe, casts: list[Cast], counter: TokenCounter, stats:
     if generation.mode == "spc":
         spec = EndpointSpec.of(recipe.llm, ("http://plan.invalid/v1",), model, "openai-compatible")
         # every round's prompts as the first round's: later rounds show the best dialogues of the
-        # round before instead of SPC's, which do not exist yet (a few-shot example is much the same length)
-        prompt = float(sum(counter.messages(messages) for _, messages in plan_rows(recipe, casts, spec)))
+        # round before instead of SPC's, which do not exist yet (a few-shot example is much the same
+        # length); counted on a seeded sample of the casts, so a plan of any size takes seconds
+        mode_of = modes_of(recipe, casts)
+
+        def counted(chosen: list[int]) -> list[int]:
+            rows = plan_rows(recipe, [casts[i] for i in chosen], spec, mode_of=mode_of)
+            return [counter.messages(messages) for _, messages in rows[:: generation.candidates]]
+
+        sampled = sampled_total(len(casts), PROMPT_SAMPLE, recipe.seed, counted)
+        prompt = sampled.total * generation.candidates
         worst_completion = float(dialogues * generation.max_tokens)
         return StepPlan(
             step="generation", model=model, calls_worst=dialogues, calls_expected=dialogues,
             prompt_tokens=prompt, completion_tokens=measured[1] * dialogues if measured else worst_completion,
             worst_prompt_tokens=prompt, worst_completion_tokens=worst_completion, pricing=recipe.llm.pricing,
+            prompt_sample=replace(sampled, total=prompt, half_width=sampled.half_width * generation.candidates),
         )  # fmt: skip
     # role play: prompts grow with the conversation; an earlier version tells their length, and
     # before one, a bound from above: every line of the history at the turn's token limit
