@@ -10,6 +10,7 @@ token is only ever sent in the Authorization header.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ def repo_id(text: str, *, field: str = "--repo") -> str:
 class PushResult:
     repo: str
     version: str
-    state: str  # "opened", "in_review" (already), "released" (already)
+    state: str  # "opened", "resumed" (an interrupted push finished), "in_review" (already), "released" (already)
     pr_num: int | None
     commit: str | None
 
@@ -90,9 +91,17 @@ def hub_api() -> Any:
     return HfApi(endpoint=env.hf_endpoint, token=env.hf_token)
 
 
-def push_version(path: str | Path, repo: str, *, version: str | None = None, private: bool = False) -> PushResult:
-    from huggingface_hub import CommitOperationAdd
+# A version goes up in commits of at most this many files (or bytes), the first opening its review
+# pull request and the card last: an interrupted push leaves a pull request without a card, which
+# the next push of the version finishes, uploading only what did not arrive.
+FILES_PER_COMMIT = 50
+BYTES_PER_COMMIT = 1 << 30
 
+
+def push_version(
+    path: str | Path, repo: str, *, version: str | None = None, private: bool = False,
+    files_per_commit: int = FILES_PER_COMMIT,
+) -> PushResult:  # fmt: skip
     repo = repo_id(repo)
     folder = DatasetFolder(path)
     if not folder.is_repository():
@@ -114,16 +123,68 @@ def push_version(path: str | Path, repo: str, *, version: str | None = None, pri
             return PushResult(repo, version, "released", None, None)
         pull = review_pulls(api, repo, refs).get(version)
         if pull is not None and pull.status == "open":
-            return PushResult(repo, version, "in_review", pull.number, pull.commit)
-        operations = [
-            CommitOperationAdd(path_in_repo=name, path_or_fileobj=content) for name, content in sorted(files.items())
-        ]
+            missing = _not_arrived(api, repo, f"refs/pr/{pull.number}", files)
+            if not missing:
+                return PushResult(repo, version, "in_review", pull.number, pull.commit)
+            parts = _parts(missing, files_per_commit)
+            commit = _commit_parts(api, repo, version, parts, pull.number)
+            return PushResult(repo, version, "resumed", pull.number, commit)
+        first, *rest = _parts(files, files_per_commit)
         info = api.create_commit(
             repo,
-            operations,
+            _operations(first),
             commit_message=review_title(version),
             repo_type="dataset",
             create_pr=True,
             commit_description=f"persona-factory {version}, for review before release.",
         )
-    return PushResult(repo, version, "opened", info.pr_num, info.oid)
+        commit = _commit_parts(api, repo, version, rest, info.pr_num) if rest else info.oid
+    return PushResult(repo, version, "opened", info.pr_num, commit)
+
+
+def _operations(files: dict[str, bytes]) -> list[Any]:
+    from huggingface_hub import CommitOperationAdd
+
+    return [CommitOperationAdd(path_in_repo=name, path_or_fileobj=content) for name, content in files.items()]
+
+
+def _parts(files: dict[str, bytes], most_files: int) -> list[dict[str, bytes]]:
+    """The files in commits of at most ``most_files`` files and BYTES_PER_COMMIT bytes, the card last."""
+    parts: list[dict[str, bytes]] = [{}]
+    for name in sorted(files, key=lambda name: (name == "README.md", name)):
+        size = sum(len(content) for content in parts[-1].values())
+        if parts[-1] and (len(parts[-1]) >= most_files or size + len(files[name]) > BYTES_PER_COMMIT):
+            parts.append({})
+        parts[-1][name] = files[name]
+    return parts
+
+
+def _commit_parts(api: Any, repo: str, version: str, parts: list[dict[str, bytes]], pr_num: int) -> str:
+    """Each part as a commit onto the review pull request; the last commit's id."""
+    oid = ""
+    for number, part in enumerate(parts, start=1):
+        info = api.create_commit(
+            repo, _operations(part), commit_message=f"{version}: files, part {number} of {len(parts)}",
+            repo_type="dataset", revision=f"refs/pr/{pr_num}",
+        )  # fmt: skip
+        oid = info.oid
+    return oid
+
+
+def _not_arrived(api: Any, repo: str, revision: str, files: dict[str, bytes]) -> dict[str, bytes]:
+    """The files the revision does not hold as they are here (compared by the Hub's own ids)."""
+    there = {
+        entry.path: entry
+        for entry in api.list_repo_tree(repo, revision=revision, recursive=True, repo_type="dataset")
+        if hasattr(entry, "blob_id")
+    }
+
+    def arrived(name: str, content: bytes) -> bool:
+        entry = there.get(name)
+        if entry is None:
+            return False
+        if entry.lfs is not None:
+            return bool(entry.lfs.sha256 == hashlib.sha256(content).hexdigest())
+        return bool(entry.blob_id == hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest())
+
+    return {name: content for name, content in files.items() if not arrived(name, content)}

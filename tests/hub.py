@@ -98,7 +98,7 @@ class HubServer:
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.seen_authorization: list[str | None] = []
-        self._failures: list[tuple[str, int]] = []
+        self._failures: list[list[Any]] = []  # [path part, status, requests to let through first]
         self._lock = threading.RLock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -109,9 +109,10 @@ class HubServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def fail_next(self, path_part: str, status: int = 500) -> None:
+    def fail_next(self, path_part: str, status: int = 500, after: int = 0) -> None:
+        """Refuse the next request whose path has ``path_part``, once ``after`` such requests went through."""
         with self._lock:
-            self._failures.append((path_part, status))
+            self._failures.append([path_part, status, after])
 
     def __enter__(self) -> HubServer:
         self._thread.start()
@@ -193,7 +194,10 @@ class HubServer:
                 with hub._lock:
                     hub.requests.append((self.command, path))
                     hub.seen_authorization.append(self.headers.get("Authorization"))
-                    for index, (part, status) in enumerate(hub._failures):
+                    for index, (part, status, after) in enumerate(hub._failures):
+                        if part in path and after:
+                            hub._failures[index][2] -= 1
+                            break
                         if part in path:
                             hub._failures.pop(index)
                             self._error(status, f"injected {status}")
@@ -391,7 +395,9 @@ class HubServer:
                 raise KeyError(f"no API route {action}")
 
             def _file_entry(self, path: str, content: bytes) -> dict[str, Any]:
-                return {"type": "file", "path": path, "size": len(content), "oid": hashlib.sha1(content).hexdigest()}
+                # the Hub's oid of a file is its git blob id
+                blob = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+                return {"type": "file", "path": path, "size": len(content), "oid": blob}
 
             def _entries(self, files: dict[str, bytes], prefix: str, recursive: bool) -> list[dict[str, Any]]:
                 prefix = prefix.strip("/")

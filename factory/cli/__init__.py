@@ -282,13 +282,19 @@ def push(
     repo: str = typer.Option(..., "--repo", help="Hub dataset repository, org/name."),
     version: str | None = typer.Option(None, help="The version to push; the latest when unset."),
     private: bool = typer.Option(False, help="Create the repository as private."),
+    files_per_commit: int = typer.Option(
+        50, min=1, help="Files per commit: a large version goes up in parts, and a push cut off resumes."
+    ),
 ) -> None:
-    """Push a version to the Hub as a pull request for review (HF_ENDPOINT and HF_TOKEN are honoured)."""
+    """Push a version to the Hub as a pull request for review (HF_ENDPOINT and HF_TOKEN are honoured).
+    Pushed again after a failure, it uploads only the files that did not arrive."""
     from factory.hub import push_version
 
-    result = push_version(folder, repo, version=version, private=private)
+    result = push_version(folder, repo, version=version, private=private, files_per_commit=files_per_commit)
     messages = {
         "opened": f"{result.version} is up for review as pull request #{result.pr_num} of {repo}",
+        "resumed": f"{result.version} is up for review as pull request #{result.pr_num} of {repo} "
+        "(the files that had not arrived were pushed)",
         "in_review": f"{result.version} is already in review as pull request #{result.pr_num} of {repo}; nothing pushed",
         "released": f"{result.version} is already released in {repo}; nothing pushed",
     }

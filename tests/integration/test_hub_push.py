@@ -94,6 +94,27 @@ def test_a_failed_push_changes_nothing_and_can_be_retried(tmp_path, hub, bank):
     assert retried.returncode == 0 and len(repo.pulls) == 1
 
 
+def test_a_push_cut_off_in_parts_resumes_and_uploads_only_what_did_not_arrive(tmp_path, hub, bank):
+    env = hub_env(hub, tmp_path)
+    hub.fail_next("/commit/", 500, after=2)  # the third commit is refused
+    failed = cli(env, "push", str(bank), "--repo", "org/types", "--files-per-commit", "1")
+    assert failed.returncode == 1 and failed.stderr.startswith("error: the Hub refused the push of v1.0.0")
+    repo = hub.repos["org/types"]
+    arrived = repo.commits[repo.pulls[1].head].files
+    # the card goes last, so a pull request cut off has none for a reviewer to approve from
+    assert len(repo.commits) == 2 and set(arrived) == {"data/personas-00000-of-00001.parquet", "manifest.json"}
+
+    resumed = cli(env, "push", str(bank), "--repo", "org/types", "--files-per-commit", "1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "up for review as pull request #1" in resumed.stdout and "had not arrived" in resumed.stdout
+    assert len(repo.commits) == 4 and len(repo.pulls) == 1  # one commit each for recipe.yaml and the card
+    files = repo.commits[repo.pulls[1].head].files
+    assert set(files) == {"README.md", "recipe.yaml", "manifest.json", "data/personas-00000-of-00001.parquet"}
+    assert files["data/personas-00000-of-00001.parquet"] == (bank / "data/personas-00000-of-00001.parquet").read_bytes()
+    again = cli(env, "push", str(bank), "--repo", "org/types")
+    assert "already in review" in again.stdout and len(repo.commits) == 4
+
+
 def test_a_bad_token_is_refused_and_never_written(tmp_path, hub, bank):
     env = hub_env(hub, tmp_path)
     env["HF_TOKEN"] = "hf_wrong_token"
