@@ -2,6 +2,9 @@
 in one process, on the same planned prompts, at the same concurrency; each figure is the median of
 ``--repeats`` runs:
 
+0. the server's capacity: its concurrency divided by its service time (what it could answer with
+   clients that cost nothing; on 2 cores a plain asyncio loop is bound by its own client well
+   below it);
 1. the limit: a plain asyncio loop over ``openai.AsyncOpenAI``;
 2. a plain distilabel ``TextGeneration`` pipeline (local, not Ray) with ``OpenAILLM``;
 3. the factory's engine in this process with its critics off (the same calls, journaled to disk as
@@ -19,7 +22,8 @@ lock) with the scripted server's threads; a Ray worker is a process of its own, 
 rate can be above the in-process one, while its overall rate pays the worker's start and a round
 trip to the driver per chunk. Plain distilabel also runs its step in a process of its own.
 
-The last lines are ``ratio factory/distilabel: X.XX`` and ``ratio factory/limit: X.XX``.
+The last lines are ratios: ``factory/distilabel``, ``factory/limit``, ``factory/capacity`` and
+``limit/capacity``.
 
     python bench/throughput.py --calls 4096 --delay 0.1 --concurrency 64
 """
@@ -202,6 +206,8 @@ def main() -> None:
                 rates.append((server.chat_calls - before) / seconds)
             return median(rates)
 
+        capacity = args.concurrency / args.delay
+        print(f"server capacity (concurrency/delay):{capacity:8.1f} calls/s")
         plain_recipe = recipe_for(args.calls, args.concurrency, False, False)
         limit = median_rate(
             lambda _: asyncio.run(plain_asyncio(server.base_url, server.model, prompts, args.concurrency))
@@ -247,6 +253,8 @@ def main() -> None:
     print(f"ratio engine step/limit: {engine_step_rate / limit:.2f}")
     print(f"ratio steps/limit: {steps_rate / limit:.2f}")
     print(f"ratio factory/limit: {local[False] / limit:.2f}")
+    print(f"ratio factory/capacity: {local[False] / capacity:.2f}")
+    print(f"ratio limit/capacity: {limit / capacity:.2f}")
     sys.stdout.flush()
 
 
