@@ -137,7 +137,7 @@ _DANGLING = frozenset(
 )
 # What an assistant says, or a role-play instruction read back, in a persona's mouth.
 _BOILERPLATE = re.compile(
-    r"\b(as an ai|an ai (language )?model|language model|an ai assistant|(?:i'm|i am) an ai\b|designed to assist|here is your next|here's your next|next message|"
+    r"\b(as an ai|an ai (language )?model|language model|ai assistant|(?:i'm|i am) an ai\b|designed to assist|here is your next|here's your next|next message|"
     r"i hope this helps|let me know if you (need|have)|as your assistant|i'm (just )?an assistant|"
     r"stay in character|reply with your next line|one (to three|or two short) sentences|no name label|no narration|"
     r"who you are:|your circumstances:|the situation:|user [12] personas?|you(?: are|'re) not (?:an|my) assistant|an ordinary person|in character|my character as)\b",

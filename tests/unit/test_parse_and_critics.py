@@ -224,6 +224,7 @@ FINE = [
         ("boilerplate", "I'm Alex, an ordinary person who has just moved here."),  # the role-play prompt's words
         ("boilerplate", "I've just finished a new book, and I want to talk about it in character."),
         ("boilerplate", "I'll just keep going with my character as a dog rescue specialist for a moment."),
+        ("boilerplate", "I'd love to chat more. You're not limited to my AI assistant, just ask me anything."),
         ("boilerplate", "*smiles warmly* That sounds lovely."),
         ("boilerplate", "She nods and looks out of the window."),
         ("placeholder", "Hi, I'm [user 1 name], nice to meet you."),
