@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.8"
+SCHEMA_VERSION = "1.9"  # 1.9: a dialogue record keeps the names its speakers went by
 
 PersonaKind = Literal["mbti", "big_five", "statements", "implicit"]
 
