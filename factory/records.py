@@ -242,10 +242,10 @@ PUBLISHED_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
-def json_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON Schema of each published record, keyed by the file stem it is written to."""
+def json_schemas(models: dict[str, type[BaseModel]] | None = None) -> dict[str, dict[str, Any]]:
+    """The JSON Schema of each published record (or of ``models``), keyed by the file stem it is written to."""
     schemas = {}
-    for stem, model in PUBLISHED_MODELS.items():
+    for stem, model in (PUBLISHED_MODELS if models is None else models).items():
         schema = model.model_json_schema()
         schema["$id"] = f"https://persona-factory/schemas/{stem}/{SCHEMA_VERSION}"
         schemas[stem] = schema
@@ -256,10 +256,10 @@ def render_schema(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
-def export_json_schemas(directory: Path) -> list[Path]:
+def export_json_schemas(directory: Path, schemas: dict[str, dict[str, Any]] | None = None) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for stem, schema in json_schemas().items():
+    for stem, schema in (json_schemas() if schemas is None else schemas).items():
         path = directory / f"{stem}.schema.json"
         path.write_text(render_schema(schema), encoding="utf-8")
         written.append(path)

@@ -306,20 +306,22 @@ def schemas_export(
     directory: Path = typer.Argument(Path("schemas"), help="Where to write the *.schema.json files."),
 ) -> None:
     """Write the JSON Schema of every published record, generated from the pydantic models."""
+    from factory.dataset.manifest import published_schemas
     from factory.records import export_json_schemas
 
-    for path in export_json_schemas(directory):
+    for path in export_json_schemas(directory, published_schemas()):
         typer.echo(str(path))
 
 
 @schemas_app.command("check")
 def schemas_check(directory: Path = typer.Argument(Path("schemas"))) -> None:
     """Fail when the schema files differ from the models (run `schemas export` to update them)."""
-    from factory.records import json_schemas, render_schema
+    from factory.dataset.manifest import published_schemas
+    from factory.records import render_schema
 
     stale = [
         stem
-        for stem, schema in json_schemas().items()
+        for stem, schema in published_schemas().items()
         if not (directory / f"{stem}.schema.json").is_file()
         or (directory / f"{stem}.schema.json").read_text(encoding="utf-8") != render_schema(schema)
     ]

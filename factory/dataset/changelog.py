@@ -16,9 +16,8 @@ def recipe_changes(before: str, after: str) -> list[str]:
 
 
 def changelog(
-    against: str, old_manifest: dict[str, Any], old_recipe: str, stats: dict[str, Any], recipe_text: str
+    against: str, old_stats: dict[str, Any], old_recipe: str, stats: dict[str, Any], recipe_text: str
 ) -> dict[str, Any]:
-    old_stats = old_manifest.get("stats", {})
     old_critics = {c["critic"]: c["pass_rate"] for c in old_stats.get("critics", [])}
     new_critics = {c["critic"]: c["pass_rate"] for c in stats.get("critics", [])}
     old_cells = {f"{c['dimension']}={c['cell']}": c["pass_rate"] for c in old_stats.get("cells", [])}

@@ -32,10 +32,10 @@ Batches = Callable[[], Iterable[list[DialogueRecord]]]
 
 @dataclass
 class Released:
-    """The version a new one is compared with in its changelog: its manifest and recipe text."""
+    """The version a new one is compared with in its changelog: its statistics and recipe text."""
 
     version: str
-    manifest: dict[str, Any]
+    stats: dict[str, Any]
     recipe_text: str
 
 
@@ -155,7 +155,7 @@ def dialogue_card(
     manifest["charts"] = [chart.path for chart in context.charts]
     if released is not None:
         context.changelog = manifest["changelog"] = changelog(
-            released.version, released.manifest, released.recipe_text, manifest["stats"], recipe_text
+            released.version, released.stats, released.recipe_text, manifest["stats"], recipe_text
         )
     return str(render_card(context, stats, samples, splits=splits, info=info))
 
@@ -166,4 +166,5 @@ def released_of(folder: DatasetFolder) -> Released | None:
     if release is None:
         return None
     recipe_text = folder.read_bytes(folder.resolve(release), "recipe.yaml").decode("utf-8")
-    return Released(release, folder.read_manifest(release) or {}, recipe_text)
+    manifest = folder.read_manifest(release)
+    return Released(release, manifest.stats if manifest else {}, recipe_text)

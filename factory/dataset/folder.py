@@ -20,8 +20,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
+from factory.dataset.manifest import Manifest, manifest_of
 from factory.errors import OutputError
 
 STATE_DIR = ".persona-factory"
@@ -263,9 +263,10 @@ class DatasetFolder:
         wanted = [name for name in listing if name.split("/", 1)[0] in PUBLISHED_ENTRIES]
         return {name: self.read_bytes(commit, name) for name in wanted}
 
-    def read_manifest(self, version: str | None = None) -> dict[str, Any] | None:
+    def read_manifest(self, version: str | None = None) -> Manifest | None:
+        """The manifest of ``version`` (of the checked-out one when unset), None when it has none."""
         if version is None:
             path = self.path / "manifest.json"
-            return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+            return manifest_of(path.read_bytes(), str(path)) if path.is_file() else None
         text = self.git("show", f"{self.ref_for(version)}:manifest.json", check=False)
-        return json.loads(text) if text.strip() else None
+        return manifest_of(text, f"{self.path} {version}: manifest.json") if text.strip() else None

@@ -8,7 +8,6 @@ a run that dies while writing leaves the folder as it was.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from pydantic import BaseModel
 from factory.dataset.arrow import arrow_schema, records_to_table
 from factory.dataset.card import dataset_info
 from factory.dataset.folder import DatasetFolder
+from factory.dataset.manifest import manifest_text
 from factory.dataset.review_section import LEAST_SURE, ReviewState, pick_samples, write_state
 from factory.records import SCHEMA_VERSION
 
@@ -165,8 +165,7 @@ class VersionWriter:
         (self.staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
         if pipeline_text is not None:
             (self.staging / "pipeline.yaml").write_text(pipeline_text, encoding="utf-8")
-        text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-        (self.staging / "manifest.json").write_text(text, encoding="utf-8")
+        (self.staging / "manifest.json").write_text(manifest_text(manifest), encoding="utf-8")
 
     def publish(self, message: str) -> None:
         self.folder.publish(self.staging, self.version, message)

@@ -8,7 +8,6 @@ and its commit go into the run's manifest.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from factory.dataset.folder import DatasetFolder
+from factory.dataset.manifest import Manifest, manifest_of
 from factory.errors import OutputError, PersonaFileError
 from factory.personas.source import Made, SourceContext
 from factory.recipes.personas import BankSource
@@ -39,10 +39,10 @@ def _profiles(table_bytes: bytes, *, where: str) -> list[PersonaProfile]:
     return profiles
 
 
-def _split_files(manifest: dict[str, Any], where: str) -> list[str]:
-    if manifest.get("kind") != "persona_bank":
+def _split_files(manifest: Manifest, where: str) -> list[str]:
+    if manifest.kind != "persona_bank":
         raise PersonaFileError("not a persona bank (its manifest.json has no kind: persona_bank)", path=where)
-    return list(manifest.get("splits", {}).get(BANK_SPLIT, {}).get("files", []))
+    return manifest.files_of(BANK_SPLIT)
 
 
 def load_local_bank(path: Path, revision: str | None) -> tuple[list[PersonaProfile], dict[str, Any]]:
@@ -54,7 +54,7 @@ def load_local_bank(path: Path, revision: str | None) -> tuple[list[PersonaProfi
         raise PersonaFileError("the bank folder has no published version yet", path=path)
     try:
         commit = folder.resolve(version)
-        manifest = json.loads(folder.read_bytes(commit, "manifest.json"))
+        manifest = manifest_of(folder.read_bytes(commit, "manifest.json"), f"{version}: manifest.json")
     except OutputError as exc:
         raise PersonaFileError(str(exc), path=path, field="revision") from exc
     personas: list[PersonaProfile] = []
@@ -64,7 +64,7 @@ def load_local_bank(path: Path, revision: str | None) -> tuple[list[PersonaProfi
         "path": str(folder.path),
         "revision": version,
         "commit": commit,
-        "bank_version": manifest.get("version"),
+        "bank_version": manifest.version,
     }
 
 
@@ -85,7 +85,10 @@ def load_hub_bank(repo: str, revision: str | None) -> tuple[list[PersonaProfile]
         path = hf_hub_download(repo, name, repo_type="dataset", revision=commit, endpoint=api.endpoint, token=api.token)
         return Path(path).read_bytes()
 
-    manifest = json.loads(fetch("manifest.json"))
+    try:
+        manifest = manifest_of(fetch("manifest.json"), "manifest.json")
+    except OutputError as exc:
+        raise PersonaFileError(str(exc), path=where) from exc
     personas: list[PersonaProfile] = []
     for name in _split_files(manifest, f"hub:{repo}"):
         personas.extend(_profiles(fetch(name), where=f"{where}/{name}"))
@@ -93,7 +96,7 @@ def load_hub_bank(repo: str, revision: str | None) -> tuple[list[PersonaProfile]
         "repo": repo,
         "revision": revision or "main",
         "commit": commit,
-        "bank_version": manifest.get("version"),
+        "bank_version": manifest.version,
     }
 
 

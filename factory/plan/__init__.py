@@ -23,6 +23,7 @@ from factory.critics.base import JudgeContext
 from factory.critics.quality import select_best
 from factory.critics.registry import critic_spec, verdict_of
 from factory.dataset.folder import DatasetFolder
+from factory.dataset.manifest import Manifest
 from factory.engine.rounds import modes_of, plan_rows, planned_dialogues, round_shares
 from factory.errors import LLMCallError
 from factory.generation.role_play.prompts import standing_prompt_tokens
@@ -44,7 +45,7 @@ PROMPT_SAMPLE = 500  # the casts whose SPC prompts are built and counted; the re
 
 def plan_run(
     recipe: Recipe,
-    previous: dict[str, Any] | None = None,
+    previous: Manifest | None = None,
     previous_version: str | None = None,
     casts: list[Cast] | None = None,
 ) -> RunPlan:
@@ -53,7 +54,7 @@ def plan_run(
     run's, when it has planned them already."""
     casts = plan(recipe).casts if casts is None else casts
     counter = counter_for(_tokenizer(recipe))
-    stats = (previous or {}).get("stats") or None
+    stats = previous.stats if previous and previous.stats else None
     generation = recipe.generation
     result = RunPlan(
         recipe=recipe.name,
@@ -127,7 +128,7 @@ def _stand_in(recipe: Recipe, cast: Cast, tokens: float, counter: TokenCounter) 
     return record
 
 
-def latest_version(folder: DatasetFolder) -> tuple[dict[str, Any] | None, str | None]:
+def latest_version(folder: DatasetFolder) -> tuple[Manifest | None, str | None]:
     """The manifest and name of the folder's latest version, which the expected case is measured on."""
     version = folder.current_version() if folder.is_repository() else None
     return (folder.read_manifest(version) if version else None), version

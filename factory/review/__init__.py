@@ -9,13 +9,13 @@ CLI only turns flags into these calls.
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from factory.dataset.manifest import manifest_of
 from factory.dataset.review_section import LABEL_FLAGS, ReviewState, read_state, write_state
 from factory.errors import InputError, ReviewError
 from factory.hub import HUB_PREFIX, looks_like_repo_id, repo_id
@@ -188,9 +188,9 @@ def version_rows(target: ReviewTarget, version: str) -> Iterator[dict[str, Any]]
     """Every row of the version's splits, a shard at a time."""
     import pyarrow.parquet as pq
 
-    manifest = json.loads(target.file(version, "manifest.json"))
-    for split in manifest.get("splits", {}).values():
-        for name in split.get("files", []):
+    manifest = manifest_of(target.file(version, "manifest.json"), f"{version}: manifest.json")
+    for split in manifest.splits.values():
+        for name in split.files:
             yield from pq.read_table(io.BytesIO(target.file(version, name))).to_pylist()
 
 

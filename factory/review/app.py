@@ -11,7 +11,6 @@ Face Space beside the dataset.
 from __future__ import annotations
 
 import hmac
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.dataset.card_sections import markdown_table
+from factory.dataset.manifest import manifest_of
 from factory.dataset.review_section import LABEL_FLAGS, ReviewState, read_state
 from factory.errors import FactoryError, InputError
 from factory.listening import is_loopback
@@ -46,7 +46,7 @@ class ReviewSession:
         self.where = where  # as the reviewer named it: a folder path or hf://org/name
         self.target, self.version = opened(where, version)
         self.rows = {row["id"]: row for row in sample_dialogues(self.target, self.version)}
-        self.manifest = json.loads(self.target.file(self.version, "manifest.json"))
+        self.manifest = manifest_of(self.target.file(self.version, "manifest.json"), f"{self.version}: manifest.json")
         self._charts = tempfile.TemporaryDirectory(prefix="persona-factory-review-")
 
     def state(self) -> ReviewState:
@@ -58,7 +58,7 @@ class ReviewSession:
         return f"### {self.where} {self.version}: **{state.status}**{left}"
 
     def summary(self) -> str:
-        stats = self.manifest.get("stats", {})
+        stats = self.manifest.stats
         rate = f"{stats['acceptance_rate']:.0%}" if stats.get("acceptance_rate") is not None else "n/a"
         rows = [[stats.get("generated"), stats.get("accepted"), stats.get("rejected"), rate]]
         critics = [[c["critic"], c["judged"], c["passed"], f"{c['pass_rate']:.0%}"] for c in stats.get("critics", [])]
@@ -70,7 +70,7 @@ class ReviewSession:
     def charts(self) -> list[str]:
         """The version's chart files, copied where the page can serve them."""
         paths = []
-        for name in self.manifest.get("charts", []):
+        for name in self.manifest.charts:
             path = Path(self._charts.name) / Path(name).name
             path.write_bytes(self.target.file(self.version, name))
             paths.append(str(path))

@@ -51,5 +51,8 @@ def test_a_folder_written_before_the_renovation_loads_and_reviews(tmp_path, scri
     assert run.returncode == 0, run.stderr
     assert folder.versions() == ["v1.0.0", "v1.1.0"]
     manifest = folder.read_manifest("v1.1.0")
-    assert manifest is not None and manifest["previous_version"] == "v1.0.0" and "changelog" in manifest
+    assert manifest is not None and manifest.previous_version == "v1.0.0" and manifest.changelog["against"] == "v1.0.0"
+    # the manifest of the earlier release (records schema 1.4) is read by today's model
+    legacy = folder.read_manifest("v1.0.0")
+    assert legacy is not None and legacy.schema_version == "1.4" and legacy.files_of("accepted")
     assert datasets.load_dataset(str(folder_path))["accepted"].num_rows >= 1

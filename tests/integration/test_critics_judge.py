@@ -68,7 +68,7 @@ def test_a_version_is_judged_again_without_a_generation_call(tmp_path, scripted_
     assert all(set(critics) <= {"format", "faithfulness", "apc"} for critics in judged.values())
     assert any("apc" in critics for critics in judged.values())
     manifest = DatasetFolder(out).read_manifest("v1.1.0")
-    assert manifest["judged"]["revision"] == "v1.0.0" and manifest["recipe"] == "judged-e2e"
+    assert manifest is not None and manifest.judged["revision"] == "v1.0.0" and manifest.recipe == "judged-e2e"
 
 
 def _chat_file(tmp_path):

@@ -116,7 +116,8 @@ def test_run_writes_a_loadable_versioned_dataset_with_every_verdict(tmp_path, sc
     from factory.dataset.folder import DatasetFolder
 
     assert DatasetFolder(out).versions() == ["v1.0.0", "v1.1.0"]
-    assert DatasetFolder(out).read_manifest("v1.0.0")["version"] == "v1.0.0"
+    manifest = DatasetFolder(out).read_manifest("v1.0.0")
+    assert manifest is not None and manifest.version == "v1.0.0"
 
 
 def test_the_card_lists_critics_not_reached_and_says_how_to_load_the_folder(tmp_path, scripted_server, monkeypatch):
