@@ -16,8 +16,9 @@ from factory.llm.ask import ask_json
 from factory.llm.embeddings import Embedder
 from factory.llm.port import ChatPort
 from factory.llm.spec import EndpointSpec
-from factory.recipes.critics import Aggregate, CriticsConfig, LLMCriticConfig
+from factory.recipes.critics import CriticsConfig, LLMCriticConfig
 from factory.recipes.generation import GenerationConfig
+from factory.recipes.judges import Aggregate
 from factory.records import FORMAT, DialogueRecord, PersonaProfile, Turn, Verdict, speaker_label
 
 

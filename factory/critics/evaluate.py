@@ -44,8 +44,9 @@ from factory.llm.keys import ApiKeys
 from factory.llm.spec import EndpointSpec
 from factory.llm.tasks import JsonTaskRunner
 from factory.recipes import Recipe
-from factory.recipes.critics import CriticsConfig, JudgeLLMConfig, LearnedCriticConfig
+from factory.recipes.critics import CriticsConfig, LearnedCriticConfig
 from factory.recipes.generation import GenerationConfig
+from factory.recipes.judges import JudgeLLMConfig
 from factory.recipes.llm import LLMConfig
 from factory.records import DialogueRecord, Verdict
 from factory.settings import resolve_data_path
@@ -176,7 +177,7 @@ def evaluate(
                 figures.append(figure)
                 items += rows
                 continue
-            config = getattr(critics, name)
+            config = critics.settings_of(name)
             verdicts = runner.gather(
                 (verdict_of(name, item.record, config, context) for item in labelled),
                 desc=name,

@@ -16,7 +16,8 @@ from factory.llm.endpoint import check_endpoint
 from factory.llm.keys import ApiKeys
 from factory.llm.pricing import Prices
 from factory.llm.spec import EndpointSpec
-from factory.recipes.critics import Aggregate, CriticsConfig, JudgeLLMConfig, all_critic_names, judges_of, needs_llm
+from factory.recipes.critics import CriticsConfig, all_critic_names, judges_of, needs_llm
+from factory.recipes.judges import Aggregate, JudgeLLMConfig
 from factory.recipes.llm import EndpointLimits, LLMConfig
 from factory.records import JurorVerdict, Verdict
 

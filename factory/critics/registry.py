@@ -65,7 +65,7 @@ async def cascade_verdict(name: str, record: DialogueRecord, critics: CriticsCon
         decided = learned.decided_for(record, name, critics.learned)
         if decided is not None:
             return decided
-    return await verdict_of(name, record, getattr(critics, name), context)
+    return await verdict_of(name, record, critics.settings_of(name), context)
 
 
 async def verdict_of(name: str, record: DialogueRecord, config: Any, context: JudgeContext) -> Verdict:

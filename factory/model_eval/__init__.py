@@ -34,8 +34,9 @@ from factory.model_eval.card import check_out, write_evaluation
 from factory.model_eval.personas import EvalPersona, split_personas
 from factory.model_eval.report import Judged, compare, comparison_lines, model_figures, summary_table
 from factory.model_eval.talk import BUILTIN_QUESTIONS, PARTNER, PLAYED, Voices, conversation_seed, converse
-from factory.recipes.critics import CriticsConfig, JudgeLLMConfig, needs_llm
+from factory.recipes.critics import CriticsConfig, needs_llm
 from factory.recipes.generation import GenerationConfig
+from factory.recipes.judges import JudgeLLMConfig
 from factory.recipes.llm import LLMConfig
 from factory.records import FORMAT, DialogueRecord, PersonaProfile
 from factory.rejudge.sources import read_version
@@ -287,7 +288,7 @@ def _judge(
             judge_model=generator.model if generator else None, panels=panels, clients=clients,
         )  # fmt: skip
         verdicts = runner.gather(
-            (verdict_of(critic, shown, getattr(critics, critic), context) for _, _, critic, shown in asked),
+            (verdict_of(critic, shown, critics.settings_of(critic), context) for _, _, critic, shown in asked),
             desc="judging",
             show_progress=request.show_progress,
         )

@@ -18,8 +18,9 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from factory.errors import RecipeError
 from factory.recipes.base import MAY_CHANGE_ON_RESUME, _Config
-from factory.recipes.critics import CriticsConfig, JudgeLLMConfig
+from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig
+from factory.recipes.judges import JudgeLLMConfig
 from factory.recipes.llm import EmbeddingsConfig, LLMConfig
 from factory.recipes.personas import (
     BankBuildSource,

@@ -9,56 +9,12 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from factory.errors import PluginError
-from factory.recipes.base import MAY_CHANGE_ON_RESUME, _Config
+from factory.recipes.base import _Config
 from factory.recipes.extensions import CRITICS_GROUP, CriticSpec, plugin_objects
-from factory.recipes.llm import EmbeddingsConfig, EndpointLimits, url_list
-from factory.recipes.serve import ServeConfig
+from factory.recipes.judges import Aggregate, JudgeLLMConfig, JuryConfig
+from factory.recipes.llm import EmbeddingsConfig
 
 Scope = Literal["dialogue", "cast", "run"]
-Aggregate = Literal["majority", "mean"]
-
-
-class JudgeLLMConfig(EndpointLimits):
-    """Where a judge is: its endpoint, model and limits. A field left unset is taken from the level
-    above (a critic's own, then ``critics.llm``, then the recipe's ``llm``); a judge given its own
-    ``base_url`` is another server, so its model is not the generator's unless named."""
-
-    base_url: str | list[str] | None = Field(
-        json_schema_extra=MAY_CHANGE_ON_RESUME, default=None, description="The judge's OpenAI-compatible base URL(s)."
-    )
-    model: str | None = Field(default=None, description="The judge's model name.")
-    temperature: float | None = Field(default=None, ge=0, le=2, description="The judge's sampling temperature.")
-    structured_output: Literal["json_schema", "json_object"] | None = None
-    serve: ServeConfig | None = Field(
-        default=None,
-        description="critics.llm only: deploy the judge model on the Ray cluster with Ray Serve for the run.",
-    )
-
-    @property
-    def base_urls(self) -> list[str]:
-        return url_list(self.base_url)
-
-    def over(self, below: JudgeLLMConfig) -> JudgeLLMConfig:
-        """These settings over ``below``'s: what is set here wins; a new base URL drops the model
-        and JSON form set below (they were another server's)."""
-        mine = self.model_dump(exclude_unset=True)
-        merged = below.model_dump(exclude_unset=True)
-        if mine.get("base_url") is not None:
-            merged.pop("model", None)
-            merged.pop("structured_output", None)
-        merged.update(mine)
-        return JudgeLLMConfig.model_validate(merged)
-
-
-class JuryConfig(_Config):
-    """Several judges for a critic: every juror judges, each verdict is kept, the aggregate decides."""
-
-    judges: list[JudgeLLMConfig] = Field(min_length=2, description="The jurors, each over `critics.llm`.")
-    aggregate: Aggregate = Field(
-        default="majority",
-        description="majority: passed when more than half of the jurors who answered pass it; mean: the jurors' "
-        "mean score against the critic's threshold (0.5 for a pass/fail critic).",
-    )
 
 
 class CriticConfig(_Config):
@@ -223,7 +179,7 @@ class CriticsConfig(_Config):
     model_config = ConfigDict(extra="allow")
 
     order: list[str] = Field(
-        default_factory=lambda: list(critic_names("dialogue")),
+        default_factory=lambda: list(_built_in("dialogue")),
         description="The cascade: per-dialogue critics in the order they run (cheap ones first). Best-of-N "
         "quality and run-wide deduplication always come after them.",
     )
@@ -249,7 +205,9 @@ class CriticsConfig(_Config):
     @classmethod
     def _plugin_settings(cls, data: Any) -> Any:
         """Each plugin critic's settings through its own class (errors located under its name); any
-        other key that is not a field is refused, as everywhere in a recipe."""
+        other key that is not a field is refused, as everywhere in a recipe. A plugin the recipe
+        does not name adds nothing (not even to ``order``), so installing one changes no recipe's
+        hash; one it names goes after the built-in critics in the default order."""
         if not isinstance(data, dict):
             return data
         plugins = plugin_critics()
@@ -272,8 +230,8 @@ class CriticsConfig(_Config):
                 )
         if errors:
             raise ValidationError.from_exception_data(cls.__name__, errors)
-        for name, spec in plugins.items():
-            data.setdefault(name, spec.settings())
+        if "order" not in data:
+            data["order"] = [*_built_in("dialogue"), *(name for name in plugins if name in data)]
         return data
 
     @field_validator("order")
@@ -301,7 +259,7 @@ class CriticsConfig(_Config):
             raise ValueError("critics.llm.serve deploys the judge itself: leave critics.llm.base_url unset")
         judges = {"jury": list(self.jury.judges) if self.jury else []}
         for name in all_critic_names():
-            config = getattr(self, name)
+            config = self.settings_of(name)
             if isinstance(config, LLMCriticConfig):
                 judges[name] = [config.llm, *(config.jury.judges if config.jury else [])]
         served = [name for name, settings in judges.items() if any(judge.serve for judge in settings)]
@@ -311,7 +269,16 @@ class CriticsConfig(_Config):
 
     def cascade(self) -> list[tuple[str, CriticConfig]]:
         """The enabled per-dialogue experts, in order."""
-        return [(name, getattr(self, name)) for name in self.order if getattr(self, name).enabled]
+        return [(name, self.settings_of(name)) for name in self.order if self.settings_of(name).enabled]
+
+    def settings_of(self, name: str) -> CriticConfig:
+        """A critic's settings: its field, a plugin's as the recipe gives them, or a plugin's defaults."""
+        given = getattr(self, name, None)
+        if given is None and name in plugin_critics():
+            return settings_class(name)()
+        if not isinstance(given, CriticConfig):
+            raise KeyError(name)
+        return given
 
     def enabled(self) -> list[str]:
         """Every critic turned on, in the order they judge, after the generator's own ``format``."""
@@ -322,7 +289,7 @@ class CriticsConfig(_Config):
 def judges_of(critics: CriticsConfig, name: str) -> tuple[list[JudgeLLMConfig], Aggregate]:
     """The judge settings of an LLM critic (one, or a jury's), each layered over ``critics.llm``,
     and how their verdicts are aggregated. A critic's own judge or jury beats the run-wide ones."""
-    config = getattr(critics, name)
+    config = critics.settings_of(name)
     if not isinstance(config, LLMCriticConfig):
         return [], "majority"
     own_judge = bool(config.llm.model_fields_set)

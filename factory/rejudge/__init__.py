@@ -142,7 +142,7 @@ def _only(critics: CriticsConfig, experts: list[str]) -> CriticsConfig:
     unknown = [name for name in experts if name not in known]
     if unknown or not experts:
         raise InputError(f"unknown critics {unknown}; choose from {', '.join(known)}", field="--experts")
-    update = {name: getattr(critics, name).model_copy(update={"enabled": name in experts}) for name in known}
+    update = {name: critics.settings_of(name).model_copy(update={"enabled": name in experts}) for name in known}
     return critics.model_copy(update=update)
 
 

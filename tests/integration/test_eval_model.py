@@ -17,7 +17,7 @@ from factory.calibrate import wilson
 from factory.errors import InputError
 from factory.model_eval import EXPERTS, EvalModelRequest, evaluate_models, load_questions
 from factory.recipes import apply_overrides, load_recipe
-from factory.recipes.critics import JudgeLLMConfig
+from factory.recipes.judges import JudgeLLMConfig
 from factory.recipes.llm import LLMConfig
 from factory.records import DialogueRecord
 from factory.run import run_recipe

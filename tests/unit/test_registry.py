@@ -88,6 +88,15 @@ def test_a_plugin_critic_is_a_recipe_key_validated_by_its_own_settings(monkeypat
         CriticsConfig.model_validate({"mistyped": {}})
 
 
+def test_an_installed_plugin_the_recipe_does_not_name_changes_nothing_of_it(monkeypatch):
+    before = CriticsConfig.model_validate({"heuristic": {"enabled": True}}).model_dump(mode="json")
+    _installed(monkeypatch, CriticSpec("mine", OffByDefault, _pass, "mine"))
+    after = CriticsConfig.model_validate({"heuristic": {"enabled": True}})
+    assert after.model_dump(mode="json") == before  # so a recipe's hash, and its resume, are unchanged
+    assert "mine" not in after.order and not after.settings_of("mine").enabled
+    assert CriticsConfig.model_validate({"order": ["heuristic", "mine"]}).cascade()[-1][0] == "heuristic"
+
+
 def test_a_spec_names_a_recipe_key_and_a_label_critics_eval_knows():
     with pytest.raises(PluginError, match="lower-case identifier"):
         CriticSpec("Has Space", OffByDefault, _pass, "x")
