@@ -21,9 +21,10 @@ import numpy as np
 
 from factory.critics.base import JudgeContext, no_turns
 from factory.errors import PipelineError
+from factory.llm.embeddings import Embedder
 from factory.recipes.critics import GroundingCriticConfig
 from factory.recipes.extensions import CriticSpec
-from factory.records import DialogueRecord, Verdict
+from factory.records import DialogueRecord, PersonaProfile, Verdict
 
 CRITIC_NAME = "grounding"
 BEST_TURNS = 2  # a speaker's turns judged: persona use is a few turns of a conversation, not most
@@ -52,6 +53,18 @@ def speaker_groundings(statements: list[np.ndarray], turns: list[tuple[int, np.n
     return groundings
 
 
+def embedded_statements(
+    speakers: list[PersonaProfile], embedder: Embedder, lines: list[str]
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each speaker's statement vectors, and the vectors of ``lines``, from one embedding call."""
+    vectors = embedder.embed([*(statement for persona in speakers for statement in persona.statements), *lines])
+    statements, start = [], 0
+    for persona in speakers:
+        statements.append(vectors[start : start + len(persona.statements)])
+        start += len(persona.statements)
+    return statements, vectors[start:]
+
+
 async def judge(record: DialogueRecord, config: GroundingCriticConfig, context: JudgeContext) -> Verdict:
     if not record.turns:
         return no_turns(CRITIC_NAME)
@@ -59,14 +72,11 @@ async def judge(record: DialogueRecord, config: GroundingCriticConfig, context: 
         raise PipelineError("the grounding critic needs an embedding model, and none was given")
     embedder = context.embedder
     speaker_of = {persona.id: index for index, persona in enumerate(record.speakers)}
-    texts = [statement for persona in record.speakers for statement in persona.statements]
-    texts += [turn.text for turn in record.turns]
-    vectors = await asyncio.to_thread(embedder.embed, texts)  # off the loop: the endpoint stays busy
-    statements, start = [], 0
-    for persona in record.speakers:
-        statements.append(vectors[start : start + len(persona.statements)])
-        start += len(persona.statements)
-    turns = [(speaker_of.get(turn.speaker, -1), vectors[start + i]) for i, turn in enumerate(record.turns)]
+    # off the loop: the endpoint stays busy
+    statements, said = await asyncio.to_thread(
+        embedded_statements, record.speakers, embedder, [turn.text for turn in record.turns]
+    )
+    turns = [(speaker_of.get(turn.speaker, -1), said[i]) for i, turn in enumerate(record.turns)]
     groundings = speaker_groundings(statements, turns)
     known = [(index, g) for index, g in enumerate(groundings) if g is not None]
     if not known:

@@ -27,7 +27,7 @@ import asyncio
 import numpy as np
 
 from factory.critics.base import JudgeContext
-from factory.critics.grounding import line_margins, speaker_groundings
+from factory.critics.grounding import embedded_statements, line_margins, speaker_groundings
 from factory.critics.heuristic import heuristic_verdict
 from factory.critics.learned.critic import embedder_for_critics, loaded
 from factory.critics.learned.features import features
@@ -50,24 +50,29 @@ class CriticsLineChooser:
             for line in candidates
         ]
         cleanest = [n for n, score in enumerate(problems) if score == max(problems)]
+        margins: list[float] | None = None
         if len(cleanest) > 1 and self.critics.grounding.enabled and self.context.embedder is not None:
-            reached = await asyncio.to_thread(
-                groundings_reached, record, turns, [candidates[n] for n in cleanest], self.context.embedder,
-                self.critics.grounding.threshold,
-            )  # fmt: skip
-            cleanest = [n for n, reaches in zip(cleanest, reached) if reaches] or cleanest
+            groundings, line_scores = await asyncio.to_thread(
+                candidate_groundings, record, turns, [candidates[n] for n in cleanest], self.context.embedder
+            )
+            threshold = self.critics.grounding.threshold
+            reaching = [i for i, g in enumerate(groundings) if g is None or g >= threshold] or range(len(cleanest))
+            cleanest, margins = [cleanest[i] for i in reaching], [line_scores[i] for i in reaching]
         if len(cleanest) == 1:
             return cleanest[0]
         kept = [candidates[n] for n in cleanest]
-        scores = await asyncio.to_thread(self._scores, record, turns, kept)
+        scores = await asyncio.to_thread(self._scores, record, turns, kept, margins)
         if not scores:
             return cleanest[0]
         # each scoring critic ranks the candidates; the best summed rank wins (no scale to weigh)
         ranks = np.sum([np.argsort(np.argsort(-np.asarray(each), kind="stable"), kind="stable") for each in scores], 0)
         return cleanest[int(np.argmin(ranks))]
 
-    def _scores(self, record: DialogueRecord, turns: list[Turn], candidates: list[Turn]) -> list[list[float]]:
-        """Per scoring critic the recipe has on, a score for each candidate (higher is better)."""
+    def _scores(
+        self, record: DialogueRecord, turns: list[Turn], candidates: list[Turn], margins: list[float] | None
+    ) -> list[list[float]]:
+        """Per scoring critic the recipe has on, a score for each candidate (higher is better);
+        ``margins`` are the grounding critic's, measured already."""
         scores = []
         if self.critics.learned.enabled:
             critic, embedder = loaded(self.critics.learned), embedder_for_critics()
@@ -76,41 +81,26 @@ class CriticsLineChooser:
                 profiles, lines = record_parts(record.model_copy(update={"turns": [*turns, line]}))
                 rows.append(features(critic.vectors(profiles, lines, embedder), critic.probes))
             scores.append([float(p) for p in critic.head.probabilities(np.stack(rows))])
-        if self.critics.grounding.enabled and self.context.embedder is not None:
-            scores.append(own_persona_margins(record, candidates, self.context.embedder))
+        if margins is not None:
+            scores.append(margins)
         return scores
 
 
-def own_persona_margins(record: DialogueRecord, candidates: list[Turn], embedder: Embedder) -> list[float]:
-    """The grounding critic's measure for each line, with its embedding model: the line's best
-    cosine to its speaker's own statements less its best to anyone else's."""
-    speaker = next(index for index, persona in enumerate(record.speakers) if persona.id == candidates[0].speaker)
-    own = record.speakers[speaker].statements
-    others = [s for index, persona in enumerate(record.speakers) if index != speaker for s in persona.statements]
-    if not own:
-        return [0.0] * len(candidates)
-    vectors = embedder.embed([*own, *others, *(line.text for line in candidates)])
-    split = len(own) + len(others)
-    return [float(m) for m in line_margins(vectors[: len(own)], vectors[len(own) : split], vectors[split:])]
-
-
-def groundings_reached(
-    record: DialogueRecord, turns: list[Turn], candidates: list[Turn], embedder: Embedder, threshold: float
-) -> list[bool]:
-    """Per candidate, whether the speaker's grounding (the grounding critic's, over their lines so
-    far and this one) reaches ``threshold``; every one does once two earlier lines have."""
+def candidate_groundings(
+    record: DialogueRecord, turns: list[Turn], candidates: list[Turn], embedder: Embedder
+) -> tuple[list[float | None], list[float]]:
+    """Per candidate line, from one embedding call: its speaker's grounding with it (the grounding
+    critic's measure of their lines so far and this one; None without statements), and the line's
+    own margin (its best cosine to the speaker's statements less its best to anyone else's)."""
     speaker = next(index for index, persona in enumerate(record.speakers) if persona.id == candidates[0].speaker)
     index = {persona.id: n for n, persona in enumerate(record.speakers)}
-    statements = [statement for persona in record.speakers for statement in persona.statements]
-    earlier = [turn for turn in turns if index.get(turn.speaker) == speaker]
-    vectors = embedder.embed([*statements, *(t.text for t in earlier), *(c.text for c in candidates)])
-    profiles, start = [], 0
-    for persona in record.speakers:
-        profiles.append(vectors[start : start + len(persona.statements)])
-        start += len(persona.statements)
-    said = [(speaker, vectors[start + n]) for n in range(len(earlier))]
-    reached = []
-    for n in range(len(candidates)):
-        grounding = speaker_groundings(profiles, [*said, (speaker, vectors[start + len(earlier) + n])])[speaker]
-        reached.append(grounding is None or grounding >= threshold)
-    return reached
+    earlier = [turn.text for turn in turns if index.get(turn.speaker) == speaker]
+    statements, said = embedded_statements(record.speakers, embedder, [*earlier, *(c.text for c in candidates)])
+    before, lines = [(speaker, vector) for vector in said[: len(earlier)]], said[len(earlier) :]
+    groundings = [speaker_groundings(statements, [*before, (speaker, line)])[speaker] for line in lines]
+    own = statements[speaker]
+    if not len(own):
+        return groundings, [0.0] * len(candidates)
+    others = [vectors for n, vectors in enumerate(statements) if n != speaker and len(vectors)]
+    margins = line_margins(own, np.concatenate(others) if others else None, lines)
+    return groundings, [float(m) for m in margins]

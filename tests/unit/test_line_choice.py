@@ -9,7 +9,7 @@ import pytest
 
 from factory.critics import line_choice
 from factory.critics.base import JudgeContext
-from factory.critics.line_choice import CriticsLineChooser, groundings_reached
+from factory.critics.line_choice import CriticsLineChooser, candidate_groundings
 from factory.llm.embeddings import MiniLMEmbedder
 from factory.recipes.critics import CriticsConfig
 from factory.recipes.generation import GenerationConfig
@@ -44,11 +44,11 @@ def test_only_a_line_on_the_speakers_own_persona_brings_them_to_the_threshold(mi
     record = _record()
     so_far = _turns(("piano", "I just came from my jazz band's rehearsal, we play every weekend."))
     candidates = _turns(("dogs", ECHO), ("dogs", OWN))
-    assert groundings_reached(record, so_far, candidates, minilm, 0.05) == [False, True]
+    assert [g >= 0.05 for g in candidate_groundings(record, so_far, candidates, minilm)[0]] == [False, True]
     # once two of their lines drew on it, any line keeps them there
     grounded = [*so_far, *_turns(("dogs", "I love dogs, I have two golden retrievers."), ("piano", "Cute!"))]
     grounded += _turns(("dogs", "Alabama summers are hot for my dogs."), ("piano", "I bet."))
-    assert groundings_reached(record, grounded, candidates, minilm, 0.05) == [True, True]
+    assert [g >= 0.05 for g in candidate_groundings(record, grounded, candidates, minilm)[0]] == [True, True]
 
 
 def test_the_chooser_keeps_the_grounded_line_over_the_learned_critics_favourite(minilm, monkeypatch):
@@ -56,7 +56,7 @@ def test_the_chooser_keeps_the_grounded_line_over_the_learned_critics_favourite(
     context = JudgeContext(None, GenerationConfig(min_turns=2, max_turns=8), embedder=minilm)
     chooser = CriticsLineChooser(critics, context)
     # the learned critic prefers the echo, strongly; grounding alone would tie the summed ranks
-    monkeypatch.setattr(chooser, "_scores", lambda record, turns, kept: [[0.9, 0.1][: len(kept)]])
+    monkeypatch.setattr(chooser, "_scores", lambda record, turns, kept, margins: [[0.9, 0.1][: len(kept)]])
     monkeypatch.setattr(line_choice, "heuristic_verdict", lambda *a, **k: type("V", (), {"score": 1.0})())
     so_far = _turns(("piano", "I just came from my jazz band's rehearsal, we play every weekend."))
     chosen = asyncio.run(chooser(_record(), so_far, _turns(("dogs", ECHO), ("dogs", OWN))))
