@@ -68,9 +68,15 @@ class Manifest(BaseModel):
 def manifest_of(text: str | bytes, where: str) -> Manifest:
     """The manifest in ``text`` (``where`` names it in the one-line error when it is not one)."""
     try:
-        return Manifest.model_validate(json.loads(text))
+        data = json.loads(text)
     except json.JSONDecodeError as error:
         raise OutputError(f"{where}: not JSON ({error.msg}, line {error.lineno})") from None
+    return _checked(data, where)
+
+
+def _checked(data: Any, where: str) -> Manifest:
+    try:
+        return Manifest.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "manifest"
@@ -79,7 +85,7 @@ def manifest_of(text: str | bytes, where: str) -> Manifest:
 
 def manifest_text(manifest: dict[str, Any]) -> str:
     """The manifest as the version writer writes it, checked against the model first."""
-    checked = manifest_of(json.dumps(manifest), "manifest.json")
+    checked = _checked(manifest, "manifest.json")
     return json.dumps(checked.model_dump(mode="json", exclude_unset=True), indent=2, sort_keys=True) + "\n"
 
 

@@ -8,6 +8,7 @@ import atexit
 import contextlib
 import math
 import os
+import random
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -111,8 +112,6 @@ def sampled_total(population: int, size: int, seed: int, count: Callable[[list[i
     """The total of ``count`` over items ``0..population-1``, counted on a seeded simple random
     sample of ``size`` of them (all, when there are no more), with the interval of its estimate
     (normal approximation, with the finite-population correction)."""
-    import random
-
     chosen = (
         sorted(random.Random(seed).sample(range(population), size)) if population > size else list(range(population))
     )
